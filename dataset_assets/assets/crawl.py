@@ -1,0 +1,99 @@
+"""`crawl_docs` [shard]: one landing file to clean, language-identified, deduplicated documents."""
+
+
+from typing import Optional
+
+from dagster import AssetExecutionContext, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+
+from dataset_assets.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats
+from dataset_assets.ingest import ingest_shard
+from dataset_assets.partitions import crawl_shards
+from dataset_assets.progress import Progress
+from dataset_assets.readers import ReadReport, UnsupportedShardError, shard_format
+from resources.lake import Lake
+from resources.landing import CrawlLanding
+
+ASSET = "crawl_docs"
+
+
+class CrawlDocsConfig(Config):
+    languages: Optional[list[str]] = ["en"]  # ISO codes to keep; null keeps every language
+    min_lang_score: float = 0.65  # fastText lid.176 probability below which a document is dropped
+    min_chars: int = 200  # extracted text shorter than this is dropped as too_short
+    max_chars: int = 100_000  # longer text is cut here and counted as capped
+    dedup_across_shards: bool = True  # drop documents whose content hash another shard already kept
+
+
+def hashes_of_other_shards(lake: Lake, shard: str) -> set[str]:
+    seen: set[str] = set()
+    for other in lake.partition_values(ASSET, "shard"):
+        if other != shard:
+            table = lake.read_partition(ASSET, {"shard": other}, columns=["content_hash"])
+            seen.update(table.column("content_hash").to_pylist())
+    return seen
+
+
+@asset(
+    partitions_def=crawl_shards,
+    group_name="ingest",
+    kinds={"parquet"},
+    code_version="1",
+    description="Clean documents of one crawl shard: main-content text, language, content hash, lineage.",
+)
+def crawl_docs(context: AssetExecutionContext, config: CrawlDocsConfig, lake: Lake, landing: CrawlLanding) -> MaterializeResult:
+    shard = context.partition_key
+    landing_file = landing.file(shard)
+    try:
+        shard_format(landing_file.name)
+    except UnsupportedShardError as exc:
+        raise Failure(description=str(exc), metadata={"file": landing_file.name}) from exc
+
+    seen = hashes_of_other_shards(lake, shard) if config.dedup_across_shards else set()
+    rules = DocumentRules(config.min_chars, config.max_chars, config.languages, config.min_lang_score)
+    stats, report = DocumentStats(), ReadReport()
+    progress = Progress(context.log.info, f"{shard}: bytes read", total=landing_file.size)
+
+    def opener():
+        return landing_file.path if landing.is_local() else landing.open(landing_file)
+
+    batches = ingest_shard(
+        shard,
+        landing_file.name,
+        opener,
+        rules,
+        seen,
+        stats,
+        report,
+        text_fields=tuple(landing.text_fields),
+        url_fields=tuple(landing.url_fields),
+        id_fields=tuple(landing.id_fields),
+        on_record=lambda: progress.update(report.position, f"{report.records} records, {stats.kept} documents kept"),
+    )
+    written = lake.write_partition(ASSET, {"shard": shard}, batches, DOCUMENT_SCHEMA)
+    if report.truncated:
+        context.log.warning(f"{landing_file.name} is damaged ({report.error}); kept the {stats.kept} documents before the break")
+    context.log.info(
+        f"{shard}: {report.records} records -> {stats.kept} documents; drops {dict(stats.drops)}"
+    )
+    return MaterializeResult(
+        metadata={
+            "rows": written.rows,
+            "bytes": written.bytes,
+            "path": MetadataValue.path(lake.uri(*lake.partition_parts(ASSET, {"shard": shard}))),
+            "source_file": landing_file.name,
+            "source_bytes": landing_file.size,
+            "format": report.format,
+            "crawl": report.crawl or "",
+            "records_read": report.records,
+            "empty_source": report.records == 0,
+            "truncated": report.truncated,
+            "read_error": report.error or "",
+            "capped": stats.capped,
+            "text_chars": stats.text_chars,
+            "drop_counts": MetadataValue.json(dict(stats.drops)),
+            "dropped": sum(stats.drops.values()),
+            "languages": MetadataValue.json(dict(stats.languages.most_common(20))),
+        },
+        data_version=DataVersion(written.data_version),
+    )
+

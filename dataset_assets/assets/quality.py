@@ -1,0 +1,128 @@
+"""`quality_classifier`: a fastText P(hq) model, trained DCLM-style or supplied, with its calibration."""
+
+
+import hashlib
+import os
+import random
+import tempfile
+from typing import Optional
+
+import numpy as np
+from dagster import AssetExecutionContext, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+
+from dataset_assets import settings
+from dataset_assets.assets.crawl import crawl_docs
+from dataset_assets.quality import classifier
+from dataset_assets.quality.reference import reference_documents
+from resources.lake import Lake, open_filesystem
+
+ASSET = "quality_classifier"
+MODEL = [ASSET, "model.bin"]
+CALIBRATION = [ASSET, "calibration.json"]
+
+
+class QualityClassifierConfig(Config):
+    model_path: Optional[str] = None  # a supplied fastText .bin (local path or s3://); null trains one
+    hq_label: str = classifier.HQ  # the label whose probability is P(hq)
+    reference: Optional[str] = None  # high-quality reference text; default QUALITY_REFERENCE
+    max_crawl_docs: int = 50_000  # crawl documents sampled as __label__cc examples and for calibration
+    epoch: int = 10
+    dim: int = 64
+    bucket: int = 200_000
+    word_ngrams: int = 2
+    seed: int = 0
+
+
+def sample_crawl_texts(lake: Lake, limit: int, seed: int) -> list[str]:
+    texts: list[str] = []
+    for shard in lake.partition_values("crawl_docs", "shard"):
+        texts.extend(lake.read_partition("crawl_docs", {"shard": shard}, columns=["text"]).column("text").to_pylist())
+    rng = random.Random(seed)
+    return rng.sample(texts, limit) if len(texts) > limit else texts
+
+
+def fetch_model(path: str, local_file: str) -> str:
+    fs, inner = open_filesystem(path)
+    with fs.open_input_stream(inner) as src, open(local_file, "wb") as dst:
+        while chunk := src.read(1 << 22):
+            dst.write(chunk)
+    return local_file
+
+
+@asset(
+    deps=[crawl_docs],
+    group_name="quality",
+    kinds={"fasttext"},
+    code_version="1",
+    description="fastText quality model (reference text as __label__hq vs crawl text as __label__cc) and score quantiles.",
+)
+def quality_classifier(context: AssetExecutionContext, config: QualityClassifierConfig, lake: Lake) -> MaterializeResult:
+    crawl_texts = sample_crawl_texts(lake, config.max_crawl_docs, config.seed)
+    if not crawl_texts:
+        raise Failure("no crawl_docs documents in the lake yet: materialise crawl_docs for at least one shard first")
+    reference = config.reference or settings.quality_reference()
+    hq_docs = reference_documents(reference)
+    hq = [seg for docs in hq_docs.values() for doc in docs for seg in classifier.segments(doc)]
+    rng = random.Random(config.seed)
+    cc = rng.sample(crawl_texts, min(len(crawl_texts), len(hq)))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local_model = os.path.join(tmp, "model.bin")
+        if config.model_path:
+            model = classifier.load(fetch_model(config.model_path, local_model))
+            labels = set(model.get_labels())
+            if config.hq_label not in labels:
+                raise Failure(f"supplied model {config.model_path} has no label {config.hq_label!r}; its labels: {sorted(labels)}")
+            heldout = [(classifier.HQ, t) for t in hq] + [(classifier.CC, t) for t in cc]
+            source, train_examples = f"supplied: {config.model_path}", 0
+        else:
+            params = classifier.TrainParams(
+                word_ngrams=config.word_ngrams, epoch=config.epoch, dim=config.dim, bucket=config.bucket, seed=config.seed
+            )
+            train_set, heldout = classifier.split_examples(hq, cc, params.holdout, config.seed)
+            context.log.info(f"training on {len(train_set)} examples ({len(hq)} hq segments, {len(cc)} crawl documents)")
+            model = classifier.train(train_set, params, local_model)
+            source, train_examples = "trained", len(train_set)
+        metrics = classifier.evaluate(model, heldout, config.hq_label)
+        scores = classifier.p_hq(model, crawl_texts, config.hq_label)
+        quantiles = classifier.quantiles(scores)
+        with open(local_model, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+        lake.put_file(MODEL, local_model)
+        model_bytes = os.path.getsize(local_model)
+
+    calibration = {
+        "hq_label": config.hq_label,
+        "quantiles": quantiles,
+        "calibration_documents": len(crawl_texts),
+        "source": source,
+        "model_sha256": digest,
+        **metrics,
+    }
+    lake.put_json(CALIBRATION, calibration)
+    context.log.info(f"quality classifier ({source}): {metrics}; median P(hq) {quantiles[50]:.3f}")
+    return MaterializeResult(
+        metadata={
+            "source": source,
+            "model_path": MetadataValue.path(lake.uri(*MODEL)),
+            "model_bytes": model_bytes,
+            "train_examples": train_examples,
+            "heldout_examples": metrics["heldout_examples"],
+            "precision": metrics["precision"],
+            "recall": metrics["recall"],
+            "roc_auc": metrics["roc_auc"],
+            "reference_documents": MetadataValue.json({k: len(v) for k, v in hq_docs.items()}),
+            "calibration_documents": len(crawl_texts),
+            "score_quantiles": MetadataValue.json({f"p{p}": round(quantiles[p], 4) for p in (1, 10, 25, 50, 75, 90, 99)}),
+            "mean_score": float(np.mean(scores)),
+        },
+        data_version=DataVersion(digest),
+    )
+
+
+def load_quality_model(lake: Lake, local_dir: str):
+    """The lake's model and calibration, ready to score."""
+    if not lake.exists(MODEL):
+        raise Failure(f"no quality model at {lake.uri(*MODEL)}: materialise quality_classifier first")
+    model = classifier.load(lake.download(MODEL, os.path.join(local_dir, "model.bin")))
+    return model, lake.get_json(CALIBRATION)

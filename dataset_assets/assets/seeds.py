@@ -1,0 +1,122 @@
+"""`seeds` [shard]: every document scored, kept or dropped with its reason; a blocking check guards it."""
+
+
+import tempfile
+from collections import Counter
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    Config,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from dataset_assets.assets.crawl import crawl_docs
+from dataset_assets.assets.quality import load_quality_model, quality_classifier
+from dataset_assets.partitions import crawl_shards
+from dataset_assets.progress import Progress
+from dataset_assets.quality.heuristics import GopherRules
+from dataset_assets.seeds import SEED_SCHEMA, KeepRule, select_seeds
+from resources.lake import Lake
+
+ASSET = "seeds"
+CHECK = "seeds_valid"
+
+
+class SeedsConfig(Config):
+    top_fraction: Optional[float] = 0.1  # keep documents at or above this calibrated top share (DCLM: ~10%)
+    min_score: Optional[float] = None  # alternatively keep P(hq) >= min_score (then set top_fraction to null)
+    min_words: int = 50
+    max_words: int = 100_000
+    min_mean_word_length: float = 3.0
+    max_mean_word_length: float = 10.0
+    max_symbol_word_ratio: float = 0.1
+    max_ellipsis_line_fraction: float = 0.3
+    min_alpha_word_fraction: float = 0.8
+    min_stop_words: int = 2
+    # The blocking check fails on an empty kept set only for shards with at least this many
+    # documents: with top_fraction 0.1 a 3-document shard is expected to keep nothing.
+    check_min_documents: int = 10
+
+
+def validate_seeds(table: pa.Table, source_rows: int, min_documents: int = 10) -> tuple[bool, dict]:
+    """No duplicate ids, scores in [0, 1], and a non-empty kept set unless the shard had fewer than
+    `min_documents` documents (an empty shard, or one too small to expect a seed)."""
+    ids = table.column("id").to_pylist()
+    duplicates = len(ids) - len(set(ids))
+    scores = table.column("quality_score").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
+    out_of_range = int(((scores < 0) | (scores > 1) | np.isnan(scores)).sum())
+    kept = int(sum(table.column("kept").to_pylist()))
+    ok = duplicates == 0 and out_of_range == 0 and (kept > 0 or source_rows < min_documents)
+    facts = {"duplicate_ids": duplicates, "scores_out_of_range": out_of_range, "kept": kept, "documents": source_rows}
+    return ok, {**facts, "empty_kept_allowed_below": min_documents}
+
+
+@asset(
+    partitions_def=crawl_shards,
+    deps=[crawl_docs, quality_classifier],
+    group_name="quality",
+    kinds={"parquet"},
+    code_version="1",
+    check_specs=[
+        AssetCheckSpec(CHECK, asset=ASSET, blocking=True, description="unique ids, scores in [0, 1], a non-empty kept set")
+    ],
+    description="Every crawl document with P(hq), its percentile, Gopher rules, `kept` and `drop_reason`.",
+)
+def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> MaterializeResult:
+    shard = context.partition_key
+    rule = KeepRule(top_fraction=config.top_fraction, min_score=config.min_score)
+    gopher = GopherRules(
+        config.min_words,
+        config.max_words,
+        config.min_mean_word_length,
+        config.max_mean_word_length,
+        config.max_symbol_word_ratio,
+        config.max_ellipsis_line_fraction,
+        config.min_alpha_word_fraction,
+        config.min_stop_words,
+    )
+    docs = lake.read_partition("crawl_docs", {"shard": shard})
+    progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        model, calibration = load_quality_model(lake, tmp)
+        scored = []
+        for batch in docs.to_batches(max_chunksize=2048):
+            scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"]))
+            progress.update(sum(b.num_rows for b in scored))
+    table = pa.Table.from_batches(scored, schema=SEED_SCHEMA)
+    written = lake.write_partition(ASSET, {"shard": shard}, table.to_batches(), SEED_SCHEMA)
+    ok, facts = validate_seeds(table, docs.num_rows, config.check_min_documents)
+    reasons = Counter(r for r in table.column("drop_reason").to_pylist() if r)
+    scores = table.column("quality_score").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(1)
+    context.log.info(f"{shard}: {facts['kept']} of {docs.num_rows} documents kept; drops {dict(reasons)}")
+    return MaterializeResult(
+        metadata={
+            "rows": written.rows,
+            "kept": facts["kept"],
+            "kept_share": facts["kept"] / docs.num_rows if docs.num_rows else 0.0,
+            "drop_counts": MetadataValue.json(dict(reasons)),
+            "bytes": written.bytes,
+            "path": MetadataValue.path(lake.uri(*lake.partition_parts(ASSET, {"shard": shard}))),
+            "mean_quality_score": float(scores.mean()),
+            "keep_rule": f"top {config.top_fraction:.0%}" if config.min_score is None else f"P(hq) >= {config.min_score}",
+        },
+        data_version=DataVersion(written.data_version),
+        check_results=[
+            AssetCheckResult(
+                check_name=CHECK,
+                passed=ok,
+                severity=AssetCheckSeverity.ERROR,
+                metadata=facts,
+                description=None if ok else f"seeds of {shard} failed validation: {facts}",
+            )
+        ],
+    )

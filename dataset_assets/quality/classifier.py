@@ -1,0 +1,156 @@
+"""DCLM-style fastText quality classifier: `__label__hq` reference text against `__label__cc` crawl text.
+
+Training, held-out evaluation (precision, recall, ROC-AUC), calibration quantiles and batched
+P(hq) scoring. Texts are folded the same way for training and scoring.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+HQ, CC = "__label__hq", "__label__cc"
+_TOKENS = re.compile(r"\w+|[^\w\s]", re.UNICODE)
+
+
+def fold(text: str, max_tokens: int = 1000) -> str:
+    """Lower-cased words and punctuation separated by single spaces, on one line."""
+    return " ".join(_TOKENS.findall(text.lower())[:max_tokens])
+
+
+def segments(text: str, size: int = 3000) -> list[str]:
+    """Cut long reference articles into paragraph-aligned pieces near crawl-document length."""
+    if len(text) <= size * 1.5:
+        return [text]
+    out, current = [], ""
+    for para in text.split("\n"):
+        if current and len(current) + len(para) > size:
+            out.append(current)
+            current = ""
+        current = f"{current}\n{para}" if current else para
+    if current:
+        out.append(current)
+    return out
+
+
+@dataclass
+class TrainParams:
+    word_ngrams: int = 2  # DCLM used word bigrams
+    epoch: int = 10
+    lr: float = 0.1
+    dim: int = 64
+    bucket: int = 200_000  # hashed n-gram buckets; 2M (fastText's default) makes an ~800 MB model
+    min_count: int = 1
+    holdout: float = 0.2
+    seed: int = 0
+
+
+def split_examples(hq: list[str], cc: list[str], holdout: float, seed: int):
+    rng = random.Random(seed)
+    examples = [(HQ, t) for t in hq] + [(CC, t) for t in cc]
+    rng.shuffle(examples)
+    n_test = max(1, int(len(examples) * holdout))
+    return examples[n_test:], examples[:n_test]
+
+
+def train(examples: list[tuple[str, str]], params: TrainParams, model_path: str):
+    import fasttext
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
+        for label, text in examples:
+            f.write(f"{label} {fold(text)}\n")
+        train_file = f.name
+    try:
+        model = fasttext.train_supervised(
+            input=train_file,
+            wordNgrams=params.word_ngrams,
+            epoch=params.epoch,
+            lr=params.lr,
+            dim=params.dim,
+            bucket=params.bucket,
+            minCount=params.min_count,
+            thread=1,  # one thread makes training deterministic for a given seed and data
+            seed=params.seed,
+            verbose=0,
+        )
+    finally:
+        os.unlink(train_file)
+    model.save_model(model_path)
+    return model
+
+
+def load(model_path: str):
+    import fasttext
+
+    return fasttext.load_model(model_path)
+
+
+def p_hq(model, texts: list[str], hq_label: str = HQ) -> np.ndarray:
+    """P(hq) for each text, in one batched fastText call."""
+    if not texts:
+        return np.zeros(0, dtype=np.float32)
+    labels, probs = model.predict([fold(t) for t in texts], k=2)
+    out = np.empty(len(texts), dtype=np.float32)
+    for i, (labs, ps) in enumerate(zip(labels, probs)):
+        score = 0.0
+        for lab, p in zip(labs, ps):
+            if lab == hq_label:
+                score = float(p)
+        out[i] = score
+    return np.clip(out, 0.0, 1.0)
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Mann-Whitney ROC-AUC with tied scores given half credit."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order), dtype=np.float64)
+    allscores = np.concatenate([pos, neg])[order]
+    i = 0
+    while i < len(allscores):  # average ranks over ties
+        j = i
+        while j + 1 < len(allscores) and allscores[j + 1] == allscores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def evaluate(model, heldout: list[tuple[str, str]], hq_label: str = HQ, threshold: float = 0.5) -> dict:
+    labels = np.array([1 if lab == HQ else 0 for lab, _ in heldout])
+    scores = p_hq(model, [t for _, t in heldout], hq_label)
+    predicted = scores >= threshold
+    tp = int((predicted & (labels == 1)).sum())
+    fp = int((predicted & (labels == 0)).sum())
+    fn = int((~predicted & (labels == 1)).sum())
+    return {
+        "heldout_examples": int(len(labels)),
+        "precision": tp / (tp + fp) if tp + fp else 0.0,
+        "recall": tp / (tp + fn) if tp + fn else 0.0,
+        "roc_auc": roc_auc(labels, scores),
+    }
+
+
+def quantiles(scores: np.ndarray) -> list[float]:
+    """101 quantiles (0th..100th percentile) of P(hq) over the calibration documents."""
+    if len(scores) == 0:
+        return [0.0] * 101
+    return [float(q) for q in np.quantile(scores, np.linspace(0, 1, 101))]
+
+
+def percentile(scores: np.ndarray, calibration: list[float]) -> np.ndarray:
+    """Percentile (0..100) of each score within the calibration distribution, interpolated."""
+    q = np.asarray(calibration, dtype=np.float64)
+    ranks = np.linspace(0, 100, len(q))
+    # Quantiles repeat where many documents share a score: interpolating from both ends and
+    # averaging gives such a score the middle of its tied percentile range.
+    low_end = np.interp(scores, q, ranks)
+    high_end = np.interp(-np.asarray(scores, dtype=np.float64), -q[::-1], ranks[::-1])
+    return ((low_end + high_end) / 2).astype(np.float32)

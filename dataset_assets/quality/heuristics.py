@@ -1,0 +1,49 @@
+"""Gopher-style quality rules (Rae et al. 2021): each failing rule is its own drop reason."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+_WORD = re.compile(r"\S+")
+_ALPHA = re.compile(r"[^\W\d_]", re.UNICODE)
+STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
+
+
+@dataclass
+class GopherRules:
+    min_words: int = 50
+    max_words: int = 100_000
+    min_mean_word_length: float = 3.0
+    max_mean_word_length: float = 10.0
+    max_symbol_word_ratio: float = 0.1  # '#' and '...' per word
+    max_ellipsis_line_fraction: float = 0.3
+    min_alpha_word_fraction: float = 0.8
+    min_stop_words: int = 2
+
+
+def gopher_reason(text: str, rules: GopherRules) -> Optional[str]:
+    """The first rule the text fails, as `gopher_<rule>`, or None when it passes them all."""
+    words = _WORD.findall(text)
+    n = len(words)
+    if n < rules.min_words or n > rules.max_words:
+        return "gopher_word_count"
+    mean_len = sum(len(w) for w in words) / n
+    if not rules.min_mean_word_length <= mean_len <= rules.max_mean_word_length:
+        return "gopher_mean_word_length"
+    symbols = text.count("#") + text.count("...") + text.count("\u2026")
+    if symbols / n > rules.max_symbol_word_ratio:
+        return "gopher_symbol_ratio"
+    lines = [l for l in text.split("\n") if l.strip()]
+    if lines:
+        ellipsis_lines = sum(l.rstrip().endswith(("...", "\u2026")) for l in lines)
+        if ellipsis_lines / len(lines) > rules.max_ellipsis_line_fraction:
+            return "gopher_ellipsis_lines"
+    alpha = sum(1 for w in words if _ALPHA.search(w))
+    if alpha / n < rules.min_alpha_word_fraction:
+        return "gopher_alpha_words"
+    lowered = {w.lower().strip(".,;:!?\"'()") for w in words}
+    if len(lowered & STOP_WORDS) < rules.min_stop_words:
+        return "gopher_stop_words"
+    return None

@@ -1,0 +1,63 @@
+"""Seed selection: P(hq), its calibrated percentile, Gopher rules and the keep rule, per document."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+
+from dataset_assets.documents import DOCUMENT_SCHEMA
+from dataset_assets.quality import classifier
+from dataset_assets.quality.heuristics import GopherRules, gopher_reason
+
+SEED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("quality_score", pa.float32()))
+SEED_SCHEMA = SEED_SCHEMA.append(pa.field("quality_percentile", pa.float32()))
+SEED_SCHEMA = SEED_SCHEMA.append(pa.field("kept", pa.bool_()))
+SEED_SCHEMA = SEED_SCHEMA.append(pa.field("drop_reason", pa.string()))
+
+
+@dataclass
+class KeepRule:
+    top_fraction: Optional[float] = 0.1  # keep the calibrated top share (DCLM kept about 10%)
+    min_score: Optional[float] = None  # or keep P(hq) >= this; set either, not both
+
+    def __post_init__(self):
+        if (self.top_fraction is None) == (self.min_score is None):
+            raise ValueError("seeds keep rule: set exactly one of top_fraction and min_score")
+        if self.top_fraction is not None and not 0 < self.top_fraction <= 1:
+            raise ValueError(f"seeds keep rule: top_fraction must be in (0, 1], got {self.top_fraction}")
+
+    def keeps(self, scores: np.ndarray, percentiles: np.ndarray) -> np.ndarray:
+        if self.min_score is not None:
+            return scores >= self.min_score
+        return percentiles >= 100.0 * (1.0 - self.top_fraction)
+
+
+def select_seeds(
+    docs: pa.RecordBatch,
+    model,
+    calibration: list[float],
+    rule: KeepRule,
+    gopher: GopherRules,
+    hq_label: str = classifier.HQ,
+) -> pa.RecordBatch:
+    """Every input document with its score, percentile, `kept` flag and `drop_reason`."""
+    texts = docs.column("text").to_pylist()
+    scores = classifier.p_hq(model, texts, hq_label)
+    percentiles = classifier.percentile(scores, calibration)
+    quality_ok = rule.keeps(scores, percentiles)
+    reasons = []
+    for text, ok in zip(texts, quality_ok):
+        reason = gopher_reason(text, gopher)
+        reasons.append(reason if reason else (None if ok else "low_quality"))
+    kept = [r is None for r in reasons]
+    columns = {name: docs.column(name) for name in DOCUMENT_SCHEMA.names}
+    columns.update(
+        quality_score=pa.array(scores, pa.float32()),
+        quality_percentile=pa.array(percentiles, pa.float32()),
+        kept=pa.array(kept, pa.bool_()),
+        drop_reason=pa.array(reasons, pa.string()),
+    )
+    return pa.RecordBatch.from_pydict(columns, schema=SEED_SCHEMA)
