@@ -1,0 +1,187 @@
+"""The assets through Dagster's own execution: crawl_docs, quality_classifier, seeds, the check, the sensor."""
+
+from __future__ import annotations
+
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+from dagster import DagsterInstance, build_sensor_context, materialize
+
+from dataset_assets.assets.crawl import crawl_docs
+from dataset_assets.assets.quality import quality_classifier
+from dataset_assets.assets.seeds import seeds
+from dataset_assets.partitions import crawl_shards
+from dataset_assets.sensors import crawl_landing_sensor
+from resources.lake import Lake
+from resources.landing import CrawlLanding
+from tests.conftest import CRAWL, QUALITY, english, write_jsonl_gz
+
+ASSETS = [crawl_docs, quality_classifier, seeds]
+
+
+def run(env, selection, partition_key=None, run_config=None, raise_on_error=True):
+    return materialize(
+        ASSETS,
+        selection=selection,
+        partition_key=partition_key,
+        resources=env["resources"],
+        instance=env["instance"],
+        run_config=run_config or {},
+        raise_on_error=raise_on_error,
+    )
+
+
+def metadata(result, asset_key):
+    mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
+    mats = [m for m in mats if m.asset_key == asset_key]
+    return {k: v.value for k, v in mats[-1].metadata.items()}
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("graph")
+    landing = root / "landing"
+    landing.mkdir()
+    for name in ("c4-en-sample-1000.jsonl.gz", "cc-main-2019-30-docs.jsonl.gz"):
+        shutil.copy(CRAWL / name, landing / name)
+    # Two shards that share documents: the second keeps only what the first did not.
+    shared = [{"id": f"s{i}", "text": english(i, "lighthouse"), "url": f"http://a/{i}"} for i in range(20)]
+    write_jsonl_gz(landing / "overlap-a.jsonl.gz", shared)
+    write_jsonl_gz(landing / "overlap-b.jsonl.gz", shared[:5] + [{"id": "new", "text": english(77, "harbour"), "url": "http://b"}])
+    (landing / "README.txt").write_text("not a shard")
+    instance = DagsterInstance.ephemeral()
+    resources = {"lake": Lake(root=str(root / "lake")), "landing": CrawlLanding(location=str(landing))}
+    instance.add_dynamic_partitions(crawl_shards.name, sorted(resources["landing"].files()))
+    e = {"root": root, "landing": landing, "instance": instance, "resources": resources, "lake": resources["lake"]}
+    e["crawl"] = {}
+    for key in ("c4-en-sample-1000.jsonl.gz", "cc-main-2019-30-docs.jsonl.gz", "overlap-a.jsonl.gz", "overlap-b.jsonl.gz"):
+        e["crawl"][key] = metadata(run(e, [crawl_docs], key), crawl_docs.key)
+    e["classifier"] = metadata(
+        run(e, [quality_classifier], run_config={"ops": {"quality_classifier": {"config": {"reference": str(QUALITY)}}}}),
+        quality_classifier.key,
+    )
+    return e
+
+
+def test_crawl_docs_rows_follow_the_document_contract(env):
+    table = env["lake"].read_partition("crawl_docs", {"shard": "c4-en-sample-1000.jsonl.gz"})
+    for column in ("id", "text", "url", "shard", "crawl", "lang", "lang_score", "content_hash"):
+        assert column in table.column_names
+    assert table.num_rows == env["crawl"]["c4-en-sample-1000.jsonl.gz"]["rows"] > 900
+    assert len(set(table.column("id").to_pylist())) == table.num_rows
+    meta = env["crawl"]["c4-en-sample-1000.jsonl.gz"]
+    assert meta["drop_counts"]["too_short"] > 0 and meta["languages"]["en"] > 900 and meta["truncated"] is False
+
+
+def test_duplicates_against_an_already_materialised_shard_are_dropped(env):
+    b = env["crawl"]["overlap-b.jsonl.gz"]
+    assert b["rows"] == 1 and b["drop_counts"] == {"duplicate": 5}
+    kept = env["lake"].read_partition("crawl_docs", {"shard": "overlap-b.jsonl.gz"}).column("record_key").to_pylist()
+    assert kept == ["new"]
+
+
+def test_a_non_shard_file_fails_only_its_own_partition(env):
+    result = run(env, [crawl_docs], "README.txt", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = str(failure.event_specific_data.error.message) + str(failure.event_specific_data.error.cause)
+    assert "README.txt" in message and "Accepted formats" in message and ".warc.gz" in message
+    assert not env["lake"].has_partition("crawl_docs", {"shard": "README.txt"})
+    assert env["lake"].has_partition("crawl_docs", {"shard": "c4-en-sample-1000.jsonl.gz"})
+
+
+def test_classifier_is_trained_evaluated_and_stored(env):
+    meta = env["classifier"]
+    assert meta["source"] == "trained" and meta["roc_auc"] > 0.85 and 0 < meta["precision"] <= 1
+    assert meta["score_quantiles"]["p10"] <= meta["score_quantiles"]["p50"] <= meta["score_quantiles"]["p90"]
+    assert env["lake"].exists(["quality_classifier", "model.bin"])
+    assert len(env["lake"].get_json(["quality_classifier", "calibration.json"])["quantiles"]) == 101
+
+
+def test_seeds_score_every_document_and_pass_the_blocking_check(env):
+    key = "c4-en-sample-1000.jsonl.gz"
+    result = run(env, [seeds], key)
+    check = result.get_asset_check_evaluations()[0]
+    assert check.passed and check.check_name == "seeds_valid"
+    table = env["lake"].read_partition("seeds", {"shard": key})
+    rows = table.to_pylist()
+    assert len(rows) == env["crawl"][key]["rows"]
+    kept = [r for r in rows if r["kept"]]
+    assert kept and all(r["drop_reason"] is None for r in kept)
+    assert all(not r["kept"] and r["drop_reason"] for r in rows if not r["kept"])
+    assert 0.05 < len([r for r in kept]) / len(rows) < 0.2  # about the top 10% after Gopher rules
+    assert all(0 <= r["quality_score"] <= 1 for r in rows)
+    reasons = {r["drop_reason"] for r in rows} - {None}
+    assert "low_quality" in reasons and any(r.startswith("gopher_") for r in reasons)
+
+
+def test_blocking_check_fails_the_run_when_nothing_is_kept(env):
+    result = run(
+        env,
+        [seeds],
+        "cc-main-2019-30-docs.jsonl.gz",
+        run_config={"ops": {"seeds": {"config": {"top_fraction": None, "min_score": 1.5}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    check = result.get_asset_check_evaluations()[0]
+    assert not check.passed and check.metadata["kept"].value == 0
+
+
+def test_supplied_model_is_loaded_instead_of_trained(env, tmp_path):
+    supplied = tmp_path / "dclm-like.bin"
+    env["lake"].download(["quality_classifier", "model.bin"], str(supplied))
+    result = run(
+        env,
+        [quality_classifier],
+        run_config={"ops": {"quality_classifier": {"config": {"model_path": str(supplied), "reference": str(QUALITY)}}}},
+    )
+    meta = metadata(result, quality_classifier.key)
+    assert meta["source"] == f"supplied: {supplied}" and meta["train_examples"] == 0 and meta["roc_auc"] > 0.85
+
+
+def test_supplied_model_without_the_hq_label_is_refused(env, tmp_path):
+    supplied = tmp_path / "m.bin"
+    env["lake"].download(["quality_classifier", "model.bin"], str(supplied))
+    result = run(
+        env,
+        [quality_classifier],
+        run_config={"ops": {"quality_classifier": {"config": {"model_path": str(supplied), "hq_label": "__label__good"}}}},
+        raise_on_error=False,
+    )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "__label__good" in failure.event_specific_data.error.message
+
+
+def test_truncated_shard_is_marked_in_metadata_and_keeps_earlier_documents(env):
+    data = (CRAWL / "c4-en-sample-1000.jsonl.gz").read_bytes()
+    (env["landing"] / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])
+    env["instance"].add_dynamic_partitions(crawl_shards.name, ["cut.jsonl.gz"])
+    meta = metadata(
+        run(env, [crawl_docs], "cut.jsonl.gz", run_config={"ops": {"crawl_docs": {"config": {"dedup_across_shards": False}}}}),
+        crawl_docs.key,
+    )
+    assert meta["truncated"] is True and "cut short" in meta["read_error"] and 300 < meta["rows"] < 1000
+
+
+def test_sensor_adds_new_shards_and_requests_their_runs(tmp_path):
+    landing = tmp_path / "landing"
+    (landing / "sub").mkdir(parents=True)
+    write_jsonl_gz(landing / "one.jsonl.gz", [{"text": english(1)}])
+    write_jsonl_gz(landing / "sub" / "two two.jsonl.gz", [{"text": english(2)}])
+    (landing / "three.warc.gz.tmp").write_bytes(b"still uploading")
+    instance = DagsterInstance.ephemeral()
+    resource = CrawlLanding(location=str(landing))
+    result = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource}))
+    assert [r.partition_key for r in result.run_requests] == ["one.jsonl.gz", "sub__two_two.jsonl.gz"]
+    assert result.dynamic_partitions_requests[0].partition_keys == ["one.jsonl.gz", "sub__two_two.jsonl.gz"]
+    instance.add_dynamic_partitions(crawl_shards.name, ["one.jsonl.gz", "sub__two_two.jsonl.gz"])
+    again = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource}))
+    assert not getattr(again, "run_requests", None)  # nothing new: a SkipReason
+
+
+def test_parquet_written_by_crawl_docs_is_zstd(env):
+    path = env["lake"].partition_files("crawl_docs", {"shard": "c4-en-sample-1000.jsonl.gz"})[0]
+    assert pq.ParquetFile(path).metadata.row_group(0).column(1).compression.lower() == "zstd"

@@ -1,0 +1,109 @@
+"""Quality classifier maths, Gopher rules and seed selection."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from dataset_assets.quality import classifier
+from dataset_assets.quality.heuristics import GopherRules, gopher_reason
+from dataset_assets.quality.reference import reference_documents, wikitext_articles
+from dataset_assets.seeds import KeepRule
+from tests.conftest import QUALITY, english
+
+
+def test_roc_auc_known_values():
+    labels = np.array([1, 1, 0, 0])
+    assert classifier.roc_auc(labels, np.array([0.9, 0.8, 0.2, 0.1])) == 1.0
+    assert classifier.roc_auc(labels, np.array([0.1, 0.2, 0.8, 0.9])) == 0.0
+    assert classifier.roc_auc(labels, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
+    assert classifier.roc_auc(np.array([1, 0, 1, 0]), np.array([0.9, 0.7, 0.6, 0.1])) == 0.75
+
+
+def test_percentile_against_calibration_quantiles():
+    calibration = classifier.quantiles(np.linspace(0, 1, 1001))
+    pct = classifier.percentile(np.array([0.0, 0.25, 0.9, 1.0]), calibration)
+    assert np.allclose(pct, [0, 25, 90, 100], atol=0.2)
+    tied = classifier.quantiles(np.array([0.0] * 50 + list(np.linspace(0.1, 1, 50))))
+    assert 20 < classifier.percentile(np.array([0.0]), tied)[0] < 30  # middle of the tied range
+
+
+def test_keep_rule_top_fraction_and_threshold():
+    scores = np.array([0.1, 0.5, 0.95])
+    pct = np.array([10.0, 50.0, 95.0])
+    assert KeepRule(top_fraction=0.1).keeps(scores, pct).tolist() == [False, False, True]
+    assert KeepRule(top_fraction=None, min_score=0.4).keeps(scores, pct).tolist() == [False, True, True]
+    with pytest.raises(ValueError, match="exactly one"):
+        KeepRule(top_fraction=0.1, min_score=0.5)
+
+
+GOOD = english(1) + " " + english(2)
+
+
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        (GOOD, None),
+        ("the and of " * 5, "gopher_word_count"),
+        (" ".join(["a"] * 60) + " the and", "gopher_mean_word_length"),
+        (" ".join(["supercalifragilistic"] * 60) + " the and", "gopher_mean_word_length"),
+        (GOOD + " #" * 40, "gopher_symbol_ratio"),
+        ("\n".join(f"{english(i)[:80]}..." for i in range(6)), "gopher_ellipsis_lines"),
+        (GOOD + " " + " ".join(["1234", "5678", "|", "--"] * 20), "gopher_alpha_words"),
+        (" ".join(["river", "bridge", "market", "stone", "granite"] * 15), "gopher_stop_words"),
+    ],
+)
+def test_each_gopher_rule_drops_with_its_own_reason(text, reason):
+    assert gopher_reason(text, GopherRules()) == reason
+
+
+def test_wikitext_is_split_into_articles_and_detokenised():
+    lines = [" = First = \n", " The river @-@ side town , known for <unk> bridges . \n", " = = Section = = \n", " More text . \n", " = Second = \n", " Body . \n"]
+    articles = list(wikitext_articles(iter(lines)))
+    assert len(articles) == 2
+    assert articles[0] == "The river-side town, known for bridges.\nSection\nMore text."
+
+
+def test_reference_corpora_load_from_shared_data():
+    docs = reference_documents(str(QUALITY))
+    assert set(docs) == {"abc-news-lee.txt", "enwiki-206-pages.xml.bz2", "wikitext-2-valid.txt"}
+    assert len(docs["enwiki-206-pages.xml.bz2"]) > 50 and not any("{{" in d for d in docs["enwiki-206-pages.xml.bz2"][:20])
+    assert all("@-@" not in d for d in docs["wikitext-2-valid.txt"])
+
+
+def test_trained_classifier_separates_reference_from_crawl_junk(tmp_path):
+    hq = [seg for docs in reference_documents(str(QUALITY)).values() for d in docs for seg in classifier.segments(d)]
+    rng = np.random.default_rng(0)
+    vocab = ["buy", "cheap", "click", "here", "login", "cart", "sale", "free", "shipping", "menu", "home", "contact", "cookie", "accept"]
+    cc = [" ".join(rng.choice(vocab, 120)) for _ in range(len(hq))]
+    train, heldout = classifier.split_examples(hq, cc, 0.2, 0)
+    model = classifier.train(train, classifier.TrainParams(epoch=5), str(tmp_path / "m.bin"))
+    metrics = classifier.evaluate(model, heldout)
+    assert metrics["roc_auc"] > 0.95 and metrics["precision"] > 0.9 and metrics["recall"] > 0.9
+    scores = classifier.p_hq(model, [hq[0], cc[0]])
+    assert scores.dtype == np.float32 and ((0 <= scores) & (scores <= 1)).all() and scores[0] > scores[1]
+    reloaded = classifier.load(str(tmp_path / "m.bin"))
+    assert np.allclose(classifier.p_hq(reloaded, [hq[0]]), scores[:1])
+
+
+def test_seed_rows_carry_score_percentile_and_reason(tmp_path):
+    from dataset_assets.documents import DOCUMENT_SCHEMA
+    from dataset_assets.seeds import SEED_SCHEMA, select_seeds
+
+    hq = [english(i, "physics") for i in range(50)]
+    cc = [" ".join(["buy now cheap deal"] * 40) + f" {i}" for i in range(50)]
+    model = classifier.train(classifier.split_examples(hq, cc, 0.1, 0)[0], classifier.TrainParams(epoch=5), str(tmp_path / "m.bin"))
+    texts = [english(99, "physics") + " " + english(98, "physics"), "short text", " ".join(["buy now cheap deal"] * 40)]
+    docs = pa.RecordBatch.from_pylist(
+        [{name: (t if name == "text" else None) for name in DOCUMENT_SCHEMA.names} | {"id": str(i)} for i, t in enumerate(texts)],
+        schema=DOCUMENT_SCHEMA,
+    )
+    calibration = classifier.quantiles(classifier.p_hq(model, hq + cc))
+    out = select_seeds(docs, model, calibration, KeepRule(top_fraction=0.5), GopherRules())
+    assert out.schema == SEED_SCHEMA
+    rows = out.to_pylist()
+    assert rows[0]["kept"] and rows[0]["drop_reason"] is None
+    assert rows[1]["drop_reason"] == "gopher_word_count" and not rows[1]["kept"]
+    assert rows[2]["drop_reason"] in ("low_quality", "gopher_stop_words")
+    assert rows[0]["quality_percentile"] > rows[2]["quality_percentile"]
