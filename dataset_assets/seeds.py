@@ -48,10 +48,11 @@ def select_seeds(
     scores = classifier.p_hq(model, texts, hq_label)
     percentiles = classifier.percentile(scores, calibration)
     quality_ok = rule.keeps(scores, percentiles)
-    reasons = []
-    for text, ok in zip(texts, quality_ok):
-        reason = gopher_reason(text, gopher)
-        reasons.append(reason if reason else (None if ok else "low_quality"))
+    # The quality rule runs first (one batched fastText call); the Gopher rules then run only on
+    # what it keeps, so a document's drop_reason is the first filter it failed in that order.
+    reasons = [None if ok else "low_quality" for ok in quality_ok]
+    for i in np.flatnonzero(quality_ok):
+        reasons[i] = gopher_reason(texts[i], gopher)
     kept = [r is None for r in reasons]
     columns = {name: docs.column(name) for name in DOCUMENT_SCHEMA.names}
     columns.update(

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import tempfile
 from dataclasses import dataclass
 
 import numpy as np
 
 HQ, CC = "__label__hq", "__label__cc"
-_TOKENS = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
-def fold(text: str, max_tokens: int = 1000) -> str:
-    """Lower-cased words and punctuation separated by single spaces, on one line."""
-    return " ".join(_TOKENS.findall(text.lower())[:max_tokens])
+def fold(text: str) -> str:
+    """One line per document, as DCLM's classifier was trained and applied: newlines become spaces.
+
+    Nothing else is changed, so a supplied DCLM model sees text the way it was trained on, and
+    fastText's own C++ whitespace tokenizer does the rest.
+    """
+    return text.replace("\n", " ")
 
 
 def segments(text: str, size: int = 3000) -> list[str]:
@@ -91,18 +93,17 @@ def load(model_path: str):
 
 
 def p_hq(model, texts: list[str], hq_label: str = HQ) -> np.ndarray:
-    """P(hq) for each text, in one batched fastText call."""
+    """P(hq) for each text, in one batched fastText call (two-label models: P(hq) = 1 - P(other))."""
     if not texts:
         return np.zeros(0, dtype=np.float32)
-    labels, probs = model.predict([fold(t) for t in texts], k=2)
-    out = np.empty(len(texts), dtype=np.float32)
-    for i, (labs, ps) in enumerate(zip(labels, probs)):
-        score = 0.0
-        for lab, p in zip(labs, ps):
-            if lab == hq_label:
-                score = float(p)
-        out[i] = score
-    return np.clip(out, 0.0, 1.0)
+    lines = [fold(t) for t in texts]
+    if len(model.get_labels()) > 2:  # a multi-class model: read P(hq) among all labels
+        labels, probs = model.predict(lines, k=-1)
+        return np.array([dict(zip(l, p)).get(hq_label, 0.0) for l, p in zip(labels, probs)], dtype=np.float32).clip(0, 1)
+    labels, probs = model.predict(lines, k=1)
+    top = np.fromiter((p[0] for p in probs), dtype=np.float32, count=len(texts))
+    is_hq = np.fromiter((lab[0] == hq_label for lab in labels), dtype=bool, count=len(texts))
+    return np.clip(np.where(is_hq, top, 1.0 - top), 0.0, 1.0)
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:

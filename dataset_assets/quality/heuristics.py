@@ -6,8 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-_WORD = re.compile(r"\S+")
-_ALPHA = re.compile(r"[^\W\d_]", re.UNICODE)
+_ALPHA_WORD = re.compile(r"\S*[^\W\d_]\S*", re.UNICODE)  # a word with at least one letter
 STOP_WORDS = frozenset({"the", "be", "to", "of", "and", "that", "have", "with"})
 
 
@@ -25,7 +24,7 @@ class GopherRules:
 
 def gopher_reason(text: str, rules: GopherRules) -> Optional[str]:
     """The first rule the text fails, as `gopher_<rule>`, or None when it passes them all."""
-    words = _WORD.findall(text)
+    words = text.split()
     n = len(words)
     if n < rules.min_words or n > rules.max_words:
         return "gopher_word_count"
@@ -40,10 +39,10 @@ def gopher_reason(text: str, rules: GopherRules) -> Optional[str]:
         ellipsis_lines = sum(l.rstrip().endswith(("...", "\u2026")) for l in lines)
         if ellipsis_lines / len(lines) > rules.max_ellipsis_line_fraction:
             return "gopher_ellipsis_lines"
-    alpha = sum(1 for w in words if _ALPHA.search(w))
+    alpha = len(_ALPHA_WORD.findall(text))
     if alpha / n < rules.min_alpha_word_fraction:
         return "gopher_alpha_words"
-    lowered = {w.lower().strip(".,;:!?\"'()") for w in words}
-    if len(lowered & STOP_WORDS) < rules.min_stop_words:
+    present = {w.strip(".,;:!?\"'()").lower() for w in words if len(w) <= 6} & STOP_WORDS
+    if len(present) < rules.min_stop_words:
         return "gopher_stop_words"
     return None

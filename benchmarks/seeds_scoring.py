@@ -1,0 +1,90 @@
+"""`seeds` scoring throughput against bare batched fastText predict on the same texts, one core.
+
+Usage: python benchmarks/seeds_scoring.py [--repeat-corpus 8] [--repeats 5]
+
+Both sides get the same English crawl documents (the sample shards, ingested with the project's
+default rules) and the same trained quality model. "bare" is `model.predict(lines, k=1)` on the
+texts with newlines replaced (what fastText needs); "scoring" is the project's P(hq) plus the
+calibrated percentile; "seeds" is the whole per-document selection (scoring, keep rule, Gopher
+rules on the survivors, Arrow output) without lake I/O. Runs are interleaved; medians reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from benchmarks.common import SHARED, median, pin_to_one_core, timed, write_result  # noqa: E402
+from dataset_assets.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats  # noqa: E402
+from dataset_assets.ingest import ingest_shard  # noqa: E402
+from dataset_assets.quality import classifier  # noqa: E402
+from dataset_assets.quality.heuristics import GopherRules  # noqa: E402
+from dataset_assets.quality.reference import reference_documents  # noqa: E402
+from dataset_assets.readers import ReadReport  # noqa: E402
+from dataset_assets.seeds import KeepRule, select_seeds  # noqa: E402
+
+
+def crawl_documents() -> pa.Table:
+    batches, seen = [], set()
+    for path in sorted((SHARED / "crawl").iterdir()):
+        batches += ingest_shard(path.name, path.name, lambda p=path: str(p), DocumentRules(), seen, DocumentStats(), ReadReport())
+    return pa.Table.from_batches(batches, schema=DOCUMENT_SCHEMA)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeat-corpus", type=int, default=8, help="repeat the sample documents this many times")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    core = pin_to_one_core()
+
+    docs = crawl_documents()
+    table = pa.concat_tables([docs] * args.repeat_corpus)
+    texts = table.column("text").to_pylist()
+    hq = [s for d in reference_documents(str(SHARED / "quality")).values() for doc in d for s in classifier.segments(doc)]
+    cc = docs.column("text").to_pylist()[: len(hq)]
+    with tempfile.TemporaryDirectory() as tmp:
+        model = classifier.train(classifier.split_examples(hq, cc, 0.2, 0)[0], classifier.TrainParams(), f"{tmp}/m.bin")
+    calibration = classifier.quantiles(classifier.p_hq(model, docs.column("text").to_pylist()))
+    batches = table.to_batches(max_chunksize=2048)
+
+    def bare():
+        model.predict([t.replace("\n", " ") for t in texts], k=1)
+
+    def scoring():
+        classifier.percentile(classifier.p_hq(model, texts), calibration)
+
+    def seeds():
+        for b in batches:
+            select_seeds(b, model, calibration, KeepRule(), GopherRules())
+
+    runs = {"bare": [], "scoring": [], "seeds": []}
+    for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits all sides alike
+        for name, fn in (("bare", bare), ("scoring", scoring), ("seeds", seeds)):
+            runs[name] += timed(fn, 1)
+    n = len(texts)
+    rate = {k: n / median(v) for k, v in runs.items()}
+    write_result(
+        "seeds_scoring",
+        {
+            "command": f"python benchmarks/seeds_scoring.py --repeat-corpus {args.repeat_corpus} --repeats {args.repeats}",
+            "pinned_core": core,
+            "documents": n,
+            "mean_chars": float(np.mean([len(t) for t in texts])),
+            "docs_per_s": {k: round(v, 1) for k, v in rate.items()},
+            "scoring_vs_bare": round(rate["scoring"] / rate["bare"], 3),
+            "seeds_vs_bare": round(rate["seeds"] / rate["bare"], 3),
+            "goal": "scoring_vs_bare >= 0.9",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
