@@ -22,7 +22,11 @@ def _prepare_environment(args: argparse.Namespace) -> None:
         os.environ["DATASET_LAKE"] = args.lake if "://" in args.lake else str(Path(args.lake).resolve())
     if not os.environ.get("DAGSTER_HOME"):
         os.environ["DAGSTER_HOME"] = str(settings.PROJECT_ROOT / "data" / "dagster_home")
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ["DAGSTER_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        # No network here and none needed: keep the instance from trying to send telemetry.
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
 
 
 def register_shards(instance, landing) -> list[str]:
@@ -66,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 asset_selection=[AssetKey(name)],
                 raise_on_error=False,
                 tags={"dagster/from": "dataset-assets cli"},
+                run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
             )
             status = "ok" if result.success else "FAILED"
             print(f"{status:6} {label} ({time.monotonic() - start:.1f} s, run {result.run_id[:8]})", flush=True)
@@ -87,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--landing", help="landing location: directory or s3://bucket/prefix (default CRAWL_LANDING)")
     run.add_argument("--lake", help="lake root: directory or s3://bucket/prefix (default DATASET_LAKE)")
     run.add_argument("--select", help="comma-separated assets (default: all)")
+    run.add_argument("--log-level", default="INFO", help="Dagster console log level (DEBUG shows every event)")
     run.set_defaults(func=cmd_run)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -22,3 +22,15 @@ def quality_reference() -> str:
 
 def deployment() -> str:
     return os.environ.get("DAGSTER_DEPLOYMENT", "local")
+
+
+def prompts_dir() -> str:
+    return os.environ.get("REPHRASE_PROMPTS") or str(PROJECT_ROOT / "prompts")
+
+
+def recipes_dir() -> str:
+    return os.environ.get("MIXTURE_RECIPES") or str(PROJECT_ROOT / "recipes")
+
+
+def references_dir() -> str:
+    return os.environ.get("STATS_REFERENCES") or str(PROJECT_ROOT.parent / "shared" / "data" / "reference")
