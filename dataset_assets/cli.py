@@ -11,8 +11,8 @@ from pathlib import Path
 
 from dataset_assets import settings
 
-# Stages in dependency order; partitioned stages run once per shard.
-STAGES = [("crawl_docs", True), ("quality_classifier", False), ("seeds", True)]
+# Stages in dependency order: per shard, once, per shard, then rectangles of shard x strategy.
+STAGES = [("crawl_docs", "shard"), ("quality_classifier", None), ("seeds", "shard"), ("rephrased", "shard x strategy")]
 
 
 def _prepare_environment(args: argparse.Namespace) -> None:
@@ -41,47 +41,128 @@ def register_shards(instance, landing) -> list[str]:
     return keys
 
 
+def rectangles(needed: set[tuple[str, str]], shard_order: list[str], strategy_order: list[str]) -> list[tuple[list[str], list[str]]]:
+    """Cover the needed (shard, strategy) pairs exactly with few shard-range x strategy-range blocks.
+
+    Dagster runs a multi-partition range as a rectangle in each dimension's own order, and one run
+    loads the engine once, so fewer, larger rectangles mean fewer model loads.
+    """
+    runs_by_strategy: dict[str, tuple[tuple[int, int], ...]] = {}
+    for strategy in strategy_order:
+        idx = [i for i, shard in enumerate(shard_order) if (shard, strategy) in needed]
+        spans, start = [], None
+        for j, i in enumerate(idx):
+            if start is None:
+                start = i
+            if j + 1 == len(idx) or idx[j + 1] != i + 1:
+                spans.append((start, i))
+                start = None
+        if spans:
+            runs_by_strategy[strategy] = tuple(spans)
+    blocks: list[tuple[list[str], list[str]]] = []
+    previous: tuple | None = None
+    for strategy in strategy_order:
+        spans = runs_by_strategy.get(strategy)
+        if spans and spans == previous:
+            for block, (a, b) in zip(blocks[-len(spans):], spans):
+                block[1].append(strategy)
+        elif spans:
+            blocks.extend(([*shard_order[a : b + 1]], [strategy]) for a, b in spans)
+        previous = spans
+    return blocks
+
+
+def _report(label: str, result, start: float, failures: list[str]) -> None:
+    status = "ok" if result.success else "FAILED"
+    print(f"{status:6} {label} ({time.monotonic() - start:.1f} s, run {result.run_id[:8]})", flush=True)
+    if result.success:
+        return
+    failures.append(label)
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
+        if error is not None:
+            print(f"       {error.message.strip().splitlines()[0]}", file=sys.stderr)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _prepare_environment(args)
     from dagster import AssetKey, DagsterInstance
+
+    from dataset_assets.rephrase import partition_status, with_output_cap
+    from dataset_assets.strategies import load_strategies
 
     definitions = importlib.import_module("dataset_assets.definitions")
     defs = definitions.defs
     instance = DagsterInstance.get()
     landing = defs.resources["landing"]
     keys = register_shards(instance, landing)
-    selected = [s.strip() for s in args.select.split(",")] if args.select else [name for name, _ in STAGES]
-    unknown = [s for s in selected if s not in dict(STAGES)]
+    stage_names = [name for name, _ in STAGES]
+    selected = [s.strip() for s in args.select.split(",")] if args.select else stage_names
+    unknown = [s for s in selected if s not in stage_names]
     if unknown:
-        print(f"unknown asset(s) {unknown}; known: {[n for n, _ in STAGES]}", file=sys.stderr)
+        print(f"unknown asset(s) {unknown}; known: {stage_names}", file=sys.stderr)
+        return 2
+    strategies = load_strategies(settings.prompts_dir())
+    chosen = [s.strip() for s in args.strategies.split(",")] if args.strategies else sorted(strategies)
+    missing = [s for s in chosen if s not in strategies]
+    if missing:
+        print(f"unknown strategy(ies) {missing}; prompts/ has: {sorted(strategies)}", file=sys.stderr)
         return 2
     print(f"landing {os.environ['CRAWL_LANDING']}: {len(keys)} shards; lake {os.environ['DATASET_LAKE']}")
     job = defs.resolve_implicit_global_asset_job_def()
-    failures = []
-    for name, partitioned in STAGES:
+    logging = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
+    failures: list[str] = []
+
+    def execute(name: str, label: str, partition_key=None, tags=None, config=None):
+        start = time.monotonic()
+        run_config = {**logging, **({"ops": {name: {"config": config}}} if config else {})}
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=partition_key,
+            asset_selection=[AssetKey(name)],
+            raise_on_error=False,
+            tags={"dagster/from": "dataset-assets cli", **(tags or {})},
+            run_config=run_config,
+        )
+        _report(label, result, start, failures)
+
+    for name, partitioning in STAGES:
         if name not in selected:
             continue
-        for key in keys if partitioned else [None]:
-            label = f"{name}[{key}]" if key else name
-            start = time.monotonic()
-            result = job.execute_in_process(
-                instance=instance,
-                partition_key=key,
-                asset_selection=[AssetKey(name)],
-                raise_on_error=False,
-                tags={"dagster/from": "dataset-assets cli"},
-                run_config={"loggers": {"console": {"config": {"log_level": args.log_level}}}},
-            )
-            status = "ok" if result.success else "FAILED"
-            print(f"{status:6} {label} ({time.monotonic() - start:.1f} s, run {result.run_id[:8]})", flush=True)
-            if not result.success:
-                failures.append(label)
-                for event in result.all_events:
-                    if event.is_failure and event.event_specific_data and getattr(event.event_specific_data, "error", None):
-                        print(f"       {event.event_specific_data.error.message.strip().splitlines()[0]}", file=sys.stderr)
+        if partitioning is None:
+            execute(name, name)
+        elif partitioning == "shard":
+            for key in keys:
+                execute(name, f"{name}[{key}]", partition_key=key)
+        else:
+            engine = defs.resources["engine"]
+            effective = {k: with_output_cap(strategies[k], args.max_output_tokens) for k in chosen}
+            status = partition_status(defs.resources["lake"], effective, keys, engine.generator)
+            needed = {pair for pair, state in status.items() if state != "current"}
+            print(f"rephrased: {len(needed)} of {len(status)} partitions missing or outdated "
+                  f"({sum(v == 'outdated' for v in status.values())} outdated)")
+            shard_order = [k for k in instance.get_dynamic_partitions("crawl_shards") if k in keys]
+            strategy_order = sorted(strategies)
+            for shards, names in rectangles(needed, shard_order, strategy_order):
+                tags = {
+                    "dagster/asset_partition_range_start": f"{shards[0]}|{names[0]}",
+                    "dagster/asset_partition_range_end": f"{shards[-1]}|{names[-1]}",
+                }
+                label = f"rephrased[{shards[0]}..{shards[-1]} x {','.join(names)}]"
+                config = {"chunk_docs": args.chunk_docs, "max_output_tokens": args.max_output_tokens}
+                execute(name, label, tags=tags, config=config)
     if failures:
         print(f"{len(failures)} step(s) failed: {', '.join(failures)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_tiny_model(args: argparse.Namespace) -> int:
+    from dataset_assets.tiny_model import write_tiny_model
+
+    start = time.monotonic()
+    out = write_tiny_model(args.dir, tokenizer_json=args.tokenizer, seed=args.seed)
+    print(f"wrote a random-weight Llama checkpoint to {out} in {time.monotonic() - start:.1f} s (its text is noise)")
     return 0
 
 
@@ -93,7 +174,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--lake", help="lake root: directory or s3://bucket/prefix (default DATASET_LAKE)")
     run.add_argument("--select", help="comma-separated assets (default: all)")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level (DEBUG shows every event)")
+    run.add_argument("--strategies", help="comma-separated strategies for rephrased (default: every prompts/*.toml)")
+    run.add_argument("--chunk-docs", type=int, default=16, help="source documents per committed rephrasing chunk")
+    run.add_argument("--max-output-tokens", type=int, help="cap every strategy's output limit (CPU demos)")
     run.set_defaults(func=cmd_run)
+    tiny = sub.add_parser("tiny-model", help="write a tiny random-weight Llama checkpoint (for CPU demos and tests)")
+    tiny.add_argument("dir")
+    tiny.add_argument("--tokenizer", help="tokenizer.json to use (default: ../shared/data/tokenizers/gpt2-tokenizer.json)")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(func=cmd_tiny_model)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -34,3 +34,20 @@ def recipes_dir() -> str:
 
 def references_dir() -> str:
     return os.environ.get("STATS_REFERENCES") or str(PROJECT_ROOT.parent / "shared" / "data" / "reference")
+
+
+def default_model_dir() -> str:
+    return str(PROJECT_ROOT / "data" / "models" / "tiny-llama")
+
+
+def rephrase_model() -> str:
+    return os.environ.get("REPHRASE_MODEL") or default_model_dir()
+
+
+def rephrase_engine() -> str:
+    """`vllm` (in process) or the base URL of an OpenAI-compatible endpoint."""
+    return os.environ.get("REPHRASE_ENGINE", "vllm")
+
+
+def has_gpu() -> bool:
+    return os.path.exists("/dev/nvidia0") or bool(os.environ.get("CUDA_VISIBLE_DEVICES"))

@@ -28,7 +28,7 @@ def test_run_materialises_every_stage_for_every_shard_and_records_runs(tmp_path)
     env = {**os.environ, "DAGSTER_HOME": str(home), "QUALITY_REFERENCE": str(QUALITY)}
     lake_dir = tmp_path / "lake"
 
-    done = cli("run", "--landing", str(landing), "--lake", str(lake_dir), env=env)
+    done = cli("run", "--landing", str(landing), "--lake", str(lake_dir), "--select", "crawl_docs,quality_classifier,seeds", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [l for l in done.stdout.splitlines() if l.startswith("ok")]
     assert len(lines) == 3 + 1 + 3, done.stdout
@@ -71,3 +71,35 @@ def test_definitions_load_for_dagster_dev(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_run_rephrases_chosen_strategies_then_only_what_is_missing_or_outdated(tmp_path, tiny_model):
+    import pytest
+
+    pytest.importorskip("vllm", reason="needs the cpu (or gpu) extra: make test installs it")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    shutil.copy(CRAWL / "cc-main-2019-30-docs.jsonl.gz", landing)
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    env = {
+        **os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "QUALITY_REFERENCE": str(QUALITY),
+        "REPHRASE_MODEL": tiny_model, "REPHRASE_PROMPTS": str(prompts),
+    }
+    args = ["run", "--landing", str(landing), "--lake", str(tmp_path / "lake"), "--strategies", "summary,wikipedia",
+            "--chunk-docs", "4", "--max-output-tokens", "16"]
+    first = cli(*args, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "rephrased: 2 of 2 partitions missing or outdated" in first.stdout
+    assert "ok     rephrased[cc-main-2019-30-docs.jsonl.gz..cc-main-2019-30-docs.jsonl.gz x summary]" in first.stdout
+    lake = Lake(root=str(tmp_path / "lake"))
+    kept = [r for r in lake.read_partition("seeds", {"shard": "cc-main-2019-30-docs.jsonl.gz"}).to_pylist() if r["kept"]]
+    rows = lake.read_partition("rephrased", {"shard": "cc-main-2019-30-docs.jsonl.gz", "strategy": "summary"}).to_pylist()
+    assert sorted(r["source_id"] for r in rows) == sorted(r["id"] for r in kept)
+    assert len(lake.partition_files("rephrased", {"shard": "cc-main-2019-30-docs.jsonl.gz", "strategy": "summary"})) == -(-len(kept) // 4)
+
+    (prompts / "summary.toml").write_text((prompts / "summary.toml").read_text().replace("top_p = 0.95", "top_p = 0.9"))
+    second = cli(*args, "--select", "rephrased", env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "rephrased: 1 of 2 partitions missing or outdated (1 outdated)" in second.stdout
+    assert "x summary]" in second.stdout and "x wikipedia]" not in second.stdout

@@ -1,0 +1,146 @@
+"""`rephrased` [shard x strategy]: kept seeds rewritten by one strategy through the LLM engine.
+
+One run may cover many partitions (single-run backfills); the engine then loads once for all.
+"""
+
+import hashlib
+import time
+from typing import Optional
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    BackfillPolicy,
+    Config,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    MultiPartitionKey,
+    MultiToSingleDimensionPartitionMapping,
+    asset,
+)
+
+from dataset_assets import settings
+from dataset_assets.assets.seeds import seeds
+from dataset_assets.partitions import rephrased_partitions
+from dataset_assets.progress import Progress
+from dataset_assets.rephrase import ASSET, PartitionStats, rephrase_partition, with_output_cap
+from dataset_assets.strategies import load_strategies
+from resources.lake import Lake
+from resources.llm import LLMEngine
+
+SEED_COLUMNS = ["id", "text", "kept", "quality_percentile"]
+
+
+class RephrasedConfig(Config):
+    chunk_docs: int = 16  # source documents per committed chunk: the unit of resume after a crash
+    gpu_hour_price: float = 2.5  # USD per GPU-hour, for the cost-per-billion-tokens estimate
+    prompts_dir: Optional[str] = None  # default REPHRASE_PROMPTS or <project>/prompts
+    max_output_tokens: Optional[int] = None  # caps every strategy's output limit (CPU demos); part of the prompt hash
+
+
+def split_key(key) -> tuple[str, str]:
+    if isinstance(key, MultiPartitionKey):
+        dims = key.keys_by_dimension
+    else:
+        shard, strategy = str(key).split("|")
+        dims = {"shard": shard, "strategy": strategy}
+    return dims["shard"], dims["strategy"]
+
+
+def cost_per_billion(engine_seconds: float, completion_tokens: int, gpu_hour_price: float) -> float:
+    if completion_tokens == 0:
+        return 0.0
+    return engine_seconds / 3600 * gpu_hour_price * 1e9 / completion_tokens
+
+
+@asset(
+    partitions_def=rephrased_partitions,
+    deps=[AssetDep(seeds, partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="shard"))],
+    backfill_policy=BackfillPolicy.single_run(),
+    pool="gpu",
+    group_name="rephrase",
+    kinds={"vllm", "parquet"},
+    code_version="1",
+    op_tags={"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}},
+    description="Kept seeds of one shard rewritten with one strategy (prompts/<strategy>.toml), chunked and resumable.",
+)
+def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lake, engine: LLMEngine) -> MaterializeResult:
+    strategies = load_strategies(config.prompts_dir or settings.prompts_dir())
+    keys = sorted(split_key(k) for k in context.partition_keys)
+    per_partition: dict[str, dict] = {}
+    total = PartitionStats()
+    start = time.monotonic()
+    for n, (shard, name) in enumerate(keys, 1):
+        if name not in strategies:
+            raise ValueError(f"strategy {name!r} has no prompt file in {config.prompts_dir or settings.prompts_dir()}")
+        seed_rows = lake.read_partition("seeds", {"shard": shard}, columns=SEED_COLUMNS).to_pylist()
+        progress = Progress(context.log.info, f"{shard}|{name} ({n}/{len(keys)}): chunks", every_s=10)
+
+        def on_chunk(stats: PartitionStats, done: int, count: int, progress=progress) -> None:
+            progress.total = count
+            elapsed = max(time.monotonic() - progress.start, 1e-9)
+            progress.update(
+                done,
+                f"{stats.rows} documents, {stats.completion_tokens:,} output tokens, "
+                f"{stats.completion_tokens / elapsed:,.0f} tokens/s, {stats.chunks_reused} chunks reused",
+            )
+
+        engine_before = engine.busy_seconds
+        strategy = with_output_cap(strategies[name], config.max_output_tokens)
+        stats = rephrase_partition(lake, engine, strategy, shard, seed_rows, config.chunk_docs, on_chunk)
+        engine_seconds = engine.busy_seconds - engine_before
+        context.log.info(
+            f"{shard}|{name}: {stats.rows} rows, {stats.kept} kept, drops {dict(stats.drops)}, "
+            f"{stats.chunks_generated} chunks generated, {stats.chunks_reused} reused"
+        )
+        per_partition[f"{shard}|{name}"] = {
+            "rows": stats.rows,
+            "kept": stats.kept,
+            "prompt_tokens": stats.prompt_tokens,
+            "completion_tokens": stats.completion_tokens,
+            "engine_seconds": round(engine_seconds, 2),
+            "chunks_generated": stats.chunks_generated,
+            "chunks_reused": stats.chunks_reused,
+            "drops": dict(stats.drops),
+        }
+        _add(total, stats)
+    engine_seconds = engine.busy_seconds
+    wall = time.monotonic() - start
+    samples = "\n\n---\n\n".join(f"```\n{s}\n```" for s in total.samples[:3]) or "(no kept rows)"
+    metadata = {
+        "partitions": len(keys),
+        "rows": total.rows,
+        "kept": total.kept,
+        "drop_counts": MetadataValue.json(dict(total.drops)),
+        "prompt_tokens": total.prompt_tokens,
+        "completion_tokens": total.completion_tokens,
+        "engine_seconds": round(engine_seconds, 2),
+        "wall_seconds": round(wall, 2),
+        "output_tokens_per_s": round(total.completion_tokens / engine_seconds, 1) if engine_seconds else 0.0,
+        "gpu_hour_price_usd": config.gpu_hour_price,
+        "usd_per_billion_output_tokens": round(cost_per_billion(engine_seconds, total.completion_tokens, config.gpu_hour_price), 2),
+        "engine_requests": total.requests,
+        "chunks_generated": total.chunks_generated,
+        "chunks_reused": total.chunks_reused,
+        "generator": engine.generator,
+        "engine_loads": getattr(engine, "loads", 0),
+        "per_partition": MetadataValue.json(per_partition),
+        "samples": MetadataValue.md(samples),
+        "path": MetadataValue.path(lake.uri(ASSET)),
+    }
+    version = "|".join(f"{k}:{v['rows']}:{v['kept']}:{v['completion_tokens']}" for k, v in sorted(per_partition.items()))
+
+    return MaterializeResult(metadata=metadata, data_version=DataVersion(hashlib.sha256(version.encode()).hexdigest()[:16]))
+
+
+def _add(total: PartitionStats, stats: PartitionStats) -> None:
+    total.rows += stats.rows
+    total.kept += stats.kept
+    total.prompt_tokens += stats.prompt_tokens
+    total.completion_tokens += stats.completion_tokens
+    total.drops.update(stats.drops)
+    total.chunks_generated += stats.chunks_generated
+    total.chunks_reused += stats.chunks_reused
+    total.requests += stats.requests
+    total.samples.extend(stats.samples[: 3 - len(total.samples)])

