@@ -41,37 +41,6 @@ def register_shards(instance, landing) -> list[str]:
     return keys
 
 
-def rectangles(needed: set[tuple[str, str]], shard_order: list[str], strategy_order: list[str]) -> list[tuple[list[str], list[str]]]:
-    """Cover the needed (shard, strategy) pairs exactly with few shard-range x strategy-range blocks.
-
-    Dagster runs a multi-partition range as a rectangle in each dimension's own order, and one run
-    loads the engine once, so fewer, larger rectangles mean fewer model loads.
-    """
-    runs_by_strategy: dict[str, tuple[tuple[int, int], ...]] = {}
-    for strategy in strategy_order:
-        idx = [i for i, shard in enumerate(shard_order) if (shard, strategy) in needed]
-        spans, start = [], None
-        for j, i in enumerate(idx):
-            if start is None:
-                start = i
-            if j + 1 == len(idx) or idx[j + 1] != i + 1:
-                spans.append((start, i))
-                start = None
-        if spans:
-            runs_by_strategy[strategy] = tuple(spans)
-    blocks: list[tuple[list[str], list[str]]] = []
-    previous: tuple | None = None
-    for strategy in strategy_order:
-        spans = runs_by_strategy.get(strategy)
-        if spans and spans == previous:
-            for block, (a, b) in zip(blocks[-len(spans):], spans):
-                block[1].append(strategy)
-        elif spans:
-            blocks.extend(([*shard_order[a : b + 1]], [strategy]) for a, b in spans)
-        previous = spans
-    return blocks
-
-
 def _report(label: str, result, start: float, failures: list[str]) -> None:
     status = "ok" if result.success else "FAILED"
     print(f"{status:6} {label} ({time.monotonic() - start:.1f} s, run {result.run_id[:8]})", flush=True)
@@ -88,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _prepare_environment(args)
     from dagster import AssetKey, DagsterInstance
 
-    from dataset_assets.rephrase import partition_status, with_output_cap
+    from dataset_assets.backfill import range_tags, rectangles, rephrase_needed
     from dataset_assets.strategies import load_strategies
 
     definitions = importlib.import_module("dataset_assets.definitions")
@@ -136,18 +105,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                 execute(name, f"{name}[{key}]", partition_key=key)
         else:
             engine = defs.resources["engine"]
-            effective = {k: with_output_cap(strategies[k], args.max_output_tokens) for k in chosen}
-            status = partition_status(defs.resources["lake"], effective, keys, engine.generator)
-            needed = {pair for pair, state in status.items() if state != "current"}
+            needed, status = rephrase_needed(
+                defs.resources["lake"], {k: strategies[k] for k in chosen}, keys, engine.generator, args.max_output_tokens
+            )
             print(f"rephrased: {len(needed)} of {len(status)} partitions missing or outdated "
                   f"({sum(v == 'outdated' for v in status.values())} outdated)")
             shard_order = [k for k in instance.get_dynamic_partitions("crawl_shards") if k in keys]
             strategy_order = sorted(strategies)
             for shards, names in rectangles(needed, shard_order, strategy_order):
-                tags = {
-                    "dagster/asset_partition_range_start": f"{shards[0]}|{names[0]}",
-                    "dagster/asset_partition_range_end": f"{shards[-1]}|{names[-1]}",
-                }
+                tags = range_tags(shards, names)
                 label = f"rephrased[{shards[0]}..{shards[-1]} x {','.join(names)}]"
                 config = {"chunk_docs": args.chunk_docs, "max_output_tokens": args.max_output_tokens}
                 execute(name, label, tags=tags, config=config)

