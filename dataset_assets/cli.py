@@ -11,8 +11,19 @@ from pathlib import Path
 
 from dataset_assets import settings
 
-# Stages in dependency order: per shard, once, per shard, then rectangles of shard x strategy.
-STAGES = [("crawl_docs", "shard"), ("quality_classifier", None), ("seeds", "shard"), ("rephrased", "shard x strategy")]
+# Stages in dependency order and how each is partitioned: once, per shard, rectangles of
+# shard x strategy (one engine per run), per finished rephrased partition, per reference, per recipe.
+STAGES = [
+    ("crawl_docs", "shard"),
+    ("quality_classifier", None),
+    ("seeds", "shard"),
+    ("rephrased", "rectangles"),
+    ("natural_unigrams", "shard"),
+    ("seed_unigrams", "shard"),
+    ("rephrased_unigrams", "rephrased"),
+    ("reference_unigrams", "reference"),
+    ("corpus_stats", None),
+]
 
 
 def _prepare_environment(args: argparse.Namespace) -> None:
@@ -20,6 +31,11 @@ def _prepare_environment(args: argparse.Namespace) -> None:
         os.environ["CRAWL_LANDING"] = args.landing if "://" in args.landing else str(Path(args.landing).resolve())
     if args.lake:
         os.environ["DATASET_LAKE"] = args.lake if "://" in args.lake else str(Path(args.lake).resolve())
+    # Partition sets built from folders are read when the definitions load: set them first.
+    if getattr(args, "references", None):
+        os.environ["STATS_REFERENCES"] = str(Path(args.references).resolve())
+    if getattr(args, "recipes", None):
+        os.environ["MIXTURE_RECIPES"] = str(Path(args.recipes).resolve())
     if not os.environ.get("DAGSTER_HOME"):
         os.environ["DAGSTER_HOME"] = str(settings.PROJECT_ROOT / "data" / "dagster_home")
     home = Path(os.environ["DAGSTER_HOME"])
@@ -95,6 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         _report(label, result, start, failures)
 
+    lake = defs.resources["lake"]
     for name, partitioning in STAGES:
         if name not in selected:
             continue
@@ -103,20 +120,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif partitioning == "shard":
             for key in keys:
                 execute(name, f"{name}[{key}]", partition_key=key)
+        elif partitioning == "reference":
+            from dataset_assets.assets.statistics import references
+
+            for key in references.get_partition_keys():
+                execute(name, f"{name}[{key}]", partition_key=key)
+        elif partitioning == "rephrased":
+            from dataset_assets.rephrase import finished_partitions
+
+            for shard, strategy, _ in sorted(finished_partitions(lake)):
+                if shard in keys and strategy in chosen:
+                    execute(name, f"{name}[{shard}|{strategy}]", partition_key=f"{shard}|{strategy}")
         else:
             engine = defs.resources["engine"]
-            needed, status = rephrase_needed(
-                defs.resources["lake"], {k: strategies[k] for k in chosen}, keys, engine.generator, args.max_output_tokens
-            )
+            needed, status = rephrase_needed(lake, {k: strategies[k] for k in chosen}, keys, engine.generator, args.max_output_tokens)
             print(f"rephrased: {len(needed)} of {len(status)} partitions missing or outdated "
                   f"({sum(v == 'outdated' for v in status.values())} outdated)")
             shard_order = [k for k in instance.get_dynamic_partitions("crawl_shards") if k in keys]
-            strategy_order = sorted(strategies)
-            for shards, names in rectangles(needed, shard_order, strategy_order):
-                tags = range_tags(shards, names)
+            for shards, names in rectangles(needed, shard_order, sorted(strategies)):
                 label = f"rephrased[{shards[0]}..{shards[-1]} x {','.join(names)}]"
                 config = {"chunk_docs": args.chunk_docs, "max_output_tokens": args.max_output_tokens}
-                execute(name, label, tags=tags, config=config)
+                execute(name, label, tags=range_tags(shards, names), config=config)
     if failures:
         print(f"{len(failures)} step(s) failed: {', '.join(failures)}", file=sys.stderr)
         return 1
@@ -143,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--strategies", help="comma-separated strategies for rephrased (default: every prompts/*.toml)")
     run.add_argument("--chunk-docs", type=int, default=16, help="source documents per committed rephrasing chunk")
     run.add_argument("--max-output-tokens", type=int, help="cap every strategy's output limit (CPU demos)")
+    run.add_argument("--references", help="folder of reference corpora for statistics (default ../shared/data/reference)")
+    run.add_argument("--recipes", help="folder of mixture recipes (default recipes/)")
     run.set_defaults(func=cmd_run)
     tiny = sub.add_parser("tiny-model", help="write a tiny random-weight Llama checkpoint (for CPU demos and tests)")
     tiny.add_argument("dir")

@@ -12,6 +12,13 @@ from dataset_assets.assets.crawl import crawl_docs
 from dataset_assets.assets.quality import quality_classifier
 from dataset_assets.assets.rephrased import rephrased
 from dataset_assets.assets.seeds import seeds
+from dataset_assets.assets.statistics import (
+    corpus_stats,
+    natural_unigrams,
+    reference_unigrams,
+    rephrased_unigrams,
+    seed_unigrams,
+)
 from dataset_assets.deployment import build_engine, build_executor, build_resources
 from dataset_assets.schedules import nightly_backfill
 from dataset_assets.sensors import crawl_landing_sensor
@@ -24,7 +31,17 @@ automation = AutomationConditionSensorDefinition(
 )
 
 defs = Definitions(
-    assets=[crawl_docs, quality_classifier, seeds, rephrased],
+    assets=[
+        crawl_docs,
+        quality_classifier,
+        seeds,
+        rephrased,
+        natural_unigrams,
+        seed_unigrams,
+        rephrased_unigrams,
+        reference_unigrams,
+        corpus_stats,
+    ],
     sensors=[crawl_landing_sensor, automation],
     schedules=[nightly_backfill],
     resources=build_resources(PROFILE),

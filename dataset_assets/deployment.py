@@ -16,6 +16,7 @@ from dataset_assets import settings
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 from resources.llm import LLMEngine, OpenAIEndpointEngine, VllmEngine
+from resources.tokenizer import TokenizerResource
 
 PROFILES = ("local", "prod")
 
@@ -72,6 +73,7 @@ def build_resources(profile: str) -> dict[str, Any]:
         "lake": Lake(root=lake_root, **s3),
         "landing": CrawlLanding(location=landing, **s3),
         "engine": build_engine(profile),
+        "tokenizer": TokenizerResource(path=settings.tokenizer_path()),
     }
 
 

@@ -51,3 +51,13 @@ def rephrase_engine() -> str:
 
 def has_gpu() -> bool:
     return os.path.exists("/dev/nvidia0") or bool(os.environ.get("CUDA_VISIBLE_DEVICES"))
+
+
+def tokenizer_path() -> str:
+    """STATS_TOKENIZER, else the generator model's own tokenizer when it is local, else GPT-2's."""
+    if os.environ.get("STATS_TOKENIZER"):
+        return os.environ["STATS_TOKENIZER"]
+    model = Path(rephrase_model())
+    if (model / "tokenizer.json").exists():
+        return str(model)
+    return str(PROJECT_ROOT.parent / "shared" / "data" / "tokenizers" / "gpt2-tokenizer.json")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _WT_HEADING = re.compile(r"^ ?= (?!=)(.+?) (?<!=)= ?$")
-_WT_ARTEFACTS = [(" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."), ("<unk>", "")]
+_WT_ARTEFACTS = [(" @-@ ", "-"), (" @,@ ", ","), (" @.@ ", "."), (" <unk>", ""), ("<unk>", "")]
 _WT_SPACING = re.compile(r" ([.,;:!?)\]'])|([(\[]) ")
 
 

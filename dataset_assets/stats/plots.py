@@ -1,0 +1,88 @@
+"""PNG charts of the corpus table: Zipf curves on log-log axes and KL-to-reference bars."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and in Dagster runs
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from dataset_assets.stats.divergence import zipf_exponent  # noqa: E402
+
+POINTS_PER_CURVE = 400  # log-spaced ranks: the curve looks the same and the PNG stays small
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def zipf_points(counts: np.ndarray, points: int = POINTS_PER_CURVE) -> tuple[np.ndarray, np.ndarray]:
+    """(rank, relative frequency) at log-spaced ranks of the descending frequency list."""
+    freq = np.sort(counts[counts > 0])[::-1].astype(np.float64)
+    if not len(freq):
+        return np.zeros(0), np.zeros(0)
+    ranks = np.unique(np.geomspace(1, len(freq), num=min(points, len(freq))).round().astype(np.int64))
+    return ranks, freq[ranks - 1] / freq.sum()
+
+
+def zipf_png(curves: Mapping[str, np.ndarray], kinds: Mapping[str, str] | None = None, title: str = "") -> bytes:
+    """One line per corpus, its fitted Zipf exponent in the legend; references dashed so they stand
+    apart from the corpora measured against them."""
+    kinds = kinds or {}
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    colours = plt.get_cmap("tab20" if len(curves) > 10 else "tab10")
+    for i, (name, counts) in enumerate(curves.items()):
+        ranks, freq = zipf_points(counts)
+        if len(ranks):
+            style = "--" if kinds.get(name) == "reference" else "-"
+            s, _ = zipf_exponent(counts)
+            label = f"{name} (s = {s:.2f})" if np.isfinite(s) else name
+            ax.loglog(ranks, freq, style, color=colours(i % colours.N), linewidth=1.8, label=label)
+    ax.set_title(title or "Zipf curves: token frequency by rank", fontsize=14)
+    ax.set_xlabel("rank (log)", fontsize=12)
+    ax.set_ylabel("relative frequency (log)", fontsize=12)
+    ax.grid(True, which="major", alpha=0.3)
+    if ax.get_lines():
+        ax.legend(fontsize=10, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no tokens counted yet", ha="center", va="center", transform=ax.transAxes, fontsize=12)
+    return _png(fig)
+
+
+def kl_png(bars: Sequence[tuple[str, str, float]], title: str = "") -> bytes:
+    """Horizontal bars of KL(reference || corpus), one per corpus, grouped (coloured) by reference.
+
+    `bars` holds (corpus, reference, kl_bits); a corpus against itself is left out (always ~0).
+    """
+    bars = [(c, r, kl) for c, r, kl in bars if c != r and kl is not None and np.isfinite(kl)]
+    corpora = list(dict.fromkeys(c for c, _, _ in bars))
+    references = list(dict.fromkeys(r for _, r, _ in bars))
+    height = 0.8 / max(len(references), 1)
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.45 * len(corpora) * max(len(references), 1) + 1.5)))
+    colours = plt.get_cmap("tab10")
+    values = {(c, r): kl for c, r, kl in bars}
+    for j, ref in enumerate(references):
+        ys = [i + (j - (len(references) - 1) / 2) * height for i in range(len(corpora))]
+        xs = [values.get((c, ref), np.nan) for c in corpora]
+        drawn = ax.barh(ys, xs, height=height * 0.95, color=colours(j % 10), label=f"reference: {ref}")
+        ax.bar_label(drawn, labels=[f"{x:.3f}" if np.isfinite(x) else "" for x in xs], padding=3, fontsize=9)
+    ax.set_yticks(range(len(corpora)), corpora, fontsize=11)
+    ax.invert_yaxis()
+    ax.set_xlabel("KL(reference || corpus), bits (lower = closer to the reference)", fontsize=12)
+    title = title or "Unigram KL divergence to each reference"
+    ax.set_title(f"{title}\nreference: {references[0]}" if len(references) == 1 else title, fontsize=14)
+    ax.margins(x=0.15)
+    if len(references) > 1:
+        ax.legend(fontsize=10, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    elif not references:
+        ax.text(0.5, 0.5, "no reference corpus materialised", ha="center", va="center", transform=ax.transAxes, fontsize=12)
+    ax.grid(True, axis="x", alpha=0.3)
+    return _png(fig)

@@ -1,0 +1,189 @@
+"""Unigram maths on hand-computable distributions, the counting loop, and count-vector storage."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from tokenizers import Tokenizer
+
+from dataset_assets.stats import Corpus, corpus_rows, rows_table
+from dataset_assets.stats.divergence import (
+    coverage,
+    entropy_bits,
+    js_bits,
+    kl_bits,
+    smoothed,
+    smoothing_note,
+    support_shrinkage,
+    top_kl_tokens,
+    zipf_exponent,
+)
+from dataset_assets.stats.plots import kl_png, zipf_png, zipf_points
+from dataset_assets.stats.unigrams import count_unigrams, counts_from_table, counts_table, rebatch
+from tests.conftest import SHARED, english
+
+GPT2 = SHARED / "tokenizers" / "gpt2-tokenizer.json"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def v(*counts) -> np.ndarray:
+    return np.array(counts, dtype=np.int64)
+
+
+# -- divergence ------------------------------------------------------------------------------------
+def test_kl_of_identical_distributions_is_zero():
+    counts = v(5, 3, 2, 0)
+    assert kl_bits(counts, counts, alpha=0) == 0
+    assert kl_bits(counts, counts * 1000, alpha=0) == pytest.approx(0, abs=1e-12)  # scale does not matter
+
+
+def test_kl_of_two_tokens_matches_the_hand_computed_value():
+    # p = (1/2, 1/2), q = (1/4, 3/4): 1/2 log2(2) + 1/2 log2(2/3)
+    expected = 0.5 + 0.5 * math.log2(2 / 3)
+    assert kl_bits(v(1, 1), v(1, 3), alpha=0) == pytest.approx(expected)
+    assert kl_bits(v(1, 3), v(1, 1), alpha=0) != pytest.approx(expected)  # not symmetric
+
+
+def test_a_token_missing_from_the_corpus_is_infinite_without_smoothing_and_finite_with_it():
+    assert kl_bits(v(1, 1), v(2, 0), alpha=0) == math.inf
+    # alpha 1: q = (2+1, 0+1) / (2 + 2) = (3/4, 1/4), the mirror of the two-token case above
+    assert smoothed(v(2, 0), 1.0) == pytest.approx([0.75, 0.25])
+    assert kl_bits(v(1, 1), v(2, 0), alpha=1.0) == pytest.approx(0.5 * math.log2(2 / 3) + 0.5)
+    assert "0.01" in smoothing_note(0.01) and "Lidstone" in smoothing_note(0.01)
+
+
+def test_js_is_symmetric_bounded_by_one_bit_and_exactly_one_for_disjoint_support():
+    a, b = v(5, 3, 1, 0), v(0, 2, 2, 7)
+    assert js_bits(a, b) == pytest.approx(js_bits(b, a))
+    assert 0 < js_bits(a, b) < 1
+    assert js_bits(v(1, 0), v(0, 1)) == pytest.approx(1.0)
+    assert js_bits(a, a * 3) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_entropy_of_a_uniform_distribution_over_eight_tokens_is_three_bits():
+    assert entropy_bits(np.full(8, 7)) == pytest.approx(3.0)
+    assert entropy_bits(v(10, 0, 0)) == 0
+
+
+@pytest.mark.parametrize("s", [0.8, 1.0, 1.3])
+def test_zipf_exponent_of_an_exact_power_law_recovers_s(s):
+    ranks = np.arange(1, 5001)
+    counts = np.round(1e12 / ranks**s).astype(np.int64)
+    rng = np.random.default_rng(0)
+    fitted, used = zipf_exponent(rng.permutation(counts))  # order of ids must not matter
+    assert fitted == pytest.approx(s, abs=1e-3) and used == 5000
+
+
+def test_zipf_fit_uses_at_most_the_first_10000_ranks():
+    counts = np.round(1e12 / np.arange(1, 20_001) ** 1.1).astype(np.int64)
+    assert zipf_exponent(counts)[1] == 10_000
+    assert math.isnan(zipf_exponent(v(4, 0, 0))[0])
+
+
+def test_coverage_is_the_reference_mass_on_tokens_the_corpus_contains():
+    assert coverage(v(2, 1, 1), v(5, 0, 3)) == pytest.approx(0.75)
+    assert coverage(v(2, 1, 1), v(0, 0, 0)) == 0
+
+
+def test_top_kl_tokens_put_a_frequent_reference_token_missing_from_the_corpus_first():
+    reference, corpus = v(50, 30, 20, 0), v(60, 0, 20, 40)
+    top = top_kl_tokens(reference, corpus, alpha=0.01, k=3)
+    assert top[0]["token_id"] == 1 and top[0]["p_ref"] == pytest.approx(0.3) and top[0]["p_corpus"] == 0
+    assert all(t["contribution"] > 0 for t in top) and 3 not in [t["token_id"] for t in top]  # no reference mass
+    assert sum(t["contribution"] for t in top_kl_tokens(reference, corpus, 0.01, 10)) >= kl_bits(reference, corpus, 0.01)
+
+
+def test_support_shrinkage_counts_the_source_types_the_rephrased_text_lost():
+    lost, ratio = support_shrinkage(v(1, 1, 1, 1, 0), v(3, 0, 2, 0, 5))
+    assert lost == pytest.approx(0.5) and ratio == pytest.approx(0.75)
+
+
+# -- counting and storage --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gpt2():
+    return Tokenizer.from_file(str(GPT2))
+
+
+def encode(tok):
+    return lambda texts: [e.ids for e in tok.encode_batch(texts, add_special_tokens=False)]
+
+
+def test_rebatch_regroups_texts_into_fixed_sizes():
+    assert list(rebatch([["a", "b", "c"], [], ["d"], ["e", "f", "g"]], 3)) == [["a", "b", "c"], ["d", "e", "f"], ["g"]]
+
+
+@pytest.mark.parametrize("batch_size", [1, 7, 1024])
+def test_counts_equal_a_direct_count_whatever_the_batch_size(gpt2, batch_size):
+    texts = [english(i) for i in range(40)] + ["", "日本語 ünïcödé"]
+    direct = np.zeros(gpt2.get_vocab_size(), dtype=np.int64)
+    for text in texts:
+        for i in gpt2.encode(text, add_special_tokens=False).ids:
+            direct[i] += 1
+    counted = count_unigrams([texts[:13], texts[13:]], encode(gpt2), gpt2.get_vocab_size(), batch_size)
+    assert np.array_equal(counted.counts, direct)
+    assert counted.documents == len(texts) and counted.tokens == direct.sum() and counted.types == np.count_nonzero(direct)
+
+
+def test_an_id_beyond_the_vocabulary_is_refused():
+    with pytest.raises(ValueError, match="outside the vocabulary of 10"):
+        count_unigrams([["x"]], lambda texts: [[3, 10]], 10)
+
+
+def test_count_vector_round_trips_through_parquet_with_its_vocabulary(tmp_path):
+    counts = np.zeros(50_257, dtype=np.int64)
+    counts[[0, 17, 50_000]] = [3, 1, 2**40]
+    path = tmp_path / "part-00000.parquet"
+    pq.write_table(counts_table(counts, "gpt2", "abc123", documents=9), path)
+    table = pq.read_table(path)
+    assert table.num_rows == 3 and table.schema.field("token_id").type == "int32"
+    stored = counts_from_table(table)
+    assert np.array_equal(stored.counts.counts, counts)
+    assert (stored.tokenizer, stored.fingerprint, stored.vocab_size, stored.counts.documents) == ("gpt2", "abc123", 50_257, 9)
+
+
+def test_an_empty_count_vector_keeps_its_vocabulary_size(tmp_path):
+    pq.write_table(counts_table(np.zeros(100, dtype=np.int64), "t"), tmp_path / "p.parquet")
+    stored = counts_from_table(pq.read_table(tmp_path / "p.parquet"))
+    assert stored.vocab_size == 100 and stored.counts.tokens == 0
+
+
+# -- the table and the plots -----------------------------------------------------------------------
+def test_rows_pair_every_corpus_with_every_reference_and_derived_corpora_with_their_source():
+    seeds = Corpus("seeds", "seeds", v(4, 4, 2, 0))
+    strategy = Corpus("faq", "strategy", v(8, 0, 2, 0), source=seeds)
+    refs = [Corpus("wiki", "reference", v(5, 5, 0, 0)), Corpus("news", "reference", v(1, 1, 1, 1))]
+    rows = corpus_rows([seeds, strategy, *refs], refs, lambda i: f"<{i}>", "toy", alpha=0.5, top_k=2)
+    assert [(r["corpus"], r["reference"]) for r in rows] == [
+        (c, r) for c in ("seeds", "faq", "wiki", "news") for r in ("wiki", "news")
+    ]
+    faq_wiki = rows[2]
+    assert faq_wiki["support_lost"] == pytest.approx(1 / 3) and faq_wiki["source"] == "seeds"
+    assert faq_wiki["coverage"] == pytest.approx(0.5) and faq_wiki["smoothing_alpha"] == 0.5
+    assert json.loads(faq_wiki["top_kl_tokens"])[0]["token"] == "<1>"
+    wiki_self = rows[4]
+    # against itself only the smoothing remains: q = (5.5, 5.5, .5, .5) / 12, so KL = log2(12 / 11)
+    assert wiki_self["kl_bits"] == pytest.approx(math.log2(12 / 11)) and wiki_self["js_bits"] == 0
+    assert wiki_self["source"] is None
+    assert rows_table(rows).num_rows == 8
+
+
+def test_without_references_each_corpus_still_gets_one_row():
+    rows = corpus_rows([Corpus("natural", "natural", v(3, 1))], [], str, "toy")
+    assert len(rows) == 1 and rows[0]["reference"] is None and rows[0]["tokens"] == 4 and rows[0]["kl_bits"] is None
+    assert rows_table(rows).column("kl_bits").null_count == 1
+
+
+def test_zipf_points_are_log_spaced_ranks_of_relative_frequencies():
+    ranks, freq = zipf_points(np.arange(1, 100_001), points=50)
+    assert ranks[0] == 1 and ranks[-1] == 100_000 and len(ranks) <= 50
+    assert np.all(np.diff(freq) <= 0) and freq[0] == pytest.approx(100_000 / np.arange(1, 100_001).sum())
+
+
+def test_plots_are_png_images():
+    zipf = zipf_png({"natural": v(9, 4, 1), "wiki": v(5, 5, 1)}, {"wiki": "reference"})
+    kl = kl_png([("natural", "wiki", 0.4), ("faq", "wiki", 1.2), ("wiki", "wiki", 0.0)])
+    assert zipf.startswith(PNG_MAGIC) and kl.startswith(PNG_MAGIC)
