@@ -32,7 +32,7 @@ install: $(VENV)/.installed-cpu
 install-dev: $(VENV)/.installed-dev
 
 TINY_MODEL := $(CURDIR)/data/models/tiny-llama
-DEMO_STRATEGIES ?= wikipedia,summary,continuation,qa
+DEMO_STRATEGIES ?= wikipedia,summary,continuation
 
 $(TINY_MODEL)/config.json: | install
 	$(VENV)/bin/dataset-assets tiny-model $(TINY_MODEL)

@@ -22,6 +22,7 @@ STAGES = [
     ("seed_unigrams", "shard"),
     ("rephrased_unigrams", "rephrased"),
     ("reference_unigrams", "reference"),
+    ("mixtures", "recipe"),
     ("corpus_stats", None),
 ]
 
@@ -125,6 +126,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             for key in references.get_partition_keys():
                 execute(name, f"{name}[{key}]", partition_key=key)
+        elif partitioning == "recipe":
+            from dataset_assets.assets.mixtures import mixture_recipes
+
+            for key in mixture_recipes.get_partition_keys():
+                execute(name, f"{name}[{key}]", partition_key=key)
         elif partitioning == "rephrased":
             from dataset_assets.rephrase import finished_partitions
 
@@ -156,6 +162,46 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lake(args: argparse.Namespace):
+    from dataset_assets.deployment import s3_options
+    from resources.lake import Lake
+
+    root = args.lake or settings.lake_root()
+    return Lake(root=root if "://" in root else str(Path(root).resolve()), **s3_options())
+
+
+def cmd_versions(args: argparse.Namespace) -> int:
+    from dataset_assets.mixtures.pull import list_versions
+
+    from dataset_assets.assets.mixtures import cmd_versions as versions_table
+
+    print(versions_table(_lake(args), args.name))
+    return 0 if list_versions(_lake(args), args.name) else 1
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from dataset_assets.assets.mixtures import cmd_pull as pull_text
+    from dataset_assets.mixtures.pull import ChecksumError, VersionNotFoundError
+
+    try:
+        print(pull_text(_lake(args), args.spec, args.dest))
+    except (ChecksumError, VersionNotFoundError, FileNotFoundError) as exc:
+        print(f"pull failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from dataset_assets.assets.mixtures import cmd_lineage as lineage_text
+
+    try:
+        print(lineage_text(_lake(args), args.mixture, args.row_id))
+    except (KeyError, LookupError, FileNotFoundError, ValueError) as exc:
+        print(f"lineage failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dataset-assets", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +221,20 @@ def main(argv: list[str] | None = None) -> int:
     tiny.add_argument("--tokenizer", help="tokenizer.json to use (default: ../shared/data/tokenizers/gpt2-tokenizer.json)")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_tiny_model)
+    versions = sub.add_parser("versions", help="list the published versions of a mixture")
+    versions.add_argument("name")
+    versions.add_argument("--lake", help="lake root (default DATASET_LAKE)")
+    versions.set_defaults(func=cmd_versions)
+    pull = sub.add_parser("pull", help="copy a mixture version out of the lake, verifying checksums")
+    pull.add_argument("spec", help="NAME or NAME@VERSION (default latest)")
+    pull.add_argument("dest")
+    pull.add_argument("--lake", help="lake root (default DATASET_LAKE)")
+    pull.set_defaults(func=cmd_pull)
+    lineage = sub.add_parser("lineage", help="trace a mixture row to its rephrased row, seed and crawl record")
+    lineage.add_argument("row_id")
+    lineage.add_argument("--mixture", required=True, help="NAME@VERSION")
+    lineage.add_argument("--lake", help="lake root (default DATASET_LAKE)")
+    lineage.set_defaults(func=cmd_lineage)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -9,6 +9,7 @@ from dagster import AutomationConditionSensorDefinition, DefaultSensorStatus, De
 
 from dataset_assets import settings
 from dataset_assets.assets.crawl import crawl_docs
+from dataset_assets.assets.mixtures import mixtures
 from dataset_assets.assets.quality import quality_classifier
 from dataset_assets.assets.rephrased import rephrased
 from dataset_assets.assets.seeds import seeds
@@ -41,6 +42,7 @@ defs = Definitions(
         rephrased_unigrams,
         reference_unigrams,
         corpus_stats,
+        mixtures,
     ],
     sensors=[crawl_landing_sensor, automation],
     schedules=[nightly_backfill],

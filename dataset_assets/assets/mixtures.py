@@ -1,0 +1,81 @@
+"""`mixtures` [recipe]: one recipes/<name>.toml published as an immutable mixture version (and its sweep).
+
+Not automated on upstream changes: a new version is a deliberate act (schedule or CLI).
+"""
+
+import hashlib
+from pathlib import Path
+from typing import Optional
+
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    Config,
+    DataVersion,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    StaticPartitionsDefinition,
+    asset,
+)
+
+from dataset_assets import settings
+from dataset_assets.mixtures.build import CODE_VERSION, build_mixtures
+from dataset_assets.mixtures.lineage import cmd_lineage  # noqa: F401  (CLI entry points live beside the asset)
+from dataset_assets.mixtures.pull import cmd_pull, cmd_versions  # noqa: F401
+from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe, recipe_names
+from dataset_assets.partitions import strategy_names
+from resources.lake import Lake
+
+# One key per recipe file; MIXTURE_RECIPES (the CLI's --recipes) picks the folder at load time.
+mixture_recipes = StaticPartitionsDefinition(recipe_names(settings.recipes_dir()) or ["demo"])
+
+
+class MixturesConfig(Config):
+    recipes_dir: Optional[str] = None  # default MIXTURE_RECIPES or <project>/recipes; files named <partition key>.toml
+    prompts_dir: Optional[str] = None  # strategy names a recipe may use; default REPHRASE_PROMPTS or <project>/prompts
+    tokenizer: Optional[str] = None  # tokenizer.json (or .tiktoken, model dir) counting tokens; default MIXTURE_TOKENIZER or GPT-2
+
+
+@asset(
+    partitions_def=mixture_recipes,
+    # Every shard (and strategy) feeds every recipe.
+    deps=[AssetDep("seeds", partition_mapping=AllPartitionMapping()), AssetDep("rephrased", partition_mapping=AllPartitionMapping())],
+    group_name="mixtures",
+    kinds={"duckdb", "parquet"},
+    code_version=CODE_VERSION,
+    description="A token-weighted, shuffled mix of natural seeds and rephrased text, published as mixtures/<name>/v<n>/.",
+)
+def mixtures(context: AssetExecutionContext, config: MixturesConfig, lake: Lake) -> MaterializeResult:
+    path = Path(config.recipes_dir or settings.recipes_dir()) / f"{context.partition_key}.toml"
+    known = strategy_names(config.prompts_dir) or None  # no prompt files: the lake check still catches typos
+    try:
+        recipe = load_recipe(path, known)
+        published = build_mixtures(lake, recipe, config.tokenizer, log=context.log.info)
+    except (RecipeError, UpstreamError) as exc:
+        raise Failure(description=str(exc), metadata={"recipe": str(path)}) from exc
+    main = published[0]
+    manifest = main.manifest
+    identity = main.identity if len(published) == 1 else hashlib.sha256("|".join(p.identity for p in published).encode()).hexdigest()[:16]
+    shares = "\n".join(
+        f"| {k} | {c['weight']:.4g} | {manifest['achieved_shares'][k]:.2%} | {c['tokens']:,} | {c['repetition']:.3f} |"
+        for k, c in manifest["components"].items()
+    )
+    return MaterializeResult(
+        metadata={
+            "version": main.version,
+            "reused": main.reused,
+            "rows": manifest["rows"],
+            "tokens": manifest["tokens"],
+            "budget_tokens": recipe.budget_tokens,
+            "achieved_shares": MetadataValue.json(manifest["achieved_shares"]),
+            "repetition": MetadataValue.json(manifest["repetition"]),
+            "components": MetadataValue.md("| component | weight | share | tokens | repetition |\n|---|---|---|---|---|\n" + shares),
+            "path": MetadataValue.path(main.path),
+            "identity": main.identity,
+            "upstream_partitions": len(manifest["upstream"]),
+            "variants": MetadataValue.json({p.name: {"version": p.version, "reused": p.reused} for p in published}),
+        },
+        data_version=DataVersion(identity),
+    )

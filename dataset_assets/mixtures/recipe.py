@@ -1,0 +1,285 @@
+"""Mixture recipes: recipes/<name>.toml validated into a `Recipe`, its sweep variants, availability.
+
+A recipe (all token counts in the mixture tokenizer's tokens):
+
+    description = "70% natural seeds, 30% rephrased"
+    budget_tokens = 50_000      # tokens the mixture holds (within one document per component)
+    seed = 0                    # drives every sampling and shuffling choice
+    max_repetition = 2.0        # see below
+    shard_rows = 2_000          # rows per output Parquet file (the last file holds the rest)
+    sweep = [0, 10, 50]         # optional: synthetic share in percent, one published variant each
+    shards = ["a.warc.gz"]      # optional: restrict to these crawl shards (default: every shard)
+
+    [[components]]
+    source = "natural"          # kept seeds
+    weight = 0.7                # share of budget_tokens; weights sum to 1
+    [[components]]
+    source = "rephrased"
+    strategy = "wikipedia"      # a prompts/<strategy>.toml name
+    weight = 0.3
+
+Only `budget_tokens` and `components` are required (defaults: seed 0, max_repetition 1.0,
+shard_rows 10000); `name` may be given and must equal the file stem. `max_repetition` (>= 1) bounds
+how often a component's text is reused: the tokens a component contributes never exceed
+`max_repetition` times its available tokens, and a component is used in whole passes (each of its
+documents once) plus one partial pass in shuffled order, so no document appears more than
+ceil(max_repetition) times. 1.0 means no document twice.
+
+A sweep point p publishes the mixture `<name>-syn<p>` (`demo-syn0.5`, `demo-syn100`): natural gets
+1 - p/100 of the budget and the rephrased components share p/100 in proportion to their weights;
+a component whose share is 0 is left out. Each variant has its own versions and `latest`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional
+
+NATURAL = "natural"
+REPHRASED = "rephrased"
+WEIGHT_TOLERANCE = 1e-6
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
+_TOP_KEYS = {"name", "description", "budget_tokens", "seed", "max_repetition", "shard_rows", "components", "sweep", "shards"}
+_COMPONENT_KEYS = {"source", "strategy", "weight"}
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be built; the message names the file, the field and the fix."""
+
+
+class UpstreamError(ValueError):
+    """The lake lacks what a recipe needs (missing or unfinished upstream partitions)."""
+
+
+@dataclass(frozen=True)
+class Component:
+    source: str  # NATURAL or REPHRASED
+    weight: float  # share of the budget's tokens
+    strategy: Optional[str] = None  # prompt strategy, rephrased only
+
+    @property
+    def label(self) -> str:
+        """The value of the mixture rows' `component` column: `natural` or the strategy name."""
+        return self.strategy or NATURAL
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    description: str
+    budget_tokens: int
+    seed: int
+    max_repetition: float
+    shard_rows: int
+    components: tuple[Component, ...]
+    sweep: tuple[float, ...] = ()
+    shards: Optional[tuple[str, ...]] = None  # None: every shard the lake holds
+    path: str = field(default="", compare=False)
+    variant_of: Optional[str] = None  # set on sweep variants
+    synthetic_percent: Optional[float] = None
+
+    def content(self) -> dict:
+        """Everything that decides the mixture's rows, canonical: hashed into the version identity."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "budget_tokens": self.budget_tokens,
+            "seed": self.seed,
+            "max_repetition": self.max_repetition,
+            "shard_rows": self.shard_rows,
+            "components": [{"source": c.source, "strategy": c.strategy, "weight": c.weight} for c in self.components],
+            "sweep": list(self.sweep),
+            "shards": list(self.shards) if self.shards is not None else None,
+            "variant_of": self.variant_of,
+            "synthetic_percent": self.synthetic_percent,
+        }
+
+    def targets(self) -> dict[str, int]:
+        """Tokens each component must supply."""
+        return {c.label: round(c.weight * self.budget_tokens) for c in self.components}
+
+    def variants(self) -> list["Recipe"]:
+        """The recipe itself, then one mixture per sweep point."""
+        return [self, *(sweep_variant(self, p) for p in self.sweep)]
+
+
+def variant_name(name: str, percent: float) -> str:
+    return f"{name}-syn{percent:g}"
+
+
+def sweep_variant(recipe: Recipe, percent: float) -> Recipe:
+    share = percent / 100.0
+    synthetic = [c for c in recipe.components if c.source == REPHRASED]
+    total = sum(c.weight for c in synthetic)
+    components = []
+    for c in recipe.components:
+        weight = (1.0 - share) if c.source == NATURAL else share * c.weight / total
+        if weight > 0:
+            components.append(replace(c, weight=weight))
+    return replace(
+        recipe,
+        name=variant_name(recipe.name, percent),
+        components=tuple(components),
+        sweep=(),
+        variant_of=recipe.name,
+        synthetic_percent=float(percent),
+    )
+
+
+def recipe_names(recipes_dir: str) -> list[str]:
+    return sorted(p.stem for p in Path(recipes_dir).glob("*.toml"))
+
+
+def load_recipe(path: str | Path, known_strategies: Optional[Iterable[str]] = None) -> Recipe:
+    """Read and validate one recipe file; `known_strategies` None skips the strategy-name check."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found; recipes in {path.parent}: {recipe_names(str(path.parent)) or 'none'}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_recipe(data, path.stem, str(path), known_strategies)
+
+
+def parse_recipe(data: Mapping, name: str, where: str = "<recipe>", known_strategies: Optional[Iterable[str]] = None) -> Recipe:
+    def fail(field_name: str, problem: str) -> RecipeError:
+        return RecipeError(f"{where}: field `{field_name}`: {problem}")
+
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise fail(unknown[0], f"unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+    if not _NAME.match(name) or re.search(r"-syn[0-9.]+$", name):
+        raise fail(
+            "name",
+            f"{name!r} is not a usable mixture name: letters, digits, '_' and '-', not ending in -syn<number> (sweep variants use that)",
+        )
+    if "name" in data and data["name"] != name:
+        raise fail("name", f"{data['name']!r} differs from the file name {name!r}: the file stem is the mixture name; rename one")
+
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise fail("description", f"expected a string, got {type(description).__name__}")
+    budget = _integer(data, "budget_tokens", fail, required=True)
+    if budget <= 0:
+        raise fail("budget_tokens", f"must be a positive number of tokens, got {budget}")
+    seed = _integer(data, "seed", fail, default=0)
+    if seed < 0:
+        raise fail("seed", f"must be >= 0, got {seed}")
+    shard_rows = _integer(data, "shard_rows", fail, default=10_000)
+    if shard_rows <= 0:
+        raise fail("shard_rows", f"must be a positive number of rows per file, got {shard_rows}")
+    max_repetition = _number(data.get("max_repetition", 1.0), "max_repetition", fail)
+    if max_repetition < 1.0:
+        raise fail("max_repetition", f"must be >= 1.0 (1.0: no document used twice), got {max_repetition}")
+
+    components = _components(data.get("components"), fail, known_strategies)
+    total = sum(c.weight for c in components)
+    if abs(total - 1.0) > WEIGHT_TOLERANCE:
+        weights = ", ".join(f"{c.label}={c.weight:g}" for c in components)
+        raise fail("components.weight", f"weights must sum to 1 (tolerance {WEIGHT_TOLERANCE:g}), got {total:.6g} ({weights})")
+
+    sweep = data.get("sweep", [])
+    if not isinstance(sweep, list):
+        raise fail("sweep", f"expected a list of synthetic shares in percent, got {type(sweep).__name__}")
+    points = tuple(_number(p, f"sweep[{i}]", fail) for i, p in enumerate(sweep))
+    for i, p in enumerate(points):
+        if not 0 <= p <= 100:
+            raise fail(f"sweep[{i}]", f"a synthetic share in percent must lie in [0, 100], got {p:g}")
+    if len(set(points)) != len(points):
+        raise fail("sweep", f"repeated points in {list(points)}")
+    if points and not ({c.source for c in components} >= {NATURAL, REPHRASED}):
+        raise fail("sweep", "a sweep varies the natural/rephrased split: the recipe needs a natural and at least one rephrased component")
+
+    shards = data.get("shards")
+    if shards is not None:
+        if not isinstance(shards, list) or not shards or not all(isinstance(s, str) and s for s in shards):
+            raise fail("shards", "expected a non-empty list of shard keys (or leave it out to use every shard)")
+        shards = tuple(sorted(set(shards)))
+
+    return Recipe(name, description, budget, seed, max_repetition, shard_rows, components, points, shards, where)
+
+
+def _components(raw, fail, known_strategies) -> tuple[Component, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise fail("components", "expected at least one [[components]] table")
+    known = sorted(known_strategies) if known_strategies is not None else None
+    out: list[Component] = []
+    for i, entry in enumerate(raw):
+        at = f"components[{i}]"
+        if not isinstance(entry, Mapping):
+            raise fail(at, f"expected a table, got {type(entry).__name__}")
+        unknown = sorted(set(entry) - _COMPONENT_KEYS)
+        if unknown:
+            raise fail(f"{at}.{unknown[0]}", f"unknown key(s) {unknown}; allowed: {sorted(_COMPONENT_KEYS)}")
+        source = entry.get("source")
+        if source not in (NATURAL, REPHRASED):
+            raise fail(f"{at}.source", f"expected {NATURAL!r} or {REPHRASED!r}, got {source!r}")
+        strategy = entry.get("strategy")
+        if source == NATURAL and strategy is not None:
+            raise fail(f"{at}.strategy", "natural seeds have no strategy; remove it")
+        if source == REPHRASED:
+            if not isinstance(strategy, str) or not strategy:
+                raise fail(f"{at}.strategy", "a rephrased component needs `strategy`, the name of a prompts/*.toml file")
+            if strategy == NATURAL:
+                raise fail(f"{at}.strategy", f"{NATURAL!r} is reserved for the natural component")
+            if known is not None and strategy not in known:
+                raise fail(f"{at}.strategy", f"unknown strategy {strategy!r}; known strategies: {known}")
+        if "weight" not in entry:
+            raise fail(f"{at}.weight", "missing; give the component's share of the token budget")
+        weight = _number(entry["weight"], f"{at}.weight", fail)
+        if not 0 < weight <= 1:
+            raise fail(f"{at}.weight", f"must be in (0, 1], got {weight:g}")
+        component = Component(source, weight, strategy)
+        if any(c.label == component.label for c in out):
+            raise fail(f"{at}", f"component {component.label!r} appears twice; merge the entries")
+        out.append(component)
+    return tuple(out)
+
+
+def _integer(data: Mapping, key: str, fail, required: bool = False, default: int = 0) -> int:
+    if key not in data:
+        if required:
+            raise fail(key, "missing")
+        return default
+    value = data[key]
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise fail(key, f"expected an integer, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _number(value, key: str, fail) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise fail(key, f"expected a number, got {type(value).__name__} {value!r}")
+    return float(value)
+
+
+def check_availability(recipe: Recipe, available: Mapping[str, int], rows: Mapping[str, int]) -> dict[str, int]:
+    """Target tokens per component; raises naming every component the lake cannot supply in time."""
+    problems = []
+    targets = recipe.targets()
+    if not any(targets.values()):
+        where = recipe.path or recipe.name
+        raise RecipeError(f"{where}: field `budget_tokens`: {recipe.budget_tokens} tokens give no component a whole token")
+    for label, needed in targets.items():
+        have = available.get(label, 0)
+        if rows.get(label, 0) == 0 or have == 0:
+            problems.append(f"component {label!r} is empty: no kept rows upstream (needs {needed:,} tokens)")
+        elif needed > recipe.max_repetition * have:
+            problems.append(
+                f"component {label!r} needs {needed:,} tokens but has {have:,} available "
+                f"({math.floor(recipe.max_repetition * have):,} with max_repetition {recipe.max_repetition:g}, "
+                f"{needed / have:.2f}x would be needed)"
+            )
+    if problems:
+        raise RecipeError(
+            f"{recipe.path or recipe.name}: mixture {recipe.name!r} (budget_tokens {recipe.budget_tokens:,}) cannot be met: "
+            + "; ".join(problems)
+            + ". Lower budget_tokens, raise max_repetition, or materialise more upstream data."
+        )
+    return targets
