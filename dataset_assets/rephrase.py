@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from dataset_assets.postfilters import apply_postfilter, strip_preambles
 from dataset_assets.strategies import Strategy, audience_for, fit_input, prompt_hash, render, routes
-from resources.llm import ChatRequest, Completion, EndpointError
+from resources.llm import ChatRequest, Completion, EngineUnavailable
 
 ASSET = "rephrased"
 MANIFEST = "_manifest.json"
@@ -169,20 +169,25 @@ def sampling_json(strategy: Strategy) -> str:
 
 def _generate_isolated(engine, requests: list[ChatRequest]) -> list[Completion]:
     """One batch; if the engine fails it as a whole, each request alone, so one bad request is one
-    dropped row. A dead endpoint (EndpointError) still fails the partition: nothing is wrong with the rows."""
+    dropped row. A dead engine or endpoint fails the partition instead: nothing is wrong with the
+    rows, and a rerun resumes from the committed chunks. So does a batch where every request fails
+    alone, which says the same about the engine."""
     try:
         return engine.generate(requests)
-    except EndpointError:
+    except EngineUnavailable:
         raise
-    except Exception:
-        out = []
+    except Exception as batch_error:
+        out, failures = [], 0
         for req in requests:
             try:
                 out.extend(engine.generate([req]))
-            except EndpointError:
+            except EngineUnavailable:
                 raise
             except Exception as exc:
+                failures += 1
                 out.append(Completion(req.request_id, "", 0, 0, "error", f"engine_error: {type(exc).__name__}: {exc}"[:500]))
+        if len(requests) > 1 and failures == len(requests):
+            raise EngineUnavailable(f"every request of the batch failed alone too: {batch_error}") from batch_error
         return out
 
 
@@ -201,7 +206,6 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
                 s.max_tokens,
                 s.temperature,
                 s.top_p,
-                seed=int(it.item_id[:8], 16) + step_no,  # a rerun of the same item samples the same text
             )
             for it in alive
         ]
@@ -300,6 +304,10 @@ def rephrase_partition(
         _count(stats, table)
         if on_chunk:
             on_chunk(stats, chunk.index + 1, len(chunks))
+    if not chunks:  # no kept seeds: an empty part file, so readers see a finished, empty partition
+        empty = ChunkPlan(0, [])
+        lake.write_parquet(f"{directory}/{empty.file_name}", [], REPHRASED_SCHEMA, chunk_metadata(strategy, generator, empty))
+        chunks = [empty]
     wanted = {c.file_name for c in chunks}
     for path in lake.partition_files(ASSET, partition):
         if path.rsplit("/", 1)[-1] not in wanted:

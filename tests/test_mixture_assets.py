@@ -8,6 +8,7 @@ import socket
 import datasets
 import duckdb
 import pytest
+from resources.tokenizer import TokenizerResource
 from dagster import AssetKey, DagsterInstance, materialize
 
 from dataset_assets.assets.mixtures import mixture_recipes, mixtures
@@ -29,7 +30,7 @@ def run(lake, tmp_path, recipes, key="demo", raise_on_error=True, instance=None,
     return materialize(
         [mixtures],
         partition_key=key,
-        resources={"lake": lake},
+        resources={"lake": lake, "tokenizer": TokenizerResource(path=TOKENIZER)},
         instance=instance or DagsterInstance.ephemeral(),
         run_config={"ops": {"mixtures": {"config": config}}},
         raise_on_error=raise_on_error,

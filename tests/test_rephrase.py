@@ -188,3 +188,14 @@ def test_sigkill_halfway_then_rerun_regenerates_only_uncommitted_chunks(tmp_path
     assert len(second) == 12 - 3 * len(committed_first)
     assert sorted(r["source_id"] for r in rows) == [f"doc{i:03d}" for i in range(12)]  # none missing, none twice
     assert (part_dir / "_manifest.json").exists()
+
+
+def test_an_engine_that_fails_every_request_fails_the_partition_and_leaves_it_unfinished(tmp_path):
+    from resources.llm import EngineUnavailable
+
+    lake = Lake(root=str(tmp_path))
+    qa = load_strategy(PROMPTS / "qa.toml")
+    items = plan_items(seeds(4), qa, ScriptedEngine().tokenizer())
+    with pytest.raises(EngineUnavailable, match="every request of the batch failed"):
+        rephrase_partition(lake, ScriptedEngine(fail_ids=[i.item_id for i in items]), qa, "s1", seeds(4), chunk_docs=4)
+    assert list(finished_partitions(lake)) == []

@@ -7,6 +7,7 @@ import hashlib
 from pathlib import Path
 from typing import Optional
 
+import pyarrow.parquet as pq
 from dagster import (
     AllPartitionMapping,
     AssetDep,
@@ -25,8 +26,11 @@ from dataset_assets.mixtures.build import CODE_VERSION, build_mixtures
 from dataset_assets.mixtures.lineage import cmd_lineage  # noqa: F401  (CLI entry points live beside the asset)
 from dataset_assets.mixtures.pull import cmd_pull, cmd_versions  # noqa: F401
 from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe, recipe_names
+from dataset_assets.mixtures.pull import parquet_files
 from dataset_assets.partitions import strategy_names
+from dataset_assets.stats.unigrams import COUNTS_SCHEMA, count_unigrams, counts_batches, counts_metadata
 from resources.lake import Lake
+from resources.tokenizer import TokenizerResource
 
 # One key per recipe file; MIXTURE_RECIPES (the CLI's --recipes) picks the folder at load time.
 mixture_recipes = StaticPartitionsDefinition(recipe_names(settings.recipes_dir()) or ["demo"])
@@ -38,6 +42,26 @@ class MixturesConfig(Config):
     tokenizer: Optional[str] = None  # tokenizer.json (or .tiktoken, model dir) counting tokens; default MIXTURE_TOKENIZER or GPT-2
 
 
+def count_version_unigrams(lake: Lake, tokenizer: TokenizerResource, version, log) -> None:
+    """Each published version gets its own unigram vector (mixture_unigrams/mixture=<name>/version=<v>/),
+    so corpus_stats has a row for it; a reused version keeps the vector it already has."""
+    partition = {"mixture": version.name, "version": version.version}
+    if lake.has_partition("mixture_unigrams", partition):
+        return
+    tok = tokenizer.load()
+    files = [lake.path("mixtures", version.name, version.version, name) for name in parquet_files(version.manifest)]
+
+    def texts():
+        for path in files:
+            for batch in pq.ParquetFile(lake.fs.open_input_file(path)).iter_batches(columns=["text"], batch_size=1024):
+                yield batch.column("text").to_pylist()
+
+    counted = count_unigrams(texts(), tok.encode_batch, tok.vocab_size, tokenizer.batch_size)
+    meta = counts_metadata(tok.name, tok.vocab_size, tok.fingerprint, counted.documents)
+    lake.write_partition("mixture_unigrams", partition, counts_batches(counted.counts), COUNTS_SCHEMA, meta)
+    log(f"{version.name}@{version.version}: {counted.tokens:,} tokens counted for corpus_stats")
+
+
 @asset(
     partitions_def=mixture_recipes,
     # Every shard (and strategy) feeds every recipe.
@@ -47,7 +71,7 @@ class MixturesConfig(Config):
     code_version=CODE_VERSION,
     description="A token-weighted, shuffled mix of natural seeds and rephrased text, published as mixtures/<name>/v<n>/.",
 )
-def mixtures(context: AssetExecutionContext, config: MixturesConfig, lake: Lake) -> MaterializeResult:
+def mixtures(context: AssetExecutionContext, config: MixturesConfig, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
     path = Path(config.recipes_dir or settings.recipes_dir()) / f"{context.partition_key}.toml"
     known = strategy_names(config.prompts_dir) or None  # no prompt files: the lake check still catches typos
     try:
@@ -55,6 +79,8 @@ def mixtures(context: AssetExecutionContext, config: MixturesConfig, lake: Lake)
         published = build_mixtures(lake, recipe, config.tokenizer, log=context.log.info)
     except (RecipeError, UpstreamError) as exc:
         raise Failure(description=str(exc), metadata={"recipe": str(path)}) from exc
+    for version in published:
+        count_version_unigrams(lake, tokenizer, version, context.log.info)
     main = published[0]
     manifest = main.manifest
     identity = main.identity if len(published) == 1 else hashlib.sha256("|".join(p.identity for p in published).encode()).hexdigest()[:16]

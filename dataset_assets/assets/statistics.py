@@ -245,6 +245,8 @@ FAMILIES: list[tuple[str, str, Callable[[Mapping[str, str]], str]]] = [
     ("seed_unigrams", "seeds", lambda keys: "seeds"),
     ("rephrased_unigrams", "strategy", lambda keys: keys["strategy"]),
     ("reference_unigrams", "reference", lambda keys: keys["reference"]),
+    # Written by the mixtures asset for every version it publishes.
+    ("mixture_unigrams", "mixture", lambda keys: f"{keys['mixture']}@{keys['version']}"),
 ]
 # kind -> the family its support shrinkage is measured against, summed over the same shards.
 SOURCES = {"strategy": "seeds"}
