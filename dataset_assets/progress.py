@@ -27,5 +27,5 @@ class Progress:
             share = min(self.done / self.total, 1.0)
             eta = (self.total - self.done) / rate if rate > 0 else float("inf")
             text += f" of {self.total:,.0f} ({share:.0%}), ETA {eta:,.0f} s"
-        text += f", {rate:,.1f}/s"
+        text += f", {rate:,.2f}/s" if rate < 10 else f", {rate:,.0f}/s"
         return f"{text}{'; ' + extra if extra else ''}"
