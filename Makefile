@@ -8,7 +8,7 @@ export DATASET_LAKE ?= $(CURDIR)/data/lake
 export CRAWL_LANDING ?= $(SHARED)/crawl
 export QUALITY_REFERENCE ?= $(SHARED)/quality
 
-.PHONY: install install-dev demo test dev bench clean
+.PHONY: install install-dev demo test dev bench clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,13 @@ demo: install $(TINY_MODEL)/config.json
 	REPHRASE_MODEL=$(TINY_MODEL) $(VENV)/bin/dataset-assets run --landing $(CRAWL_LANDING) --lake $(DATASET_LAKE) \
 		--strategies $(DEMO_STRATEGIES) --max-output-tokens 96
 
-test: install-dev
+# The UI tests drive Debian's Chromium through Playwright (Playwright's own browser download needs
+# a network this project does not assume).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "could not install Chromium: run 'apt-get install chromium' as root, or the UI tests skip"
+
+test: install-dev chromium
 	$(PY) -m pytest -q
 
 dev: install-dev

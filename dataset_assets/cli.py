@@ -66,6 +66,8 @@ def _report(label: str, result, start: float, failures: list[str]) -> None:
     failures.append(label)
     for event in result.all_events:
         error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
+        while error is not None and error.cause is not None:  # Dagster wraps the user's error: show its cause
+            error = error.cause
         if error is not None:
             print(f"       {error.message.strip().splitlines()[0]}", file=sys.stderr)
 

@@ -123,14 +123,17 @@ class Lake(ConfigurableResource):
     def _staging_path(self, name: str) -> str:
         return self.path(STAGING, uuid.uuid4().hex, name)
 
+    def _mkdir(self, path: str) -> None:
+        # Object stores have no directories; creating one there only leaves a marker object behind.
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            self.fs.create_dir(path, recursive=True)
+
     def _commit(self, staged: str, final: str) -> None:
         fs = self.fs
-        parent = final.rsplit("/", 1)[0]
-        fs.create_dir(parent, recursive=True)
+        self._mkdir(final.rsplit("/", 1)[0])
         fs.move(staged, final)
-        if not isinstance(fs, pafs.LocalFileSystem):
-            return
-        # Remove the now-empty staging directory so _staging does not grow without bound.
+        # Remove the now-empty staging directory so _staging does not grow without bound (on S3,
+        # Arrow leaves a marker object for it when the staged file is moved away).
         try:
             fs.delete_dir(staged.rsplit("/", 1)[0])
         except OSError:
@@ -149,7 +152,7 @@ class Lake(ConfigurableResource):
         staged = self._staging_path(final_path.rsplit("/", 1)[-1])
         h = hashlib.sha256()
         rows = 0
-        self.fs.create_dir(staged.rsplit("/", 1)[0], recursive=True)
+        self._mkdir(staged.rsplit("/", 1)[0])
         try:
             with self.fs.open_output_stream(staged) as sink:
                 with pq.ParquetWriter(sink, schema, compression=COMPRESSION) as writer:
@@ -193,7 +196,7 @@ class Lake(ConfigurableResource):
     def put_bytes(self, path_parts: list[str], data: bytes) -> str:
         final = self.path(*path_parts)
         staged = self._staging_path(final.rsplit("/", 1)[-1])
-        self.fs.create_dir(staged.rsplit("/", 1)[0], recursive=True)
+        self._mkdir(staged.rsplit("/", 1)[0])
         try:
             with self.fs.open_output_stream(staged) as out:
                 out.write(data)
