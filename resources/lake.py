@@ -171,10 +171,12 @@ class Lake(ConfigurableResource):
         return WrittenFile(final_path, rows, size or 0, h.hexdigest()[:16])
 
     def _discard(self, staged: str) -> None:
-        try:
-            self.fs.delete_file(staged)
-        except (OSError, FileNotFoundError):
-            pass
+        # The file, then its staging folder (on S3, deleting the file leaves a folder marker behind).
+        for remove, path in ((self.fs.delete_file, staged), (self.fs.delete_dir, staged.rsplit("/", 1)[0])):
+            try:
+                remove(path)
+            except (OSError, FileNotFoundError):
+                pass
 
     def write_partition(
         self,

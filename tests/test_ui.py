@@ -2,8 +2,9 @@
 home, driven through Chromium with Playwright.
 
 Needs Chromium (Debian: `apt-get install chromium`, or CHROMIUM=/path) and `pip install playwright`;
-Playwright's own browser download is not used. Screenshots and the `dagster dev` log go to
-tests/artifacts/ui/ (or $TEST_ARTIFACTS/ui), kept after the run.
+Playwright's own browser download is not used. Skipped without them unless UI_TESTS_REQUIRED=1.
+Screenshots, the `dagster dev` log and the preparation log go to tests/artifacts/ui/ (or
+$TEST_ARTIFACTS/ui) and are kept after the run.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ import pytest
 from tests.conftest import CRAWL, QUALITY, ROOT
 from tests.s3 import free_port
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
+# CI sets UI_TESTS_REQUIRED=1 so that a missing browser or Playwright fails instead of skipping.
+REQUIRED = os.environ.get("UI_TESTS_REQUIRED") == "1"
+if REQUIRED:
+    import playwright.sync_api as sync_api
+else:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install playwright)")
 
 MODULE = "dataset_assets.definitions"
 UI_SHARD = "cc-main-2020-34-excerpt.warc.gz"  # materialised from the UI
@@ -47,6 +53,8 @@ def chromium() -> str | None:
     return None
 
 
+if REQUIRED and chromium() is None:
+    raise RuntimeError("UI_TESTS_REQUIRED=1 but no Chromium found: apt-get install chromium, or set CHROMIUM=/path/to/chromium")
 pytestmark = pytest.mark.skipif(chromium() is None, reason="needs Chromium: apt-get install chromium (or set CHROMIUM)")
 
 
