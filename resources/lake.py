@@ -100,6 +100,12 @@ class Lake(ConfigurableResource):
             )
             if isinstance(self._fs, pafs.LocalFileSystem):
                 self._fs.create_dir(self._base, recursive=True)
+            elif self.s3_endpoint_url:
+                # A private endpoint (moto, MinIO): create the bucket if it is missing. Against AWS
+                # itself the bucket must exist; a missing one is a clear error on first write.
+                bucket = self._base.split("/", 1)[0]
+                if self._fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+                    self._fs.create_dir(bucket)
         return self._fs
 
     def path(self, *parts: str) -> str:
