@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--select", help="comma-separated assets (default: all)")
     run.add_argument("--log-level", default="INFO", help="Dagster console log level (DEBUG shows every event)")
     run.add_argument("--strategies", help="comma-separated strategies for rephrased (default: every prompts/*.toml)")
-    run.add_argument("--chunk-docs", type=int, default=16, help="source documents per committed rephrasing chunk")
+    run.add_argument("--chunk-docs", type=int, default=64, help="source documents per committed rephrasing chunk")
     run.add_argument("--max-output-tokens", type=int, help="cap every strategy's output limit (CPU demos)")
     run.add_argument("--references", help="folder of reference corpora for statistics (default ../shared/data/reference)")
     run.add_argument("--recipes", help="folder of mixture recipes (default recipes/)")

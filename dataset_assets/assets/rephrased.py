@@ -34,7 +34,7 @@ SEED_COLUMNS = ["id", "text", "kept", "quality_percentile"]
 
 
 class RephrasedConfig(Config):
-    chunk_docs: int = 16  # source documents per committed chunk: the unit of resume after a crash
+    chunk_docs: int = 64  # documents per committed chunk (the unit of resume); >= max_num_seqs keeps batches full
     gpu_hour_price: float = 2.5  # USD per GPU-hour, for the cost-per-billion-tokens estimate
     prompts_dir: Optional[str] = None  # default REPHRASE_PROMPTS or <project>/prompts
     max_output_tokens: Optional[int] = None  # caps every strategy's output limit (CPU demos); part of the prompt hash
