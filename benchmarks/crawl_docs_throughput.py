@@ -100,12 +100,13 @@ def main() -> None:
     parser.add_argument("--warc", default=str(SHARED / "crawl" / "web-pages-a.warc.gz"))
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=300, help="seconds before a run counts as hung")
+    parser.add_argument("--datatrove-python", help="python of an existing datatrove environment (default: make one)")
     parser.add_argument("--side", choices=["ours"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.side == "ours":
         print(json.dumps(ours(args.warc)))
         return
-    dt_python = ensure_datatrove()
+    dt_python = Path(args.datatrove_python) if args.datatrove_python else ensure_datatrove()
     runs: dict[str, list[dict]] = {"ours": [], "datatrove": []}
     for _ in range(args.repeats):
         runs["ours"].append(run_pinned([sys.executable, __file__, "--side", "ours", "--warc", args.warc], args.timeout))
