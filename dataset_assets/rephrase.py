@@ -20,6 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dataset_assets.postfilters import apply_postfilter, strip_preambles
+from dataset_assets.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, kept_fingerprint
 from dataset_assets.strategies import Strategy, audience_for, fit_input, prompt_hash, render, routes
 from resources.llm import ChatRequest, Completion, EngineUnavailable
 
@@ -317,6 +318,7 @@ def rephrase_partition(
         {
             "prompt_hash": prompt_hash(strategy),
             "generator": generator,
+            "seeds_fingerprint": kept_fingerprint(seeds),
             "chunks": len(chunks),
             "rows": stats.rows,
             "kept": stats.kept,
@@ -342,19 +344,39 @@ def _count(stats: PartitionStats, table: pa.Table) -> None:
 
 
 def partition_status(lake, strategies: dict[str, Strategy], shards: list[str], generator: str) -> dict[tuple[str, str], str]:
-    """`missing`, `outdated` (prompt or generator changed since it was made) or `current`."""
+    """`missing`, or `outdated` (the prompt, the generator or the shard's kept seeds changed since it
+    was made: an edited prompt file, another model, a retrained classifier), or `current`."""
     done = {(shard, name): manifest for shard, name, manifest in finished_partitions(lake)}
     status = {}
     for shard in shards:
+        seeds_now = seeds_fingerprint(lake, shard) if any((shard, name) in done for name in strategies) else None
         for name, strategy in strategies.items():
             manifest = done.get((shard, name))
             if manifest is None:
                 status[(shard, name)] = "missing"
-            elif manifest.get("prompt_hash") != prompt_hash(strategy) or manifest.get("generator") != generator:
+            elif (
+                manifest.get("prompt_hash") != prompt_hash(strategy)
+                or manifest.get("generator") != generator
+                or (seeds_now is not None and manifest.get("seeds_fingerprint") != seeds_now)
+            ):
                 status[(shard, name)] = "outdated"
             else:
                 status[(shard, name)] = "current"
     return status
+
+
+def seeds_fingerprint(lake, shard: str) -> Optional[str]:
+    """The kept-set fingerprint of a shard's seeds partition: from its Parquet footer (one small read)
+    or, for files written before the footer held it, from the rows. None if there are no seeds."""
+    files = lake.partition_files("seeds", {"shard": shard})
+    if not files:
+        return None
+    if len(files) == 1:
+        value = (pq.read_schema(files[0], filesystem=lake.fs).metadata or {}).get(KEPT_FINGERPRINT.encode())
+        if value is not None:
+            return value.decode()
+    table = lake.read_partition("seeds", {"shard": shard}, columns=FINGERPRINT_COLUMNS)
+    return kept_fingerprint(table.filter(table.column("kept")).to_pylist())
 
 
 def finished_partitions(lake) -> Iterator[tuple[str, str, dict]]:

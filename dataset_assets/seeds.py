@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,6 +18,25 @@ SEED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("quality_score", pa.float32()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("quality_percentile", pa.float32()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("kept", pa.bool_()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("drop_reason", pa.string()))
+
+# Parquet footer key of a seeds part file: the fingerprint of its kept set (see kept_fingerprint).
+KEPT_FINGERPRINT = "kept_fingerprint"
+FINGERPRINT_COLUMNS = ["id", "text", "kept", "quality_percentile"]
+
+
+def kept_fingerprint(rows: Iterable[Mapping]) -> str:
+    """What a rephrasing of these seeds depends on: the kept ids, their text and their percentile
+    (strategies route by it). A retrained classifier or a changed keep rule changes it; a new
+    DataVersion from an identical kept set does not."""
+    kept = sorted(
+        (r["id"], hashlib.sha256(r["text"].encode()).hexdigest(), f"{float(r['quality_percentile'] or 0.0):.4f}")
+        for r in rows
+        if r.get("kept")
+    )
+    h = hashlib.sha256()
+    for row in kept:
+        h.update("\x00".join(row).encode() + b"\n")
+    return h.hexdigest()[:16]
 
 
 @dataclass

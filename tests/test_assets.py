@@ -114,6 +114,11 @@ def test_seeds_score_every_document_and_pass_the_blocking_check(env):
     assert all(0 <= r["quality_score"] <= 1 for r in rows)
     reasons = {r["drop_reason"] for r in rows} - {None}
     assert "low_quality" in reasons and any(r.startswith("gopher_") for r in reasons)
+    # The footer names the kept set, so the backfill can tell when rephrasings of it are outdated.
+    from dataset_assets.rephrase import seeds_fingerprint
+    from dataset_assets.seeds import kept_fingerprint
+
+    assert seeds_fingerprint(env["lake"], key) == kept_fingerprint(kept)
 
 
 def test_blocking_check_fails_the_run_when_nothing_is_kept(env):

@@ -199,3 +199,50 @@ def test_an_engine_that_fails_every_request_fails_the_partition_and_leaves_it_un
     with pytest.raises(EngineUnavailable, match="every request of the batch failed"):
         rephrase_partition(lake, ScriptedEngine(fail_ids=[i.item_id for i in items]), qa, "s1", seeds(4), chunk_docs=4)
     assert list(finished_partitions(lake)) == []
+
+
+def write_seeds(lake, shard, rows, footer=True):
+    """A seeds partition as the seeds asset writes it (the columns rephrasing reads), footer optional."""
+    import pyarrow as pa
+
+    from dataset_assets.seeds import KEPT_FINGERPRINT, kept_fingerprint
+
+    table = pa.Table.from_pylist(rows)
+    lake.write_partition("seeds", {"shard": shard}, table.to_batches(), table.schema,
+                         {KEPT_FINGERPRINT: kept_fingerprint(rows)} if footer else None)
+
+
+def test_changed_kept_seeds_mark_that_shards_partitions_outdated(tmp_path):
+    lake, engine = Lake(root=str(tmp_path)), ScriptedEngine()
+    strategies = load_strategies(PROMPTS)
+    chosen = {k: strategies[k] for k in ("qa", "summary")}
+    for shard in ("s1", "s2"):
+        write_seeds(lake, shard, seeds(4, kept_every=2))
+        for strategy in chosen.values():
+            rephrase_partition(lake, engine, strategy, shard, seeds(4, kept_every=2), chunk_docs=4)
+    assert set(partition_status(lake, chosen, ["s1", "s2"], engine.generator).values()) == {"current"}
+
+    # Only dropped documents change (a new DataVersion, the same kept set): nothing to redo.
+    quieter = seeds(4, kept_every=2)
+    quieter[1]["text"] = "a dropped document, edited"
+    write_seeds(lake, "s1", quieter)
+    assert set(partition_status(lake, chosen, ["s1", "s2"], engine.generator).values()) == {"current"}
+
+    # A retrained classifier keeps another set on s1: s1's partitions are outdated, s2's are not.
+    retrained = seeds(4, kept_every=1)
+    write_seeds(lake, "s1", retrained)
+    assert partition_status(lake, chosen, ["s1", "s2"], engine.generator) == {
+        ("s1", "qa"): "outdated", ("s1", "summary"): "outdated", ("s2", "qa"): "current", ("s2", "summary"): "current",
+    }
+    # A changed percentile alone can re-route seeds between strategies: outdated too.
+    rerouted = seeds(4, kept_every=2)
+    rerouted[0]["quality_percentile"] = 50.0
+    write_seeds(lake, "s2", rerouted, footer=False)  # a file written before the footer held it: read from rows
+    assert partition_status(lake, chosen, ["s2"], engine.generator) == {("s2", "qa"): "outdated", ("s2", "summary"): "outdated"}
+
+    # Rematerialising brings them back to current, reusing nothing stale.
+    for strategy in chosen.values():
+        rephrase_partition(lake, engine, strategy, "s1", retrained, chunk_docs=4)
+        rephrase_partition(lake, engine, strategy, "s2", rerouted, chunk_docs=4)
+    assert set(partition_status(lake, chosen, ["s1", "s2"], engine.generator).values()) == {"current"}
+    assert sorted({r["source_id"] for r in read_rows(lake, "s1", "qa")}) == ["doc000", "doc001", "doc002", "doc003"]
