@@ -1,8 +1,20 @@
 """The nightly backfill: one Dagster backfill of exactly the missing and outdated partitions."""
 
-from dagster import AssetKey, DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, SkipReason, schedule
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    PartitionKeyRange,
+    RunRequest,
+    RunsFilter,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.events import AssetKeyPartitionKey
+from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
+from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 
 from dataset_assets import settings
 from dataset_assets.backfill import rephrase_needed
@@ -29,8 +41,40 @@ def needed_partitions(lake: Lake, shards: list[str], engine_generator: str) -> s
     return wanted
 
 
+# Backfills that may still launch runs: their targets are not ours to launch again.
+UNFINISHED_BACKFILLS = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def in_flight_partitions(instance: DagsterInstance, asset_graph) -> set[AssetKeyPartitionKey]:
+    """Partitions an unfinished backfill targets or an unfinished run (queued or started) covers.
+
+    The schedule leaves them out: launching them again would materialise a partition twice at once
+    (last night's backfill still running, a run the automation sensor started, a UI backfill).
+    """
+    busy: set[AssetKeyPartitionKey] = set()
+    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=UNFINISHED_BACKFILLS)):
+        data = backfill.asset_backfill_data
+        if data is not None:
+            busy.update(data.target_subset.iterate_asset_partitions())
+    for run in instance.get_runs(filters=RunsFilter(statuses=NOT_FINISHED_STATUSES)):
+        for key in run.asset_selection or []:
+            if not asset_graph.has(key):
+                continue
+            pdef = asset_graph.get(key).partitions_def
+            if pdef is None:
+                continue
+            if run.tags.get("dagster/partition"):
+                busy.add(AssetKeyPartitionKey(key, run.tags["dagster/partition"]))
+            elif run.tags.get(RANGE_START) and run.tags.get(RANGE_END):
+                span = PartitionKeyRange(run.tags[RANGE_START], run.tags[RANGE_END])
+                keys = pdef.get_partition_keys_in_range(span, dynamic_partitions_store=instance)
+                busy.update(AssetKeyPartitionKey(key, k) for k in keys)
+    return busy
+
+
 @schedule(
-    cron_schedule="0 2 * * *",
+    cron_schedule=settings.backfill_cron(),
     # A schedule's target must share one partitions definition; the backfill it returns may still
     # name crawl_docs and seeds partitions (asset backfills span partitions definitions).
     target=["rephrased"],
@@ -44,6 +88,12 @@ def nightly_backfill(context: ScheduleEvaluationContext, lake: Lake, engine: LLM
     if not wanted:
         return SkipReason("every shard and (shard x strategy) partition is current")
     asset_graph = context.repository_def.asset_graph
+    busy = wanted & in_flight_partitions(context.instance, asset_graph)
+    wanted -= busy
+    if not wanted:
+        return SkipReason(f"all {len(busy)} missing or outdated partitions are in an unfinished run or backfill")
+    if busy:
+        context.log.info(f"leaving out {len(busy)} partitions already in an unfinished run or backfill")
     subset = AssetGraphSubset.from_asset_partition_set(wanted, asset_graph)
     context.log.info(f"backfilling {len(wanted)} partitions")
     return RunRequest.for_asset_graph_subset(subset, tags={"dagster/from": "nightly_backfill"})

@@ -28,6 +28,11 @@ def prompts_dir() -> str:
     return os.environ.get("REPHRASE_PROMPTS") or str(PROJECT_ROOT / "prompts")
 
 
+def backfill_cron() -> str:
+    """When `nightly_backfill` runs (cron, the instance's time zone); 02:00 unless NIGHTLY_BACKFILL_CRON says."""
+    return os.environ.get("NIGHTLY_BACKFILL_CRON") or "0 2 * * *"
+
+
 def recipes_dir() -> str:
     return os.environ.get("MIXTURE_RECIPES") or str(PROJECT_ROOT / "recipes")
 

@@ -10,6 +10,7 @@ import sys
 
 import pyarrow as pa
 from dagster import AssetKey, build_schedule_context, instance_for_test
+from dagster._core.execution.backfill import BulkActionStatus
 
 from dataset_assets.backfill import rectangles
 from dataset_assets.rephrase import rephrase_partition
@@ -61,10 +62,43 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
             instance=instance, resources={"lake": lake, "engine": engine}, repository_def=definitions.defs.get_repository_def()
         ) as context:
             request = definitions.nightly_backfill(context)
-    parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
-    expected = {("crawl_docs", "s3"), ("seeds", "s3"), ("rephrased", "s1|faq")}
-    expected |= {("rephrased", f"s2|{n}") for n in strategies} | {("rephrased", f"s3|{n}") for n in strategies}
-    assert parts == expected
+        parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
+        expected = {("crawl_docs", "s3"), ("seeds", "s3"), ("rephrased", "s1|faq")}
+        expected |= {("rephrased", f"s2|{n}") for n in strategies} | {("rephrased", f"s3|{n}") for n in strategies}
+        assert parts == expected
+
+        # Tonight's tick while that backfill is still running, and an automation run of s1|faq is about to start:
+        # none of those partitions is launched a second time.
+        from dagster._core.execution.backfill import PartitionBackfill
+        from dagster._core.storage.dagster_run import DagsterRunStatus
+        from dagster._core.test_utils import create_run_for_test
+
+        running = PartitionBackfill.from_asset_graph_subset(
+            "nightly1", 0.0, {"dagster/from": "nightly_backfill"}, instance, request.asset_graph_subset, None, None, None
+        )
+        instance.add_backfill(running)
+        with build_schedule_context(
+            instance=instance, resources={"lake": lake, "engine": engine}, repository_def=definitions.defs.get_repository_def()
+        ) as context:
+            skipped = definitions.nightly_backfill(context)
+        assert "in an unfinished run or backfill" in skipped.skip_message
+
+        instance.update_backfill(running.with_status(BulkActionStatus.COMPLETED_SUCCESS))
+        create_run_for_test(
+            instance, job_name="__ASSET_JOB", status=DagsterRunStatus.NOT_STARTED, asset_selection={AssetKey("rephrased")},
+            tags={"dagster/partition": "s1|faq"},
+        )
+        first, last = sorted(strategies)[0], sorted(strategies)[-1]
+        create_run_for_test(
+            instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED, asset_selection={AssetKey("rephrased")},
+            tags={"dagster/asset_partition_range_start": f"s2|{first}", "dagster/asset_partition_range_end": f"s2|{last}"},
+        )
+        with build_schedule_context(
+            instance=instance, resources={"lake": lake, "engine": engine}, repository_def=definitions.defs.get_repository_def()
+        ) as context:
+            request = definitions.nightly_backfill(context)
+        parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
+        assert parts == {("crawl_docs", "s3"), ("seeds", "s3")} | {("rephrased", f"s3|{n}") for n in strategies}
 
 
 def test_automation_and_schedules_are_wired():
