@@ -1,4 +1,4 @@
-"""The code location: every asset, check, sensor, schedule and resource of the graph.
+"""The code location: every asset, check, sensor and resource of the graph.
 
 DAGSTER_DEPLOYMENT picks the profile (`local` embedded default, `prod` S3 + Kubernetes + GPUs).
 """
@@ -21,7 +21,7 @@ from dataset_assets.assets.statistics import (
     seed_unigrams,
 )
 from dataset_assets.deployment import build_engine, build_executor, build_resources
-from dataset_assets.schedules import nightly_backfill
+from dataset_assets.nightly import nightly_backfill
 from dataset_assets.sensors import crawl_landing_sensor
 
 PROFILE = settings.deployment()
@@ -44,8 +44,7 @@ defs = Definitions(
         corpus_stats,
         mixtures,
     ],
-    sensors=[crawl_landing_sensor, automation],
-    schedules=[nightly_backfill],
+    sensors=[crawl_landing_sensor, automation, nightly_backfill],
     resources=build_resources(PROFILE),
     executor=build_executor(PROFILE),
 )

@@ -29,7 +29,7 @@ def prompts_dir() -> str:
 
 
 def backfill_cron() -> str:
-    """When `nightly_backfill` runs (cron, the instance's time zone); 02:00 unless NIGHTLY_BACKFILL_CRON says."""
+    """When `nightly_backfill` acts (a cron in UTC); 02:00 unless NIGHTLY_BACKFILL_CRON says."""
     return os.environ.get("NIGHTLY_BACKFILL_CRON") or "0 2 * * *"
 
 

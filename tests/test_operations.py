@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pyarrow as pa
-from dagster import AssetKey, build_schedule_context, instance_for_test
+from dagster import AssetKey, build_sensor_context, instance_for_test
 from dagster._core.execution.backfill import BulkActionStatus
 
 from dataset_assets.backfill import rectangles
@@ -41,9 +41,34 @@ def test_rectangles_cover_exactly_the_needed_pairs():
     assert {(x, y) for xs, ys in blocks for x in xs for y in ys} == odd
 
 
-def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_path, monkeypatch):
+def tick(instance, lake, engine, cursor: str = "0"):
+    """One evaluation of the nightly backfill sensor with a cron slot due (cursor: the last slot handled)."""
     from dataset_assets import definitions
 
+    with build_sensor_context(
+        instance=instance, resources={"lake": lake, "engine": engine}, repository_def=definitions.defs.get_repository_def(),
+        cursor=cursor,
+    ) as context:
+        return definitions.nightly_backfill(context)
+
+
+def test_nightly_backfill_acts_once_per_cron_slot():
+    from datetime import datetime, timezone
+
+    from dataset_assets.nightly import due_slot
+
+    cron = "0 2 * * *"
+    first = due_slot(cron, datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc), None)
+    assert first[0] is None  # a new deployment waits for the next slot, as a schedule would
+    slot_21 = datetime(2026, 11, 21, 2, 0, tzinfo=timezone.utc).timestamp()
+    assert float(first[1]) == slot_21
+    assert due_slot(cron, datetime(2026, 11, 22, 1, 59, tzinfo=timezone.utc), first[1]) == (None, first[1])
+    slot, cursor = due_slot(cron, datetime(2026, 11, 22, 2, 0, 30, tzinfo=timezone.utc), first[1])
+    assert slot == datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc).timestamp() and float(cursor) == slot
+    assert due_slot(cron, datetime(2026, 11, 22, 3, 0, tzinfo=timezone.utc), cursor) == (None, cursor)  # once per slot
+
+
+def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_path, monkeypatch):
     lake = Lake(root=str(tmp_path / "lake"))
     for shard in ("s1", "s2"):
         write_docs_and_seeds(lake, shard)
@@ -58,10 +83,7 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
     monkeypatch.setenv("REPHRASE_PROMPTS", str(prompts))
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("crawl_shards", ["s1", "s2", "s3"])
-        with build_schedule_context(
-            instance=instance, resources={"lake": lake, "engine": engine}, repository_def=definitions.defs.get_repository_def()
-        ) as context:
-            request = definitions.nightly_backfill(context)
+        request = tick(instance, lake, engine).run_requests[0]
         parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
         expected = {("crawl_docs", "s3"), ("seeds", "s3"), ("rephrased", "s1|faq")}
         expected |= {("rephrased", f"s2|{n}") for n in strategies} | {("rephrased", f"s3|{n}") for n in strategies}
@@ -77,11 +99,8 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
             "nightly1", 0.0, {"dagster/from": "nightly_backfill"}, instance, request.asset_graph_subset, None, None, None
         )
         instance.add_backfill(running)
-        with build_schedule_context(
-            instance=instance, resources={"lake": lake, "engine": engine}, repository_def=definitions.defs.get_repository_def()
-        ) as context:
-            skipped = definitions.nightly_backfill(context)
-        assert "in an unfinished run or backfill" in skipped.skip_message
+        skipped = tick(instance, lake, engine)
+        assert not skipped.run_requests and "in an unfinished run or backfill" in skipped.skip_reason.skip_message
 
         instance.update_backfill(running.with_status(BulkActionStatus.COMPLETED_SUCCESS))
         create_run_for_test(
@@ -93,22 +112,20 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
             instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED, asset_selection={AssetKey("rephrased")},
             tags={"dagster/asset_partition_range_start": f"s2|{first}", "dagster/asset_partition_range_end": f"s2|{last}"},
         )
-        with build_schedule_context(
-            instance=instance, resources={"lake": lake, "engine": engine}, repository_def=definitions.defs.get_repository_def()
-        ) as context:
-            request = definitions.nightly_backfill(context)
+        request = tick(instance, lake, engine).run_requests[0]
         parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
         assert parts == {("crawl_docs", "s3"), ("seeds", "s3")} | {("rephrased", f"s3|{n}") for n in strategies}
 
 
-def test_automation_and_schedules_are_wired():
+def test_automation_and_the_nightly_backfill_are_wired():
     from dataset_assets.definitions import defs
 
     rephrased = defs.resolve_assets_def(AssetKey("rephrased"))
     assert rephrased.automation_conditions_by_key[AssetKey("rephrased")] is not None
     assert rephrased.backfill_policy is not None and rephrased.backfill_policy.max_partitions_per_run is None
     assert defs.get_sensor_def("automation") and defs.get_sensor_def("crawl_landing_sensor")
-    assert defs.get_schedule_def("nightly_backfill").cron_schedule == "0 2 * * *"
+    nightly = defs.get_sensor_def("nightly_backfill")
+    assert "0 2 * * *" in nightly.description and nightly.asset_selection is not None
 
 
 PROD_CHECK = """

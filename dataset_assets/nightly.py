@@ -1,20 +1,32 @@
-"""The nightly backfill: one Dagster backfill of exactly the missing and outdated partitions."""
+"""The nightly backfill: one Dagster backfill of exactly the missing and outdated partitions.
+
+It is a sensor that acts once per cron slot, not a `@schedule`: Dagster's scheduler daemon launches
+a `RunRequest.for_asset_graph_subset` as one plain, unpartitioned run (it fails: "Cannot access
+partition_key for a non-partitioned run"), while the sensor daemon submits it as an asset backfill,
+which is what the single-run backfill policy and the UI's backfill page need.
+"""
+
+import datetime
+from typing import Optional
 
 from dagster import (
     AssetKey,
+    AssetSelection,
     DagsterInstance,
-    DefaultScheduleStatus,
+    DefaultSensorStatus,
     PartitionKeyRange,
     RunRequest,
     RunsFilter,
-    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SensorResult,
     SkipReason,
-    schedule,
+    sensor,
 )
 from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
 from dagster._core.definitions.events import AssetKeyPartitionKey
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
+from dagster._utils.schedules import get_latest_completed_cron_tick, get_next_cron_tick
 
 from dataset_assets import settings
 from dataset_assets.backfill import rephrase_needed
@@ -73,27 +85,45 @@ def in_flight_partitions(instance: DagsterInstance, asset_graph) -> set[AssetKey
     return busy
 
 
-@schedule(
-    cron_schedule=settings.backfill_cron(),
-    # A schedule's target must share one partitions definition; the backfill it returns may still
-    # name crawl_docs and seeds partitions (asset backfills span partitions definitions).
-    target=["rephrased"],
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="Nightly: backfill missing shards and every rephrased partition that is missing or outdated "
-    "(new strategy, edited prompt, new shard, new generator). Single-run backfill policy groups GPU work.",
+def due_slot(cron: str, now: datetime.datetime, cursor: Optional[str]) -> tuple[Optional[float], str]:
+    """(the cron slot to act on now, or None; the cursor to store). The first evaluation only
+    remembers the latest slot, so a new deployment waits for the next one, as a schedule would."""
+    latest = get_latest_completed_cron_tick(cron, now, "UTC").timestamp()
+    if cursor is None or latest <= float(cursor):
+        return None, str(latest) if cursor is None else cursor
+    return latest, str(latest)
+
+
+@sensor(
+    name="nightly_backfill",
+    asset_selection=AssetSelection.assets("crawl_docs", "seeds", "rephrased"),
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=f"At each slot of the cron {settings.backfill_cron()!r} (UTC; NIGHTLY_BACKFILL_CRON): backfill missing "
+    "shards and every rephrased partition that is missing or outdated (new strategy, edited prompt, new shard, new "
+    "generator, changed kept seeds), leaving out partitions an unfinished run or backfill covers. One asset backfill; "
+    "the single-run backfill policy groups GPU work.",
 )
-def nightly_backfill(context: ScheduleEvaluationContext, lake: Lake, engine: LLMEngine):
+def nightly_backfill(context: SensorEvaluationContext, lake: Lake, engine: LLMEngine):
+    cron = settings.backfill_cron()
+    now = datetime.datetime.now(datetime.timezone.utc)
+    slot, cursor = due_slot(cron, now, context.cursor)
+    if slot is None:
+        nxt = get_next_cron_tick(cron, now, "UTC")
+        return SensorResult(skip_reason=SkipReason(f"next backfill at {nxt:%Y-%m-%d %H:%M} UTC ({cron})"), cursor=cursor)
     shards = context.instance.get_dynamic_partitions(crawl_shards.name)
     wanted = needed_partitions(lake, shards, engine.generator)
     if not wanted:
-        return SkipReason("every shard and (shard x strategy) partition is current")
+        return SensorResult(skip_reason=SkipReason("every shard and (shard x strategy) partition is current"), cursor=cursor)
     asset_graph = context.repository_def.asset_graph
     busy = wanted & in_flight_partitions(context.instance, asset_graph)
     wanted -= busy
     if not wanted:
-        return SkipReason(f"all {len(busy)} missing or outdated partitions are in an unfinished run or backfill")
+        reason = f"all {len(busy)} missing or outdated partitions are in an unfinished run or backfill"
+        return SensorResult(skip_reason=SkipReason(reason), cursor=cursor)
     if busy:
         context.log.info(f"leaving out {len(busy)} partitions already in an unfinished run or backfill")
     subset = AssetGraphSubset.from_asset_partition_set(wanted, asset_graph)
-    context.log.info(f"backfilling {len(wanted)} partitions")
-    return RunRequest.for_asset_graph_subset(subset, tags={"dagster/from": "nightly_backfill"})
+    context.log.info(f"backfilling {len(wanted)} partitions for the {datetime.datetime.fromtimestamp(slot, datetime.timezone.utc):%Y-%m-%d %H:%M} UTC slot")
+    request = RunRequest.for_asset_graph_subset(subset, tags={"dagster/from": "nightly_backfill"})
+    return SensorResult(run_requests=[request], cursor=cursor)
