@@ -61,8 +61,8 @@ RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_p
 def in_flight_partitions(instance: DagsterInstance, asset_graph) -> set[AssetKeyPartitionKey]:
     """Partitions an unfinished backfill targets or an unfinished run (queued or started) covers.
 
-    The schedule leaves them out: launching them again would materialise a partition twice at once
-    (last night's backfill still running, a run the automation sensor started, a UI backfill).
+    The nightly backfill leaves them out: launching them again would materialise a partition twice
+    at once (last night's backfill still running, a run the automation sensor started, a UI backfill).
     """
     busy: set[AssetKeyPartitionKey] = set()
     for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=UNFINISHED_BACKFILLS)):
