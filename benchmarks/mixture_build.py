@@ -35,16 +35,12 @@ from benchmarks.common import SHARED, median, write_result  # noqa: E402
 from dataset_assets.mixtures.build import build_mixtures  # noqa: E402
 from dataset_assets.mixtures.pull import MIXTURES  # noqa: E402
 from dataset_assets.mixtures.recipe import parse_recipe  # noqa: E402
+from dataset_assets.rephrase import REPHRASED_SCHEMA  # noqa: E402
 from dataset_assets.seeds import SEED_SCHEMA  # noqa: E402
 from resources.lake import Lake  # noqa: E402
 
 STRATEGIES = ("wikipedia", "qa", "summary")
 TOKENIZER = str(SHARED / "tokenizers" / "gpt2-tokenizer.json")
-REPHRASED_SCHEMA = pa.schema(
-    [("id", pa.string()), ("source_id", pa.string()), ("shard", pa.string()), ("strategy", pa.string()), ("prompt_hash", pa.string()),
-     ("generator", pa.string()), ("sampling", pa.string()), ("text", pa.string()), ("prompt_tokens", pa.int32()),
-     ("completion_tokens", pa.int32()), ("finish_reason", pa.string()), ("kept", pa.bool_()), ("drop_reason", pa.string())]
-)  # fmt: skip
 
 
 def vocabulary() -> tuple[np.ndarray, np.ndarray]:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from dataset_assets.documents import DOCUMENT_SCHEMA
+from dataset_assets.rephrase import REPHRASED_SCHEMA
 from dataset_assets.seeds import SEED_SCHEMA
 from resources.lake import Lake
 from tests.conftest import SHARED, english
@@ -16,24 +17,6 @@ from tests.conftest import SHARED, english
 TOKENIZER = str(SHARED / "tokenizers" / "gpt2-tokenizer.json")
 STRATEGIES = ("wikipedia", "qa", "summary")
 GENERATOR = "tiny-llama@0000000"
-
-REPHRASED_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("source_id", pa.string()),
-        ("shard", pa.string()),
-        ("strategy", pa.string()),
-        ("prompt_hash", pa.string()),
-        ("generator", pa.string()),
-        ("sampling", pa.string()),
-        ("text", pa.string()),
-        ("prompt_tokens", pa.int32()),
-        ("completion_tokens", pa.int32()),
-        ("finish_reason", pa.string()),
-        ("kept", pa.bool_()),
-        ("drop_reason", pa.string()),
-    ]
-)
 
 
 def doc_text(shard: str, i: int) -> str:

@@ -15,6 +15,7 @@ from tokenizers import Tokenizer
 
 from dataset_assets.documents import DOCUMENT_SCHEMA
 from dataset_assets.partitions import crawl_shards, strategies
+from dataset_assets.rephrase import REPHRASED_SCHEMA
 from dataset_assets.seeds import SEED_SCHEMA
 from dataset_assets.stats import STATS_SCHEMA
 from dataset_assets.stats.unigrams import counts_from_table
@@ -28,24 +29,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SHARDS = ["s1", "s2"]
 STRATEGY_A, STRATEGY_B = strategies.get_partition_keys()[:2]
 DROPPED = "Zxqvbnm flibbertigibbet quuxplorator"  # text of rows with kept=False: must never be counted
-
-REPHRASED_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("source_id", pa.string()),
-        ("shard", pa.string()),
-        ("strategy", pa.string()),
-        ("prompt_hash", pa.string()),
-        ("generator", pa.string()),
-        ("sampling", pa.string()),
-        ("text", pa.string()),
-        ("prompt_tokens", pa.int64()),
-        ("completion_tokens", pa.int64()),
-        ("finish_reason", pa.string()),
-        ("kept", pa.bool_()),
-        ("drop_reason", pa.string()),
-    ]
-)
 
 
 def gpt2_counts(texts: list[str]) -> np.ndarray:
