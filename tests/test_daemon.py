@@ -28,6 +28,7 @@ from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatu
 
 from resources.lake import Lake
 from tests.conftest import CRAWL, QUALITY, ROOT
+from tests.processes import stop_process_tree
 
 pytest.importorskip("vllm", reason="needs the cpu (or gpu) extra: make test installs it")
 
@@ -83,31 +84,9 @@ class Daemon:
 
     def stop(self) -> None:
         """The daemon and everything it started, whatever state it is in."""
-        if self.proc is None:
-            return
-        import psutil
-
-        try:
-            family = psutil.Process(self.proc.pid).children(recursive=True)
-        except psutil.Error:
-            family = []
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                pass
-        for pid in [self.proc.pid]:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        for child in family:
-            try:
-                child.kill()
-            except psutil.Error:
-                pass
-        self.proc = None
+        if self.proc is not None:
+            stop_process_tree(self.proc, signal.SIGTERM, 30.0)
+            self.proc = None
 
     def tail(self, chars: int = 6000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CRAWL, QUALITY, ROOT
+from tests.processes import stop_process_tree
 from tests.s3 import free_port
 
 # CI sets UI_TESTS_REQUIRED=1 so that a missing browser or Playwright fails instead of skipping.
@@ -191,34 +192,8 @@ class DagsterDev:
     def stop(self) -> None:
         """SIGINT first (dagster dev shuts its children down on it; SIGTERM it ignores), then SIGKILL
         the process group and any descendant that left it."""
-        if self.proc is None:
-            return
-        try:
-            import psutil
-
-            family = psutil.Process(self.proc.pid).children(recursive=True)
-        except Exception:
-            family = []
-        for sig, grace in ((signal.SIGINT, 20.0), (signal.SIGKILL, 5.0)):
-            if self.proc.poll() is not None:
-                break
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.proc.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # children still in the group after the parent exited
-        except ProcessLookupError:
-            pass
-        for child in family:
-            try:
-                child.kill()
-            except Exception:
-                pass
+        if self.proc is not None:
+            stop_process_tree(self.proc, signal.SIGINT, 20.0)
 
 
 @pytest.fixture(scope="module")
