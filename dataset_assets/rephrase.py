@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dataset_assets.postfilters import apply_postfilter, strip_preambles
-from dataset_assets.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, kept_fingerprint
+from dataset_assets.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, kept_fingerprint, table_kept_fingerprint
 from dataset_assets.strategies import Strategy, audience_for, fit_input, prompt_hash, render, routes
 from resources.llm import ChatRequest, Completion, EngineUnavailable
 
@@ -375,8 +375,7 @@ def seeds_fingerprint(lake, shard: str) -> Optional[str]:
         value = (pq.read_schema(files[0], filesystem=lake.fs).metadata or {}).get(KEPT_FINGERPRINT.encode())
         if value is not None:
             return value.decode()
-    table = lake.read_partition("seeds", {"shard": shard}, columns=FINGERPRINT_COLUMNS)
-    return kept_fingerprint(table.filter(table.column("kept")).to_pylist())
+    return table_kept_fingerprint(lake.read_partition("seeds", {"shard": shard}, columns=FINGERPRINT_COLUMNS))
 
 
 def finished_partitions(lake) -> Iterator[tuple[str, str, dict]]:

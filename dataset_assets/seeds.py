@@ -39,6 +39,11 @@ def kept_fingerprint(rows: Iterable[Mapping]) -> str:
     return h.hexdigest()[:16]
 
 
+def table_kept_fingerprint(table: pa.Table) -> str:
+    """kept_fingerprint of a seeds table, reading only the kept rows' fingerprint columns."""
+    return kept_fingerprint(table.select(FINGERPRINT_COLUMNS).filter(table.column("kept")).to_pylist())
+
+
 @dataclass
 class KeepRule:
     top_fraction: Optional[float] = 0.1  # keep the calibrated top share (DCLM kept about 10%)

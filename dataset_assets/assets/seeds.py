@@ -24,7 +24,7 @@ from dataset_assets.assets.quality import load_quality_model, quality_classifier
 from dataset_assets.partitions import crawl_shards
 from dataset_assets.progress import Progress
 from dataset_assets.quality.heuristics import GopherRules
-from dataset_assets.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, SEED_SCHEMA, KeepRule, kept_fingerprint, select_seeds
+from dataset_assets.seeds import KEPT_FINGERPRINT, SEED_SCHEMA, KeepRule, select_seeds, table_kept_fingerprint
 from resources.lake import Lake
 
 ASSET = "seeds"
@@ -93,8 +93,8 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
             scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"]))
             progress.update(sum(b.num_rows for b in scored))
     table = pa.Table.from_batches(scored, schema=SEED_SCHEMA)
-    fingerprint = kept_fingerprint(table.select(FINGERPRINT_COLUMNS).filter(table.column("kept")).to_pylist())
-    written = lake.write_partition(ASSET, {"shard": shard}, table.to_batches(), SEED_SCHEMA, {KEPT_FINGERPRINT: fingerprint})
+    fingerprint = {KEPT_FINGERPRINT: table_kept_fingerprint(table)}
+    written = lake.write_partition(ASSET, {"shard": shard}, table.to_batches(), SEED_SCHEMA, fingerprint)
     ok, facts = validate_seeds(table, docs.num_rows, config.check_min_documents)
     reasons = Counter(r for r in table.column("drop_reason").to_pylist() if r)
     scores = table.column("quality_score").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(1)
