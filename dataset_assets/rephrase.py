@@ -19,9 +19,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from dataset_assets.postfilters import apply_postfilter, strip_preambles
+from dataset_assets.postfilters import postfilter_flags, strip_preambles
 from dataset_assets.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, kept_fingerprint, table_kept_fingerprint
 from dataset_assets.strategies import Strategy, audience_for, fit_input, prompt_hash, render, routes
+from dataset_assets.text_checks import (
+    PromptEcho, RowScores, SourceView, first_reason, judge, partition_measures, safe_check_row, template_duplicates,
+)
 from resources.llm import ChatRequest, Completion, EngineUnavailable
 
 ASSET = "rephrased"
@@ -47,8 +50,21 @@ REPHRASED_SCHEMA = pa.schema(
         ("input_tokens", pa.int32()),
         ("chunk", pa.int32()),
         ("error", pa.string()),
+        # Synthetic-text checks (dataset_assets/text_checks.py): every check the row failed, the row a
+        # template duplicate was folded into, and what the row checks measured.
+        ("flags", pa.list_(pa.string())),
+        ("duplicate_of", pa.string()),
+        ("repeated_ngram_share", pa.float32()),
+        ("compression_ratio", pa.float32()),
+        ("copied_share", pa.float32()),
+        ("numbers", pa.int32()),
+        ("unsupported_numbers", pa.int32()),
+        ("source_word_share", pa.float32()),
+        ("language_score", pa.float32()),
     ]
 )
+SCORE_COLUMNS = ("repeated_ngram_share", "compression_ratio", "copied_share", "numbers", "unsupported_numbers",
+                 "source_word_share", "language_score")
 
 
 @dataclass(frozen=True)
@@ -59,6 +75,7 @@ class WorkItem:
     text: str
     input_tokens: int
     audience: Optional[str]
+    lang: Optional[str] = None  # the source document's language: the output must be in it
 
 
 @dataclass
@@ -89,6 +106,10 @@ class PartitionStats:
     chunks_reused: int = 0
     requests: int = 0
     samples: list[str] = field(default_factory=list)
+    kept_completion_tokens: int = 0
+    dropped_samples: dict = field(default_factory=dict)  # drop reason -> up to two dropped texts
+    quality: dict = field(default_factory=dict)  # text_checks.partition_measures of the partition
+    checks: dict = field(default_factory=dict)  # text_checks.judge: severity of each partition check
 
 
 def with_output_cap(strategy: Strategy, max_output_tokens: Optional[int]) -> Strategy:
@@ -144,7 +165,9 @@ def plan_items(seeds: list[dict], strategy: Strategy, tokenizer) -> list[WorkIte
         pieces = fit_input(text, tokenizer, strategy.input.max_tokens, strategy.input.overflow)
         audience = audience_for(strategy, seed["id"])
         for i, piece in enumerate(pieces):
-            items.append(WorkItem(row_id(seed["id"], strategy.name, i), seed["id"], i, piece, count_tokens(tokenizer, piece), audience))
+            items.append(WorkItem(
+                row_id(seed["id"], strategy.name, i), seed["id"], i, piece, count_tokens(tokenizer, piece), audience, seed.get("lang"),
+            ))
     return items
 
 
@@ -207,6 +230,8 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
                 s.max_tokens,
                 s.temperature,
                 s.top_p,
+                s.repetition_penalty,
+                s.frequency_penalty,
             )
             for it in alive
         ]
@@ -223,12 +248,19 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
         alive = survivors
     rows = []
     phash, sampling = prompt_hash(strategy), sampling_json(strategy)
+    echo = prompt_echo(strategy)
     for it in chunk.items:
         comp = final[it.item_id]
+        scores, error = RowScores(), comp.error
         if comp.finish_reason == "error":
-            kept, reason, text = False, (comp.error or "engine_error").split(":", 1)[0], ""
+            flags, text = [(comp.error or "engine_error").split(":", 1)[0]], ""
         else:
-            kept, reason, text = apply_postfilter(comp.text, comp.finish_reason, comp.completion_tokens, it.input_tokens, strategy.postfilter)
+            flags, text = postfilter_flags(comp.text, comp.finish_reason, comp.completion_tokens, it.input_tokens, strategy.postfilter)
+            scores = safe_check_row(text, SourceView.of(it.text, it.lang), strategy.checks, echo, _language())
+            flags += scores.flags
+            error = error or scores.error
+        reason = first_reason(flags) or (flags[0] if flags else None)
+        kept = not flags
         rows.append(
             {
                 "id": it.item_id,
@@ -248,10 +280,23 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
                 "audience": it.audience,
                 "input_tokens": it.input_tokens,
                 "chunk": chunk.index,
-                "error": comp.error,
+                "error": error,
+                "flags": flags,
+                "duplicate_of": None,
+                **{k: getattr(scores, k) for k in SCORE_COLUMNS},
             }
         )
     return rows
+
+
+def prompt_echo(strategy: Strategy) -> PromptEcho:
+    return PromptEcho.from_messages([m.content for step in strategy.steps for m in step.messages], strategy.checks.echo_labels)
+
+
+def _language():
+    from dataset_assets.langid import language_probabilities  # lid.176, loaded once per process
+
+    return language_probabilities
 
 
 def chunk_metadata(strategy: Strategy, generator: str, chunk: ChunkPlan) -> dict[str, str]:
@@ -291,6 +336,7 @@ def rephrase_partition(
     if lake.exists(manifest_parts):
         # The partition is about to change: it is not finished again until the new manifest lands.
         lake.fs.delete_file(lake.path(*manifest_parts))
+    tables: list[tuple[ChunkPlan, pa.Table, dict[str, str]]] = []
     for chunk in chunks:
         expected = chunk_metadata(strategy, generator, chunk)
         table = committed(lake, directory, chunk, expected)
@@ -302,13 +348,18 @@ def rephrase_partition(
             stats.chunks_generated += 1
         else:
             stats.chunks_reused += 1
-        _count(stats, table)
+        tables.append((chunk, table, expected))
+        _count_tokens(stats, table)
         if on_chunk:
             on_chunk(stats, chunk.index + 1, len(chunks))
     if not chunks:  # no kept seeds: an empty part file, so readers see a finished, empty partition
         empty = ChunkPlan(0, [])
         lake.write_parquet(f"{directory}/{empty.file_name}", [], REPHRASED_SCHEMA, chunk_metadata(strategy, generator, empty))
         chunks = [empty]
+    all_rows = apply_partition_checks(lake, directory, tables, strategy)
+    _count_rows(stats, all_rows)
+    stats.quality = partition_measures(all_rows)
+    stats.checks = judge(stats.quality, strategy.checks)
     wanted = {c.file_name for c in chunks}
     for path in lake.partition_files(ASSET, partition):
         if path.rsplit("/", 1)[-1] not in wanted:
@@ -324,23 +375,68 @@ def rephrase_partition(
             "kept": stats.kept,
             "prompt_tokens": stats.prompt_tokens,
             "completion_tokens": stats.completion_tokens,
+            "kept_completion_tokens": stats.kept_completion_tokens,
             "drops": dict(stats.drops),
+            "quality": stats.quality,
+            "checks": stats.checks,
         },
     )
     return stats
 
 
-def _count(stats: PartitionStats, table: pa.Table) -> None:
-    for row in table.select(["text", "kept", "drop_reason", "prompt_tokens", "completion_tokens"]).to_pylist():
+ROW_COLUMNS = ["id", "source_id", "text", "kept", "drop_reason", "flags", "duplicate_of", "completion_tokens", *SCORE_COLUMNS]
+
+
+def apply_partition_checks(lake, directory: str, tables: list[tuple[ChunkPlan, pa.Table, dict]], strategy: Strategy) -> list[dict]:
+    """Mark template duplicates across every chunk of the partition and rewrite the chunks whose rows
+    changed (same footer, so they stay reusable); returns the partition's rows with final verdicts.
+    Idempotent: verdicts of an earlier pass are recomputed from the row checks, never stacked."""
+    rows_by_chunk = [(chunk, table, expected, table.select(ROW_COLUMNS).to_pylist()) for chunk, table, expected in tables]
+    candidates = [
+        (r["id"], r["source_id"], r["text"])
+        for _, _, _, rows in rows_by_chunk
+        for r in rows
+        if not [f for f in (r["flags"] or []) if f != "template_duplicate"]
+    ]
+    duplicate_of = template_duplicates(candidates, strategy.checks)
+    out = []
+    for chunk, table, expected, rows in rows_by_chunk:
+        changed = False
+        for r in rows:
+            flags = [f for f in (r["flags"] or []) if f != "template_duplicate"]
+            if r["id"] in duplicate_of:
+                flags.append("template_duplicate")
+            verdict = (not flags, first_reason(flags) or (flags[0] if flags else None), duplicate_of.get(r["id"]))
+            if verdict != (r["kept"], r["drop_reason"], r["duplicate_of"]) or flags != (r["flags"] or []):
+                changed = True
+            r["flags"], (r["kept"], r["drop_reason"], r["duplicate_of"]) = flags, verdict
+        if changed:
+            full = table.to_pylist()
+            for row, r in zip(full, rows):
+                row.update(flags=r["flags"], kept=r["kept"], drop_reason=r["drop_reason"], duplicate_of=r["duplicate_of"])
+            fixed = pa.Table.from_pylist(full, schema=REPHRASED_SCHEMA)
+            lake.write_parquet(f"{directory}/{chunk.file_name}", fixed.to_batches(), REPHRASED_SCHEMA, expected)
+        out.extend(rows)
+    return out
+
+
+def _count_tokens(stats: PartitionStats, table: pa.Table) -> None:
+    stats.prompt_tokens += sum(v or 0 for v in table.column("prompt_tokens").to_pylist())
+    stats.completion_tokens += sum(v or 0 for v in table.column("completion_tokens").to_pylist())
+
+
+def _count_rows(stats: PartitionStats, rows: list[dict]) -> None:
+    for row in rows:
         stats.rows += 1
-        stats.prompt_tokens += row["prompt_tokens"]
-        stats.completion_tokens += row["completion_tokens"]
         if row["kept"]:
             stats.kept += 1
+            stats.kept_completion_tokens += row["completion_tokens"] or 0
             if len(stats.samples) < 3:
                 stats.samples.append(row["text"][:600])
         else:
             stats.drops[row["drop_reason"]] += 1
+            if len(stats.dropped_samples.setdefault(row["drop_reason"], [])) < 2:
+                stats.dropped_samples[row["drop_reason"]].append(row["text"][:300])
 
 
 def partition_status(lake, strategies: dict[str, Strategy], shards: list[str], generator: str) -> dict[tuple[str, str], str]:

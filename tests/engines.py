@@ -13,6 +13,21 @@ from resources.llm import ChatRequest, Completion, LLMEngine, TextTokenizer
 from tests.conftest import SHARED
 
 
+QUESTIONS = ("What is said about", "Why would anyone mention", "Where does one find", "Who cares about",
+             "When was there talk of", "How is it described:", "Which detail concerns", "What follows from")
+
+
+def scripted_answer(prompt: str) -> str:
+    """Well-formed Q/A text made from the prompt's own words: different for every document, with no
+    loops and no verbatim 8-word copy of the source, so it passes the synthetic-text checks."""
+    words = prompt.split()
+    pairs = []
+    for i, question in enumerate(QUESTIONS):
+        span = words[-(i + 1) * 7 : len(words) - i * 7][::-1]  # the document's last words, reversed
+        pairs.append(f"Question: {question} {words[-(i + 1)].strip('.,')}?\nAnswer: {' '.join(span)}.")
+    return "\n".join(pairs)
+
+
 class ScriptedEngine(LLMEngine):
     """Answers every request with well-formed Q/A text; can fail chosen requests, log each request to
     a file (one JSON line, flushed, so a SIGKILLed process leaves an exact count) and go slowly."""
@@ -43,7 +58,6 @@ class ScriptedEngine(LLMEngine):
                     f.write(json.dumps({"id": req.request_id, "pid": os.getpid()}) + "\n")
             if self.delay_seconds:
                 time.sleep(self.delay_seconds)
-            words = req.messages[-1]["content"].split()[:30]
-            text = "\n".join(f"Question: what about {w}?\nAnswer: {w} is described in the passage in some detail here." for w in words[:8])
+            text = scripted_answer(req.messages[-1]["content"])
             out.append(Completion(req.request_id, text, len(" ".join(m["content"] for m in req.messages).split()), 120, "stop"))
         return out

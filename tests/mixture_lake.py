@@ -64,7 +64,9 @@ def write_shard(lake: Lake, shard: str, n: int = 24, strategies=STRATEGIES, reph
         write_rephrased(lake, shard, strategy, [s for s in seeds if s["kept"]][::rephrase_every], prompt_hash)
 
 
-def write_rephrased(lake: Lake, shard: str, strategy: str, seeds: list[dict], prompt_hash: str = "p1", finished: bool = True) -> None:
+def write_rephrased(
+    lake: Lake, shard: str, strategy: str, seeds: list[dict], prompt_hash: str = "p1", finished: bool = True, checks: dict | None = None
+) -> None:
     rows = []
     for j, seed in enumerate(seeds):
         kept = j % 5 != 4
@@ -89,7 +91,8 @@ def write_rephrased(lake: Lake, shard: str, strategy: str, seeds: list[dict], pr
     lake.write_partition("rephrased", key, pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA)
     if finished:
         # The rephrased asset's completion marker (dataset_assets/rephrase.py writes it last).
-        lake.put_json([*lake.partition_parts("rephrased", key), "_manifest.json"], {"prompt_hash": prompt_hash, "generator": GENERATOR})
+        manifest = {"prompt_hash": prompt_hash, "generator": GENERATOR, **({"checks": checks} if checks else {})}
+        lake.put_json([*lake.partition_parts("rephrased", key), "_manifest.json"], manifest)
 
 
 def make_lake(root: Path, shards=("shard-a", "shard-b"), **kwargs) -> Lake:

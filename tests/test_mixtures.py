@@ -363,3 +363,21 @@ def test_any_tokenizer_with_encode_batch_and_a_fingerprint_counts_tokens(tmp_pat
     assert result.manifest["tokenizer"] == {"name": "words", "fingerprint": "w1"}
     table = rows_of(lake, "mix", "v1").to_pylist()
     assert all(r["tokens"] == len(r["text"].split()) for r in table)
+
+
+def test_a_partition_failing_a_quality_check_at_error_is_left_out_and_named(tmp_path):
+    lake = make_lake(tmp_path / "lake")
+    seeds = [s for s in lake.read_partition("seeds", {"shard": "shard-b"}).to_pylist() if s["kept"]]
+    failed = {"repetition_share": {"severity": "error", "value": 0.7, "warn": 0.2, "error": 0.5, "rows": 18},
+              "kept_share": {"severity": "ok", "value": 0.8, "warn": 0.3, "error": 0.05, "rows": 18}}
+    write_rephrased(lake, "shard-b", "qa", seeds, checks=failed)
+    (result,) = build(lake, write_recipe(tmp_path / "recipes", budget_tokens=6000))
+    manifest = result.manifest
+    assert manifest["excluded_partitions"] == [
+        {"partition": {"shard": "shard-b", "strategy": "qa"}, "failed_checks": {"repetition_share": failed["repetition_share"]}}
+    ]
+    assert {"asset": "rephrased", "partition": {"shard": "shard-b", "strategy": "qa"}} not in [
+        {k: u[k] for k in ("asset", "partition")} for u in manifest["upstream"]
+    ]
+    qa_shards = {r["shard"] for r in rows_of(lake, "mix", result.version).to_pylist() if r["component"] == "qa"}
+    assert qa_shards == {"shard-a"}  # only the partition that passed

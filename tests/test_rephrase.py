@@ -24,7 +24,7 @@ from dataset_assets.rephrase import (
 )
 from dataset_assets.strategies import load_strategies, load_strategy, prompt_hash
 from resources.lake import Lake
-from tests.conftest import ROOT, english
+from tests.conftest import ROOT, distinct_english, english
 from tests.engines import ScriptedEngine
 
 PROMPTS = ROOT / "prompts"
@@ -32,7 +32,7 @@ PROMPTS = ROOT / "prompts"
 
 def seeds(n: int, kept_every: int = 1) -> list[dict]:
     return [
-        {"id": f"doc{i:03d}", "text": english(i) + " " + english(i + 100), "kept": i % kept_every == 0, "quality_percentile": 95.0}
+        {"id": f"doc{i:03d}", "text": distinct_english(i), "kept": i % kept_every == 0, "quality_percentile": 95.0, "lang": "en"}
         for i in range(n)
     ]
 
@@ -64,7 +64,7 @@ def test_partition_holds_each_kept_seed_once_with_lineage_and_accounting(tmp_pat
     assert len({r["id"] for r in rows}) == len(rows) == stats.rows
     row = rows[0]
     assert row["strategy"] == "qa" and row["shard"] == "s1" and row["prompt_hash"] == prompt_hash(qa)
-    assert row["generator"] == "scripted-engine@1" and json.loads(row["sampling"])["temperature"] == 0.7
+    assert row["generator"] == "scripted-engine@1" and json.loads(row["sampling"])["temperature"] == qa.sampling.temperature
     assert row["kept"] and row["drop_reason"] is None and row["text"].startswith("Question:")
     assert row["completion_tokens"] == 120 and row["prompt_tokens"] > 0
     assert stats.chunks_generated == 3 and stats.completion_tokens == 120 * len(rows)
@@ -121,7 +121,7 @@ def test_editing_one_prompt_marks_only_its_partitions_outdated(tmp_path):
     chosen = {k: strategies[k] for k in ("qa", "summary", "faq")}
     assert set(partition_status(lake, chosen, ["s1", "s2"], engine.generator).values()) == {"current", "missing"}
     qa_file = prompts / "qa.toml"
-    qa_file.write_text(qa_file.read_text().replace("temperature = 0.7", "temperature = 0.8"))
+    qa_file.write_text(qa_file.read_text().replace("temperature = 0.5", "temperature = 0.8", 1))
     (prompts / "summary.toml").write_text((prompts / "summary.toml").read_text() + "\n# a comment only\n")
     strategies = load_strategies(prompts)
     status = partition_status(lake, {k: strategies[k] for k in ("qa", "summary", "faq")}, ["s1", "s2"], engine.generator)

@@ -130,7 +130,7 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
         ("temperature = 0.7", 'temperature = "hot"', 'demo.toml: sampling.temperature = "hot": must be a number from 0 to 2'),
         ("temperature = 0.7", "top_p = 0", "demo.toml: sampling.top_p = 0: must be a number greater than 0 and at most 1"),
         ("temperature = 0.7", "max_tokens = 1.5", "demo.toml: sampling.max_tokens = 1.5: must be a whole number"),
-        ("temperature = 0.7", "temprature = 0.7", "demo.toml: unknown key sampling.temprature: allowed keys here are max_tokens, temperature, top_p"),
+        ("temperature = 0.7", "temprature = 0.7", "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, repetition_penalty, temperature, top_p"),
         ('method = "Test fixture"', 'method = "x"\nseed = 3', "demo.toml: unknown key seed: allowed keys here are"),
         ('method = "Test fixture"', "method = 3", "demo.toml: method = 3: must be a non-empty string"),
         ('method = "Test fixture"', "", "demo.toml: method is missing"),

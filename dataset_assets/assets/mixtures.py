@@ -101,6 +101,8 @@ def mixtures(context: AssetExecutionContext, config: MixturesConfig, lake: Lake,
             "path": MetadataValue.path(main.path),
             "identity": main.identity,
             "upstream_partitions": len(manifest["upstream"]),
+            # Rephrased partitions that failed a quality check at ERROR are never mixed in silently.
+            "excluded_partitions": MetadataValue.json(manifest.get("excluded_partitions", [])),
             "variants": MetadataValue.json({p.name: {"version": p.version, "reused": p.reused} for p in published}),
         },
         data_version=DataVersion(identity),

@@ -8,6 +8,9 @@ import time
 from typing import Optional
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetDep,
     AssetExecutionContext,
     AutomationCondition,
@@ -30,7 +33,16 @@ from dataset_assets.strategies import load_strategies
 from resources.lake import Lake
 from resources.llm import LLMEngine
 
-SEED_COLUMNS = ["id", "text", "kept", "quality_percentile"]
+SEED_COLUMNS = ["id", "text", "kept", "quality_percentile", "lang"]
+# Partition checks of the generated text (thresholds per strategy in its [checks] table). A run that
+# covers many partitions reports each check once, at the worst severity any partition reached, with
+# every partition's value in the metadata; the per-partition verdicts live in each _manifest.json,
+# which is what `mixtures` reads to leave an ERROR partition out.
+QUALITY_CHECKS = {
+    "kept_share": "share of rows that passed every check (WARN/ERROR below the strategy's levels)",
+    "template_duplicate_share": "share of rows that are template near-duplicates of another source's output",
+    "repetition_share": "share of rows dropped or flagged for loops and stutter",
+}
 
 
 class RephrasedConfig(Config):
@@ -67,11 +79,13 @@ def cost_per_billion(engine_seconds: float, completion_tokens: int, gpu_hour_pri
     code_version="1",
     op_tags={"dagster-k8s/config": {"container_config": {"resources": {"limits": {"nvidia.com/gpu": "1"}}}}},
     description="Kept seeds of one shard rewritten with one strategy (prompts/<strategy>.toml), chunked and resumable.",
+    check_specs=[AssetCheckSpec(name, asset="rephrased", description=text) for name, text in QUALITY_CHECKS.items()],
 )
 def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lake, engine: LLMEngine) -> MaterializeResult:
     strategies = load_strategies(config.prompts_dir or settings.prompts_dir())
     keys = sorted(split_key(k) for k in context.partition_keys)
     per_partition: dict[str, dict] = {}
+    checks_by_partition: dict[str, dict] = {}
     total = PartitionStats()
     start = time.monotonic()
     for n, (shard, name) in enumerate(keys, 1):
@@ -106,7 +120,10 @@ def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lak
             "chunks_generated": stats.chunks_generated,
             "chunks_reused": stats.chunks_reused,
             "drops": dict(stats.drops),
+            "quality": stats.quality,
+            "checks": {k: v["severity"] for k, v in stats.checks.items()},
         }
+        checks_by_partition[f"{shard}|{name}"] = stats.checks
         _add(total, stats)
     engine_seconds = engine.busy_seconds
     wall = time.monotonic() - start
@@ -130,11 +147,46 @@ def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lak
         "engine_loads": getattr(engine, "loads", 0),
         "per_partition": MetadataValue.json(per_partition),
         "samples": MetadataValue.md(samples),
+        "dropped_samples": MetadataValue.md(dropped_markdown(total.dropped_samples)),
+        "quality": MetadataValue.json({k: v["quality"] for k, v in per_partition.items()}),
         "path": MetadataValue.path(lake.uri(ASSET)),
     }
     version = "|".join(f"{k}:{v['rows']}:{v['kept']}:{v['completion_tokens']}" for k, v in sorted(per_partition.items()))
 
-    return MaterializeResult(metadata=metadata, data_version=DataVersion(hashlib.sha256(version.encode()).hexdigest()[:16]))
+    return MaterializeResult(
+        metadata=metadata,
+        data_version=DataVersion(hashlib.sha256(version.encode()).hexdigest()[:16]),
+        check_results=check_results(checks_by_partition),
+    )
+
+
+def check_results(checks_by_partition: dict[str, dict]) -> list[AssetCheckResult]:
+    """One result per quality check: failed at the worst severity any partition of the run reached."""
+    results = []
+    for name in QUALITY_CHECKS:
+        verdicts = {key: checks[name] for key, checks in checks_by_partition.items()}
+        severities = {v["severity"] for v in verdicts.values()}
+        worst = "error" if "error" in severities else "warn" if "warn" in severities else "ok"
+        failing = sorted(k for k, v in verdicts.items() if v["severity"] != "ok")
+        results.append(
+            AssetCheckResult(
+                check_name=name,
+                passed=worst == "ok",
+                severity=AssetCheckSeverity.ERROR if worst == "error" else AssetCheckSeverity.WARN,
+                metadata={
+                    "partitions": len(verdicts),
+                    "failing": MetadataValue.json({k: verdicts[k] for k in failing}),
+                    "values": MetadataValue.json({k: v["value"] for k, v in sorted(verdicts.items())}),
+                },
+            )
+        )
+    return results
+
+
+def dropped_markdown(samples: dict[str, list[str]]) -> str:
+    if not samples:
+        return "(nothing dropped)"
+    return "\n\n".join(f"**{reason}**\n\n" + "\n\n".join(f"```\n{t}\n```" for t in texts) for reason, texts in sorted(samples.items()))
 
 
 def _add(total: PartitionStats, stats: PartitionStats) -> None:
@@ -147,3 +199,6 @@ def _add(total: PartitionStats, stats: PartitionStats) -> None:
     total.chunks_reused += stats.chunks_reused
     total.requests += stats.requests
     total.samples.extend(stats.samples[: 3 - len(total.samples)])
+    for reason, texts in stats.dropped_samples.items():
+        room = 2 - len(total.dropped_samples.setdefault(reason, []))
+        total.dropped_samples[reason].extend(texts[: max(room, 0)])

@@ -40,6 +40,7 @@ from dataset_assets.quality.reference import wikitext_articles
 from dataset_assets.stats import STATS_SCHEMA, Corpus, corpus_rows, rows_table
 from dataset_assets.stats.divergence import DEFAULT_ALPHA, ZIPF_MAX_RANK, smoothing_note
 from dataset_assets.stats.plots import kl_png, zipf_png
+from dataset_assets.stats.synthetic import markdown_table, mixture_quality, quality_png, strategy_quality
 from dataset_assets.stats.unigrams import COUNTS_SCHEMA, StoredCounts, count_unigrams, counts_batches, counts_from_table, counts_metadata
 from resources.lake import Lake
 from resources.paths import sanitise_shard_key
@@ -352,6 +353,23 @@ def top_tokens_markdown(rows: list[dict], per_row: int = 5) -> str:
     return "\n".join(lines)
 
 
+def synthetic_quality(lake: Lake) -> tuple[dict, bytes]:
+    """Per-strategy and per-mixture-version quality of the generated text, from the measures every
+    finished rephrased partition wrote (rephrased_unigrams is upstream of this asset, and the
+    manifests it reads come with those partitions); written beside the corpus table."""
+    from dataset_assets.mixtures.pull import finished_versions, mixture_names
+    from dataset_assets.rephrase import finished_partitions
+
+    strategies = strategy_quality(finished_partitions(lake))
+    by_strategy = {r["strategy"]: r for r in strategies}
+    versions = [(name, v, m) for name in mixture_names(lake) for v, m in finished_versions(lake, name).items()]
+    quality = {"strategies": strategies, "mixtures": mixture_quality(versions, by_strategy)}
+    plot = quality_png(strategies)
+    lake.put_json([STATS, "synthetic_quality.json"], quality)
+    lake.put_bytes([STATS, "quality.png"], plot)
+    return quality, plot
+
+
 @asset(
     deps=[natural_unigrams, seed_unigrams, rephrased_unigrams, reference_unigrams],
     # Refreshed on its own cadence (a cheap full recompute), not on every upstream partition.
@@ -386,6 +404,7 @@ def corpus_stats(context: AssetExecutionContext, config: CorpusStatsConfig, lake
     kl = kl_png(bars, f"KL(reference || corpus), {tok.name} tokens")
     lake.put_bytes([STATS, "zipf.png"], zipf)
     lake.put_bytes([STATS, "kl.png"], kl)
+    quality, quality_plot = synthetic_quality(lake)
     context.log.info(f"corpus_stats: {len(corpora)} corpora x {max(len(refs), 1)} references -> {len(rows)} rows")
     return MaterializeResult(
         metadata={
@@ -396,13 +415,18 @@ def corpus_stats(context: AssetExecutionContext, config: CorpusStatsConfig, lake
             "top_kl_tokens": MetadataValue.md(top_tokens_markdown(rows)),
             "zipf_plot": MetadataValue.md(png_markdown("zipf", zipf)),
             "kl_plot": MetadataValue.md(png_markdown("kl", kl)),
+            "synthetic_quality": MetadataValue.md(markdown_table(quality["strategies"])),
+            "synthetic_quality_plot": MetadataValue.md(png_markdown("quality", quality_plot)),
+            "synthetic_quality_by_mixture": MetadataValue.json(quality["mixtures"]),
             "smoothing": note,
             "zipf_fit": f"least squares of log frequency on log rank, ranks 1..min({ZIPF_MAX_RANK}, distinct tokens)",
             "support_shrinkage": "strategy vs kept seeds of the same shards: support_lost = share of the seeds' "
             "distinct tokens absent from the strategy; types_ratio = strategy types / seed types",
             "tokenizer": tok.name,
             "path": MetadataValue.path(lake.uri(STATS, "part-00000.parquet")),
-            "plots": MetadataValue.json({"zipf": lake.uri(STATS, "zipf.png"), "kl": lake.uri(STATS, "kl.png")}),
+            "plots": MetadataValue.json(
+                {"zipf": lake.uri(STATS, "zipf.png"), "kl": lake.uri(STATS, "kl.png"), "quality": lake.uri(STATS, "quality.png")}
+            ),
         },
         data_version=DataVersion(written.data_version),
     )

@@ -147,8 +147,16 @@ def partition_version(lake: Lake, asset: str, key: dict[str, str], files: list[s
     return h.hexdigest()[:16]
 
 
-def upstream_partitions(lake: Lake, recipe: Recipe) -> list[Partition]:
-    """The seeds and rephrased partitions a recipe reads, with content versions; every gap is an error."""
+def failed_quality_checks(manifest: dict) -> dict[str, dict]:
+    """The partition checks a finished rephrased partition failed at ERROR (from its _manifest.json)."""
+    return {name: verdict for name, verdict in (manifest.get("checks") or {}).items() if verdict.get("severity") == "error"}
+
+
+def upstream_partitions(lake: Lake, recipe: Recipe, excluded: Optional[list] = None) -> list[Partition]:
+    """The seeds and rephrased partitions a recipe reads, with content versions; every gap is an error.
+
+    A finished rephrased partition that failed a quality check at ERROR is left out, never silently:
+    it is appended to `excluded` with the checks it failed, for the manifest and the run's metadata."""
     rephrased = sorted(c.strategy for c in recipe.components if c.strategy)
     seeds_shards = set(lake.partition_values("seeds", "shard"))
     if recipe.shards is not None:
@@ -165,8 +173,14 @@ def upstream_partitions(lake: Lake, recipe: Recipe) -> list[Partition]:
             found.append(("seeds", {"shard": shard}))
         for strategy in rephrased:
             key = {"shard": shard, "strategy": strategy}
-            if lake.exists([*lake.partition_parts("rephrased", key), REPHRASED_FINISHED]):
-                found.append(("rephrased", key))
+            finished = [*lake.partition_parts("rephrased", key), REPHRASED_FINISHED]
+            if lake.exists(finished):
+                failed = failed_quality_checks(lake.get_json(finished))
+                if failed:
+                    if excluded is not None:
+                        excluded.append({"partition": key, "failed_checks": failed})
+                else:
+                    found.append(("rephrased", key))
             elif lake.has_partition("rephrased", key):
                 missing.append(f"rephrased shard={shard} strategy={strategy} (unfinished: no {REPHRASED_FINISHED})")
             else:
@@ -555,6 +569,7 @@ class _Inputs:
     counter: object
     texts_sql: str
     created: str
+    excluded: list  # rephrased partitions left out for failing a quality check at ERROR
 
 
 def _publish_variant(inputs: _Inputs, recipe: Recipe, parts: list[Partition], identity: str) -> Published:
@@ -618,6 +633,7 @@ def _manifest(inputs: _Inputs, recipe, parts, identity, version, targets, stats,
         "achieved_shares": {k: c["tokens"] / total for k, c in components.items()},
         "repetition": {k: c["repetition"] for k, c in components.items()},
         "upstream": [{"asset": p.asset, "partition": p.key(), "data_version": p.data_version, "files": len(p.files)} for p in parts],
+        "excluded_partitions": [e for e in inputs.excluded if e["partition"]["strategy"] in components],
         "prompt_hashes": {k: sorted(v - {None}) for k, v in sorted(provenance.items()) if k},
         "generator": sorted(provenance.get("", set()) - {None}),
         "tokenizer": {"name": inputs.counter.name, "fingerprint": inputs.counter.fingerprint},
@@ -637,7 +653,10 @@ def build_mixtures(lake: Lake, recipe: Recipe, tokenizer=None, log: Optional[Cal
 
     log = log or (lambda message: None)
     counter = token_counter(tokenizer)
-    parts = upstream_partitions(lake, recipe)
+    excluded: list = []
+    parts = upstream_partitions(lake, recipe, excluded)
+    for e in excluded:
+        log(f"{recipe.name}: leaving out rephrased {e['partition']}: failed quality check(s) {sorted(e['failed_checks'])} at ERROR")
     plans = []
     for variant in recipe.variants():
         labels = {c.label for c in variant.components}
@@ -670,7 +689,7 @@ def build_mixtures(lake: Lake, recipe: Recipe, tokenizer=None, log: Optional[Cal
         for variant, _, _ in todo:
             check_availability(variant, available, rows)  # all variants before the first write
         created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        inputs = _Inputs(lake, con, index, available, rows, counter, _text_sources(con, lake, needed), created)
+        inputs = _Inputs(lake, con, index, available, rows, counter, _text_sources(con, lake, needed), created, excluded)
         for variant, used, identity in todo:
             log(f"{variant.name}: sampling {variant.budget_tokens:,} tokens")
             results[variant.name] = published = _publish_variant(inputs, variant, used, identity)

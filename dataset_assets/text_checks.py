@@ -1,0 +1,423 @@
+"""Checks on generated text: each rephrased row against its source, each partition against itself.
+
+Row checks return the names of the checks a row fails (its `flags`); `drop_reason` is the first of
+them in `CHECK_ORDER`. The partition check (`template_duplicate`) needs every row of a partition and
+is template-aware: the labels a strategy asks for (`Question:`, `Student:`) and phrases that most of
+a partition's outputs share are left out before two outputs are compared, so a shared format never
+makes two rephrasings of different documents look alike.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Optional
+
+# The order of every drop reason of a rephrased row: generation and format first (postfilters),
+# then the text checks, then the partition check; a row's drop_reason is the first it failed.
+CHECK_ORDER = (
+    "truncated", "empty", "too_short", "too_long", "missing_structure",
+    "prompt_echo", "repetition", "copied_source", "language", "unsupported_numbers",
+    "template_duplicate", "check_error",
+)
+
+_WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
+# A label at the start of a line: "Question:", "**Answer 2:**", "Teacher:" (one to three words).
+_LABEL = re.compile(r"^[ \t>#*_\-\d.)]*((?:[A-Za-z][\w’']*[ \t]?){1,3}?)[ \t]*\d*[ \t]*\**:", re.M)
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+# Numbers as written: 1,234.5 | 3.14 | 1998 | 25% (the sign and unit are not part of the match).
+_NUMBER = re.compile(r"(?<![\w.])\d+(?:[,.]\d+)*(?![\w])")
+_ENUMERATOR = re.compile(r"^[ \t>*_\-]*(?:[A-Za-z]+[ \t]+)?\d+[.):][ \t]", re.M)
+# Assistant talk about the task itself, anywhere in the text (stripping only looks at the edges).
+_PREAMBLE_ANYWHERE = re.compile(
+    r"\b(?:here(?:'s| is| are) (?:a |an |the |your )?(?:rewritten|rephrased|revised|summari[sz]ed|requested|shorter)\b"
+    r"|here(?:'s| is| are) (?:a |an |the |your )?(?:summary|version|rewrite|conversation|dialogue|table|faq)\b[^.\n]{0,40}:"
+    r"|\b(?:has|have) been (?:rewritten|rephrased|summari[sz]ed|revised|edited)\b"
+    r"|as an ai\b|i hope this helps|let me know if you)",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    """Thresholds of the row and partition checks (a strategy file's `[checks]`); 0 switches a check off."""
+
+    repetition: bool = True
+    max_repeated_ngram_share: float = 0.3  # share of words inside word 4-grams that occur more than once
+    max_repeated_sentence_share: float = 0.3  # share of characters in sentences/lines that occur more than once
+    min_compression_ratio: float = 0.2  # zlib bytes / raw bytes below this is a loop (texts of 400+ chars)
+    copied_source: bool = True  # continuation-style strategies switch this off
+    max_copied_share: float = 0.8  # share of output word 8-grams found verbatim in the source
+    unsupported_numbers: bool = True
+    max_unsupported_numbers: int = 1  # numbers (> 10) in the output the source does not have; more than this drops
+    language: bool = True
+    min_language_score: float = 0.5  # P(source language | output) from lid.176 below this drops
+    prompt_echo: bool = True
+    echo_labels: tuple[str, ...] = ()  # extra labels that must never appear at a line start of an output
+    template_duplicate: bool = True
+    duplicate_jaccard: float = 0.5  # word 5-gram Jaccard (labels and shared phrases left out) at or above this
+    template_phrase_share: float = 0.5  # a 5-gram in at least this share of a partition's rows is template
+    # Partition asset checks: WARN and ERROR levels (a partition under min_rows rows is not judged).
+    min_rows: int = 5
+    warn_kept_share: float = 0.3
+    error_kept_share: float = 0.05
+    warn_template_duplicate_share: float = 0.1
+    error_template_duplicate_share: float = 0.3
+    warn_repetition_share: float = 0.2
+    error_repetition_share: float = 0.5
+
+
+@dataclass
+class RowScores:
+    """What the row checks measured; stored with the row so partition measures survive a resume."""
+
+    flags: list[str] = field(default_factory=list)
+    repeated_ngram_share: float = 0.0
+    compression_ratio: float = 1.0
+    copied_share: float = 0.0
+    numbers: int = 0
+    unsupported_numbers: int = 0
+    source_word_share: float = 0.0
+    language_score: float = 1.0
+    error: Optional[str] = None
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+_QUESTION_LINE = re.compile(r"(?im)^[^\w\n]*(?:question|q|problem)\s*\d*\s*\**:.*$")
+
+
+def answer_text(text: str) -> str:
+    """Q/A output without its question lines: an answer that restates its question ("What is X?" /
+    "X is ...") repeats words by design of the format, not by looping."""
+    return _QUESTION_LINE.sub(" ", text)
+
+
+def strip_labels(text: str) -> str:
+    """The text without line-start labels ("Question:", "Teacher:"), which a format repeats by design."""
+    return _LABEL.sub(" ", text)
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+def repeated_ngram_share(tokens: Sequence[str], n: int = 4) -> float:
+    """Share of words covered by an n-gram that occurs more than once (Gopher's duplicate n-gram
+    fraction, by words): a loop covers most words, ordinary prose almost none."""
+    grams = ngrams(tokens, n)
+    if not grams:
+        return 0.0
+    counts = Counter(grams)
+    covered = bytearray(len(tokens))
+    for i, g in enumerate(grams):
+        if counts[g] > 1:
+            covered[i : i + n] = b"\x01" * n
+    return sum(covered) / len(tokens)
+
+
+def repeated_sentence_share(text: str) -> float:
+    """Share of characters in sentences or lines (8+ chars, labels left out) that occur more than once."""
+    units = [u.strip().lower() for u in _SENTENCE.findall(strip_labels(text))]
+    units = [u for u in units if len(u) >= 8]
+    total = sum(len(u) for u in units)
+    if not total:
+        return 0.0
+    counts = Counter(units)
+    return sum(len(u) for u in units if counts[u] > 1) / total
+
+
+def compression_ratio(text: str) -> float:
+    raw = text.encode("utf-8")
+    return len(zlib.compress(raw, 6)) / len(raw) if raw else 1.0
+
+
+def numbers(text: str) -> list[str]:
+    """Numbers in a text, normalised ("1,000" == "1000"), without list enumerators ("1." at a line
+    start) and without 0-10, which are mostly counts and enumerations rather than facts."""
+    body = _ENUMERATOR.sub(" ", text)
+    out = []
+    for m in _NUMBER.finditer(body):
+        value = m.group(0).replace(",", "").rstrip(".")
+        try:
+            if float(value) <= 10:
+                continue
+        except ValueError:
+            continue
+        out.append(value.lstrip("0") or "0")
+    return out
+
+
+def copied_share(out_tokens: Sequence[str], source_grams: set, n: int = 8) -> float:
+    grams = ngrams(out_tokens, n)
+    return sum(g in source_grams for g in grams) / len(grams) if grams else 0.0
+
+
+_STOP = frozenset(
+    "a an the and or but if of to in on at by for with from as is are was were be been being it its this that these "
+    "those he she they we you i his her their our your not no so than then there here which who whom what when where "
+    "why how all any each more most some such can will would should could may might must do does did has have had".split()
+)
+
+
+def content_words(tokens: Iterable[str]) -> set[str]:
+    return {t for t in tokens if t not in _STOP and len(t) > 2 and not t.isdigit()}
+
+
+# Words for the input itself: "The text conveys ..." talks about a document the reader never sees.
+META_NOUNS = ("document", "passage", "text", "excerpt")
+
+
+@dataclass(frozen=True)
+class PromptEcho:
+    """What an output must not repeat from its prompt: labels and instruction 6-grams."""
+
+    labels: tuple[str, ...]
+    instruction_grams: frozenset
+
+    @classmethod
+    def from_messages(cls, message_texts: Sequence[str], extra_labels: Sequence[str] = ()) -> "PromptEcho":
+        labels, grams = set(l.strip().rstrip(":").lower() for l in extra_labels), set()
+        for content in message_texts:
+            # "Document:\n{document}": the label right before the inserted text.
+            for m in re.finditer(r"(?m)^[ \t]*([A-Za-z][\w ]{0,30}):[ \t]*\n?[ \t]*\{(?:document|previous)\}", content):
+                labels.add(m.group(1).strip().lower())
+            instructions = re.sub(r"\{(document|previous|audience)\}", " ", content)
+            grams.update(ngrams(words(instructions), 6))
+        return cls(tuple(sorted(labels)), frozenset(grams))
+
+    def echoed(self, text: str, source_grams6: set, source_text: str = "") -> bool:
+        lowered_source = source_text.lower()
+        for label in sorted(set(self.labels) | set(META_NOUNS)):
+            if re.search(rf"(?im)^[ \t*#>_]*{re.escape(label)}[ \t*]*:", text):
+                return True
+            # "The passage describes ...": talk about the input instead of its content, meaningless
+            # once the input is gone (unless the source itself speaks of such a thing).
+            meta = re.search(rf"(?i)\b(?:the|this|that|following|given|above|provided|original|rewritten)\s+{re.escape(label)}s?\b", text)
+            if meta and meta.group(0).lower() not in lowered_source:
+                return True
+        if self.instruction_grams and any(g in self.instruction_grams and g not in source_grams6 for g in ngrams(words(text), 6)):
+            return True
+        return bool(_PREAMBLE_ANYWHERE.search(text))
+
+
+@dataclass
+class SourceView:
+    """The source document, analysed once for every strategy that rephrases it."""
+
+    text: str
+    tokens: list[str]
+    grams8: set
+    grams6: set
+    numbers: set
+    content: set
+    lang: Optional[str]
+
+    @classmethod
+    def of(cls, text: str, lang: Optional[str] = None) -> "SourceView":
+        tokens = words(text)
+        return cls(text, tokens, set(ngrams(tokens, 8)), set(ngrams(tokens, 6)), set(numbers(text)), content_words(tokens), lang)
+
+
+def check_row(text: str, source: SourceView, config: CheckConfig, echo: PromptEcho, language=None) -> RowScores:
+    """Every row check on one cleaned output. `language(text) -> {lang: prob}` is lid.176 (injected,
+    so unit tests of the other checks need no model)."""
+    scores = RowScores()
+    tokens = words(text)
+    body_tokens = words(strip_labels(answer_text(text)))
+    if config.prompt_echo and echo.echoed(text, source.grams6, source.text):
+        scores.flags.append("prompt_echo")
+    scores.repeated_ngram_share = round(repeated_ngram_share(body_tokens), 4)
+    scores.compression_ratio = round(compression_ratio(text), 4)
+    if config.repetition and (
+        (config.max_repeated_ngram_share and scores.repeated_ngram_share > config.max_repeated_ngram_share)
+        or (config.max_repeated_sentence_share and repeated_sentence_share(text) > config.max_repeated_sentence_share)
+        or (config.min_compression_ratio and len(text) >= 400 and scores.compression_ratio < config.min_compression_ratio)
+    ):
+        scores.flags.append("repetition")
+    scores.copied_share = round(copied_share(tokens, source.grams8), 4)
+    if config.copied_source and config.max_copied_share and scores.copied_share >= config.max_copied_share:
+        scores.flags.append("copied_source")
+    if language is not None and source.lang and tokens:
+        probs = language(text)
+        scores.language_score = round(float(probs.get(source.lang, 0.0)), 4)
+        if config.language and scores.language_score < config.min_language_score:
+            scores.flags.append("language")
+    found = numbers(text)
+    scores.numbers = len(found)
+    scores.unsupported_numbers = sum(n not in source.numbers for n in found)
+    if config.unsupported_numbers and scores.unsupported_numbers > config.max_unsupported_numbers:
+        scores.flags.append("unsupported_numbers")
+    if source.content:
+        scores.source_word_share = round(len(source.content & content_words(tokens)) / len(source.content), 4)
+    return scores
+
+
+def safe_check_row(text: str, source: SourceView, config: CheckConfig, echo: PromptEcho, language=None) -> RowScores:
+    """check_row, except that a check raising on a strange row drops that row, never the partition."""
+    try:
+        return check_row(text, source, config, echo, language)
+    except Exception as exc:  # noqa: BLE001 - any failure of our own checks is this row's drop reason
+        return RowScores(flags=["check_error"], error=f"check_error: {type(exc).__name__}: {exc}"[:500])
+
+
+def first_reason(flags: Iterable[str]) -> Optional[str]:
+    flags = set(flags)
+    return next((r for r in CHECK_ORDER if r in flags), None)
+
+
+# --- partition check ------------------------------------------------------------------------------
+
+def _shingles(text: str, n: int = 5) -> set[int]:
+    tokens = words(strip_labels(text))
+    if len(tokens) < n:
+        return {hash(tuple(tokens))} if tokens else set()
+    return {hash(g) for g in ngrams(tokens, n)}
+
+
+def template_duplicates(rows: Sequence[tuple[str, str, str]], config: CheckConfig) -> dict[str, str]:
+    """{row id: id of the row it duplicates} over (id, source_id, text) rows that passed every row check.
+
+    Outputs of the same source are never compared (pieces of one document); 5-grams shared by at least
+    `template_phrase_share` of the rows are the strategy's template and left out (with 8+ rows); an
+    inverted index over the remaining 5-grams gives exact Jaccard for every pair that shares one.
+    Clusters are joined by union-find and keep their smallest id.
+    """
+    if not config.template_duplicate or len(rows) < 2:
+        return {}
+    ids = [r[0] for r in rows]
+    sources = [r[1] for r in rows]
+    exact: dict[str, int] = {}
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def union(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b, key=lambda k: ids[k])] = min(a, b, key=lambda k: ids[k])
+
+    # Identical outputs of different sources: duplicates however common their phrases are.
+    for i, (_, _, text) in enumerate(rows):
+        key = " ".join(words(strip_labels(text)))
+        if not key:
+            continue
+        j = exact.setdefault(key, i)
+        if j != i and sources[j] != sources[i]:
+            union(i, j)
+    sets = [_shingles(text) for _, _, text in rows]
+    df = Counter(s for shingle_set in sets for s in shingle_set)
+    if len(rows) >= 8:
+        cap = config.template_phrase_share * len(rows)
+        template = {s for s, c in df.items() if c >= cap}
+        sets = [s - template for s in sets]
+    index: dict[int, list[int]] = defaultdict(list)
+    for i, s in enumerate(sets):
+        for sh in s:
+            index[sh].append(i)
+    for i, s in enumerate(sets):
+        if not s:
+            continue
+        shared: Counter = Counter()
+        for sh in s:
+            for j in index[sh]:
+                if j > i and sources[j] != sources[i]:
+                    shared[j] += 1
+        for j, inter in shared.items():
+            if inter / (len(s) + len(sets[j]) - inter) >= config.duplicate_jaccard:
+                union(i, j)
+    return {ids[i]: ids[find(i)] for i in range(len(rows)) if find(i) != i}
+
+
+# --- partition measures -------------------------------------------------------------------------
+
+_FORMATS = {
+    "qa_pairs": re.compile(r"(?im)^[^\w\n]*(?:question|q)\s*\d*\s*\**:.*\n(?:.*\n){0,6}?[^\w\n]*(?:answer|a)\s*\d*\s*\**:"),
+    "dialogue": re.compile(r"(?m)(?:^[^\w\n]*[A-Z][a-z]+\s*:.*\n?){2,}"),
+    "list": re.compile(r"(?m)(?:^\s*(?:[-*\u2022]|\d+[.)])\s+\S.*\n?){2,}"),
+    "table": re.compile(r"(?m)^\s*\|.*\|\s*$\n^\s*\|?\s*:?-{3,}"),
+    "headings": re.compile(r"(?m)^\s*(?:#{1,6}\s+\S|[A-Z][^\n.!?]{2,60}\n={3,}|\*\*[^*\n]{2,60}\*\*\s*$)"),
+}
+
+
+def output_formats(text: str) -> list[str]:
+    """The formats a text uses (BeyondWeb: style and format shares matter)."""
+    found = [name for name, pattern in _FORMATS.items() if pattern.search(text)]
+    if "qa_pairs" in found and "dialogue" in found:
+        found.remove("dialogue")  # Question:/Answer: lines are pairs, not a conversation
+    return found or ["prose"]
+
+
+def distinct_n(texts: Iterable[str], n_max: int = 4) -> dict[str, float]:
+    """distinct-n (unique n-grams / all n-grams over the texts), n = 1..n_max."""
+    seen = [set() for _ in range(n_max)]
+    totals = [0] * n_max
+    for text in texts:
+        tokens = words(text)
+        for n in range(1, n_max + 1):
+            grams = ngrams(tokens, n)
+            totals[n - 1] += len(grams)
+            seen[n - 1].update(grams)
+    return {f"distinct_{n}": round(len(seen[n - 1]) / totals[n - 1], 4) if totals[n - 1] else 0.0 for n in range(1, n_max + 1)}
+
+
+def partition_measures(rows: Sequence[dict]) -> dict:
+    """Measures of one partition from its rows (text, kept, drop_reason, flags and the row scores)."""
+    total = len(rows)
+    kept = [r for r in rows if r["kept"]]
+    drops = Counter(r["drop_reason"] for r in rows if not r["kept"])
+    flagged = Counter(f.split(":")[0] for r in rows for f in (r.get("flags") or []))
+    formats = Counter(f for r in kept for f in output_formats(r["text"] or ""))
+    numbers_seen = sum(r.get("numbers") or 0 for r in rows)
+    unsupported = sum(r.get("unsupported_numbers") or 0 for r in rows)
+
+    def mean(key: str, source=kept) -> float:
+        values = [r[key] for r in source if r.get(key) is not None]
+        return round(sum(values) / len(values), 4) if values else 0.0
+
+    return {
+        "rows": total,
+        "kept": len(kept),
+        "kept_share": round(len(kept) / total, 4) if total else 0.0,
+        "drops": dict(sorted(drops.items())),
+        "flags": dict(sorted(flagged.items())),
+        **distinct_n(r["text"] for r in kept),
+        "mean_compression_ratio": mean("compression_ratio"),
+        "template_duplicate_share": round(flagged["template_duplicate"] / total, 4) if total else 0.0,
+        "repetition_share": round(flagged["repetition"] / total, 4) if total else 0.0,
+        "mean_source_word_share": mean("source_word_share"),
+        "unsupported_number_rate": round(unsupported / numbers_seen, 4) if numbers_seen else 0.0,
+        "formats": {k: round(v / len(kept), 4) for k, v in sorted(formats.items())} if kept else {},
+    }
+
+
+def judge(measures: dict, config: CheckConfig) -> dict[str, dict]:
+    """The partition's asset checks: {check: {"severity": "ok"|"warn"|"error", "value", "warn", "error"}}."""
+    out = {}
+    small = measures["rows"] < config.min_rows
+    for name, key, higher_is_bad in (
+        ("kept_share", "kept_share", False),
+        ("template_duplicate_share", "template_duplicate_share", True),
+        ("repetition_share", "repetition_share", True),
+    ):
+        warn, error = getattr(config, f"warn_{name}"), getattr(config, f"error_{name}")
+        value = measures[key]
+        if small:
+            severity = "ok"
+        elif (value >= error) if higher_is_bad else (value < error):
+            severity = "error"
+        elif (value >= warn) if higher_is_bad else (value < warn):
+            severity = "warn"
+        else:
+            severity = "ok"
+        out[name] = {"severity": severity, "value": value, "warn": warn, "error": error, "rows": measures["rows"]}
+    return out
