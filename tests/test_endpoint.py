@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -15,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from dataset_assets.langid import language_probabilities
 from resources.llm import ChatRequest, EndpointError, OpenAIEndpointEngine
 
 
@@ -131,16 +133,18 @@ def test_the_api_key_is_sent_but_never_shown(scripted_server):
 
 
 @pytest.fixture(scope="module")
-def vllm_server(tiny_model):
+def vllm_server(smollm2):
+    """A real `vllm` OpenAI server on the default generator, SmolLM2-135M-Instruct."""
+    tiny_model = smollm2
     pytest.importorskip("vllm", reason="needs the cpu (or gpu) extra: make test installs it")
     port = free_port()
     env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": f"0-{max((os.cpu_count() or 1) - 1, 0)}", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model, "--host", "127.0.0.1",
-        "--port", str(port), "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "512",
+        "--port", str(port), "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "1024",
         "--kv-cache-memory-bytes", str(1 << 30),
     ]
-    log = open(os.path.join(tiny_model, "..", f"server-{port}.log"), "w")
+    log = open(os.path.join(tempfile.gettempdir(), f"vllm-server-{port}.log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -173,7 +177,10 @@ def test_real_vllm_server_generates_and_rejects_a_too_long_prompt_as_a_row(vllm_
     assert out[0].finish_reason in ("stop", "length") and out[0].completion_tokens > 0 and out[0].prompt_tokens > 0
     assert out[1].finish_reason == "error" and out[1].error.startswith("http_400")
     assert out[2].finish_reason in ("stop", "length")
-    assert eng.tokenizer().encode("hello world") == [31373, 995]  # the model dir's own tokenizer
+    assert eng.tokenizer().encode("hello world") == [28120, 905]  # the model dir's own tokenizer (SmolLM2's)
+    question = ChatRequest("q", [{"role": "user", "content": "In one sentence: why do rivers flow to the sea?"}], max_tokens=40, temperature=0.0)
+    (answer,) = eng.generate([question])
+    assert language_probabilities(answer.text).get("en", 0) > 0.8 and len(answer.text.split()) >= 5  # real English words
     eng.close()
 
 

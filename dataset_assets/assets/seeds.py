@@ -29,6 +29,7 @@ from resources.lake import Lake
 
 ASSET = "seeds"
 CHECK = "seeds_valid"
+KEPT_CHECK = "seeds_kept_share"
 
 
 class SeedsConfig(Config):
@@ -42,22 +43,41 @@ class SeedsConfig(Config):
     max_ellipsis_line_fraction: float = 0.3
     min_alpha_word_fraction: float = 0.8
     min_stop_words: int = 2
-    # The blocking check fails on an empty kept set only for shards with at least this many
-    # documents: with top_fraction 0.1 a 3-document shard is expected to keep nothing.
+    # The kept-share WARN judges only shards with at least this many documents: with top_fraction
+    # 0.1 a 3-document shard is expected to keep nothing.
     check_min_documents: int = 10
+    # WARN when a shard keeps less than this share of what the keep rule keeps over the crawl.
+    warn_kept_ratio: float = 0.25
 
 
-def validate_seeds(table: pa.Table, source_rows: int, min_documents: int = 10) -> tuple[bool, dict]:
-    """No duplicate ids, scores in [0, 1], and a non-empty kept set unless the shard had fewer than
-    `min_documents` documents (an empty shard, or one too small to expect a seed)."""
+def validate_seeds(table: pa.Table, source_rows: int) -> tuple[bool, dict]:
+    """Integrity only, which is what a blocking check may stop the graph for: no duplicate ids,
+    scores in [0, 1], and every crawl_docs row present. How many seeds a shard keeps is an outcome
+    (a shard of spam keeps none), judged by the non-blocking kept-share check instead."""
     ids = table.column("id").to_pylist()
     duplicates = len(ids) - len(set(ids))
     scores = table.column("quality_score").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
     out_of_range = int(((scores < 0) | (scores > 1) | np.isnan(scores)).sum())
     kept = int(sum(table.column("kept").to_pylist()))
-    ok = duplicates == 0 and out_of_range == 0 and (kept > 0 or source_rows < min_documents)
-    facts = {"duplicate_ids": duplicates, "scores_out_of_range": out_of_range, "kept": kept, "documents": source_rows}
-    return ok, {**facts, "empty_kept_allowed_below": min_documents}
+    lost = source_rows - table.num_rows
+    ok = duplicates == 0 and out_of_range == 0 and lost == 0
+    return ok, {"duplicate_ids": duplicates, "scores_out_of_range": out_of_range, "rows_lost": lost, "kept": kept, "documents": source_rows}
+
+
+def expected_kept_share(rule: KeepRule, quantiles: list[float]) -> float:
+    """The share of the crawl the keep rule keeps before the Gopher rules: top_fraction, or the share
+    of the crawl's calibration quantiles at or above min_score."""
+    if rule.top_fraction is not None:
+        return rule.top_fraction
+    return float(np.mean(np.asarray(quantiles) >= rule.min_score))
+
+
+def kept_share_check(kept: int, documents: int, expected: float, ratio: float, min_documents: int) -> tuple[bool, dict]:
+    share = kept / documents if documents else 0.0
+    judged = documents >= min_documents and expected > 0
+    ok = not judged or share >= ratio * expected
+    return ok, {"kept": kept, "documents": documents, "kept_share": round(share, 4), "crawl_kept_share": round(expected, 4),
+                "warn_below": round(ratio * expected, 4), "judged": judged}
 
 
 @asset(
@@ -67,7 +87,8 @@ def validate_seeds(table: pa.Table, source_rows: int, min_documents: int = 10) -
     kinds={"parquet"},
     code_version="1",
     check_specs=[
-        AssetCheckSpec(CHECK, asset=ASSET, blocking=True, description="unique ids, scores in [0, 1], a non-empty kept set")
+        AssetCheckSpec(CHECK, asset=ASSET, blocking=True, description="integrity: unique ids, scores in [0, 1], no row lost"),
+        AssetCheckSpec(KEPT_CHECK, asset=ASSET, description="WARN: the shard keeps far fewer seeds than the crawl does"),
     ],
     description="Every crawl document with P(hq), its percentile, Gopher rules, `kept` and `drop_reason`.",
 )
@@ -95,7 +116,10 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
     table = pa.Table.from_batches(scored, schema=SEED_SCHEMA)
     fingerprint = {KEPT_FINGERPRINT: table_kept_fingerprint(table)}
     written = lake.write_partition(ASSET, {"shard": shard}, table.to_batches(), SEED_SCHEMA, fingerprint)
-    ok, facts = validate_seeds(table, docs.num_rows, config.check_min_documents)
+    ok, facts = validate_seeds(table, docs.num_rows)
+    share_ok, share_facts = kept_share_check(
+        facts["kept"], docs.num_rows, expected_kept_share(rule, calibration["quantiles"]), config.warn_kept_ratio, config.check_min_documents
+    )
     reasons = Counter(r for r in table.column("drop_reason").to_pylist() if r)
     scores = table.column("quality_score").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(1)
     context.log.info(f"{shard}: {facts['kept']} of {docs.num_rows} documents kept; drops {dict(reasons)}")
@@ -118,6 +142,16 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
                 severity=AssetCheckSeverity.ERROR,
                 metadata=facts,
                 description=None if ok else f"seeds of {shard} failed validation: {facts}",
-            )
+            ),
+            AssetCheckResult(
+                check_name=KEPT_CHECK,
+                passed=share_ok,
+                severity=AssetCheckSeverity.WARN,
+                metadata=share_facts,
+                description=None if share_ok else (
+                    f"{shard} kept {share_facts['kept_share']:.1%} of its documents against "
+                    f"{share_facts['crawl_kept_share']:.1%} over the crawl: a low-quality shard (not an error)"
+                ),
+            ),
         ],
     )
