@@ -55,6 +55,10 @@ class CheckConfig:
     max_unsupported_numbers: int = 1  # numbers (> 10) in the output the source does not have; more than this drops
     language: bool = True
     min_language_score: float = 0.5  # P(source language | output) from lid.176 below this drops
+    # English sources: the output's share of function words ("the", "of", "and") against the source's.
+    # Prose keeps it near 1x (measured 0.55x-1.6x on SmolLM2 output); token noise that lid.176 still
+    # calls English has none. Tables and terse lists may set it lower.
+    min_function_word_ratio: float = 0.3
     prompt_echo: bool = True
     echo_labels: tuple[str, ...] = ()  # extra labels that must never appear at a line start of an output
     template_duplicate: bool = True
@@ -165,6 +169,10 @@ _STOP = frozenset(
 )
 
 
+def function_word_share(tokens: Sequence[str]) -> float:
+    return sum(t in _STOP for t in tokens) / len(tokens) if tokens else 0.0
+
+
 def content_words(tokens: Iterable[str]) -> set[str]:
     return {t for t in tokens if t not in _STOP and len(t) > 2 and not t.isdigit()}
 
@@ -217,11 +225,13 @@ class SourceView:
     numbers: set
     content: set
     lang: Optional[str]
+    function_share: float
 
     @classmethod
     def of(cls, text: str, lang: Optional[str] = None) -> "SourceView":
         tokens = words(text)
-        return cls(text, tokens, set(ngrams(tokens, 8)), set(ngrams(tokens, 6)), set(numbers(text)), content_words(tokens), lang)
+        return cls(text, tokens, set(ngrams(tokens, 8)), set(ngrams(tokens, 6)), set(numbers(text)), content_words(tokens), lang,
+                   function_word_share(tokens))
 
 
 def check_row(text: str, source: SourceView, config: CheckConfig, echo: PromptEcho, language=None) -> RowScores:
@@ -246,7 +256,11 @@ def check_row(text: str, source: SourceView, config: CheckConfig, echo: PromptEc
     if language is not None and source.lang and tokens:
         probs = language(text)
         scores.language_score = round(float(probs.get(source.lang, 0.0)), 4)
-        if config.language and scores.language_score < config.min_language_score:
+        not_prose = (
+            source.lang == "en" and source.function_share > 0 and config.min_function_word_ratio
+            and function_word_share(body_tokens) < config.min_function_word_ratio * source.function_share
+        )
+        if config.language and (scores.language_score < config.min_language_score or not_prose):
             scores.flags.append("language")
     found = numbers(text)
     scores.numbers = len(found)

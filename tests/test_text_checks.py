@@ -117,6 +117,15 @@ def test_output_in_another_script_is_language():
     assert "language" in flags(russian)
 
 
+def test_token_noise_that_lid_calls_english_is_language():
+    # Random-weight model output: English-looking tokens without the words that hold prose together.
+    noise = ("profession vectors beautyppard hash Savannah cathmeaning interviewed juvenile item dungeon intel "
+             "genome inside miraculous decentralized interrogation engineering Resonoptim Drill harvesting alleged")
+    assert language_probabilities(noise).get("en", 0) > 0.5  # lid.176 alone would keep it
+    assert "language" in flags(noise)
+    assert "language" not in flags(noise, config=CheckConfig(min_function_word_ratio=0))
+
+
 @pytest.mark.parametrize(
     "text",
     [
