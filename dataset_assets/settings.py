@@ -69,10 +69,18 @@ def has_gpu() -> bool:
 
 
 def tokenizer_path() -> str:
-    """STATS_TOKENIZER, else the generator model's own tokenizer when it is local, else GPT-2's."""
+    """STATS_TOKENIZER, else the generator model's own tokenizer when it is local (the default
+    generator's even before it is prepared, so counts never switch tokenizer half way), else GPT-2's."""
     if os.environ.get("STATS_TOKENIZER"):
         return os.environ["STATS_TOKENIZER"]
+    if uses_default_model():
+        return default_model_dir()
     model = Path(rephrase_model())
     if (model / "tokenizer.json").exists():
         return str(model)
     return str(PROJECT_ROOT.parent / "shared" / "data" / "tokenizers" / "gpt2-tokenizer.json")
+
+
+def prepares_stats_tokenizer() -> bool:
+    """The statistics count in the default generator's vocabulary, prepared on first use."""
+    return not os.environ.get("STATS_TOKENIZER") and uses_default_model()

@@ -163,10 +163,15 @@ class TokenizerResource(ConfigurableResource):
     pattern: Optional[str] = None  # split regex for .tiktoken files; null means Llama-3's
     special_tokens: int = LLAMA3_SPECIAL_TOKENS  # added after the ranks of a .tiktoken file that lists none
     batch_size: int = 1024  # texts per encode_batch call
+    prepare_default: bool = False  # `path` is the default generator's directory: prepare it on first use
 
     _loaded: Optional[Tokenizer] = PrivateAttr(default=None)
 
     def load(self) -> Tokenizer:
         if self._loaded is None:
+            if self.prepare_default:
+                from resources.default_model import prepare_model
+
+                prepare_model(self.path)
             self._loaded = load_tokenizer(self.path, self.pattern, self.special_tokens)
         return self._loaded

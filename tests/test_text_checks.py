@@ -226,3 +226,46 @@ def test_output_formats():
     assert output_formats("| a | b |\n|---|---|\n| 1 | 2 |") == ["table"]
     assert output_formats("- one\n- two\n") == ["list"]
     assert output_formats("Plain prose only.") == ["prose"]
+
+
+# --- real outputs of the default generator -----------------------------------------------------
+
+def real_outputs() -> list[dict]:
+    import json
+
+    return json.loads((ROOT / "tests" / "fixtures" / "smollm2_outputs.json").read_text())
+
+
+def c4_text(url: str) -> str:
+    import gzip
+    import json
+
+    from tests.conftest import CRAWL
+
+    with gzip.open(CRAWL / "c4-en-sample-1000.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            doc = json.loads(line)
+            if doc["url"] == url:
+                return doc["text"]
+    raise KeyError(url)
+
+
+@pytest.mark.parametrize("case", real_outputs(), ids=lambda c: f"{c['strategy']}-{'-'.join(c['flags']) or 'kept'}")
+def test_real_smollm2_outputs_get_the_verdict_they_got_in_generation(case):
+    """Outputs the default generator wrote for C4 documents (tests/fixtures/make_smollm2_outputs.py):
+    loops, talk about "the document", invented figures must drop; its clean rewrites must pass."""
+    strategies = load_strategies_once()
+    strategy = strategies[case["strategy"]]
+    assert flags(case["output"], source=c4_text(case["source_url"]), strategy=strategy) == case["flags"]
+
+
+def load_strategies_once():
+    from dataset_assets.strategies import load_strategies
+
+    return load_strategies(ROOT / "prompts")
+
+
+def test_the_fixture_has_drops_of_every_kind_and_clean_rows():
+    seen = {f for c in real_outputs() for f in c["flags"]}
+    assert {"prompt_echo", "repetition", "unsupported_numbers"} <= seen
+    assert sum(not c["flags"] for c in real_outputs()) >= 4

@@ -99,7 +99,7 @@ def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lak
             elapsed = max(time.monotonic() - progress.start, 1e-9)
             progress.update(
                 done,
-                f"{stats.rows} documents, {stats.completion_tokens:,} output tokens, "
+                f"{stats.rows_done} rows, {stats.completion_tokens:,} output tokens, "
                 f"{stats.completion_tokens / elapsed:,.0f} tokens/s, {stats.chunks_reused} chunks reused",
             )
 
