@@ -189,7 +189,12 @@ def chunk_plans(items: list[WorkItem], chunk_docs: int) -> list[ChunkPlan]:
 
 def sampling_json(strategy: Strategy) -> str:
     s = strategy.sampling
-    return json.dumps({"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}, sort_keys=True)
+    values = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}
+    if s.repetition_penalty != 1.0:
+        values["repetition_penalty"] = s.repetition_penalty
+    if s.frequency_penalty:
+        values["frequency_penalty"] = s.frequency_penalty
+    return json.dumps(values, sort_keys=True)
 
 
 def _generate_isolated(engine, requests: list[ChatRequest]) -> list[Completion]:

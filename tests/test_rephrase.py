@@ -65,6 +65,7 @@ def test_partition_holds_each_kept_seed_once_with_lineage_and_accounting(tmp_pat
     row = rows[0]
     assert row["strategy"] == "qa" and row["shard"] == "s1" and row["prompt_hash"] == prompt_hash(qa)
     assert row["generator"] == "scripted-engine@1" and json.loads(row["sampling"])["temperature"] == qa.sampling.temperature
+    assert json.loads(row["sampling"])["repetition_penalty"] == qa.sampling.repetition_penalty == 1.05
     assert row["kept"] and row["drop_reason"] is None and row["text"].startswith("Question:")
     assert row["completion_tokens"] == 120 and row["prompt_tokens"] > 0
     assert stats.chunks_generated == 3 and stats.completion_tokens == 120 * len(rows)
