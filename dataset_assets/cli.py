@@ -204,12 +204,16 @@ def _lake(args: argparse.Namespace):
 
 
 def cmd_versions(args: argparse.Namespace) -> int:
-    from dataset_assets.mixtures.pull import list_versions
+    from dataset_assets.mixtures.pull import VersionNotFoundError, list_versions
 
     from dataset_assets.assets.mixtures import cmd_versions as versions_table
 
-    print(versions_table(_lake(args), args.name))
-    return 0 if list_versions(_lake(args), args.name) else 1
+    try:
+        print(versions_table(_lake(args), args.name))
+        return 0 if list_versions(_lake(args), args.name) else 1
+    except VersionNotFoundError as exc:  # a mistyped name: say which mixtures exist, no traceback
+        print(f"versions failed: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_pull(args: argparse.Namespace) -> int:

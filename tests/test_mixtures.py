@@ -269,6 +269,14 @@ def test_versions_table_lists_size_shares_and_creation_time(published):
     assert row["rows"] == published["result"].manifest["rows"] and row["bytes"] > 0 and row["latest"]
 
 
+def test_versions_of_an_unknown_mixture_name_the_known_ones_without_a_traceback(published, capsys):
+    from dataset_assets.cli import main
+
+    assert main(["versions", "NO_SUCH_NAME", "--lake", published["lake"].root]) == 1
+    err = capsys.readouterr().err
+    assert "no published mixture named 'NO_SUCH_NAME'" in err and "mixtures there: mix" in err and "Traceback" not in err
+
+
 # -- opening as a Dataset --------------------------------------------------------------------------
 def test_load_mixture_returns_a_dataset_with_the_rows_and_columns(published, tmp_path):
     ds = load_mixture("mix", lake=published["lake"], cache_dir=str(tmp_path / "cache"))
