@@ -68,11 +68,13 @@ def select_seeds(
     rule: KeepRule,
     gopher: GopherRules,
     hq_label: str = classifier.HQ,
+    by_crawl: Optional[dict[str, list[float]]] = None,
 ) -> pa.RecordBatch:
-    """Every input document with its score, percentile, `kept` flag and `drop_reason`."""
+    """Every input document with its score, percentile (against its crawl's calibration where the
+    classifier has one, else the whole lake's), `kept` flag and `drop_reason`."""
     texts = docs.column("text").to_pylist()
     scores = classifier.p_hq(model, texts, hq_label)
-    percentiles = classifier.percentile(scores, calibration)
+    percentiles = classifier.calibrated_percentiles(scores, docs.column("crawl").to_pylist(), calibration, by_crawl)
     quality_ok = rule.keeps(scores, percentiles)
     # The quality rule runs first (one batched fastText call); the Gopher rules then run only on
     # what it keeps, so a document's drop_reason is the first filter it failed in that order.

@@ -107,3 +107,29 @@ def test_seed_rows_carry_score_percentile_and_reason(tmp_path):
     assert rows[1]["drop_reason"] == "gopher_word_count" and not rows[1]["kept"]
     assert rows[2]["drop_reason"] in ("low_quality", "gopher_stop_words")
     assert rows[0]["quality_percentile"] > rows[2]["quality_percentile"]
+
+
+def test_each_crawl_is_calibrated_against_itself_and_a_one_file_crawl_against_the_lake():
+    import numpy as np
+
+    from dataset_assets.quality.classifier import calibrated_percentiles, crawl_quantiles
+
+    rng = np.random.default_rng(0)
+    low = rng.uniform(0.0, 0.5, 400)  # crawl A: mostly poor pages, over four shards
+    high = rng.uniform(0.5, 1.0, 400)  # crawl B: better pages, over two shards
+    one_file = rng.uniform(0.0, 0.2, 150)  # a crawl name taken from one file
+    scores = np.concatenate([low, high, one_file])
+    crawls = ["A"] * 400 + ["B"] * 400 + ["junk-file"] * 150
+    shards = [f"a{i % 4}" for i in range(400)] + [f"b{i % 2}" for i in range(400)] + ["junk"] * 150
+    by_crawl = crawl_quantiles(scores, crawls, shards, min_documents=100, min_shards=2)
+    assert sorted(by_crawl) == ["A", "B"] and by_crawl["A"]["documents"] == 400 and by_crawl["B"]["shards"] == 2
+    lake_wide = [float(q) for q in np.quantile(scores, np.linspace(0, 1, 101))]
+    quantiles = {k: v["quantiles"] for k, v in by_crawl.items()}
+    probe = np.array([0.45, 0.45, 0.45])
+    within = calibrated_percentiles(probe, ["A", "B", "junk-file"], lake_wide, quantiles)
+    # The same score is near the top of crawl A, at the bottom of crawl B, and the one-file crawl
+    # is judged against the whole lake, so its poor pages do not fill its own top 10%.
+    assert within[0] > 85 and within[1] < 5 and 30 < within[2] < 60
+    mixed = calibrated_percentiles(low[:50], ["A"] * 50, lake_wide, {"A": quantiles["A"]})
+    alone = calibrated_percentiles(low[:50], ["A"] * 50, quantiles["A"], None)
+    assert np.allclose(mixed, alone)  # crawl B's arrival does not move crawl A's percentiles

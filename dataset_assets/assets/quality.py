@@ -1,10 +1,10 @@
 """`quality_classifier`: a fastText P(hq) model, trained DCLM-style or supplied, with its calibration."""
 
 
-import hashlib
 import os
 import random
 import tempfile
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -14,6 +14,7 @@ from dataset_assets import settings
 from dataset_assets.assets.crawl import crawl_docs
 from dataset_assets.quality import classifier
 from dataset_assets.quality.reference import reference_documents
+from resources.default_model import file_sha256
 from resources.lake import Lake, open_filesystem
 
 ASSET = "quality_classifier"
@@ -26,6 +27,10 @@ class QualityClassifierConfig(Config):
     hq_label: str = classifier.HQ  # the label whose probability is P(hq)
     reference: Optional[str] = None  # high-quality reference text; default QUALITY_REFERENCE
     max_crawl_docs: int = 50_000  # crawl documents sampled as __label__cc examples and for calibration
+    # A crawl gets its own calibration with at least this many sampled documents from this many
+    # shards; seeds of other crawls are placed against the whole lake's quantiles.
+    min_crawl_documents: int = 100
+    min_crawl_shards: int = 2
     epoch: int = 10
     dim: int = 64
     bucket: int = 200_000
@@ -33,12 +38,21 @@ class QualityClassifierConfig(Config):
     seed: int = 0
 
 
-def sample_crawl_texts(lake: Lake, limit: int, seed: int) -> list[str]:
+def sample_crawl_docs(lake: Lake, limit: int, seed: int) -> tuple[list[str], list[str], list[str]]:
+    """(texts, crawls, shards) of at most `limit` crawl documents, sampled with `seed` (the same
+    documents whatever columns are read: the sample is drawn over positions)."""
     texts: list[str] = []
+    crawls: list[str] = []
+    shards: list[str] = []
     for shard in lake.partition_values("crawl_docs", "shard"):
-        texts.extend(lake.read_partition("crawl_docs", {"shard": shard}, columns=["text"]).column("text").to_pylist())
-    rng = random.Random(seed)
-    return rng.sample(texts, limit) if len(texts) > limit else texts
+        table = lake.read_partition("crawl_docs", {"shard": shard}, columns=["text", "crawl"])
+        texts.extend(table.column("text").to_pylist())
+        crawls.extend(table.column("crawl").to_pylist())
+        shards.extend([shard] * table.num_rows)
+    if len(texts) > limit:
+        picked = random.Random(seed).sample(range(len(texts)), limit)
+        texts, crawls, shards = ([column[i] for i in picked] for column in (texts, crawls, shards))
+    return texts, crawls, shards
 
 
 def fetch_model(path: str, local_file: str) -> str:
@@ -57,7 +71,7 @@ def fetch_model(path: str, local_file: str) -> str:
     description="fastText quality model (reference text as __label__hq vs crawl text as __label__cc) and score quantiles.",
 )
 def quality_classifier(context: AssetExecutionContext, config: QualityClassifierConfig, lake: Lake) -> MaterializeResult:
-    crawl_texts = sample_crawl_texts(lake, config.max_crawl_docs, config.seed)
+    crawl_texts, crawl_names, crawl_shards = sample_crawl_docs(lake, config.max_crawl_docs, config.seed)
     if not crawl_texts:
         raise Failure("no crawl_docs documents in the lake yet: materialise crawl_docs for at least one shard first")
     reference = config.reference or settings.quality_reference()
@@ -86,14 +100,17 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         metrics = classifier.evaluate(model, heldout, config.hq_label)
         scores = classifier.p_hq(model, crawl_texts, config.hq_label)
         quantiles = classifier.quantiles(scores)
-        with open(local_model, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+        by_crawl = classifier.crawl_quantiles(
+            scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards
+        )
+        digest = file_sha256(Path(local_model))[:16]  # read in blocks, not the whole model at once
         lake.put_file(MODEL, local_model)
         model_bytes = os.path.getsize(local_model)
 
     calibration = {
         "hq_label": config.hq_label,
         "quantiles": quantiles,
+        "by_crawl": by_crawl,
         "calibration_documents": len(crawl_texts),
         "source": source,
         "model_sha256": digest,
@@ -113,6 +130,7 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
             "roc_auc": metrics["roc_auc"],
             "reference_documents": MetadataValue.json({k: len(v) for k, v in hq_docs.items()}),
             "calibration_documents": len(crawl_texts),
+            "calibrated_crawls": MetadataValue.json({k: {"documents": v["documents"], "shards": v["shards"]} for k, v in by_crawl.items()}),
             "score_quantiles": MetadataValue.json({f"p{p}": round(quantiles[p], 4) for p in (1, 10, 25, 50, 75, 90, 99)}),
             "mean_score": float(np.mean(scores)),
         },

@@ -109,9 +109,10 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
     progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
     with tempfile.TemporaryDirectory() as tmp:
         model, calibration = load_quality_model(lake, tmp)
+        by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
         scored = []
         for batch in docs.to_batches(max_chunksize=2048):
-            scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"]))
+            scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"], by_crawl))
             progress.update(sum(b.num_rows for b in scored))
     table = pa.Table.from_batches(scored, schema=SEED_SCHEMA)
     fingerprint = {KEPT_FINGERPRINT: table_kept_fingerprint(table)}
@@ -133,6 +134,10 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
             "path": MetadataValue.path(lake.uri(*lake.partition_parts(ASSET, {"shard": shard}))),
             "mean_quality_score": float(scores.mean()),
             "keep_rule": f"top {config.top_fraction:.0%}" if config.min_score is None else f"P(hq) >= {config.min_score}",
+            # Which calibration placed this shard's documents: their own crawl's, or the whole lake's.
+            "calibrated_against": MetadataValue.json(
+                {crawl: ("its crawl" if crawl in by_crawl else "the whole lake") for crawl in sorted(set(docs.column("crawl").to_pylist()))}
+            ),
         },
         data_version=DataVersion(written.data_version),
         check_results=[

@@ -146,6 +146,39 @@ def quantiles(scores: np.ndarray) -> list[float]:
     return [float(q) for q in np.quantile(scores, np.linspace(0, 1, 101))]
 
 
+def crawl_quantiles(
+    scores: np.ndarray, crawls: list[str], shards: list[str], min_documents: int = 100, min_shards: int = 2
+) -> dict[str, dict]:
+    """Quantiles per crawl, for crawls with at least `min_documents` calibration documents from at
+    least `min_shards` shards. A crawl that is one file (a name taken from the file) is not
+    calibrated against itself: its top share would always pass, however poor the file."""
+    scores = np.asarray(scores, dtype=np.float64)
+    by_crawl: dict[str, list[int]] = {}
+    for i, crawl in enumerate(crawls):
+        by_crawl.setdefault(crawl or "", []).append(i)
+    out = {}
+    for crawl, idx in sorted(by_crawl.items()):
+        n_shards = len({shards[i] for i in idx})
+        if crawl and len(idx) >= min_documents and n_shards >= min_shards:
+            out[crawl] = {"quantiles": quantiles(scores[idx]), "documents": len(idx), "shards": n_shards}
+    return out
+
+
+def calibrated_percentiles(
+    scores: np.ndarray, crawls: list[str], default: list[float], by_crawl: dict[str, list[float]] | None = None
+) -> np.ndarray:
+    """Each score's percentile within its own crawl's calibration where there is one, else within
+    the whole lake's, so a mixed landing of two crawls does not shift one crawl's thresholds."""
+    out = percentile(scores, default)
+    if by_crawl:
+        names = np.asarray(crawls, dtype=object)
+        for crawl, q in by_crawl.items():
+            mask = names == crawl
+            if mask.any():
+                out[mask] = percentile(np.asarray(scores)[mask], q)
+    return out
+
+
 def percentile(scores: np.ndarray, calibration: list[float]) -> np.ndarray:
     """Percentile (0..100) of each score within the calibration distribution, interpolated."""
     q = np.asarray(calibration, dtype=np.float64)
