@@ -97,15 +97,20 @@ def quality_png(rows: list[dict], title: str = "") -> bytes:
 
     fig, ax = plt.subplots(figsize=(9, 6.5))
     biggest = max([r["kept_tokens"] for r in rows] + [1])
-    for r in rows:
-        size = 60 + 1400 * r["kept_tokens"] / biggest
-        ax.scatter(r["mean_source_word_share"], r["distinct_2"], s=size, alpha=0.55)
-        ax.annotate(f"{r['strategy']} ({r['kept_share']:.0%} kept)", (r["mean_source_word_share"], r["distinct_2"]),
-                    textcoords="offset points", xytext=(6, 6), fontsize=10)
+    xs = [r["mean_source_word_share"] for r in rows]
+    ys = [r["distinct_2"] for r in rows]
+    # Labels stacked in the order of the points' heights, so points close together stay readable.
+    order = sorted(range(len(rows)), key=lambda i: ys[i])
+    for rank, i in enumerate(order):
+        r = rows[i]
+        ax.scatter(xs[i], ys[i], s=60 + 1400 * r["kept_tokens"] / biggest, alpha=0.55)
+        ax.annotate(f"{r['strategy']} ({r['kept']}/{r['rows']} kept)", (xs[i], ys[i]), textcoords="offset points",
+                    xytext=(14, -18 + 14 * rank), fontsize=10, arrowprops={"arrowstyle": "-", "alpha": 0.4})
+    if rows:  # zoom to the points: strategies differ by a few points, not across the whole square
+        ax.set_xlim(max(0.0, min(xs) - 0.1), min(1.0, max(xs) + 0.25))
+        ax.set_ylim(max(0.0, min(ys) - 0.15), min(1.05, max(ys) + 0.1))
     ax.set_xlabel("faithfulness: share of the source's content words kept", fontsize=12)
     ax.set_ylabel("diversity: distinct 2-grams / all 2-grams (kept rows)", fontsize=12)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.05)
     ax.grid(alpha=0.3)
     ax.set_title(title or "Synthetic text per strategy (point area: kept tokens)", fontsize=14)
     buf = io.BytesIO()
