@@ -13,6 +13,7 @@ from dagster import AssetExecutionContext, Config, DataVersion, Failure, Materia
 from dataset_assets import settings
 from dataset_assets.assets.crawl import crawl_docs
 from dataset_assets.quality import classifier
+from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec, model_digest
 from dataset_assets.quality.reference import reference_documents
 from resources.default_model import file_sha256
 from resources.lake import Lake, open_filesystem
@@ -31,6 +32,13 @@ class QualityClassifierConfig(Config):
     # shards; seeds of other crawls are placed against the whole lake's quantiles.
     min_crawl_documents: int = 100
     min_crawl_shards: int = 2
+    # A Hugging Face sequence-classification or regression model directory (the FineWeb-Edu
+    # classifier's shape) instead of fastText; scored batched, on a GPU when there is one.
+    hf_model_path: Optional[str] = None
+    hf_positive_label: Optional[str] = None  # classification: the label whose probability is the score (default: the last)
+    hf_score_range: list[float] = [0.0, 5.0]  # regression: raw output range mapped onto [0, 1]
+    hf_max_length: int = 512
+    hf_batch_size: int = 32
     epoch: int = 10
     dim: int = 64
     bucket: int = 200_000
@@ -80,9 +88,24 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
     rng = random.Random(config.seed)
     cc = rng.sample(crawl_texts, min(len(crawl_texts), len(hq)))
 
+    hf_spec = None
     with tempfile.TemporaryDirectory() as tmp:
         local_model = os.path.join(tmp, "model.bin")
-        if config.model_path:
+        if config.hf_model_path:
+            if config.model_path:
+                raise Failure("quality_classifier: set model_path (fastText) or hf_model_path (Hugging Face), not both")
+            hf_spec = HFScorerSpec(
+                config.hf_model_path, config.hf_positive_label, tuple(config.hf_score_range), config.hf_max_length, config.hf_batch_size
+            )
+            try:
+                model = HFClassifier(hf_spec)
+            except ImportError as exc:
+                raise Failure(f"hf_model_path needs torch and transformers: pip install -e '.[cpu]' (or '.[gpu]'): {exc}") from exc
+            except (FileNotFoundError, ValueError) as exc:
+                raise Failure(str(exc)) from exc
+            heldout = [(classifier.HQ, t) for t in hq] + [(classifier.CC, t) for t in cc]
+            source, train_examples = f"supplied (Hugging Face): {config.hf_model_path}", 0
+        elif config.model_path:
             model = classifier.load(fetch_model(config.model_path, local_model))
             labels = set(model.get_labels())
             if config.hq_label not in labels:
@@ -103,11 +126,17 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         by_crawl = classifier.crawl_quantiles(
             scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards
         )
-        digest = file_sha256(Path(local_model))[:16]  # read in blocks, not the whole model at once
-        lake.put_file(MODEL, local_model)
-        model_bytes = os.path.getsize(local_model)
+        if hf_spec is not None:  # the model stays where it is; the calibration names it and its content
+            digest = model_digest(hf_spec.path)[:16]
+            model_bytes = sum(f.stat().st_size for f in Path(hf_spec.path).expanduser().rglob("*") if f.is_file())
+        else:
+            digest = file_sha256(Path(local_model))[:16]  # read in blocks, not the whole model at once
+            lake.put_file(MODEL, local_model)
+            model_bytes = os.path.getsize(local_model)
 
     calibration = {
+        "kind": "huggingface" if hf_spec else "fasttext",
+        **({"huggingface": hf_spec.to_json()} if hf_spec else {}),
         "hq_label": config.hq_label,
         "quantiles": quantiles,
         "by_crawl": by_crawl,
@@ -121,7 +150,7 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
     return MaterializeResult(
         metadata={
             "source": source,
-            "model_path": MetadataValue.path(lake.uri(*MODEL)),
+            "model_path": MetadataValue.path(hf_spec.path if hf_spec else lake.uri(*MODEL)),
             "model_bytes": model_bytes,
             "train_examples": train_examples,
             "heldout_examples": metrics["heldout_examples"],
@@ -139,8 +168,14 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
 
 
 def load_quality_model(lake: Lake, local_dir: str):
-    """The lake's model and calibration, ready to score."""
+    """The lake's model and calibration, ready to score: the stored fastText model, or the Hugging
+    Face model the calibration names."""
+    if not lake.exists(CALIBRATION):
+        raise Failure(f"no quality model at {lake.uri(*CALIBRATION)}: materialise quality_classifier first")
+    calibration = lake.get_json(CALIBRATION)
+    if calibration.get("kind") == "huggingface":
+        spec = calibration["huggingface"]
+        return HFClassifier(HFScorerSpec(**{**spec, "score_range": tuple(spec["score_range"])})), calibration
     if not lake.exists(MODEL):
         raise Failure(f"no quality model at {lake.uri(*MODEL)}: materialise quality_classifier first")
-    model = classifier.load(lake.download(MODEL, os.path.join(local_dir, "model.bin")))
-    return model, lake.get_json(CALIBRATION)
+    return classifier.load(lake.download(MODEL, os.path.join(local_dir, "model.bin"))), calibration

@@ -93,9 +93,12 @@ def load(model_path: str):
 
 
 def p_hq(model, texts: list[str], hq_label: str = HQ) -> np.ndarray:
-    """P(hq) for each text, in one batched fastText call (two-label models: P(hq) = 1 - P(other))."""
+    """P(hq) for each text, in one batched fastText call (two-label models: P(hq) = 1 - P(other)).
+    A scorer with its own `scores(texts)` (the Hugging Face classifier) is asked directly."""
     if not texts:
         return np.zeros(0, dtype=np.float32)
+    if hasattr(model, "scores"):
+        return model.scores(texts)
     lines = [fold(t) for t in texts]
     if len(model.get_labels()) > 2:  # a multi-class model: read P(hq) among all labels
         labels, probs = model.predict(lines, k=-1)

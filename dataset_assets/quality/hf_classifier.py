@@ -1,0 +1,90 @@
+"""A Hugging Face sequence-classification or regression model as the seed quality scorer (the
+FineWeb-Edu classifier's shape: a tokenizer plus `AutoModelForSequenceClassification`), batched,
+on a GPU when there is one. Scores are mapped into [0, 1] like fastText's P(hq), so calibration,
+percentiles and the keep rule work the same for both."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class HFScorerSpec:
+    path: str  # local model directory (config.json, weights, tokenizer files)
+    positive_label: Optional[str] = None  # classification: the label whose probability is the score (default: the last)
+    score_range: tuple[float, float] = (0.0, 5.0)  # regression: raw output mapped from this range onto [0, 1] (FineWeb-Edu: 0-5)
+    max_length: int = 512  # tokens per document; longer ones are truncated
+    batch_size: int = 32
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "score_range": list(self.score_range)}
+
+
+class HFClassifier:
+    def __init__(self, spec: HFScorerSpec):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        path = Path(spec.path).expanduser()
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"hf_model_path {spec.path}: not a model directory (no config.json); give a local directory "
+                "with the model's config, weights and tokenizer (save_pretrained writes one)"
+            )
+        self.spec = spec
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).to(self.device).eval()
+        labels = self.model.config.num_labels
+        self.regression = labels == 1 or self.model.config.problem_type == "regression"
+        if not self.regression:
+            names = {str(v): int(k) for k, v in self.model.config.id2label.items()}
+            if spec.positive_label is None:
+                self.positive = labels - 1
+            elif spec.positive_label in names:
+                self.positive = names[spec.positive_label]
+            else:
+                raise ValueError(f"hf_positive_label {spec.positive_label!r} is not a label of {spec.path}: its labels are {sorted(names)}")
+        lo, hi = spec.score_range
+        if self.regression and not hi > lo:
+            raise ValueError(f"hf_score_range {list(spec.score_range)}: the upper bound must be above the lower")
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        """A score in [0, 1] per text: the positive label's probability, or the regression output
+        mapped from `score_range`."""
+        import torch
+
+        out = np.zeros(len(texts), dtype=np.float32)
+        # A text without content scores 0 (a zero-length input would fail inside the model).
+        todo = [i for i, t in enumerate(texts) if t and t.strip()]
+        for start in range(0, len(todo), self.spec.batch_size):
+            index = todo[start : start + self.spec.batch_size]
+            batch = [texts[i] for i in index]
+            enc = self.tokenizer(batch, truncation=True, max_length=self.spec.max_length, padding=True, return_tensors="pt")
+            enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+            with torch.no_grad():
+                logits = self.model(**enc).logits.float()
+            if self.regression:
+                lo, hi = self.spec.score_range
+                values = (logits[:, 0] - lo) / (hi - lo)
+            else:
+                values = torch.softmax(logits, dim=-1)[:, self.positive]
+            out[index] = values.clamp(0, 1).cpu().numpy()
+        return out
+
+
+def model_digest(path: str) -> str:
+    """A content hash of a model directory (every file, read in blocks)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(path).expanduser().rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(Path(path).expanduser()).as_posix().encode())
+            with open(f, "rb") as src:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()

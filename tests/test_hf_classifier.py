@@ -1,0 +1,95 @@
+"""Loading a Hugging Face quality classifier (the FineWeb-Edu shape) by run config: a small random
+model written here, so this tests loading, batching and calibration, not the judgments."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from dagster import materialize
+
+from dataset_assets.assets.quality import quality_classifier
+from dataset_assets.assets.seeds import seeds
+from dataset_assets.documents import DOCUMENT_SCHEMA
+from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec
+from resources.lake import Lake
+from tests.conftest import QUALITY, SHARED, distinct_english
+
+pytest.importorskip("transformers", reason="the Hugging Face scorer needs the cpu (or gpu) extra")
+
+
+def write_classifier(directory, num_labels: int) -> str:
+    """A 1-layer BERT-shaped classifier on GPT-2's tokenizer, random weights, saved like any HF model."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=str(SHARED / "tokenizers" / "gpt2-tokenizer.json"),
+        pad_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=128,
+    )
+    labels = {0: "low", 1: "high"} if num_labels == 2 else {0: "LABEL_0"}
+    config = BertConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=128, num_labels=num_labels, id2label=labels, label2id={v: k for k, v in labels.items()},
+        pad_token_id=tok.pad_token_id,
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).eval().save_pretrained(str(directory))
+    tok.save_pretrained(str(directory))
+    return str(directory)
+
+
+def test_regression_and_classification_scores_are_in_range_and_batching_does_not_change_them(tmp_path):
+    texts = [distinct_english(i) for i in range(7)] + ["", "short"]
+    reg = write_classifier(tmp_path / "reg", 1)
+    one = HFClassifier(HFScorerSpec(reg, score_range=(-1.0, 1.0), max_length=64, batch_size=1)).scores(texts)
+    many = HFClassifier(HFScorerSpec(reg, score_range=(-1.0, 1.0), max_length=64, batch_size=4)).scores(texts)
+    assert one.shape == (9,) and np.all((one >= 0) & (one <= 1))
+    assert np.allclose(one, many, atol=1e-4)  # padding inside a batch does not move a document's score
+    cls = write_classifier(tmp_path / "cls", 2)
+    high = HFClassifier(HFScorerSpec(cls, positive_label="high", max_length=64)).scores(texts)
+    low = HFClassifier(HFScorerSpec(cls, positive_label="low", max_length=64)).scores(texts)
+    assert high[7] == low[7] == 0.0 and one[7] == 0.0  # the empty document scores 0, it does not crash the batch
+    has_text = [i for i in range(9) if i != 7]
+    assert np.allclose(high[has_text] + low[has_text], 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="is not a label of"):
+        HFClassifier(HFScorerSpec(cls, positive_label="medium"))
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        HFClassifier(HFScorerSpec(str(tmp_path / "missing")))
+
+
+def test_the_classifier_asset_calibrates_a_supplied_hf_model_and_seeds_use_it(tmp_path):
+    lake = Lake(root=str(tmp_path / "lake"))
+    for shard in ("sa", "sb"):
+        rows = []
+        for i in range(40):
+            text = distinct_english(i + (0 if shard == "sa" else 40))
+            row = {name: None for name in DOCUMENT_SCHEMA.names}
+            row.update(id=f"{shard}-{i}", text=text, url=f"http://x/{shard}/{i}", shard=shard, crawl="CC-TEST", lang="en",
+                       lang_score=0.99, content_hash=str(i), chars=len(text), capped=False)
+            rows.append(row)
+        lake.write_partition("crawl_docs", {"shard": shard}, pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA).to_batches(), DOCUMENT_SCHEMA)
+    model = write_classifier(tmp_path / "edu", 1)
+    config = {"hf_model_path": model, "hf_score_range": [-1.0, 1.0], "hf_max_length": 64, "hf_batch_size": 16,
+              "reference": str(QUALITY / "wikitext-2-valid.txt"), "min_crawl_documents": 50}
+    from dagster import DagsterInstance
+
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("crawl_shards", ["sa", "sb"])
+    result = materialize([quality_classifier], resources={"lake": lake}, run_config={"ops": {"quality_classifier": {"config": config}}}, instance=instance)
+    assert result.success
+    calibration = lake.get_json(["quality_classifier", "calibration.json"])
+    assert calibration["kind"] == "huggingface" and calibration["huggingface"]["path"] == model
+    assert calibration["calibration_documents"] == 80 and len(calibration["quantiles"]) == 101
+    assert calibration["by_crawl"]["CC-TEST"]["shards"] == 2  # one crawl over two shards: calibrated on its own
+    assert not lake.exists(["quality_classifier", "model.bin"])  # the HF model stays where it is
+    seeded = materialize([seeds], resources={"lake": lake}, partition_key="sa", instance=instance,
+                         run_config={"ops": {"seeds": {"config": {"top_fraction": 0.25}}}}, selection=[seeds])
+    assert seeded.success
+    table = lake.read_partition("seeds", {"shard": "sa"}).to_pylist()
+    expected = HFClassifier(HFScorerSpec(model, score_range=(-1.0, 1.0), max_length=64)).scores([r["text"] for r in table])
+    assert np.allclose([r["quality_score"] for r in table], expected, atol=1e-4)  # the seeds scored with the HF model
+    assert 0 < sum(r["kept"] for r in table) < 40
+    assert json.dumps(calibration)  # the calibration is plain JSON (no tuples or numpy types)
