@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from dataset_assets.langid import language_probabilities  # lid.176, loaded on first use
 from dataset_assets.postfilters import postfilter_flags, strip_preambles
 from dataset_assets.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, kept_fingerprint, table_kept_fingerprint
 from dataset_assets.strategies import Strategy, audience_for, fit_input, prompt_hash, render, routes
@@ -262,10 +263,10 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
             flags, text = [(comp.error or "engine_error").split(":", 1)[0]], ""
         else:
             flags, text = postfilter_flags(comp.text, comp.finish_reason, comp.completion_tokens, it.input_tokens, strategy.postfilter)
-            scores = safe_check_row(text, SourceView.of(it.text, it.lang), strategy.checks, echo, _language())
+            scores = safe_check_row(text, SourceView.of(it.text, it.lang), strategy.checks, echo, language_probabilities)
             flags += scores.flags
             error = error or scores.error
-        reason = first_reason(flags) or (flags[0] if flags else None)
+        reason = first_reason(flags)
         kept = not flags
         rows.append(
             {
@@ -297,12 +298,6 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
 
 def prompt_echo(strategy: Strategy) -> PromptEcho:
     return PromptEcho.from_messages([m.content for step in strategy.steps for m in step.messages], strategy.checks.echo_labels)
-
-
-def _language():
-    from dataset_assets.langid import language_probabilities  # lid.176, loaded once per process
-
-    return language_probabilities
 
 
 def chunk_metadata(strategy: Strategy, generator: str, chunk: ChunkPlan) -> dict[str, str]:
@@ -413,7 +408,7 @@ def apply_partition_checks(lake, directory: str, tables: list[tuple[ChunkPlan, p
             flags = [f for f in (r["flags"] or []) if f != "template_duplicate"]
             if r["id"] in duplicate_of:
                 flags.append("template_duplicate")
-            verdict = (not flags, first_reason(flags) or (flags[0] if flags else None), duplicate_of.get(r["id"]))
+            verdict = (not flags, first_reason(flags), duplicate_of.get(r["id"]))
             if verdict != (r["kept"], r["drop_reason"], r["duplicate_of"]) or flags != (r["flags"] or []):
                 changed = True
             r["flags"], (r["kept"], r["drop_reason"], r["duplicate_of"]) = flags, verdict

@@ -16,10 +16,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
+from dataset_assets.postfilters import REASONS as POSTFILTER_REASONS
+
 # The order of every drop reason of a rephrased row: generation and format first (postfilters),
 # then the text checks, then the partition check; a row's drop_reason is the first it failed.
 CHECK_ORDER = (
-    "truncated", "empty", "too_short", "too_long", "missing_structure",
+    *POSTFILTER_REASONS,
     "prompt_echo", "repetition", "copied_source", "language", "unsupported_numbers",
     "template_duplicate", "check_error",
 )
@@ -216,7 +218,7 @@ class PromptEcho:
 
 @dataclass
 class SourceView:
-    """The source document, analysed once for every strategy that rephrases it."""
+    """The source a row was generated from (the piece the model saw), analysed once for all its checks."""
 
     text: str
     tokens: list[str]
@@ -280,9 +282,11 @@ def safe_check_row(text: str, source: SourceView, config: CheckConfig, echo: Pro
         return RowScores(flags=["check_error"], error=f"check_error: {type(exc).__name__}: {exc}"[:500])
 
 
-def first_reason(flags: Iterable[str]) -> Optional[str]:
-    flags = set(flags)
-    return next((r for r in CHECK_ORDER if r in flags), None)
+def first_reason(flags: Sequence[str]) -> Optional[str]:
+    """The drop reason of a row: its first flag in CHECK_ORDER; a flag outside the order (an engine
+    failure such as `context_length`) comes first as it was given; None for no flags."""
+    known = set(flags)
+    return next((r for r in CHECK_ORDER if r in known), flags[0] if flags else None)
 
 
 # --- partition check ------------------------------------------------------------------------------
