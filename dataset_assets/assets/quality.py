@@ -127,8 +127,8 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
             scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards
         )
         if hf_spec is not None:  # the model stays where it is; the calibration names it and its content
-            digest = model_digest(hf_spec.path)[:16]
-            model_bytes = sum(f.stat().st_size for f in Path(hf_spec.path).expanduser().rglob("*") if f.is_file())
+            digest, model_bytes = model_digest(hf_spec.path)
+            digest = digest[:16]
         else:
             digest = file_sha256(Path(local_model))[:16]  # read in blocks, not the whole model at once
             lake.put_file(MODEL, local_model)

@@ -12,6 +12,8 @@ from typing import Optional
 
 import numpy as np
 
+from resources.default_model import file_sha256
+
 
 @dataclass(frozen=True)
 class HFScorerSpec:
@@ -78,13 +80,12 @@ class HFClassifier:
         return out
 
 
-def model_digest(path: str) -> str:
-    """A content hash of a model directory (every file, read in blocks)."""
-    h = hashlib.sha256()
-    for f in sorted(Path(path).expanduser().rglob("*")):
+def model_digest(path: str) -> tuple[str, int]:
+    """(content hash, bytes) of a model directory: every file's name and sha256, in name order."""
+    root = Path(path).expanduser()
+    h, size = hashlib.sha256(), 0
+    for f in sorted(root.rglob("*")):
         if f.is_file():
-            h.update(f.relative_to(Path(path).expanduser()).as_posix().encode())
-            with open(f, "rb") as src:
-                for block in iter(lambda: src.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()
+            h.update(f"{f.relative_to(root).as_posix()}\x00{file_sha256(f)}\n".encode())
+            size += f.stat().st_size
+    return h.hexdigest(), size
