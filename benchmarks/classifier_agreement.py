@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, machine  # noqa: E402
+from benchmarks.common import write_result  # noqa: E402
 
 
 def main() -> int:
@@ -39,11 +39,9 @@ def main() -> int:
     labels = np.array([p["label"] for p in found])
     auc = roc_auc(labels, np.array([scores[p["id"]] for p in found], dtype=np.float64))
     calibration = json.loads(Path(args.lake, "quality_classifier", "calibration.json").read_text())
-    result = {"machine": machine(), "pages": len(found), "positives": int(labels.sum()), "roc_auc": round(float(auc), 3),
+    result = {"pages": len(found), "positives": int(labels.sum()), "roc_auc": round(float(auc), 3),
               "classifier": calibration.get("source"), "classifier_heldout_auc": calibration.get("roc_auc"), "goal": 0.85}
-    print(json.dumps(result, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "classifier_agreement.json").write_text(json.dumps(result, indent=2))
+    write_result("classifier_agreement", result)
     return 0
 
 

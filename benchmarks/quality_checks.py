@@ -12,7 +12,6 @@ own completion_tokens. Pinned to one core. Writes benchmarks/results/quality_che
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import RESULTS, SHARED, machine, pin_to_one_core  # noqa: E402
+from benchmarks.common import pin_to_one_core, write_result  # noqa: E402
 
 
 def survey_rows(lake_root: str) -> list[dict]:
@@ -81,7 +80,6 @@ def main() -> int:
         rates.append(tokens / seconds)
         row_share.append(row_seconds / seconds)
     result = {
-        "machine": machine(),
         "core": core,
         "rows": len(rows),
         "output_tokens": tokens,
@@ -89,9 +87,7 @@ def main() -> int:
         "row_checks_share_of_time": round(statistics.median(row_share), 3),
         "goal_tokens_per_second": 20000,
     }
-    print(json.dumps(result, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "quality_checks.json").write_text(json.dumps(result, indent=2))
+    write_result("quality_checks", result)
     return 0
 
 
