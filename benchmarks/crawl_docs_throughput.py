@@ -61,7 +61,7 @@ def ours(warc: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         start, cpu0 = time.perf_counter(), time.process_time()
         name = Path(warc).name
-        batches = ingest_shard(name, name, lambda: warc, DocumentRules(), set(), stats, report)
+        batches = ingest_shard(name, name, lambda: warc, DocumentRules(), stats, report)
         written = Lake(root=tmp).write_partition("crawl_docs", {"shard": "bench"}, batches, DOCUMENT_SCHEMA)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
     responses = report.records - 1  # the warcinfo record

@@ -32,9 +32,9 @@ from dataset_assets.seeds import KeepRule, select_seeds  # noqa: E402
 
 
 def crawl_documents() -> pa.Table:
-    batches, seen = [], set()
+    batches = []
     for path in sorted((SHARED / "crawl").iterdir()):
-        batches += ingest_shard(path.name, path.name, lambda p=path: str(p), DocumentRules(), seen, DocumentStats(), ReadReport())
+        batches += ingest_shard(path.name, path.name, lambda p=path: str(p), DocumentRules(), DocumentStats(), ReadReport())
     return pa.Table.from_batches(batches, schema=DOCUMENT_SCHEMA)
 
 

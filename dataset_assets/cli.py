@@ -11,10 +11,13 @@ from pathlib import Path
 
 from dataset_assets import settings
 
-# Stages in dependency order and how each is partitioned: once, per shard, rectangles of
-# shard x strategy (one engine per run), per finished rephrased partition, per reference, per recipe.
+# Stages in dependency order and how each is partitioned: once, per shard, per dedup band, rectangles
+# of shard x strategy (one engine per run), per finished rephrased partition, per reference, per recipe.
 STAGES = [
     ("crawl_docs", "shard"),
+    ("dedup_signatures", "shard"),
+    ("dedup_buckets", "band"),
+    ("dedup_clusters", None),
     ("quality_classifier", None),
     ("seeds", "shard"),
     ("rephrased", "rectangles"),
@@ -139,6 +142,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             execute(name, name)
         elif partitioning == "shard":
             for key in keys:
+                execute(name, f"{name}[{key}]", partition_key=key)
+        elif partitioning == "band":
+            from dataset_assets.assets.dedup import dedup_bands
+
+            for key in dedup_bands.get_partition_keys():
                 execute(name, f"{name}[{key}]", partition_key=key)
         elif partitioning == "reference":
             from dataset_assets.assets.statistics import references

@@ -9,6 +9,7 @@ from dagster import AutomationConditionSensorDefinition, DefaultSensorStatus, De
 
 from dataset_assets import settings
 from dataset_assets.assets.crawl import crawl_docs
+from dataset_assets.assets.dedup import dedup_buckets, dedup_clusters, dedup_signatures
 from dataset_assets.assets.mixtures import mixtures
 from dataset_assets.assets.quality import quality_classifier
 from dataset_assets.assets.rephrased import rephrased
@@ -22,7 +23,7 @@ from dataset_assets.assets.statistics import (
 )
 from dataset_assets.deployment import build_engine, build_executor, build_resources
 from dataset_assets.nightly import nightly_backfill
-from dataset_assets.sensors import crawl_landing_sensor
+from dataset_assets.sensors import crawl_landing_sensor, dedup_seeds_sensor
 
 PROFILE = settings.deployment()
 
@@ -34,6 +35,9 @@ automation = AutomationConditionSensorDefinition(
 defs = Definitions(
     assets=[
         crawl_docs,
+        dedup_signatures,
+        dedup_buckets,
+        dedup_clusters,
         quality_classifier,
         seeds,
         rephrased,
@@ -44,7 +48,7 @@ defs = Definitions(
         corpus_stats,
         mixtures,
     ],
-    sensors=[crawl_landing_sensor, automation, nightly_backfill],
+    sensors=[crawl_landing_sensor, dedup_seeds_sensor, automation, nightly_backfill],
     resources=build_resources(PROFILE),
     executor=build_executor(PROFILE),
 )

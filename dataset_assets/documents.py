@@ -70,14 +70,13 @@ def build_documents(
     items: Iterable[Union[RawRecord, Skipped]],
     info: ShardInfo,
     rules: DocumentRules,
-    seen_hashes: set[str],
     stats: DocumentStats,
     batch_size: int = 512,
 ) -> Iterator[pa.RecordBatch]:
-    """Extract, normalise, identify language and deduplicate; yields Arrow batches of kept documents.
+    """Extract, normalise and identify language; yields Arrow batches of kept documents.
 
-    `seen_hashes` holds content hashes of documents already kept elsewhere (other shards) and grows
-    with this shard's own, so a repeat inside the shard is a `duplicate` too.
+    Duplicates are kept here, each with its content hash: removing them, exactly and near, inside a
+    shard and across the crawl, is the order-independent work of the dedup stages.
     """
     pending: list[tuple[RawRecord, str, bool]] = []
 
@@ -88,11 +87,6 @@ def build_documents(
             if rules.languages is not None and (lang not in rules.languages or score < rules.min_lang_score):
                 stats.drops["language"] += 1
                 continue
-            digest = content_hash(text)
-            if digest in seen_hashes:
-                stats.drops["duplicate"] += 1
-                continue
-            seen_hashes.add(digest)
             stats.kept += 1
             stats.capped += capped
             stats.text_chars += len(text)
@@ -105,7 +99,7 @@ def build_documents(
                     "crawl": info.crawl,
                     "lang": lang,
                     "lang_score": score,
-                    "content_hash": digest,
+                    "content_hash": content_hash(text),
                     "record_key": record.key,
                     "warc_record_id": record.warc_record_id,
                     "offset": record.offset,

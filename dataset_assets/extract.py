@@ -59,10 +59,14 @@ def cap_text(text: str, max_chars: int) -> tuple[str, bool]:
     return text[: cut if cut > 0 else max_chars], True
 
 
+def fold(text: str) -> str:
+    """Case, punctuation and white space folded away: what exact and near-duplicate removal compare."""
+    return _WORDLESS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
 def content_hash(text: str) -> str:
-    """Hash of the text with case, punctuation and white space folded: near-verbatim copies collide."""
-    folded = _WORDLESS.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
-    return hashlib.blake2b(folded.encode("utf-8"), digest_size=8).hexdigest()
+    """Hash of the folded text: near-verbatim copies collide."""
+    return hashlib.blake2b(fold(text).encode("utf-8"), digest_size=8).hexdigest()
 
 
 def stable_id(shard: str, record_key: str) -> str:

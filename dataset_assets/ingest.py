@@ -21,7 +21,6 @@ def ingest_shard(
     name: str,
     opener: Callable[[], Union[str, IO[bytes]]],
     rules: DocumentRules,
-    seen_hashes: set[str],
     stats: DocumentStats,
     report: ReadReport,
     text_fields: tuple[str, ...] = ("text",),
@@ -58,4 +57,4 @@ def ingest_shard(
                     on_record()
                 yield item
 
-        yield from build_documents(with_crawl(), info, rules, seen_hashes, stats)
+        yield from build_documents(with_crawl(), info, rules, stats)

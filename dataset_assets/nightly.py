@@ -29,7 +29,9 @@ from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
 from dagster._utils.schedules import get_latest_completed_cron_tick, get_next_cron_tick
 
 from dataset_assets import settings
+from dataset_assets.assets.dedup import dedup_bands
 from dataset_assets.backfill import rephrase_needed
+from dataset_assets.dedup.store import BUCKETS, CLUSTERS, SIGNATURES, cluster_fingerprints, seeds_needing_dedup
 from dataset_assets.partitions import crawl_shards, rephrased_partitions
 from dataset_assets.strategies import load_strategies
 from resources.lake import Lake
@@ -37,15 +39,26 @@ from resources.llm import LLMEngine
 
 
 def needed_partitions(lake: Lake, shards: list[str], engine_generator: str) -> set[AssetKeyPartitionKey]:
-    """Shards without documents or seeds, and (shard x strategy) partitions missing or outdated."""
+    """Shards without documents, signatures or seeds; the dedup bands and clusters when they do not
+    cover every signed shard; seeds whose dedup decisions changed; and (shard x strategy) partitions
+    missing or outdated."""
     wanted: set[AssetKeyPartitionKey] = set()
     have_docs = set(lake.partition_values("crawl_docs", "shard"))
+    have_signatures = set(lake.partition_values(SIGNATURES, "shard"))
     have_seeds = set(lake.partition_values("seeds", "shard"))
     for shard in shards:
         if shard not in have_docs:
             wanted.add(AssetKeyPartitionKey(AssetKey("crawl_docs"), shard))
+        if shard not in have_signatures:
+            wanted.add(AssetKeyPartitionKey(AssetKey(SIGNATURES), shard))
         if shard not in have_seeds:
             wanted.add(AssetKeyPartitionKey(AssetKey("seeds"), shard))
+    covered = set(cluster_fingerprints(lake) or {})
+    if covered != have_signatures | {k.partition_key for k in wanted if k.asset_key == AssetKey(SIGNATURES)}:
+        wanted.update(AssetKeyPartitionKey(AssetKey(BUCKETS), band) for band in dedup_bands.get_partition_keys())
+        wanted.add(AssetKeyPartitionKey(AssetKey(CLUSTERS), None))
+    for shard in seeds_needing_dedup(lake, [s for s in shards if s in have_seeds]):
+        wanted.add(AssetKeyPartitionKey(AssetKey("seeds"), shard))
     pairs, _ = rephrase_needed(lake, load_strategies(settings.prompts_dir()), shards, engine_generator)
     for shard, strategy in pairs:
         key = rephrased_partitions.get_partition_key_from_str(f"{shard}|{strategy}")
@@ -96,7 +109,7 @@ def due_slot(cron: str, now: datetime.datetime, cursor: Optional[str]) -> tuple[
 
 @sensor(
     name="nightly_backfill",
-    asset_selection=AssetSelection.assets("crawl_docs", "seeds", "rephrased"),
+    asset_selection=AssetSelection.assets("crawl_docs", SIGNATURES, BUCKETS, CLUSTERS, "seeds", "rephrased"),
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description=f"At each slot of the cron {settings.backfill_cron()!r} (UTC; NIGHTLY_BACKFILL_CRON): backfill missing "

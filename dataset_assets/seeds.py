@@ -18,6 +18,8 @@ SEED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("quality_score", pa.float32()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("quality_percentile", pa.float32()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("kept", pa.bool_()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("drop_reason", pa.string()))
+# The id of the duplicate cluster's representative this document was folded into (else null).
+SEED_SCHEMA = SEED_SCHEMA.append(pa.field("duplicate_of", pa.string()))
 
 # Parquet footer key of a seeds part file: the fingerprint of its kept set (see kept_fingerprint).
 KEPT_FINGERPRINT = "kept_fingerprint"
@@ -69,9 +71,13 @@ def select_seeds(
     gopher: GopherRules,
     hq_label: str = classifier.HQ,
     by_crawl: Optional[dict[str, list[float]]] = None,
+    duplicates: Optional[Mapping[str, tuple[str, str]]] = None,
 ) -> pa.RecordBatch:
     """Every input document with its score, percentile (against its crawl's calibration where the
-    classifier has one, else the whole lake's), `kept` flag and `drop_reason`."""
+    classifier has one, else the whole lake's), `kept` flag and `drop_reason`.
+
+    `duplicates` maps a removed document's id to (`duplicate` | `near_duplicate`, representative
+    id), from the dedup clusters; that reason comes first, before the quality and Gopher rules."""
     texts = docs.column("text").to_pylist()
     scores = classifier.p_hq(model, texts, hq_label)
     percentiles = classifier.calibrated_percentiles(scores, docs.column("crawl").to_pylist(), calibration, by_crawl)
@@ -81,6 +87,11 @@ def select_seeds(
     reasons = [None if ok else "low_quality" for ok in quality_ok]
     for i in np.flatnonzero(quality_ok):
         reasons[i] = gopher_reason(texts[i], gopher)
+    duplicates = duplicates or {}
+    folded_into = [None] * len(texts)
+    for i, doc_id in enumerate(docs.column("id").to_pylist()):
+        if doc_id in duplicates:
+            reasons[i], folded_into[i] = duplicates[doc_id]
     kept = [r is None for r in reasons]
     columns = {name: docs.column(name) for name in DOCUMENT_SCHEMA.names}
     columns.update(
@@ -88,5 +99,6 @@ def select_seeds(
         quality_percentile=pa.array(percentiles, pa.float32()),
         kept=pa.array(kept, pa.bool_()),
         drop_reason=pa.array(reasons, pa.string()),
+        duplicate_of=pa.array(folded_into, pa.string()),
     )
     return pa.RecordBatch.from_pydict(columns, schema=SEED_SCHEMA)

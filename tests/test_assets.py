@@ -9,15 +9,16 @@ import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context, materialize
 
 from dataset_assets.assets.crawl import crawl_docs
+from dataset_assets.assets.dedup import dedup_bands, dedup_buckets, dedup_clusters, dedup_signatures
 from dataset_assets.assets.quality import quality_classifier
 from dataset_assets.assets.seeds import seeds
 from dataset_assets.partitions import crawl_shards
 from dataset_assets.sensors import crawl_landing_sensor
 from resources.lake import Lake
 from resources.landing import CrawlLanding
-from tests.conftest import CRAWL, QUALITY, english, write_jsonl_gz
+from tests.conftest import CRAWL, QUALITY, distinct_english, english, write_jsonl_gz
 
-ASSETS = [crawl_docs, quality_classifier, seeds]
+ASSETS = [crawl_docs, dedup_signatures, dedup_buckets, dedup_clusters, quality_classifier, seeds]
 
 
 def run(env, selection, partition_key=None, run_config=None, raise_on_error=True):
@@ -45,10 +46,10 @@ def env(tmp_path_factory):
     landing.mkdir()
     for name in ("c4-en-sample-1000.jsonl.gz", "cc-main-2019-30-docs.jsonl.gz"):
         shutil.copy(CRAWL / name, landing / name)
-    # Two shards that share documents: the second keeps only what the first did not.
-    shared = [{"id": f"s{i}", "text": english(i, "lighthouse"), "url": f"http://a/{i}"} for i in range(20)]
+    # Two shards that share five documents (distinct texts: no near duplicates among the others).
+    shared = [{"id": f"s{i}", "text": distinct_english(i), "url": f"http://a/{i}"} for i in range(20)]
     write_jsonl_gz(landing / "overlap-a.jsonl.gz", shared)
-    write_jsonl_gz(landing / "overlap-b.jsonl.gz", shared[:5] + [{"id": "new", "text": english(77, "harbour"), "url": "http://b"}])
+    write_jsonl_gz(landing / "overlap-b.jsonl.gz", shared[:5] + [{"id": "new", "text": distinct_english(77), "url": "http://b"}])
     (landing / "README.txt").write_text("not a shard")
     instance = DagsterInstance.ephemeral()
     resources = {"lake": Lake(root=str(root / "lake")), "landing": CrawlLanding(location=str(landing))}
@@ -74,11 +75,30 @@ def test_crawl_docs_rows_follow_the_document_contract(env):
     assert meta["drop_counts"]["too_short"] > 0 and meta["languages"]["en"] > 900 and meta["truncated"] is False
 
 
-def test_duplicates_against_an_already_materialised_shard_are_dropped(env):
-    b = env["crawl"]["overlap-b.jsonl.gz"]
-    assert b["rows"] == 1 and b["drop_counts"] == {"duplicate": 5}
-    kept = env["lake"].read_partition("crawl_docs", {"shard": "overlap-b.jsonl.gz"}).column("record_key").to_pylist()
-    assert kept == ["new"]
+def test_shared_documents_are_folded_into_one_representative_by_the_dedup_stages(env):
+    """crawl_docs keeps both copies; the dedup stages keep one of each pair (the smaller id: these
+    rows have no crawl date) and seeds drop the other as `duplicate`, naming what it was folded into."""
+    assert env["crawl"]["overlap-b.jsonl.gz"]["rows"] == 6 and "duplicate" not in env["crawl"]["overlap-b.jsonl.gz"]["drop_counts"]
+    overlap = ["overlap-a.jsonl.gz", "overlap-b.jsonl.gz"]
+    for shard in overlap:
+        run(env, [dedup_signatures], shard)
+    for band in dedup_bands.get_partition_keys():
+        run(env, [dedup_buckets], band)
+    clusters = metadata(run(env, [dedup_clusters]), dedup_clusters.key)
+    assert clusters["removed_exact"] == 5 and clusters["removed_near"] == 0 and clusters["clusters"] == 5
+    assert clusters["removed_per_shard"]["overlap-a.jsonl.gz"]["duplicate"] + clusters["removed_per_shard"]["overlap-b.jsonl.gz"]["duplicate"] == 5
+    for shard in overlap:
+        run(env, [seeds], shard)
+    rows = [r for shard in overlap for r in env["lake"].read_partition("seeds", {"shard": shard}).to_pylist()]
+    by_key: dict = {}
+    for r in rows:
+        by_key.setdefault(r["record_key"], []).append(r)
+    for i in range(5):
+        pair = by_key[f"s{i}"]
+        keeper, dropped = sorted(pair, key=lambda r: r["id"])
+        assert keeper["drop_reason"] != "duplicate" and keeper["duplicate_of"] is None
+        assert dropped["drop_reason"] == "duplicate" and dropped["duplicate_of"] == keeper["id"] and not dropped["kept"]
+    assert all(r["duplicate_of"] is None for k, rs in by_key.items() if k not in {f"s{i}" for i in range(5)} for r in rs)
 
 
 def test_a_non_shard_file_fails_only_its_own_partition(env):
@@ -189,7 +209,7 @@ def test_truncated_shard_is_marked_in_metadata_and_keeps_earlier_documents(env):
     (env["landing"] / "cut.jsonl.gz").write_bytes(data[: len(data) // 2])
     env["instance"].add_dynamic_partitions(crawl_shards.name, ["cut.jsonl.gz"])
     meta = metadata(
-        run(env, [crawl_docs], "cut.jsonl.gz", run_config={"ops": {"crawl_docs": {"config": {"dedup_across_shards": False}}}}),
+        run(env, [crawl_docs], "cut.jsonl.gz"),
         crawl_docs.key,
     )
     assert meta["truncated"] is True and "cut short" in meta["read_error"] and 300 < meta["rows"] < 1000

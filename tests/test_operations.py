@@ -85,7 +85,12 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
         instance.add_dynamic_partitions("crawl_shards", ["s1", "s2", "s3"])
         request = tick(instance, lake, engine).run_requests[0]
         parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
-        expected = {("crawl_docs", "s3"), ("seeds", "s3"), ("rephrased", "s1|faq")}
+        # No shard has dedup signatures yet: each gets them, and the bands and clusters are rebuilt over all.
+        from dataset_assets.assets.dedup import dedup_bands
+
+        dedup = {("dedup_signatures", s) for s in ("s1", "s2", "s3")} | {("dedup_clusters", "None")}
+        dedup |= {("dedup_buckets", band) for band in dedup_bands.get_partition_keys()}
+        expected = dedup | {("crawl_docs", "s3"), ("seeds", "s3"), ("rephrased", "s1|faq")}
         expected |= {("rephrased", f"s2|{n}") for n in strategies} | {("rephrased", f"s3|{n}") for n in strategies}
         assert parts == expected
 
@@ -114,7 +119,7 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
         )
         request = tick(instance, lake, engine).run_requests[0]
         parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
-        assert parts == {("crawl_docs", "s3"), ("seeds", "s3")} | {("rephrased", f"s3|{n}") for n in strategies}
+        assert parts == dedup | {("crawl_docs", "s3"), ("seeds", "s3")} | {("rephrased", f"s3|{n}") for n in strategies}
 
 
 def test_automation_and_the_nightly_backfill_are_wired():
@@ -123,7 +128,9 @@ def test_automation_and_the_nightly_backfill_are_wired():
     rephrased = defs.resolve_assets_def(AssetKey("rephrased"))
     assert rephrased.automation_conditions_by_key[AssetKey("rephrased")] is not None
     assert rephrased.backfill_policy is not None and rephrased.backfill_policy.max_partitions_per_run is None
-    assert defs.get_sensor_def("automation") and defs.get_sensor_def("crawl_landing_sensor")
+    assert defs.get_sensor_def("automation") and defs.get_sensor_def("crawl_landing_sensor") and defs.get_sensor_def("dedup_seeds_sensor")
+    for name in ("dedup_buckets", "dedup_clusters"):  # the dedup stages follow new signatures by themselves
+        assert defs.resolve_assets_def(AssetKey(name)).automation_conditions_by_key[AssetKey(name)] is not None
     nightly = defs.get_sensor_def("nightly_backfill")
     assert "0 2 * * *" in nightly.description and nightly.asset_selection is not None
 

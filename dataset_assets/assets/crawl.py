@@ -1,4 +1,5 @@
-"""`crawl_docs` [shard]: one landing file to clean, language-identified, deduplicated documents."""
+"""`crawl_docs` [shard]: one landing file to clean, language-identified documents (the dedup stages
+remove duplicates across the crawl, in an order-independent way)."""
 
 
 from typing import Optional
@@ -21,16 +22,6 @@ class CrawlDocsConfig(Config):
     min_lang_score: float = 0.65  # fastText lid.176 probability below which a document is dropped
     min_chars: int = 200  # extracted text shorter than this is dropped as too_short
     max_chars: int = 100_000  # longer text is cut here and counted as capped
-    dedup_across_shards: bool = True  # drop documents whose content hash another shard already kept
-
-
-def hashes_of_other_shards(lake: Lake, shard: str) -> set[str]:
-    seen: set[str] = set()
-    for other in lake.partition_values(ASSET, "shard"):
-        if other != shard:
-            table = lake.read_partition(ASSET, {"shard": other}, columns=["content_hash"])
-            seen.update(table.column("content_hash").to_pylist())
-    return seen
 
 
 @asset(
@@ -48,7 +39,6 @@ def crawl_docs(context: AssetExecutionContext, config: CrawlDocsConfig, lake: La
     except UnsupportedShardError as exc:
         raise Failure(description=str(exc), metadata={"file": landing_file.name}) from exc
 
-    seen = hashes_of_other_shards(lake, shard) if config.dedup_across_shards else set()
     rules = DocumentRules(config.min_chars, config.max_chars, config.languages, config.min_lang_score)
     stats, report = DocumentStats(), ReadReport()
     progress = Progress(context.log.info, f"{shard}: bytes read", total=landing_file.size)
@@ -61,7 +51,6 @@ def crawl_docs(context: AssetExecutionContext, config: CrawlDocsConfig, lake: La
         landing_file.name,
         opener,
         rules,
-        seen,
         stats,
         report,
         text_fields=tuple(landing.text_fields),

@@ -20,9 +20,11 @@ from dagster import (
 )
 
 from dataset_assets.assets.crawl import crawl_docs
+from dataset_assets.assets.dedup import dedup_clusters
 from dataset_assets.assets.quality import load_quality_model, quality_classifier
 from dataset_assets.partitions import crawl_shards
 from dataset_assets.progress import Progress
+from dataset_assets.dedup.store import DEDUP_FINGERPRINT, NOT_COVERED, decisions_for_shard
 from dataset_assets.quality.heuristics import GopherRules
 from dataset_assets.seeds import KEPT_FINGERPRINT, SEED_SCHEMA, KeepRule, select_seeds, table_kept_fingerprint
 from resources.lake import Lake
@@ -82,7 +84,7 @@ def kept_share_check(kept: int, documents: int, expected: float, ratio: float, m
 
 @asset(
     partitions_def=crawl_shards,
-    deps=[crawl_docs, quality_classifier],
+    deps=[crawl_docs, quality_classifier, dedup_clusters],
     group_name="quality",
     kinds={"parquet"},
     code_version="1",
@@ -90,7 +92,7 @@ def kept_share_check(kept: int, documents: int, expected: float, ratio: float, m
         AssetCheckSpec(CHECK, asset=ASSET, blocking=True, description="integrity: unique ids, scores in [0, 1], no row lost"),
         AssetCheckSpec(KEPT_CHECK, asset=ASSET, description="WARN: the shard keeps far fewer seeds than the crawl does"),
     ],
-    description="Every crawl document with P(hq), its percentile, Gopher rules, `kept` and `drop_reason`.",
+    description="Every crawl document with P(hq), its percentile, Gopher rules, its dedup decision, `kept` and `drop_reason`.",
 )
 def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> MaterializeResult:
     shard = context.partition_key
@@ -106,16 +108,22 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
         config.min_stop_words,
     )
     docs = lake.read_partition("crawl_docs", {"shard": shard})
+    dedup_fingerprint, duplicates = decisions_for_shard(lake, shard)
+    if dedup_fingerprint == NOT_COVERED:
+        context.log.warning(
+            f"{shard} is not in dedup_clusters yet: its seeds are not deduplicated. Materialise dedup_signatures[{shard}], "
+            "dedup_buckets and dedup_clusters; the dedup sensor and the nightly backfill then rebuild these seeds."
+        )
     progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
     with tempfile.TemporaryDirectory() as tmp:
         model, calibration = load_quality_model(lake, tmp)
         by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
         scored = []
         for batch in docs.to_batches(max_chunksize=2048):
-            scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"], by_crawl))
+            scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"], by_crawl, duplicates))
             progress.update(sum(b.num_rows for b in scored))
     table = pa.Table.from_batches(scored, schema=SEED_SCHEMA)
-    fingerprint = {KEPT_FINGERPRINT: table_kept_fingerprint(table)}
+    fingerprint = {KEPT_FINGERPRINT: table_kept_fingerprint(table), DEDUP_FINGERPRINT: dedup_fingerprint}
     written = lake.write_partition(ASSET, {"shard": shard}, table.to_batches(), SEED_SCHEMA, fingerprint)
     ok, facts = validate_seeds(table, docs.num_rows)
     share_ok, share_facts = kept_share_check(
@@ -133,6 +141,9 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
             "bytes": written.bytes,
             "path": MetadataValue.path(lake.uri(*lake.partition_parts(ASSET, {"shard": shard}))),
             "mean_quality_score": float(scores.mean()),
+            "deduplicated": dedup_fingerprint != NOT_COVERED,
+            "removed_exact": reasons.get("duplicate", 0),
+            "removed_near": reasons.get("near_duplicate", 0),
             "keep_rule": f"top {config.top_fraction:.0%}" if config.min_score is None else f"P(hq) >= {config.min_score}",
             # Which calibration placed this shard's documents: their own crawl's, or the whole lake's.
             "calibrated_against": MetadataValue.json(

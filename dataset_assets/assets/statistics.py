@@ -1,7 +1,6 @@
 """Unigram count vectors per corpus partition, and `corpus_stats`: each corpus against each reference."""
 
 
-import base64
 import bz2
 import gzip
 import hashlib
@@ -39,7 +38,7 @@ from dataset_assets.progress import Progress
 from dataset_assets.quality.reference import wikitext_articles
 from dataset_assets.stats import STATS_SCHEMA, Corpus, corpus_rows, rows_table
 from dataset_assets.stats.divergence import DEFAULT_ALPHA, ZIPF_MAX_RANK, smoothing_note
-from dataset_assets.stats.plots import kl_png, zipf_png
+from dataset_assets.stats.plots import kl_png, png_markdown, zipf_png
 from dataset_assets.stats.synthetic import markdown_table, mixture_quality, quality_png, strategy_quality
 from dataset_assets.stats.unigrams import COUNTS_SCHEMA, StoredCounts, count_unigrams, counts_batches, counts_from_table, counts_metadata
 from resources.lake import Lake
@@ -324,10 +323,6 @@ def attach_sources(lake: Lake, corpora: list[Corpus], vocab_size: int) -> None:
         source = summed[(source_kind, shards)]
         if len(source.partitions) == len(shards):  # a shard without source counts would inflate the shrinkage
             corpus.source = source
-
-
-def png_markdown(name: str, png: bytes) -> str:
-    return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def table_metadata(rows: list[dict]) -> MetadataValue:

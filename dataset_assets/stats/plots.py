@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Mapping, Sequence
 
@@ -22,6 +23,11 @@ def _png(fig) -> bytes:
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
     return buf.getvalue()
+
+
+def png_markdown(name: str, png: bytes) -> str:
+    """A PNG inline in a Markdown metadata value (the Dagster UI shows it on the materialisation)."""
+    return f"![{name}](data:image/png;base64,{base64.b64encode(png).decode()})"
 
 
 def zipf_points(counts: np.ndarray, points: int = POINTS_PER_CURVE) -> tuple[np.ndarray, np.ndarray]:
@@ -85,4 +91,20 @@ def kl_png(bars: Sequence[tuple[str, str, float]], title: str = "") -> bytes:
     elif not references:
         ax.text(0.5, 0.5, "no reference corpus materialised", ha="center", va="center", transform=ax.transAxes, fontsize=12)
     ax.grid(True, axis="x", alpha=0.3)
+    return _png(fig)
+
+
+def cluster_sizes_png(sizes: Mapping[int, int], title: str = "Duplicate clusters by size") -> bytes:
+    """Number of duplicate clusters per cluster size, log-log: a long tail means boilerplate."""
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    if sizes:
+        xs = np.array(sorted(sizes), dtype=np.int64)
+        ax.bar(xs, [sizes[int(x)] for x in xs], width=np.maximum(xs * 0.15, 0.6), color="#4c72b0")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    else:
+        ax.text(0.5, 0.5, "no duplicate clusters", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("documents in cluster")
+    ax.set_ylabel("clusters")
+    ax.set_title(title)
     return _png(fig)

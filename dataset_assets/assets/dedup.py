@@ -1,0 +1,241 @@
+"""Exact and near-duplicate removal across the crawl, as three stages of the graph.
+
+`dedup_signatures` [shard] -> `dedup_buckets` [exact | near-NN] -> `dedup_clusters` -> `seeds`.
+A new shard costs its own signatures; the band partitions regroup one key column of every shard and
+the clustering re-runs over the candidates only. `seeds` applies the clusters' decisions per shard and
+records which decisions it applied, so a clustering that changes a shard's decisions makes exactly
+that shard's seeds outdated (see `dedup_seeds_sensor` and the nightly backfill).
+"""
+
+import json
+from collections import Counter
+from typing import Optional
+
+import pyarrow as pa
+from dagster import (
+    AllPartitionMapping,
+    AssetDep,
+    AssetExecutionContext,
+    AssetSelection,
+    AutomationCondition,
+    Config,
+    DataVersion,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    StaticPartitionsDefinition,
+    asset,
+)
+
+from dataset_assets.assets.crawl import crawl_docs
+from dataset_assets.dedup import buckets as bucket_stage
+from dataset_assets.dedup.clusters import ClusterStats, cluster, largest_clusters, shard_fingerprints, size_distribution
+from dataset_assets.dedup.minhash import PARAMS_KEY, MinHashParams
+from dataset_assets.dedup.signatures import READ_COLUMNS, signature_batches, signature_schema
+from dataset_assets.dedup.store import (
+    BUCKETS,
+    CLUSTERS,
+    COVERED_KEY,
+    FINGERPRINTS_KEY,
+    SIGNATURES,
+    ParameterMismatch,
+    footer,
+    read_signature_keys,
+)
+from dataset_assets.partitions import crawl_shards
+from dataset_assets.progress import Progress
+from dataset_assets.stats.plots import cluster_sizes_png, png_markdown
+from resources.lake import Lake
+
+# Band partitions: the exact key plus BAND_GROUPS groups of LSH bands (band b in group b % BAND_GROUPS),
+# fixed when the definitions load; with the default 14 bands each group is one band.
+BAND_GROUPS = 14
+dedup_bands = StaticPartitionsDefinition(bucket_stage.partition_names(BAND_GROUPS))
+GROUP = "dedup"
+
+# Run when an upstream partition updates, without waiting for every shard to have one: a registered
+# shard that never materialises (a file that is not a shard) must not stall the crawl's dedup.
+_BUCKETS_DUE = AutomationCondition.any_deps_updated()
+_CLUSTERS_DUE = AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(AssetSelection.assets(BUCKETS))
+
+
+def _after(due) -> AutomationCondition:
+    return (
+        (AutomationCondition.newly_missing() | due).since_last_handled()
+        & ~AutomationCondition.any_deps_in_progress()
+        & ~AutomationCondition.in_progress()
+    ).with_label("after its inputs update")
+
+
+class MinHashConfig(Config):
+    ngram: int = 5  # word n-grams after folding case, punctuation and white space (FineWeb: 5)
+    bands: int = 14  # LSH bands; bands x rows hash functions (FineWeb: 14 x 8 = 112)
+    rows: int = 8
+    seed: int = 1
+
+    def params(self) -> MinHashParams:
+        try:
+            return MinHashParams(self.ngram, self.bands, self.rows, self.seed)
+        except ValueError as exc:
+            raise Failure(str(exc)) from exc
+
+
+class ClusterConfig(MinHashConfig):
+    # Keep a near-duplicate candidate only when the Jaccard similarity of the actual n-gram sets
+    # reaches this (null: trust the LSH collision, as datatrove does).
+    verify_threshold: Optional[float] = 0.75
+
+
+def _covered(lake: Lake) -> list[str]:
+    return lake.partition_values(SIGNATURES, "shard")
+
+
+@asset(
+    partitions_def=crawl_shards,
+    deps=[crawl_docs],
+    group_name=GROUP,
+    kinds={"parquet"},
+    code_version="1",
+    description="Per document: the exact content key and the MinHash LSH band keys of its word n-grams.",
+)
+def dedup_signatures(context: AssetExecutionContext, config: MinHashConfig, lake: Lake) -> MaterializeResult:
+    shard, params = context.partition_key, config.params()
+    total = lake.read_partition("crawl_docs", {"shard": shard}, columns=["id"]).num_rows
+    progress = Progress(context.log.info, f"{shard}: documents signed", total=total)
+    counts = Counter()
+
+    def batches():
+        for batch in signature_batches(lake.iter_partition_batches("crawl_docs", {"shard": shard}, READ_COLUMNS, 512), params):
+            counts["documents"] += batch.num_rows
+            counts["without_signature"] += sum(1 for n in batch.column("shingles").to_pylist() if n == 0)
+            progress.update(counts["documents"])
+            yield batch
+
+    written = lake.write_partition(SIGNATURES, {"shard": shard}, batches(), signature_schema(params), {PARAMS_KEY: params.key()})
+    context.log.info(f"{shard}: {counts['documents']} documents signed, {counts['without_signature']} too short for a {params.ngram}-gram")
+    return MaterializeResult(
+        metadata={
+            "rows": written.rows,
+            "bytes": written.bytes,
+            "documents": counts["documents"],
+            "without_signature": counts["without_signature"],
+            "params": MetadataValue.json(json.loads(params.key())),
+            "lsh_threshold": round(params.lsh_threshold(), 3),
+        },
+        data_version=DataVersion(written.data_version),
+    )
+
+
+@asset(
+    partitions_def=dedup_bands,
+    deps=[AssetDep(dedup_signatures, partition_mapping=AllPartitionMapping())],  # every shard's signatures
+    group_name=GROUP,
+    kinds={"parquet"},
+    code_version="1",
+    automation_condition=_after(_BUCKETS_DUE),
+    description="Per LSH band (and the exact key): every document that shares a bucket with another, rooted at the bucket's smallest id.",
+)
+def dedup_buckets(context: AssetExecutionContext, config: MinHashConfig, lake: Lake) -> MaterializeResult:
+    partition, params = context.partition_key, config.params()
+    columns = bucket_stage.key_columns(partition, params, BAND_GROUPS)
+    shards = _covered(lake)
+    try:
+        table = read_signature_keys(lake, shards, params, columns)
+    except ParameterMismatch as exc:
+        raise Failure(description=str(exc)) from exc
+    members = bucket_stage.MEMBER_SCHEMA.empty_table() if table is None else bucket_stage.partition_members(table, partition, params, BAND_GROUPS)
+    meta = {PARAMS_KEY: params.key(), COVERED_KEY: json.dumps(shards)}
+    written = lake.write_partition(BUCKETS, {"band": partition}, members.to_batches(), bucket_stage.MEMBER_SCHEMA, meta)
+    buckets = len(set(zip(members.column("band").to_pylist(), members.column("root").to_pylist())))
+    context.log.info(f"{partition}: {members.num_rows} documents in {buckets} shared buckets over {len(shards)} shards")
+    return MaterializeResult(
+        metadata={"rows": written.rows, "bytes": written.bytes, "shards": len(shards), "documents": table.num_rows if table is not None else 0,
+                  "shared_buckets": buckets, "bands": MetadataValue.json(columns)},
+        data_version=DataVersion(written.data_version),
+    )
+
+
+def _texts_for(lake: Lake):
+    def load(wanted: dict[str, list[str]]) -> dict[str, str]:
+        texts = {}
+        for shard, ids in wanted.items():
+            table = lake.read_partition("crawl_docs", {"shard": shard}, columns=["id", "text"])
+            table = table.filter(pa.compute.is_in(table.column("id"), pa.array(ids)))
+            texts.update(zip(table.column("id").to_pylist(), table.column("text").to_pylist()))
+        return texts
+
+    return load
+
+
+def _read_buckets(lake: Lake, params: MinHashParams) -> tuple[pa.Table, list[str]]:
+    """Every band partition's members, refusing a missing partition, other parameters, or band
+    partitions built from different sets of shards (a half-updated band set)."""
+    tables, covered = [], None
+    for partition in dedup_bands.get_partition_keys():
+        meta = footer(lake, BUCKETS, {"band": partition})
+        if meta is None:
+            raise Failure(description=f"dedup_buckets[{partition}] is missing: materialise every dedup_buckets partition first")
+        if meta.get(PARAMS_KEY.encode(), b"").decode() != params.key():
+            raise Failure(description=f"dedup_buckets[{partition}] was made with other MinHash parameters than {params.key()}; materialise it again")
+        shards = json.loads(meta.get(COVERED_KEY.encode(), b"[]"))
+        if covered is not None and shards != covered:
+            raise Failure(description=f"dedup_buckets[{partition}] covers other shards than the other band partitions; materialise every partition again")
+        covered = shards
+        tables.append(lake.read_partition(BUCKETS, {"band": partition}))
+    members = pa.concat_tables(tables).sort_by([("band", "ascending"), ("root", "ascending"), ("id", "ascending")])
+    return members, covered or []
+
+
+@asset(
+    deps=[dedup_buckets, AssetDep(crawl_docs, partition_mapping=AllPartitionMapping())],
+    group_name=GROUP,
+    kinds={"parquet"},
+    code_version="1",
+    automation_condition=_after(_CLUSTERS_DUE),
+    description="Duplicate clusters over the whole crawl: one representative each (earliest crawl date, then smallest id); "
+    "every other member removed as `duplicate` or `near_duplicate`.",
+)
+def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: Lake) -> MaterializeResult:
+    params = config.params()
+    members, covered = _read_buckets(lake, params)
+    stats = ClusterStats()
+    decisions = cluster(members, _texts_for(lake), params.ngram, config.verify_threshold, stats)
+    fingerprints = shard_fingerprints(decisions, covered)
+    meta = {PARAMS_KEY: params.key(), FINGERPRINTS_KEY: json.dumps(fingerprints), "verify_threshold": str(config.verify_threshold)}
+    written = lake.write_partition(CLUSTERS, {}, decisions.to_batches(), decisions.schema, meta)
+    sizes = size_distribution(decisions)
+    plot = cluster_sizes_png(sizes)
+    lake.put_bytes([CLUSTERS, "cluster_sizes.png"], plot)
+    largest = largest_clusters(decisions)
+    per_shard = Counter()
+    for shard, kind in zip(decisions.column("shard").to_pylist(), decisions.column("kind").to_pylist()):
+        if kind != "representative":
+            per_shard[(shard, kind)] += 1
+    removed = {shard: {"duplicate": per_shard[(shard, "duplicate")], "near_duplicate": per_shard[(shard, "near_duplicate")]} for shard in covered}
+    context.log.info(
+        f"{len(covered)} shards: {sum(sizes.values())} clusters; removed {stats.removed['duplicate']} exact and "
+        f"{stats.removed['near_duplicate']} near duplicates; {stats.near_pairs_checked} candidate pairs verified, {stats.near_pairs_rejected} rejected"
+    )
+    table_md = "| size | shards | exact | near | representative | sample URLs |\n|---|---|---|---|---|---|\n" + "".join(
+        f"| {c['size']} | {c['shards']} | {c['exact']} | {c['near']} | `{c['representative']}` | {'<br>'.join(u or '' for u in c['urls'])} |\n"
+        for c in largest
+    )
+    return MaterializeResult(
+        metadata={
+            "rows": written.rows,
+            "shards": len(covered),
+            "clusters": sum(sizes.values()),
+            "removed_exact": stats.removed["duplicate"],
+            "removed_near": stats.removed["near_duplicate"],
+            "candidate_rows": stats.candidate_rows,
+            "pairs_verified": stats.near_pairs_checked,
+            "pairs_rejected": stats.near_pairs_rejected,
+            "verify_threshold": config.verify_threshold if config.verify_threshold is not None else "off",
+            "cluster_sizes": MetadataValue.json({str(k): v for k, v in sizes.items()}),
+            "removed_per_shard": MetadataValue.json(removed),
+            "largest_clusters": MetadataValue.md(table_md),
+            "cluster_size_plot": MetadataValue.md(png_markdown("cluster sizes", plot)),
+            "plot_path": MetadataValue.path(lake.uri(CLUSTERS, "cluster_sizes.png")),
+        },
+        data_version=DataVersion(written.data_version),
+    )
