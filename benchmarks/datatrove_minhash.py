@@ -9,7 +9,14 @@ Prints one JSON line: CPU seconds, wall seconds and peak RSS of this process.
 """
 import json
 import os
-import resource
+
+
+def peak_mb() -> float:
+    """This process's peak RSS since exec (VmHWM; ru_maxrss would carry the forking parent's peak)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 import sys
 import time
 
@@ -49,5 +56,5 @@ print(json.dumps({
     "stage": stage,
     "cpu_seconds": round(time.process_time() - cpu0, 3),
     "seconds": round(time.perf_counter() - start, 3),
-    "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    "peak_rss_mb": peak_mb(),
 }))
