@@ -91,7 +91,6 @@ def make_documents(scale: int, out: Path) -> int:
 def our_stage(stage: str, work: Path) -> dict:
     start, cpu0 = time.perf_counter(), time.process_time()
     import pyarrow as pa
-    import pyarrow.json as pj
     import pyarrow.parquet as pq
 
     from dataset_assets.dedup import buckets as bucket_stage
@@ -101,12 +100,21 @@ def our_stage(stage: str, work: Path) -> dict:
     params, ours = MinHashParams(), work / "ours"
     ours.mkdir(exist_ok=True)
     if stage == "signatures":
-        docs = pj.read_json(work / "docs.jsonl")
-        n = docs.num_rows
-        docs = docs.append_column("shard", pa.array(["bench"] * n)).append_column("url", pa.array([""] * n, pa.string()))
-        docs = docs.select(["id", "shard", "url", "date", "text"])
+        # Streamed in batches of 512, as the asset reads a crawl_docs partition.
+        def batches():
+            rows = []
+            with open(work / "docs.jsonl") as f:
+                for line in f:
+                    rows.append({**json.loads(line), "shard": "bench", "url": ""})
+                    if len(rows) == 512:
+                        yield pa.RecordBatch.from_pylist(rows, schema=DOC_SCHEMA)
+                        rows = []
+            if rows:
+                yield pa.RecordBatch.from_pylist(rows, schema=DOC_SCHEMA)
+
+        DOC_SCHEMA = pa.schema([("id", pa.string()), ("shard", pa.string()), ("url", pa.string()), ("date", pa.string()), ("text", pa.string())])
         with pq.ParquetWriter(ours / "signatures.parquet", signature_schema(params), compression="zstd") as w:
-            for batch in signature_batches(docs.to_batches(max_chunksize=512), params):
+            for batch in signature_batches(batches(), params):
                 w.write_batch(batch)
     elif stage == "buckets":
         for partition in bucket_stage.partition_names(PARTITION_GROUPS):
