@@ -4,8 +4,9 @@ Usage: python benchmarks/crawl_docs_throughput.py [--repeats 3] [--warc ../share
 
 Both sides run in their own process pinned to the same core (`taskset -c 0`), interleaved:
 - ours: `dataset_assets.ingest.ingest_shard` (fastwarc, resiliparse main content, lid.176.ftz,
-  content hash; exact dedup was in this step when the figures below were taken, now the dedup stages do it) plus the zstd Parquet write of the partition, i.e. the crawl_docs asset without
-  Dagster's bookkeeping;
+  content hash) plus the zstd Parquet write of the partition, i.e. the crawl_docs asset without
+  Dagster's bookkeeping (the recorded figures include the exact dedup this step did before the
+  dedup stages took it over);
 - datatrove 0.10.1 (installed by this script into benchmarks/.venvs/datatrove): WarcReader ->
   Trafilatura(favour_precision=False), its fastest released extractor -> LanguageFilter(en) with
   the same lid.176.ftz, under LocalPipelineExecutor(tasks=1, workers=1).
