@@ -180,6 +180,40 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    """Per asset: partitions current, outdated (and why) and missing, by the computation the nightly
+    backfill launches from. Reads the lake and the instance's registered shards; changes nothing."""
+    import json
+
+    _prepare_environment(args)
+    from dagster import DagsterInstance
+
+    from dataset_assets.assets.dedup import dedup_bands
+    from dataset_assets.partitions import crawl_shards
+    from dataset_assets.status import graph_status, render
+    from dataset_assets.strategies import load_strategies
+
+    defs = importlib.import_module("dataset_assets.definitions").defs
+    registered = DagsterInstance.get().get_dynamic_partitions(crawl_shards.name)
+    landed = defs.resources["landing"].files()
+    shards = sorted(set(registered) | set(landed))
+    generator = defs.resources["engine"].generator
+    if settings.uses_default_model() and settings.rephrase_engine() == "vllm":
+        from resources.default_model import DEFAULT_REVISION, MODEL_NAME
+
+        generator = f"{MODEL_NAME}@{DEFAULT_REVISION}"  # what its preparation will name it: no 30 s conversion to ask
+    status = graph_status(defs.resources["lake"], shards, load_strategies(settings.prompts_dir()), generator,
+                          dedup_bands.get_partition_keys(), args.max_output_tokens)
+    unregistered = len(set(landed) - set(registered))
+    if args.json:
+        print(json.dumps({"shards": len(shards), "unregistered_shards": unregistered,
+                          "assets": {name: st.summary() for name, st in status.items()}}, indent=2))
+    else:
+        print(f"{len(shards)} shards ({unregistered} in the landing but not registered yet); lake {os.environ['DATASET_LAKE']}")
+        print(render(status))
+    return 0
+
+
 def cmd_tiny_model(args: argparse.Namespace) -> int:
     from dataset_assets.tiny_model import write_tiny_model
 
@@ -261,6 +295,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--references", help="folder of reference corpora for statistics (default ../shared/data/reference)")
     run.add_argument("--recipes", help="folder of mixture recipes (default recipes/)")
     run.set_defaults(func=cmd_run)
+    status = sub.add_parser("status", help="per asset: partitions current, outdated (and why) and missing")
+    status.add_argument("--landing", help="landing location (default CRAWL_LANDING)")
+    status.add_argument("--lake", help="lake root (default DATASET_LAKE)")
+    status.add_argument("--max-output-tokens", type=int, help="the output cap `run` was given, if any (it is part of the prompt hash)")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=cmd_status)
     tiny = sub.add_parser("tiny-model", help="write a tiny random-weight Llama checkpoint (its text is noise: for tests only)")
     tiny.add_argument("dir")
     tiny.add_argument("--tokenizer", help="tokenizer.json to use (default: ../shared/data/tokenizers/gpt2-tokenizer.json)")

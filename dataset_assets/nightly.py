@@ -30,8 +30,8 @@ from dagster._utils.schedules import get_latest_completed_cron_tick, get_next_cr
 
 from dataset_assets import settings
 from dataset_assets.assets.dedup import dedup_bands
-from dataset_assets.backfill import rephrase_needed
-from dataset_assets.dedup.store import BUCKETS, CLUSTERS, SIGNATURES, cluster_fingerprints, seeds_needing_dedup
+from dataset_assets.dedup.store import BUCKETS, CLUSTERS, SIGNATURES
+from dataset_assets.status import graph_status
 from dataset_assets.partitions import crawl_shards, rephrased_partitions
 from dataset_assets.strategies import load_strategies
 from resources.lake import Lake
@@ -39,35 +39,22 @@ from resources.llm import LLMEngine
 
 
 def needed_partitions(lake: Lake, shards: list[str], engine_generator: str) -> set[AssetKeyPartitionKey]:
-    """Shards without documents, signatures or seeds; the dedup bands and clusters when they do not
-    cover every signed shard; seeds whose dedup decisions changed; and (shard x strategy) partitions
-    missing or outdated."""
+    """Every partition `graph_status` finds missing or outdated: shards without documents,
+    signatures or seeds; the dedup bands and clusters when they do not cover every signed shard;
+    seeds whose dedup decisions changed; (shard x strategy) partitions missing or outdated."""
+    status = graph_status(lake, shards, load_strategies(settings.prompts_dir()), engine_generator, dedup_bands.get_partition_keys())
     wanted: set[AssetKeyPartitionKey] = set()
-    have_docs = set(lake.partition_values("crawl_docs", "shard"))
-    have_signatures = set(lake.partition_values(SIGNATURES, "shard"))
-    have_seeds = set(lake.partition_values("seeds", "shard"))
-    for shard in shards:
-        if shard not in have_docs:
-            wanted.add(AssetKeyPartitionKey(AssetKey("crawl_docs"), shard))
-        if shard not in have_signatures:
-            wanted.add(AssetKeyPartitionKey(AssetKey(SIGNATURES), shard))
-        if shard not in have_seeds:
-            wanted.add(AssetKeyPartitionKey(AssetKey("seeds"), shard))
-    covered = set(cluster_fingerprints(lake) or {})
-    if covered != have_signatures | {k.partition_key for k in wanted if k.asset_key == AssetKey(SIGNATURES)}:
-        wanted.update(AssetKeyPartitionKey(AssetKey(BUCKETS), band) for band in dedup_bands.get_partition_keys())
-        wanted.add(AssetKeyPartitionKey(AssetKey(CLUSTERS), None))
-    for shard in seeds_needing_dedup(lake, [s for s in shards if s in have_seeds]):
-        wanted.add(AssetKeyPartitionKey(AssetKey("seeds"), shard))
-    pairs, _ = rephrase_needed(lake, load_strategies(settings.prompts_dir()), shards, engine_generator)
-    for shard, strategy in pairs:
-        key = rephrased_partitions.get_partition_key_from_str(f"{shard}|{strategy}")
-        wanted.add(AssetKeyPartitionKey(AssetKey("rephrased"), key))
+    for name, asset_status in status.items():
+        for key in asset_status.not_current():
+            if name == "rephrased":
+                key = rephrased_partitions.get_partition_key_from_str(key)
+            wanted.add(AssetKeyPartitionKey(AssetKey(name), key))
     return wanted
 
 
 # Backfills that may still launch runs: their targets are not ours to launch again.
 UNFINISHED_BACKFILLS = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]
+NIGHTLY_TAG = "nightly_backfill"
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
@@ -124,6 +111,12 @@ def nightly_backfill(context: SensorEvaluationContext, lake: Lake, engine: LLMEn
     if slot is None:
         nxt = get_next_cron_tick(cron, now, "UTC")
         return SensorResult(skip_reason=SkipReason(f"next backfill at {nxt:%Y-%m-%d %H:%M} UTC ({cron})"), cursor=cursor)
+    # While the backfill this sensor launched last is unfinished, launch nothing: one cheap query
+    # instead of computing the status and walking every key that backfill targets.
+    previous = context.instance.get_backfills(filters=BulkActionsFilter(statuses=UNFINISHED_BACKFILLS, tags={"dagster/from": NIGHTLY_TAG}), limit=1)
+    if previous:
+        reason = f"the previous nightly backfill {previous[0].backfill_id} is still unfinished: its partitions are in an unfinished run or backfill"
+        return SensorResult(skip_reason=SkipReason(reason), cursor=cursor)
     shards = context.instance.get_dynamic_partitions(crawl_shards.name)
     wanted = needed_partitions(lake, shards, engine.generator)
     if not wanted:
@@ -138,5 +131,5 @@ def nightly_backfill(context: SensorEvaluationContext, lake: Lake, engine: LLMEn
         context.log.info(f"leaving out {len(busy)} partitions already in an unfinished run or backfill")
     subset = AssetGraphSubset.from_asset_partition_set(wanted, asset_graph)
     context.log.info(f"backfilling {len(wanted)} partitions for the {datetime.datetime.fromtimestamp(slot, datetime.timezone.utc):%Y-%m-%d %H:%M} UTC slot")
-    request = RunRequest.for_asset_graph_subset(subset, tags={"dagster/from": "nightly_backfill"})
+    request = RunRequest.for_asset_graph_subset(subset, tags={"dagster/from": NIGHTLY_TAG})
     return SensorResult(run_requests=[request], cursor=cursor)

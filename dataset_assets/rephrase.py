@@ -444,6 +444,14 @@ def _count_rows(stats: PartitionStats, rows: list[dict]) -> None:
 def partition_status(lake, strategies: dict[str, Strategy], shards: list[str], generator: str) -> dict[tuple[str, str], str]:
     """`missing`, or `outdated` (the prompt, the generator or the shard's kept seeds changed since it
     was made: an edited prompt file, another model, a retrained classifier), or `current`."""
+    return {pair: state for pair, (state, _) in partition_reasons(lake, strategies, shards, generator).items()}
+
+
+def partition_reasons(
+    lake, strategies: dict[str, Strategy], shards: list[str], generator: str
+) -> dict[tuple[str, str], tuple[str, list[str]]]:
+    """(state, why) per (shard, strategy): why an outdated partition is outdated (`prompt edited`,
+    `new generator`, `seeds changed`, any of them)."""
     done = {(shard, name): manifest for shard, name, manifest in finished_partitions(lake)}
     status = {}
     for shard in shards:
@@ -451,15 +459,16 @@ def partition_status(lake, strategies: dict[str, Strategy], shards: list[str], g
         for name, strategy in strategies.items():
             manifest = done.get((shard, name))
             if manifest is None:
-                status[(shard, name)] = "missing"
-            elif (
-                manifest.get("prompt_hash") != prompt_hash(strategy)
-                or manifest.get("generator") != generator
-                or (seeds_now is not None and manifest.get("seeds_fingerprint") != seeds_now)
-            ):
-                status[(shard, name)] = "outdated"
-            else:
-                status[(shard, name)] = "current"
+                status[(shard, name)] = ("missing", [])
+                continue
+            why = []
+            if manifest.get("prompt_hash") != prompt_hash(strategy):
+                why.append("prompt edited")
+            if manifest.get("generator") != generator:
+                why.append("new generator")
+            if seeds_now is not None and manifest.get("seeds_fingerprint") != seeds_now:
+                why.append("seeds changed")
+            status[(shard, name)] = ("outdated" if why else "current", why)
     return status
 
 

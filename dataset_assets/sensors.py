@@ -5,6 +5,7 @@ import hashlib
 
 from dagster import AssetSelection, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
+from dataset_assets import settings
 from dataset_assets.assets.crawl import crawl_docs
 from dataset_assets.assets.dedup import dedup_signatures
 from dataset_assets.assets.seeds import seeds
@@ -28,10 +29,17 @@ def new_shard_keys(landing: CrawlLanding, known: set[str]) -> list[str]:
 )
 def crawl_landing_sensor(context: SensorEvaluationContext, landing: CrawlLanding):
     known = set(context.instance.get_dynamic_partitions(crawl_shards.name))
-    keys = new_shard_keys(landing, known)
-    if not keys:
+    found = new_shard_keys(landing, known)
+    if not found:
         return SkipReason(f"no new shard files in {landing.location}")
-    context.log.info(f"new shards: {keys}")
+    # Bounded work per tick: a landing of 100,000 files is registered over several ticks, and the
+    # log says how many, not which (the partitions page lists them).
+    keys = found[: settings.landing_batch()]
+    left = len(found) - len(keys)
+    context.log.info(
+        f"{len(found)} new shard files in {landing.location}; registering {len(keys)} ({keys[0]} .. {keys[-1]})"
+        + (f", {left} left for the next ticks" if left else "")
+    )
     return SensorResult(
         run_requests=[RunRequest(partition_key=key, run_key=f"shard:{key}") for key in keys],
         dynamic_partitions_requests=[crawl_shards.build_add_request(keys)],

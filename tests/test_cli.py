@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -99,6 +100,20 @@ def test_run_rephrases_chosen_strategies_then_only_what_is_missing_or_outdated(t
     assert len(lake.partition_files("rephrased", {"shard": "cc-main-2019-30-docs.jsonl.gz", "strategy": "summary"})) == -(-len(kept) // 4)
 
     (prompts / "summary.toml").write_text((prompts / "summary.toml").read_text().replace("top_p = 0.95", "top_p = 0.9"))
+    # `status` says the same as the next run will do: summary outdated because its prompt was edited,
+    # wikipedia current, every other strategy missing; the dedup stages were never run here.
+    where = ["--landing", str(landing), "--lake", str(tmp_path / "lake"), "--max-output-tokens", "16"]
+    status = cli("status", *where, "--json", env=env)
+    assert status.returncode == 0, status.stdout + status.stderr
+    assets = json.loads(status.stdout[status.stdout.index("{"):])["assets"]
+    shard = "cc-main-2019-30-docs.jsonl.gz"
+    rephrased = assets["rephrased"]
+    assert (rephrased["outdated"], rephrased["current"], rephrased["why_outdated"]) == (1, 1, {"prompt edited": 1})
+    assert rephrased["outdated_sample"] == [f"{shard}|summary"] and rephrased["missing"] == rephrased["partitions"] - 2
+    assert (assets["crawl_docs"]["current"], assets["seeds"]["current"], assets["dedup_signatures"]["missing"]) == (1, 1, 1)
+    assert assets["dedup_clusters"]["missing"] == 1 and assets["dedup_buckets"]["missing"] == 15
+    table = cli("status", *where, env=env).stdout
+    assert "rephrased" in table and "prompt edited: 1" in table
     second = cli(*args[:-1], "rephrased", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "rephrased: 1 of 2 partitions missing or outdated (1 outdated)" in second.stdout

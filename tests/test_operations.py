@@ -104,8 +104,20 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
             "nightly1", 0.0, {"dagster/from": "nightly_backfill"}, instance, request.asset_graph_subset, None, None, None
         )
         instance.add_backfill(running)
+        # While its own last backfill is unfinished the sensor launches nothing, and it finds that out with
+        # one query: it neither computes the status nor walks the backfill's keys.
+        from dataset_assets import nightly
+
+        def no_walk(*args, **kwargs):
+            raise AssertionError("the status was computed while the previous nightly backfill runs")
+
+        monkeypatch.setattr(nightly, "needed_partitions", no_walk)
+        monkeypatch.setattr(nightly, "in_flight_partitions", no_walk)
         skipped = tick(instance, lake, engine)
         assert not skipped.run_requests and "in an unfinished run or backfill" in skipped.skip_reason.skip_message
+        assert "nightly1" in skipped.skip_reason.skip_message
+        monkeypatch.undo()
+        monkeypatch.setenv("REPHRASE_PROMPTS", str(prompts))
 
         instance.update_backfill(running.with_status(BulkActionStatus.COMPLETED_SUCCESS))
         create_run_for_test(
