@@ -133,6 +133,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             run_config=run_config,
         )
         _report(label, result, start, failures)
+        if name == "dedup_clusters" and result.success:
+            meta = {k: v.value for e in result.get_asset_materialization_events() for k, v in e.materialization.metadata.items()}
+            print(f"       {meta['clusters']} duplicate clusters over {meta['shards']} shards: removed {meta['removed_exact']} exact and "
+                  f"{meta['removed_near']} near duplicates; cluster sizes {meta['cluster_sizes']}; plot {meta['plot_path']}")
 
     lake = defs.resources["lake"]
     for name, partitioning in STAGES:

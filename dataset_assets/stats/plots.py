@@ -95,13 +95,28 @@ def kl_png(bars: Sequence[tuple[str, str, float]], title: str = "") -> bytes:
 
 
 def cluster_sizes_png(sizes: Mapping[int, int], title: str = "Duplicate clusters by size") -> bytes:
-    """Number of duplicate clusters per cluster size, log-log: a long tail means boilerplate."""
+    """Number of duplicate clusters per cluster size, each bar labelled with its count; log axes only
+    when the sizes or counts span more than a decade or two (a long tail means boilerplate)."""
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
     fig, ax = plt.subplots(figsize=(8, 4.5))
     if sizes:
         xs = np.array(sorted(sizes), dtype=np.int64)
-        ax.bar(xs, [sizes[int(x)] for x in xs], width=np.maximum(xs * 0.15, 0.6), color="#4c72b0")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        ys = np.array([sizes[int(x)] for x in xs])
+        wide = xs.max() > 50
+        bars = ax.bar(xs, ys, width=np.maximum(xs * 0.15, 0.6) if wide else 0.6, color="#4c72b0")
+        ax.bar_label(bars, labels=[f"{y:,}" for y in ys], fontsize=8)
+        if wide:
+            ax.set_xscale("log")
+        if ys.max() > 50 * max(ys.min(), 1):
+            ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        ax.yaxis.set_major_formatter(plain)
+        if not wide:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.get_yscale() == "linear":
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     else:
         ax.text(0.5, 0.5, "no duplicate clusters", ha="center", va="center", transform=ax.transAxes)
     ax.set_xlabel("documents in cluster")
