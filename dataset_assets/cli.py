@@ -252,7 +252,7 @@ def _lake(args: argparse.Namespace):
 def cmd_versions(args: argparse.Namespace) -> int:
     from dataset_assets.mixtures.pull import VersionNotFoundError, list_versions
 
-    from dataset_assets.assets.mixtures import cmd_versions as versions_table
+    from dataset_assets.mixtures.pull import cmd_versions as versions_table
 
     try:
         print(versions_table(_lake(args), args.name))
@@ -263,7 +263,7 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from dataset_assets.assets.mixtures import cmd_pull as pull_text
+    from dataset_assets.mixtures.pull import cmd_pull as pull_text
     from dataset_assets.mixtures.pull import ChecksumError, VersionNotFoundError
 
     try:
@@ -275,7 +275,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
-    from dataset_assets.assets.mixtures import cmd_lineage as lineage_text
+    from dataset_assets.mixtures.lineage import cmd_lineage as lineage_text
 
     try:
         print(lineage_text(_lake(args), args.mixture, args.row_id))

@@ -7,7 +7,6 @@ read before the break.
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 from collections.abc import Iterator

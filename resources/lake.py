@@ -8,7 +8,6 @@ move is a server-side copy, which is atomic per object.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -66,13 +65,6 @@ def open_filesystem(
     import os
 
     return pafs.LocalFileSystem(), os.path.abspath(local)
-
-
-def batches_version(batches: Iterable[pa.RecordBatch]) -> str:
-    h = hashlib.sha256()
-    for batch in batches:
-        h.update(batch.serialize().to_pybytes())
-    return h.hexdigest()[:16]
 
 
 class Lake(ConfigurableResource):
@@ -291,9 +283,3 @@ class Lake(ConfigurableResource):
             while chunk := src.read(1 << 22):
                 dst.write(chunk)
         return local_file
-
-
-def table_to_bytes(table: pa.Table) -> bytes:
-    buf = io.BytesIO()
-    pq.write_table(table, buf, compression=COMPRESSION)
-    return buf.getvalue()

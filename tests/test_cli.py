@@ -74,6 +74,18 @@ def test_definitions_load_for_dagster_dev(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_dg_checks_and_lists_the_definitions(tmp_path):
+    """The project as `dg` (configured in [tool.dg]) sees it: definitions load, every asset listed."""
+    dg = os.path.join(os.path.dirname(sys.executable), "dg")
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    checked = subprocess.run([dg, "check", "defs"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0 and "All definitions loaded successfully" in checked.stdout + checked.stderr, checked.stderr[-3000:]
+    listed = subprocess.run([dg, "list", "defs", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    keys = {a["asset_key"] for a in json.loads(listed.stdout[listed.stdout.index("{"):])["assets"]}
+    assert {"crawl_docs", "dedup_signatures", "dedup_buckets", "dedup_clusters", "seeds", "rephrased", "corpus_stats"} <= keys
+
+
 def test_run_rephrases_chosen_strategies_then_only_what_is_missing_or_outdated(tmp_path, tiny_model):
     import pytest
 

@@ -205,9 +205,6 @@ def test_a_band_partition_that_fails_halfway_leaves_nothing_and_a_rerun_gives_th
     def half(table, partition, params, groups):
         full = real(table, partition, params, groups)
 
-        class Broken(pa.Table):
-            pass
-
         def batches():
             yield full.slice(0, 3).to_batches()[0]
             raise OSError("worker lost halfway through the band")

@@ -23,8 +23,6 @@ from dagster import (
 
 from dataset_assets import settings
 from dataset_assets.mixtures.build import CODE_VERSION, build_mixtures
-from dataset_assets.mixtures.lineage import cmd_lineage  # noqa: F401  (CLI entry points live beside the asset)
-from dataset_assets.mixtures.pull import cmd_pull, cmd_versions  # noqa: F401
 from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe, recipe_names
 from dataset_assets.mixtures.pull import parquet_files
 from dataset_assets.partitions import strategy_names

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -47,13 +47,6 @@ class Corpus:
     documents: int = 0
     partitions: list[dict[str, str]] = field(default_factory=list)  # Hive keys of the summed vectors
     source: Optional[Corpus] = None  # what it was derived from (a strategy's seeds), for support shrinkage
-
-
-def sum_counts(vectors: Iterable[np.ndarray], vocab_size: int) -> np.ndarray:
-    total = np.zeros(vocab_size, dtype=np.int64)
-    for v in vectors:
-        total += v
-    return total
 
 
 def corpus_rows(
