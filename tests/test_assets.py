@@ -101,6 +101,24 @@ def test_shared_documents_are_folded_into_one_representative_by_the_dedup_stages
     assert all(r["duplicate_of"] is None for k, rs in by_key.items() if k not in {f"s{i}" for i in range(5)} for r in rs)
 
 
+def test_a_shard_of_one_repeated_page_keeps_one_and_is_not_called_low_quality(env):
+    """Every document the same: one representative, the rest `duplicate` (never clustered on
+    nothing), and the kept-share WARN judges the shard by its one own document, not by its copies."""
+    name = "same.jsonl.gz"
+    write_jsonl_gz(env["landing"] / name, [{"id": f"r{i}", "text": distinct_english(90), "url": f"http://same/{i}"} for i in range(15)])
+    env["instance"].add_dynamic_partitions(crawl_shards.name, [name])
+    run(env, [crawl_docs], name)
+    run(env, [dedup_signatures], name)
+    for band in dedup_bands.get_partition_keys():
+        run(env, [dedup_buckets], band)
+    run(env, [dedup_clusters])
+    result = run(env, [seeds], name)
+    meta = metadata(result, seeds.key)
+    assert meta["removed_exact"] == 14 and meta["deduplicated"] and meta["drop_counts"]["duplicate"] == 14
+    warn = {c.check_name: c for c in result.get_asset_check_evaluations()}["seeds_kept_share"]
+    assert warn.passed and warn.metadata["documents"].value == 1
+
+
 def test_a_non_shard_file_fails_only_its_own_partition(env):
     result = run(env, [crawl_docs], "README.txt", raise_on_error=False)
     assert not result.success
