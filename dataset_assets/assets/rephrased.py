@@ -91,7 +91,9 @@ def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lak
     for n, (shard, name) in enumerate(keys, 1):
         if name not in strategies:
             raise ValueError(f"strategy {name!r} has no prompt file in {config.prompts_dir or settings.prompts_dir()}")
-        seed_rows = lake.read_partition("seeds", {"shard": shard}, columns=SEED_COLUMNS).to_pylist()
+        # Only kept seeds are rephrased and fingerprinted: the dropped ~90% never become Python dicts.
+        seeds_table = lake.read_partition("seeds", {"shard": shard}, columns=SEED_COLUMNS)
+        seed_rows = seeds_table.filter(seeds_table.column("kept")).to_pylist()
         progress = Progress(context.log.info, f"{shard}|{name} ({n}/{len(keys)}): chunks", every_s=10)
 
         def on_chunk(stats: PartitionStats, done: int, count: int, progress=progress) -> None:
