@@ -11,12 +11,13 @@ from pathlib import Path
 
 from dataset_assets import settings
 
-# Stages in dependency order and how each is partitioned: once, per shard, per dedup band, rectangles
-# of shard x strategy (one engine per run), per finished rephrased partition, per reference, per recipe.
+# Stages in dependency order and how each is partitioned: once, per shard, per key of the asset's own
+# static partitions (dedup bands, references, recipes), rectangles of shard x strategy (one engine per
+# run), per finished rephrased partition.
 STAGES = [
     ("crawl_docs", "shard"),
     ("dedup_signatures", "shard"),
-    ("dedup_buckets", "band"),
+    ("dedup_buckets", "static"),
     ("dedup_clusters", None),
     ("quality_classifier", None),
     ("seeds", "shard"),
@@ -24,8 +25,8 @@ STAGES = [
     ("natural_unigrams", "shard"),
     ("seed_unigrams", "shard"),
     ("rephrased_unigrams", "rephrased"),
-    ("reference_unigrams", "reference"),
-    ("mixtures", "recipe"),
+    ("reference_unigrams", "static"),
+    ("mixtures", "static"),
     ("corpus_stats", None),
 ]
 
@@ -147,20 +148,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif partitioning == "shard":
             for key in keys:
                 execute(name, f"{name}[{key}]", partition_key=key)
-        elif partitioning == "band":
-            from dataset_assets.assets.dedup import dedup_bands
-
-            for key in dedup_bands.get_partition_keys():
-                execute(name, f"{name}[{key}]", partition_key=key)
-        elif partitioning == "reference":
-            from dataset_assets.assets.statistics import references
-
-            for key in references.get_partition_keys():
-                execute(name, f"{name}[{key}]", partition_key=key)
-        elif partitioning == "recipe":
-            from dataset_assets.assets.mixtures import mixture_recipes
-
-            for key in mixture_recipes.get_partition_keys():
+        elif partitioning == "static":
+            for key in defs.resolve_assets_def(AssetKey(name)).partitions_def.get_partition_keys():
                 execute(name, f"{name}[{key}]", partition_key=key)
         elif partitioning == "rephrased":
             from dataset_assets.rephrase import finished_partitions
@@ -201,11 +190,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     registered = DagsterInstance.get().get_dynamic_partitions(crawl_shards.name)
     landed = defs.resources["landing"].files()
     shards = sorted(set(registered) | set(landed))
-    generator = defs.resources["engine"].generator
     if settings.uses_default_model() and settings.rephrase_engine() == "vllm":
         from resources.default_model import DEFAULT_REVISION, MODEL_NAME
 
         generator = f"{MODEL_NAME}@{DEFAULT_REVISION}"  # what its preparation will name it: no 30 s conversion to ask
+    else:
+        generator = defs.resources["engine"].generator
     status = graph_status(defs.resources["lake"], shards, load_strategies(settings.prompts_dir()), generator,
                           dedup_bands.get_partition_keys(), args.max_output_tokens)
     unregistered = len(set(landed) - set(registered))

@@ -66,7 +66,12 @@ def fold(text: str) -> str:
 
 def content_hash(text: str) -> str:
     """Hash of the folded text: near-verbatim copies collide."""
-    return hashlib.blake2b(fold(text).encode("utf-8"), digest_size=8).hexdigest()
+    return folded_hash(fold(text))
+
+
+def folded_hash(folded: str) -> str:
+    """content_hash of text already folded (callers that need the folded text too fold once)."""
+    return hashlib.blake2b(folded.encode("utf-8"), digest_size=8).hexdigest()
 
 
 def stable_id(shard: str, record_key: str) -> str:

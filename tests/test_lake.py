@@ -30,6 +30,7 @@ def test_partition_is_hive_parquet_readable_by_duckdb_and_pyarrow(tmp_path):
     assert rows == [("s1", 2), ("s2", 1)]
     assert lake.dataset("docs").to_table().num_rows == 3
     assert lake.partition_values("docs", "shard") == ["s1", "s2"]
+    assert (lake.partition_rows("docs", {"shard": "s1"}), lake.partition_rows("docs", {"shard": "none"})) == (2, 0)
     meta = __import__("pyarrow.parquet", fromlist=["x"]).ParquetFile(files[0]).metadata
     assert meta.row_group(0).column(0).compression.lower() == "zstd"
 

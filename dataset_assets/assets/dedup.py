@@ -100,8 +100,7 @@ def _covered(lake: Lake) -> list[str]:
 )
 def dedup_signatures(context: AssetExecutionContext, config: MinHashConfig, lake: Lake) -> MaterializeResult:
     shard, params = context.partition_key, config.params()
-    total = lake.read_partition("crawl_docs", {"shard": shard}, columns=["id"]).num_rows
-    progress = Progress(context.log.info, f"{shard}: documents signed", total=total)
+    progress = Progress(context.log.info, f"{shard}: documents signed", total=lake.partition_rows("crawl_docs", {"shard": shard}))
     counts = Counter()
 
     def batches():

@@ -56,7 +56,11 @@ class MinHashParams:
 
 def shingles(text: str, ngram: int) -> np.ndarray:
     """Distinct 64-bit hashes of the word n-grams of the folded text (empty below `ngram` words)."""
-    words = fold(text).split()
+    return word_shingles(fold(text).split(), ngram)
+
+
+def word_shingles(words: list[str], ngram: int) -> np.ndarray:
+    """`shingles` of a text already folded and split into words."""
     if len(words) < ngram:
         return np.zeros(0, dtype=np.uint64)
     # Each word hashed once; an n-gram's hash mixes its words' hashes with per-position odd

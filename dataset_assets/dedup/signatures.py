@@ -6,8 +6,8 @@ from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 
-from dataset_assets.dedup.minhash import MinHasher, MinHashParams, shingles
-from dataset_assets.extract import content_hash, fold
+from dataset_assets.dedup.minhash import MinHasher, MinHashParams, word_shingles
+from dataset_assets.extract import fold, folded_hash
 
 BASE_FIELDS = [
     ("id", pa.string()),
@@ -36,8 +36,9 @@ def signature_batches(batches: Iterable[pa.RecordBatch], params: MinHashParams) 
         exact, counts = [], []
         bands: list[list] = [[] for _ in range(params.bands)]
         for text in rows["text"]:
-            exact.append(content_hash(text) if fold(text) else None)
-            grams = shingles(text, params.ngram)
+            folded = fold(text)  # once: the exact key and the n-grams read the same folded text
+            exact.append(folded_hash(folded) if folded else None)
+            grams = word_shingles(folded.split(), params.ngram)
             counts.append(len(grams))
             keys = hasher.band_keys(hasher.signature(grams)) if len(grams) else [None] * params.bands
             for b, key in enumerate(keys):
