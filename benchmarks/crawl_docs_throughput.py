@@ -3,7 +3,7 @@
 Usage: python benchmarks/crawl_docs_throughput.py [--repeats 3] [--warc ../shared/data/crawl/web-pages-a.warc.gz]
 
 Both sides run in their own process pinned to the same core (`taskset -c 0`), interleaved:
-- ours: `dataset_assets.ingest.ingest_shard` (fastwarc, resiliparse main content, lid.176.ftz,
+- ours: `dataset_assets.crawl.ingest.ingest_shard` (fastwarc, resiliparse main content, lid.176.ftz,
   content hash) plus the zstd Parquet write of the partition, i.e. the crawl_docs asset without
   Dagster's bookkeeping (the recorded figures include the exact dedup this step did before the
   dedup stages took it over);
@@ -51,10 +51,10 @@ def ensure_datatrove() -> Path:
 
 def ours(warc: str) -> dict:
     """Runs in the pinned child process: the crawl_docs work on one file, timed from first byte."""
-    from dataset_assets.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats
-    from dataset_assets.ingest import ingest_shard
-    from dataset_assets.langid import identify
-    from dataset_assets.readers import ReadReport
+    from dataset_assets.crawl.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats
+    from dataset_assets.crawl.ingest import ingest_shard
+    from dataset_assets.crawl.langid import identify
+    from dataset_assets.crawl.readers import ReadReport
     from resources.lake import Lake
 
     identify(["warm up the language model"])  # load lid.176.ftz outside the timed part, as datatrove does

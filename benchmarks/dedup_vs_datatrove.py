@@ -49,9 +49,9 @@ PARTITION_GROUPS = 14
 
 
 def base_documents() -> list[dict]:
-    from dataset_assets.documents import DocumentRules, DocumentStats
-    from dataset_assets.ingest import ingest_shard
-    from dataset_assets.readers import ReadReport
+    from dataset_assets.crawl.documents import DocumentRules, DocumentStats
+    from dataset_assets.crawl.ingest import ingest_shard
+    from dataset_assets.crawl.readers import ReadReport
 
     docs = []
     for path in sorted((SHARED / "crawl").iterdir()):

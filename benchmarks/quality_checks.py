@@ -51,9 +51,9 @@ def main() -> int:
     args = parser.parse_args()
     core = pin_to_one_core()
 
-    from dataset_assets.langid import language_probabilities
-    from dataset_assets.strategies import load_strategies
-    from dataset_assets.text_checks import PromptEcho, SourceView, safe_check_row, template_duplicates
+    from dataset_assets.crawl.langid import language_probabilities
+    from dataset_assets.rephrase.strategies import load_strategies
+    from dataset_assets.rephrase.checks import PromptEcho, SourceView, safe_check_row, template_duplicates
 
     rows = survey_rows(args.rows_lake)
     sources = seed_texts(args.seeds_lake)

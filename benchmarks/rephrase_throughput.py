@@ -67,7 +67,7 @@ CRAWL_SAMPLE = SHARED / "crawl" / "c4-en-sample-1000.jsonl.gz"
 # --------------------------------------------------------------------------- shared with rephrase_vs_datatrove.py
 def tiny_model(directory: str | None) -> str:
     """The project's tiny random-weight Llama (dataset-assets tiny-model), written once into `directory`."""
-    from dataset_assets.tiny_model import write_tiny_model
+    from dataset_assets.rephrase.tiny_model import write_tiny_model
 
     directory = directory or os.path.join(tempfile.gettempdir(), "rephrase-bench-tiny-llama")
     if not os.path.exists(os.path.join(directory, "config.json")):
@@ -79,7 +79,7 @@ def seed_rows(n: int, min_tokens: int = 250, max_tokens: int = 500) -> list[dict
     """`n` kept seeds: the first documents of the shared C4 sample with min..max GPT-2 tokens."""
     from tokenizers import Tokenizer
 
-    from dataset_assets.seeds import SEED_SCHEMA
+    from dataset_assets.quality.seeds import SEED_SCHEMA
 
     tok = Tokenizer.from_file(str(SHARED / "tokenizers" / "gpt2-tokenizer.json"))
     rows = []
@@ -101,7 +101,7 @@ def seed_rows(n: int, min_tokens: int = 250, max_tokens: int = 500) -> list[dict
 def write_seeds(lake_root: str, rows: list[dict]):
     import pyarrow as pa
 
-    from dataset_assets.seeds import SEED_SCHEMA
+    from dataset_assets.quality.seeds import SEED_SCHEMA
     from resources.lake import Lake
 
     lake = Lake(root=lake_root)
@@ -110,8 +110,8 @@ def write_seeds(lake_root: str, rows: list[dict]):
 
 
 def strategy(output_tokens: int):
-    from dataset_assets.rephrase import with_output_cap
-    from dataset_assets.strategies import load_strategies
+    from dataset_assets.rephrase.generate import with_output_cap
+    from dataset_assets.rephrase.strategies import load_strategies
 
     return with_output_cap(load_strategies()[STRATEGY], output_tokens)
 
@@ -137,7 +137,7 @@ class RecordingEngine:
 
 def recorded_requests(tokenizer, strat, rows: list[dict], chunk_docs: int) -> list:
     """The ChatRequests of one partition, in order, exactly as the asset path builds them."""
-    from dataset_assets.rephrase import rephrase_partition
+    from dataset_assets.rephrase.generate import rephrase_partition
 
     recorder = RecordingEngine(tokenizer)
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,9 +151,9 @@ def build_cpu_engine(model: str):
     os.environ["REPHRASE_MODEL"] = model
     os.environ["REPHRASE_ENGINE"] = "vllm"
     try:
-        from dataset_assets.deployment import build_engine
+        from dataset_assets.defs.resources import build_engine
     except ImportError:  # older layout
-        from dataset_assets.definitions import build_engine
+        from dataset_assets.defs.resources import build_engine
     return build_engine()
 
 
@@ -223,8 +223,8 @@ def run_asset(engine, rows: list[dict], strat, chunk_docs: int, work: str, reset
     before the clock starts, reading them is timed (the asset reads them too). `reset` empties the
     engine's prefix cache (default: the in-process engine's). CPU seconds: this process and its children,
     or with `cpu_pid` (a server) that process tree plus this process."""
-    from dataset_assets.assets.rephrased import SEED_COLUMNS
-    from dataset_assets.rephrase import rephrase_partition
+    from dataset_assets.defs.rephrased import SEED_COLUMNS
+    from dataset_assets.rephrase.generate import rephrase_partition
 
     root = tempfile.mkdtemp(dir=work)
     lake = write_seeds(root, rows)
@@ -272,11 +272,11 @@ def engine_alive(engine) -> bool:
 def dagster_materialisation(engine, rows: list[dict], output_tokens: int, chunk_docs: int, work: str) -> dict:
     from dagster import AssetKey, DagsterInstance, Definitions
 
-    from dataset_assets.assets.crawl import crawl_docs
-    from dataset_assets.assets.quality import quality_classifier
-    from dataset_assets.assets.rephrased import rephrased
-    from dataset_assets.assets.seeds import seeds
-    from dataset_assets.partitions import crawl_shards
+    from dataset_assets.defs.crawl import crawl_docs
+    from dataset_assets.defs.quality import quality_classifier
+    from dataset_assets.defs.rephrased import rephrased
+    from dataset_assets.defs.seeds import seeds
+    from dataset_assets.graph import crawl_shards
     from resources.landing import CrawlLanding
 
     root = tempfile.mkdtemp(dir=work)
@@ -326,7 +326,7 @@ def main() -> None:
     args = parser.parse_args()
     sides = args.sides.split(",")
     if args.chunk_docs is None:
-        from dataset_assets.assets.rephrased import RephrasedConfig
+        from dataset_assets.defs.rephrased import RephrasedConfig
 
         args.chunk_docs = RephrasedConfig().chunk_docs
 

@@ -204,13 +204,13 @@ class Server:
 
 
 def endpoint_engine(server: Server, concurrency: int):
-    from resources.llm import OpenAIEndpointEngine
+    from resources.endpoint import OpenAIEndpointEngine
 
     return OpenAIEndpointEngine(base_url=f"{server.base}/v1", model=server.model, max_concurrency=concurrency, timeout_seconds=600)
 
 
 def request_bodies(requests, model: str) -> list[dict]:
-    """What OpenAIEndpointEngine._one posts for each request (kept in step with resources/llm.py)."""
+    """What OpenAIEndpointEngine._one posts for each request (kept in step with resources/endpoint.py)."""
     bodies = []
     for r in requests:
         body = {"model": model, "messages": r.messages, "max_tokens": r.max_tokens, "temperature": r.temperature, "top_p": r.top_p}
@@ -291,7 +291,7 @@ def main() -> None:
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     if args.chunk_docs is None:
-        from dataset_assets.assets.rephrased import RephrasedConfig
+        from dataset_assets.defs.rephrased import RephrasedConfig
 
         args.chunk_docs = RephrasedConfig().chunk_docs
 
@@ -300,9 +300,9 @@ def main() -> None:
     rows = seed_rows(args.docs)
     strat = strategy(args.output_tokens)
     work = tempfile.mkdtemp(prefix="rephrase-vs-datatrove-")
-    from resources.llm import TextTokenizer
+    from resources.tokenizer import load_tokenizer
 
-    requests = recorded_requests(TextTokenizer(model), strat, rows, args.chunk_docs)
+    requests = recorded_requests(load_tokenizer(model), strat, rows, args.chunk_docs)
     bodies = request_bodies(requests, model)
     print(f"{len(requests)} requests, {strat.name}, max_tokens {strat.sampling.max_tokens}", flush=True)
 

@@ -22,13 +22,13 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from benchmarks.common import SHARED, median, pin_to_one_core, timed, write_result  # noqa: E402
-from dataset_assets.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats  # noqa: E402
-from dataset_assets.ingest import ingest_shard  # noqa: E402
+from dataset_assets.crawl.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats  # noqa: E402
+from dataset_assets.crawl.ingest import ingest_shard  # noqa: E402
 from dataset_assets.quality import classifier  # noqa: E402
 from dataset_assets.quality.heuristics import GopherRules  # noqa: E402
 from dataset_assets.quality.reference import reference_documents  # noqa: E402
-from dataset_assets.readers import ReadReport  # noqa: E402
-from dataset_assets.seeds import KeepRule, select_seeds  # noqa: E402
+from dataset_assets.crawl.readers import ReadReport  # noqa: E402
+from dataset_assets.quality.seeds import KeepRule, select_seeds  # noqa: E402
 
 
 def crawl_documents() -> pa.Table:

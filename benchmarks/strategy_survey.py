@@ -34,9 +34,9 @@ def main() -> int:
     parser.add_argument("--prompts", default=None)
     args = parser.parse_args()
 
-    from dataset_assets.deployment import build_engine
-    from dataset_assets.rephrase import rephrase_partition, with_output_cap
-    from dataset_assets.strategies import load_strategies
+    from dataset_assets.defs.resources import build_engine
+    from dataset_assets.rephrase.generate import rephrase_partition, with_output_cap
+    from dataset_assets.rephrase.strategies import load_strategies
     from resources.lake import Lake
 
     seeds_lake, out_lake = Lake(root=args.seeds_lake), Lake(root=args.out_lake)
@@ -49,7 +49,7 @@ def main() -> int:
         for name in chosen:
             strategy = with_output_cap(strategies[name], args.max_output_tokens)
             routed = [s for s in sorted(seeds, key=lambda s: s["id"]) if s["kept"]]
-            from dataset_assets.strategies import routes
+            from dataset_assets.rephrase.strategies import routes
 
             routed = [s for s in routed if routes(strategy, s["quality_percentile"])][: args.docs]
             start = time.monotonic()

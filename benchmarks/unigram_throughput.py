@@ -36,7 +36,7 @@ TOKENIZER = SHARED / "tokenizers" / "gpt2-tokenizer.json"
 
 def count_lake_shards(lake_root: str, shards: int, tokenizer: str, batch_size: int) -> dict:
     """What a child process measures: stream `shards` crawl_docs partitions, count, sum."""
-    from dataset_assets.assets.statistics import lake_texts
+    from dataset_assets.stats.corpora import lake_texts
     from dataset_assets.stats.unigrams import count_unigrams
     from resources.lake import Lake
     from resources.tokenizer import TokenizerResource
@@ -60,7 +60,7 @@ def count_lake_shards(lake_root: str, shards: int, tokenizer: str, batch_size: i
 
 
 def write_shards(lake_root: str, docs, shards: int) -> None:
-    from dataset_assets.documents import DOCUMENT_SCHEMA
+    from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
     from resources.lake import Lake
 
     lake = Lake(root=lake_root)

@@ -52,7 +52,7 @@ def _prepare_environment(args: argparse.Namespace) -> None:
 
 def register_shards(instance, landing) -> list[str]:
     """Add a partition for every shard file in the landing location; returns all shard keys there."""
-    from dataset_assets.partitions import crawl_shards
+    from dataset_assets.graph import crawl_shards
 
     keys = sorted(landing.files())
     known = set(instance.get_dynamic_partitions(crawl_shards.name))
@@ -97,8 +97,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
     from dagster import AssetKey, DagsterInstance
 
-    from dataset_assets.backfill import range_tags, rectangles, rephrase_needed
-    from dataset_assets.strategies import load_strategies
+    from dataset_assets.rephrase.planning import range_tags, rectangles, rephrase_needed
+    from dataset_assets.rephrase.strategies import load_strategies
 
     definitions = importlib.import_module("dataset_assets.definitions")
     defs = definitions.defs
@@ -152,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             for key in defs.resolve_assets_def(AssetKey(name)).partitions_def.get_partition_keys():
                 execute(name, f"{name}[{key}]", partition_key=key)
         elif partitioning == "rephrased":
-            from dataset_assets.rephrase import finished_partitions
+            from dataset_assets.rephrase.generate import finished_partitions
 
             for shard, strategy, _ in sorted(finished_partitions(lake)):
                 if shard in keys and strategy in chosen:
@@ -181,10 +181,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     _prepare_environment(args)
     from dagster import DagsterInstance
 
-    from dataset_assets.assets.dedup import dedup_bands
-    from dataset_assets.partitions import crawl_shards
+    from dataset_assets.graph import dedup_bands
+    from dataset_assets.graph import crawl_shards
     from dataset_assets.status import graph_status, render
-    from dataset_assets.strategies import load_strategies
+    from dataset_assets.rephrase.strategies import load_strategies
 
     defs = importlib.import_module("dataset_assets.definitions").defs
     registered = DagsterInstance.get().get_dynamic_partitions(crawl_shards.name)
@@ -209,7 +209,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from dataset_assets.tiny_model import write_tiny_model
+    from dataset_assets.rephrase.tiny_model import write_tiny_model
 
     start = time.monotonic()
     out = write_tiny_model(args.dir, tokenizer_json=args.tokenizer, seed=args.seed)
@@ -232,11 +232,9 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
 
 
 def _lake(args: argparse.Namespace):
-    from dataset_assets.deployment import s3_options
-    from resources.lake import Lake
+    from dataset_assets.defs.resources import lake_resource
 
-    root = args.lake or settings.lake_root()
-    return Lake(root=root if "://" in root else str(Path(root).resolve()), **s3_options())
+    return lake_resource(args.lake)
 
 
 def cmd_versions(args: argparse.Namespace) -> int:

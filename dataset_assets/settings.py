@@ -1,4 +1,9 @@
-"""Environment switches of the embedded default, in one place."""
+"""Every environment variable the project reads, in one place (the README lists them all).
+
+Credentials are the exception by design: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
+REPHRASE_API_KEY are only ever handed to resources as `dagster.EnvVar`, so their values are never
+read here; `has_s3_credentials` and `has_api_key` only say whether they are set.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,19 @@ import os
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+# GPT-2's tokenizer.json: the fallback tokenizer of the statistics, the mixtures and the tiny model.
+GPT2_TOKENIZER = SHARED_DATA / "tokenizers" / "gpt2-tokenizer.json"
+
+
+def _optional_int(name: str) -> int | None:
+    raw = os.environ.get(name)
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: expected a whole number") from None
 
 
 def lake_root() -> str:
@@ -17,7 +35,7 @@ def landing_location() -> str:
 
 
 def quality_reference() -> str:
-    return os.environ.get("QUALITY_REFERENCE") or str(PROJECT_ROOT.parent / "shared" / "data" / "quality")
+    return os.environ.get("QUALITY_REFERENCE") or str(SHARED_DATA / "quality")
 
 
 def deployment() -> str:
@@ -50,7 +68,7 @@ def recipes_dir() -> str:
 
 
 def references_dir() -> str:
-    return os.environ.get("STATS_REFERENCES") or str(PROJECT_ROOT.parent / "shared" / "data" / "reference")
+    return os.environ.get("STATS_REFERENCES") or str(SHARED_DATA / "reference")
 
 
 def model_cache_dir() -> str:
@@ -90,9 +108,62 @@ def tokenizer_path() -> str:
     model = Path(rephrase_model())
     if (model / "tokenizer.json").exists():
         return str(model)
-    return str(PROJECT_ROOT.parent / "shared" / "data" / "tokenizers" / "gpt2-tokenizer.json")
+    return str(GPT2_TOKENIZER)
 
 
 def prepares_stats_tokenizer() -> bool:
     """The statistics count in the default generator's vocabulary, prepared on first use."""
     return not os.environ.get("STATS_TOKENIZER") and uses_default_model()
+
+
+def mixture_tokenizer() -> str:
+    """The tokenizer mixture budgets count in: MIXTURE_TOKENIZER, else GPT-2's."""
+    return os.environ.get("MIXTURE_TOKENIZER") or str(GPT2_TOKENIZER)
+
+
+def mixture_cache_dir() -> Path:
+    """Where `load_mixture` keeps pulled versions: MIXTURE_CACHE, else ~/.cache/dataset_assets/mixtures."""
+    return Path(os.environ.get("MIXTURE_CACHE") or Path.home() / ".cache" / "dataset_assets" / "mixtures")
+
+
+def s3_endpoint_url() -> str | None:
+    """S3_ENDPOINT_URL: an S3-compatible endpoint (moto, MinIO); unset means AWS."""
+    return os.environ.get("S3_ENDPOINT_URL") or None
+
+
+def aws_region() -> str | None:
+    return os.environ.get("AWS_REGION") or None
+
+
+def s3_location() -> dict:
+    """The S3 endpoint and region a Lake or landing is built with (empty for AWS defaults)."""
+    return {k: v for k, v in (("s3_endpoint_url", s3_endpoint_url()), ("aws_region", aws_region())) if v}
+
+
+def has_s3_credentials() -> bool:
+    return bool(os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"))
+
+
+def has_api_key() -> bool:
+    """REPHRASE_API_KEY is set (its value goes to the endpoint engine as an EnvVar)."""
+    return bool(os.environ.get("REPHRASE_API_KEY"))
+
+
+def rephrase_tokenizer() -> str | None:
+    """REPHRASE_TOKENIZER: the endpoint generator's tokenizer.json or model directory, for input limits."""
+    return os.environ.get("REPHRASE_TOKENIZER") or None
+
+
+def rephrase_concurrency() -> int | None:
+    """REPHRASE_CONCURRENCY: requests in flight to an endpoint engine (default: the engine's own)."""
+    return _optional_int("REPHRASE_CONCURRENCY")
+
+
+def tensor_parallel() -> int:
+    """REPHRASE_TENSOR_PARALLEL: GPUs one vLLM engine spans (default 1)."""
+    return _optional_int("REPHRASE_TENSOR_PARALLEL") or 1
+
+
+def k8s_max_concurrent() -> int:
+    """DAGSTER_K8S_MAX_CONCURRENT: step pods one run may have at once in prod (default 16)."""
+    return _optional_int("DAGSTER_K8S_MAX_CONCURRENT") or 16

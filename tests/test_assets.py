@@ -8,12 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context, materialize
 
-from dataset_assets.assets.crawl import crawl_docs
-from dataset_assets.assets.dedup import dedup_bands, dedup_buckets, dedup_clusters, dedup_signatures
-from dataset_assets.assets.quality import quality_classifier
-from dataset_assets.assets.seeds import seeds
-from dataset_assets.partitions import crawl_shards
-from dataset_assets.sensors import crawl_landing_sensor
+from dataset_assets.defs.crawl import crawl_docs
+from dataset_assets.graph import dedup_bands
+from dataset_assets.defs.dedup import dedup_buckets, dedup_clusters, dedup_signatures
+from dataset_assets.defs.quality import quality_classifier
+from dataset_assets.defs.seeds import seeds
+from dataset_assets.graph import crawl_shards
+from dataset_assets.defs.crawl import crawl_landing_sensor
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 from tests.conftest import CRAWL, QUALITY, distinct_english, english, write_jsonl_gz
@@ -153,8 +154,8 @@ def test_seeds_score_every_document_and_pass_the_blocking_check(env):
     reasons = {r["drop_reason"] for r in rows} - {None}
     assert "low_quality" in reasons and any(r.startswith("gopher_") for r in reasons)
     # The footer names the kept set, so the backfill can tell when rephrasings of it are outdated.
-    from dataset_assets.rephrase import seeds_fingerprint
-    from dataset_assets.seeds import kept_fingerprint
+    from dataset_assets.rephrase.generate import seeds_fingerprint
+    from dataset_assets.quality.seeds import kept_fingerprint
 
     assert seeds_fingerprint(env["lake"], key) == kept_fingerprint(kept)
 
@@ -179,8 +180,8 @@ def test_a_shard_that_keeps_nothing_warns_and_never_fails_the_run(env):
 def test_integrity_failures_are_what_the_blocking_check_stops_for():
     import pyarrow as pa
 
-    from dataset_assets.assets.seeds import kept_share_check, validate_seeds
-    from dataset_assets.seeds import SEED_SCHEMA
+    from dataset_assets.defs.seeds import kept_share_check, validate_seeds
+    from dataset_assets.quality.seeds import SEED_SCHEMA
 
     def table(ids, scores):
         rows = [{**{n: None for n in SEED_SCHEMA.names}, "id": i, "quality_score": s, "kept": False} for i, s in zip(ids, scores)]

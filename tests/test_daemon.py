@@ -46,7 +46,7 @@ PREPARE = r"""
 import sys
 from dagster import AssetKey, DagsterInstance
 from dataset_assets.definitions import defs
-from dataset_assets.partitions import crawl_shards
+from dataset_assets.graph import crawl_shards
 
 instance = DagsterInstance.get()
 instance.add_dynamic_partitions(crawl_shards.name, [sys.argv[1]])

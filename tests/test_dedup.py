@@ -17,14 +17,15 @@ import pyarrow as pa
 import pytest
 from dagster import DagsterInstance, materialize
 
-from dataset_assets.assets.crawl import crawl_docs
-from dataset_assets.assets.dedup import dedup_bands, dedup_buckets, dedup_clusters, dedup_signatures
+from dataset_assets.defs.crawl import crawl_docs
+from dataset_assets.graph import dedup_bands
+from dataset_assets.defs.dedup import dedup_buckets, dedup_clusters, dedup_signatures
 from dataset_assets.dedup import buckets as bucket_stage
 from dataset_assets.dedup.clusters import ClusterStats, cluster, shard_fingerprints
 from dataset_assets.dedup.minhash import MinHasher, MinHashParams, jaccard, shingles
 from dataset_assets.dedup.signatures import signature_batches
 from dataset_assets.dedup.store import SIGNATURES, ParameterMismatch, read_signature_keys, seeds_needing_dedup
-from dataset_assets.partitions import crawl_shards
+from dataset_assets.graph import crawl_shards
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 from tests.conftest import CRAWL, ROOT, distinct_english, write_jsonl_gz
@@ -246,7 +247,7 @@ def order_shards(root):
 
     with gzip.open(CRAWL / "cc-main-2019-30-docs.jsonl.gz", "rt") as f:
         a_rows = [json.loads(line) for line in f]
-    from dataset_assets import langid
+    from dataset_assets.crawl import langid
 
     # Six long English pages (crawl_docs keeps them) that are not already near copies of another page
     # of A (A holds a few repeats itself).

@@ -13,8 +13,8 @@ from tests.conftest import ROOT
 
 REPHRASE_TWICE = """
 import sys
-from dataset_assets.rephrase import rephrase_partition
-from dataset_assets.strategies import load_strategy
+from dataset_assets.rephrase.generate import rephrase_partition
+from dataset_assets.rephrase.strategies import load_strategy
 from resources.lake import Lake
 from tests.engines import ScriptedEngine
 from tests.test_rephrase import seeds, PROMPTS

@@ -16,8 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dataset_assets.langid import language_probabilities
-from resources.llm import ChatRequest, EndpointError, OpenAIEndpointEngine
+from dataset_assets.crawl.langid import language_probabilities
+from resources.endpoint import EndpointError, OpenAIEndpointEngine
+from resources.llm import ChatRequest
 
 
 def free_port() -> int:

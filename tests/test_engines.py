@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from dataset_assets.definitions import build_engine
+from dataset_assets.defs.resources import build_engine
 from resources.llm import ChatRequest, VllmEngine
 
 pytest.importorskip("vllm", reason="the vllm engine tests need the cpu (or gpu) extra: make test installs it")

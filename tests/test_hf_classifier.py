@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from dagster import materialize
 
-from dataset_assets.assets.quality import quality_classifier
-from dataset_assets.assets.seeds import seeds
-from dataset_assets.documents import DOCUMENT_SCHEMA
+from dataset_assets.defs.quality import quality_classifier
+from dataset_assets.defs.seeds import seeds
+from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec
 from resources.lake import Lake
 from tests.conftest import QUALITY, SHARED, distinct_english

@@ -11,7 +11,7 @@ import pytest
 from resources.tokenizer import TokenizerResource
 from dagster import AssetKey, DagsterInstance, materialize
 
-from dataset_assets.assets.mixtures import mixture_recipes, mixtures
+from dataset_assets.defs.mixtures import mixture_recipes, mixtures
 from dataset_assets.mixtures import duckdb_views, load_mixture
 from dataset_assets.mixtures.build import build_mixtures
 from dataset_assets.mixtures.lineage import trace

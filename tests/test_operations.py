@@ -11,9 +11,9 @@ import pyarrow as pa
 from dagster import AssetKey, build_sensor_context, instance_for_test
 from dagster._core.execution.backfill import BulkActionStatus
 
-from dataset_assets.backfill import rectangles
-from dataset_assets.rephrase import rephrase_partition
-from dataset_assets.strategies import load_strategies
+from dataset_assets.rephrase.planning import rectangles
+from dataset_assets.rephrase.generate import rephrase_partition
+from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
 from tests.conftest import ROOT
 from tests.engines import ScriptedEngine
@@ -21,7 +21,7 @@ from tests.test_rephrase import seeds as seed_rows
 
 
 def write_docs_and_seeds(lake: Lake, shard: str) -> None:
-    from dataset_assets.seeds import SEED_SCHEMA
+    from dataset_assets.quality.seeds import SEED_SCHEMA
 
     rows = [{**{n: None for n in SEED_SCHEMA.names}, **r, "shard": shard} for r in seed_rows(2)]
     table = pa.Table.from_pylist(rows, schema=SEED_SCHEMA)
@@ -43,18 +43,19 @@ def test_rectangles_cover_exactly_the_needed_pairs():
 def tick(instance, lake, engine, cursor: str = "0"):
     """One evaluation of the nightly backfill sensor with a cron slot due (cursor: the last slot handled)."""
     from dataset_assets import definitions
+    from dataset_assets.defs.nightly import nightly_backfill
 
     with build_sensor_context(
         instance=instance, resources={"lake": lake, "engine": engine}, repository_def=definitions.defs.get_repository_def(),
         cursor=cursor,
     ) as context:
-        return definitions.nightly_backfill(context)
+        return nightly_backfill(context)
 
 
 def test_nightly_backfill_acts_once_per_cron_slot():
     from datetime import datetime, timezone
 
-    from dataset_assets.nightly import due_slot
+    from dataset_assets.defs.nightly import due_slot
 
     cron = "0 2 * * *"
     first = due_slot(cron, datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc), None)
@@ -85,7 +86,7 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
         request = tick(instance, lake, engine).run_requests[0]
         parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
         # No shard has dedup signatures yet: each gets them, and the bands and clusters are rebuilt over all.
-        from dataset_assets.assets.dedup import dedup_bands
+        from dataset_assets.graph import dedup_bands
 
         dedup = {("dedup_signatures", s) for s in ("s1", "s2", "s3")} | {("dedup_clusters", "None")}
         dedup |= {("dedup_buckets", band) for band in dedup_bands.get_partition_keys()}
@@ -105,7 +106,7 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
         instance.add_backfill(running)
         # While its own last backfill is unfinished the sensor launches nothing, and it finds that out with
         # one query: it neither computes the status nor walks the backfill's keys.
-        from dataset_assets import nightly
+        from dataset_assets.defs import nightly
 
         def no_walk(*args, **kwargs):
             raise AssertionError("the status was computed while the previous nightly backfill runs")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dataset_assets.postfilters import Postfilter, apply_postfilter, count_pairs, strip_preambles
-from dataset_assets.strategies import load_strategies
+from dataset_assets.rephrase.postfilters import Postfilter, apply_postfilter, count_pairs, strip_preambles
+from dataset_assets.rephrase.strategies import load_strategies
 from tests.conftest import ENGLISH, ROOT
 
 BODY = ENGLISH

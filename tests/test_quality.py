@@ -9,7 +9,7 @@ import pytest
 from dataset_assets.quality import classifier
 from dataset_assets.quality.heuristics import GopherRules, gopher_reason
 from dataset_assets.quality.reference import reference_documents, wikitext_articles
-from dataset_assets.seeds import KeepRule
+from dataset_assets.quality.seeds import KeepRule
 from tests.conftest import QUALITY, english
 
 
@@ -88,8 +88,8 @@ def test_trained_classifier_separates_reference_from_crawl_junk(tmp_path):
 
 
 def test_seed_rows_carry_score_percentile_and_reason(tmp_path):
-    from dataset_assets.documents import DOCUMENT_SCHEMA
-    from dataset_assets.seeds import SEED_SCHEMA, select_seeds
+    from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
+    from dataset_assets.quality.seeds import SEED_SCHEMA, select_seeds
 
     hq = [english(i, "physics") for i in range(50)]
     cc = [" ".join(["buy now cheap deal"] * 40) + f" {i}" for i in range(50)]

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 import zstandard
 
-from dataset_assets.documents import DocumentRules, DocumentStats
-from dataset_assets.ingest import ingest_shard
-from dataset_assets.readers import ReadReport, UnsupportedShardError, shard_format
+from dataset_assets.crawl.documents import DocumentRules, DocumentStats
+from dataset_assets.crawl.ingest import ingest_shard
+from dataset_assets.crawl.readers import ReadReport, UnsupportedShardError, shard_format
 from tests.conftest import CRAWL, english, html_page, warc_record, write_jsonl_gz, write_warc_gz
 
 

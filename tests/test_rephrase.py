@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dataset_assets.rephrase import (
+from dataset_assets.rephrase.generate import (
     chunk_plans,
     finished_partitions,
     neutralise_control_tokens,
@@ -22,7 +22,7 @@ from dataset_assets.rephrase import (
     rephrase_partition,
     special_tokens,
 )
-from dataset_assets.strategies import load_strategies, load_strategy, prompt_hash
+from dataset_assets.rephrase.strategies import load_strategies, load_strategy, prompt_hash
 from resources.lake import Lake
 from tests.conftest import ROOT, distinct_english, english
 from tests.engines import ScriptedEngine
@@ -151,8 +151,8 @@ def test_rerun_reuses_committed_chunks_and_regenerates_changed_ones(tmp_path):
 
 KILL_SCRIPT = """
 import sys
-from dataset_assets.rephrase import rephrase_partition
-from dataset_assets.strategies import load_strategy
+from dataset_assets.rephrase.generate import rephrase_partition
+from dataset_assets.rephrase.strategies import load_strategy
 from resources.lake import Lake
 from tests.engines import ScriptedEngine
 from tests.test_rephrase import seeds, PROMPTS
@@ -206,7 +206,7 @@ def write_seeds(lake, shard, rows, footer=True):
     """A seeds partition as the seeds asset writes it (the columns rephrasing reads), footer optional."""
     import pyarrow as pa
 
-    from dataset_assets.seeds import KEPT_FINGERPRINT, kept_fingerprint
+    from dataset_assets.quality.seeds import KEPT_FINGERPRINT, kept_fingerprint
 
     table = pa.Table.from_pylist(rows)
     lake.write_partition("seeds", {"shard": shard}, table.to_batches(), table.schema,

@@ -7,12 +7,12 @@ import pyarrow as pa
 import pytest
 from dagster import AssetKey, DagsterInstance, Definitions
 
-from dataset_assets.assets.crawl import crawl_docs
-from dataset_assets.assets.quality import quality_classifier
-from dataset_assets.assets.rephrased import rephrased
-from dataset_assets.assets.seeds import seeds
-from dataset_assets.partitions import crawl_shards
-from dataset_assets.seeds import SEED_SCHEMA
+from dataset_assets.defs.crawl import crawl_docs
+from dataset_assets.defs.quality import quality_classifier
+from dataset_assets.defs.rephrased import rephrased
+from dataset_assets.defs.seeds import seeds
+from dataset_assets.graph import crawl_shards
+from dataset_assets.quality.seeds import SEED_SCHEMA
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 from tests.conftest import english

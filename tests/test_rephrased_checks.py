@@ -6,13 +6,13 @@ from __future__ import annotations
 import pyarrow as pa
 from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, Definitions
 
-from dataset_assets.assets.crawl import crawl_docs
-from dataset_assets.assets.quality import quality_classifier
-from dataset_assets.assets.rephrased import rephrased
-from dataset_assets.assets.seeds import seeds
-from dataset_assets.partitions import crawl_shards
-from dataset_assets.rephrase import finished_partitions
-from dataset_assets.seeds import SEED_SCHEMA
+from dataset_assets.defs.crawl import crawl_docs
+from dataset_assets.defs.quality import quality_classifier
+from dataset_assets.defs.rephrased import rephrased
+from dataset_assets.defs.seeds import seeds
+from dataset_assets.graph import crawl_shards
+from dataset_assets.rephrase.generate import finished_partitions
+from dataset_assets.quality.seeds import SEED_SCHEMA
 from dataset_assets.stats.synthetic import mixture_quality, quality_png, strategy_quality
 from resources.lake import Lake
 from resources.landing import CrawlLanding

@@ -24,15 +24,15 @@ import pytest
 from dagster import AssetKey, DagsterInstance, Definitions, EnvVar, MultiPartitionsDefinition, build_sensor_context, materialize
 
 from dataset_assets import settings
-from dataset_assets.assets.crawl import crawl_docs
-from dataset_assets.assets.quality import quality_classifier
-from dataset_assets.assets.rephrased import rephrased
-from dataset_assets.assets.seeds import seeds
-from dataset_assets.partitions import crawl_shards
-from dataset_assets.rephrase import MANIFEST, REPHRASED_SCHEMA, finished_partitions
-from dataset_assets.seeds import SEED_SCHEMA
-from dataset_assets.sensors import crawl_landing_sensor
-from dataset_assets.strategies import load_strategies, routes
+from dataset_assets.defs.crawl import crawl_docs
+from dataset_assets.defs.quality import quality_classifier
+from dataset_assets.defs.rephrased import rephrased
+from dataset_assets.defs.seeds import seeds
+from dataset_assets.graph import crawl_shards
+from dataset_assets.rephrase.generate import MANIFEST, REPHRASED_SCHEMA, finished_partitions
+from dataset_assets.quality.seeds import SEED_SCHEMA
+from dataset_assets.defs.crawl import crawl_landing_sensor
+from dataset_assets.rephrase.strategies import load_strategies, routes
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 from tests.conftest import CRAWL, QUALITY, ROOT, english
@@ -439,7 +439,7 @@ def test_endpoint_outage_during_a_crawl_docs_write_leaves_no_finished_object_and
 ):
     """The lake's endpoint (a relay in front of moto, which keeps its objects) is cut after the
     first batch has gone into the open Parquet stream; the landing stays reachable."""
-    import dataset_assets.assets.crawl as crawl_module
+    import dataset_assets.defs.crawl as crawl_module
 
     bucket = local_s3.create_bucket("drill-crawl")
     local_s3.upload(CRAWL / JSONL, f"landing/{JSONL}", bucket)
@@ -537,7 +537,7 @@ def test_moto_killed_mid_write_fails_the_run_fast_and_a_restarted_endpoint_takes
     """The real server process is SIGKILLed while crawl_docs streams its Parquet file. moto loses its
     memory with the process, so the restarted server gets a fresh bucket and the shard again, and
     the retry runs from scratch; the relay drills above are the ones that inspect leftovers."""
-    import dataset_assets.assets.crawl as crawl_module
+    import dataset_assets.defs.crawl as crawl_module
 
     server = MotoServer(tmp_path, port=free_port()).start()
     try:

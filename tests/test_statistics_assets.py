@@ -13,10 +13,10 @@ import pytest
 from dagster import DagsterInstance, materialize
 from tokenizers import Tokenizer
 
-from dataset_assets.documents import DOCUMENT_SCHEMA
-from dataset_assets.partitions import crawl_shards, strategies
-from dataset_assets.rephrase import REPHRASED_SCHEMA
-from dataset_assets.seeds import SEED_SCHEMA
+from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
+from dataset_assets.graph import crawl_shards, strategies
+from dataset_assets.rephrase.generate import REPHRASED_SCHEMA
+from dataset_assets.quality.seeds import SEED_SCHEMA
 from dataset_assets.stats import STATS_SCHEMA
 from dataset_assets.stats.unigrams import counts_from_table
 from resources.lake import Lake
@@ -91,7 +91,7 @@ def stats_module(references_dir):
     """The module re-imported with STATS_REFERENCES set: its partitions are read when it loads."""
     patch = pytest.MonkeyPatch()
     patch.setenv("STATS_REFERENCES", str(references_dir))
-    module = importlib.reload(importlib.import_module("dataset_assets.assets.statistics"))
+    module = importlib.reload(importlib.import_module("dataset_assets.defs.statistics"))
     yield module
     patch.undo()
     importlib.reload(module)
@@ -167,8 +167,10 @@ def test_a_reference_folder_is_all_its_files_split_on_blank_lines(env):
 def test_wikitext_references_are_detokenised_into_articles(stats_module, tmp_path):
     wikitext = tmp_path / "wikitext-2-test.txt"
     wikitext.write_text(" = Title = \n \n The state @-@ run bridge , built in 1820 , is <unk> old . \n")
-    assert stats_module.reference_name(wikitext) == "wikitext-2-test"
-    assert list(stats_module.reference_documents(wikitext)) == ["The state-run bridge, built in 1820, is old."]
+    from dataset_assets.stats.references import reference_corpus_documents, reference_name
+
+    assert reference_name(wikitext) == "wikitext-2-test"
+    assert list(reference_corpus_documents(wikitext)) == ["The state-run bridge, built in 1820, is old."]
 
 
 def test_a_missing_upstream_partition_fails_with_what_to_materialise(env):

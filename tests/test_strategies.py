@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from tokenizers import Tokenizer
+from resources.tokenizer import load_tokenizer
 
-from dataset_assets.strategies import (
+from dataset_assets.rephrase.strategies import (
     StrategyError,
     audience_for,
     fit_input,
@@ -41,22 +41,9 @@ messages = [
 '''
 
 
-class TextTokenizer:
-    """The encode/decode pair fit_input expects, over a Hugging Face tokenizer.json."""
-
-    def __init__(self, path):
-        self.tok = Tokenizer.from_file(str(path))
-
-    def encode(self, text: str) -> list[int]:
-        return self.tok.encode(text, add_special_tokens=False).ids
-
-    def decode(self, ids: list[int]) -> str:
-        return self.tok.decode(ids)
-
-
 @pytest.fixture(scope="module")
 def gpt2():
-    return TextTokenizer(GPT2)
+    return load_tokenizer(str(GPT2))
 
 
 def write(tmp_path, text: str, name: str = "demo"):

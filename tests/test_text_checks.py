@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from dataset_assets.langid import language_probabilities
-from dataset_assets.postfilters import Postfilter, postfilter_flags
-from dataset_assets.strategies import load_strategy
-from dataset_assets.text_checks import (
+from dataset_assets.crawl.langid import language_probabilities
+from dataset_assets.rephrase.postfilters import Postfilter, postfilter_flags
+from dataset_assets.rephrase.strategies import load_strategy
+from dataset_assets.rephrase.checks import (
     CheckConfig,
     PromptEcho,
     SourceView,
@@ -260,7 +260,7 @@ def test_real_smollm2_outputs_get_the_verdict_they_got_in_generation(case):
 
 
 def load_strategies_once():
-    from dataset_assets.strategies import load_strategies
+    from dataset_assets.rephrase.strategies import load_strategies
 
     return load_strategies(ROOT / "prompts")
 

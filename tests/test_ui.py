@@ -70,7 +70,7 @@ def registered_assets() -> list[str]:
 PREPARE = r"""
 import importlib, sys
 from dagster import AssetKey, DagsterInstance
-from dataset_assets.partitions import crawl_shards
+from dataset_assets.graph import crawl_shards
 
 module, shards, fresh, target = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 defs = importlib.import_module(module).defs

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import xxhash
 
-from dataset_assets.extract import fold
+from dataset_assets.crawl.extract import fold
 
 # Parquet footer key of a signature file: the parameters it was made with (see MinHashParams.key).
 PARAMS_KEY = "minhash_params"

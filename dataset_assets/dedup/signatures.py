@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 import pyarrow as pa
 
 from dataset_assets.dedup.minhash import MinHasher, MinHashParams, word_shingles
-from dataset_assets.extract import fold, folded_hash
+from dataset_assets.crawl.extract import fold, folded_hash
 
 BASE_FIELDS = [
     ("id", pa.string()),

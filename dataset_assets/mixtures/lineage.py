@@ -7,7 +7,7 @@ from typing import Optional
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from dataset_assets.mixtures.build import partition_version
+from dataset_assets.mixtures.upstream import partition_version
 from dataset_assets.mixtures.pull import MIXTURES, parquet_files, resolve
 from resources.lake import Lake
 

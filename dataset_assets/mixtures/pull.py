@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
+from dataset_assets import settings
 from resources.lake import Lake
 
 MIXTURES = "mixtures"
@@ -194,14 +195,14 @@ def pull(lake: Lake, spec: str, dest: str | os.PathLike) -> Path:
 
 
 def default_lake() -> Lake:
-    from dataset_assets import settings
-
-    # Credentials come from the usual AWS environment variables through pyarrow's own lookup.
-    return Lake(root=settings.lake_root(), s3_endpoint_url=os.environ.get("S3_ENDPOINT_URL"), aws_region=os.environ.get("AWS_REGION"))
+    """The lake outside Dagster (a training job): the same root and S3 location as the code location's
+    `lake` resource (`defs/resources.py: lake_resource`); credentials come from the usual AWS
+    environment variables through pyarrow's own lookup, as no Dagster EnvVar resolves here."""
+    return Lake(root=settings.lake_root(), **settings.s3_location())
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("MIXTURE_CACHE") or Path.home() / ".cache" / "dataset_assets" / "mixtures")
+    return settings.mixture_cache_dir()
 
 
 def load_mixture(

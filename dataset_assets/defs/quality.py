@@ -11,16 +11,14 @@ import numpy as np
 from dagster import AssetExecutionContext, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
 
 from dataset_assets import settings
-from dataset_assets.assets.crawl import crawl_docs
+from dataset_assets.graph import CRAWL_DOCS
 from dataset_assets.quality import classifier
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec, model_digest
 from dataset_assets.quality.reference import reference_documents
+from dataset_assets.quality.store import CALIBRATION, MODEL, fetch_model, sample_crawl_docs
 from resources.default_model import file_sha256
-from resources.lake import Lake, open_filesystem
+from resources.lake import Lake
 
-ASSET = "quality_classifier"
-MODEL = [ASSET, "model.bin"]
-CALIBRATION = [ASSET, "calibration.json"]
 
 
 class QualityClassifierConfig(Config):
@@ -46,33 +44,8 @@ class QualityClassifierConfig(Config):
     seed: int = 0
 
 
-def sample_crawl_docs(lake: Lake, limit: int, seed: int) -> tuple[list[str], list[str], list[str]]:
-    """(texts, crawls, shards) of at most `limit` crawl documents, sampled with `seed` (the same
-    documents whatever columns are read: the sample is drawn over positions)."""
-    texts: list[str] = []
-    crawls: list[str] = []
-    shards: list[str] = []
-    for shard in lake.partition_values("crawl_docs", "shard"):
-        table = lake.read_partition("crawl_docs", {"shard": shard}, columns=["text", "crawl"])
-        texts.extend(table.column("text").to_pylist())
-        crawls.extend(table.column("crawl").to_pylist())
-        shards.extend([shard] * table.num_rows)
-    if len(texts) > limit:
-        picked = random.Random(seed).sample(range(len(texts)), limit)
-        texts, crawls, shards = ([column[i] for i in picked] for column in (texts, crawls, shards))
-    return texts, crawls, shards
-
-
-def fetch_model(path: str, local_file: str) -> str:
-    fs, inner = open_filesystem(path)
-    with fs.open_input_stream(inner) as src, open(local_file, "wb") as dst:
-        while chunk := src.read(1 << 22):
-            dst.write(chunk)
-    return local_file
-
-
 @asset(
-    deps=[crawl_docs],
+    deps=[CRAWL_DOCS],
     group_name="quality",
     kinds={"fasttext"},
     code_version="1",
@@ -165,17 +138,3 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         },
         data_version=DataVersion(digest),
     )
-
-
-def load_quality_model(lake: Lake, local_dir: str):
-    """The lake's model and calibration, ready to score: the stored fastText model, or the Hugging
-    Face model the calibration names."""
-    if not lake.exists(CALIBRATION):
-        raise Failure(f"no quality model at {lake.uri(*CALIBRATION)}: materialise quality_classifier first")
-    calibration = lake.get_json(CALIBRATION)
-    if calibration.get("kind") == "huggingface":
-        spec = calibration["huggingface"]
-        return HFClassifier(HFScorerSpec(**{**spec, "score_range": tuple(spec["score_range"])})), calibration
-    if not lake.exists(MODEL):
-        raise Failure(f"no quality model at {lake.uri(*MODEL)}: materialise quality_classifier first")
-    return classifier.load(lake.download(MODEL, os.path.join(local_dir, "model.bin"))), calibration

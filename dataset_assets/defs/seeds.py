@@ -14,19 +14,18 @@ from dagster import (
     AssetExecutionContext,
     Config,
     DataVersion,
+    Failure,
     MaterializeResult,
     MetadataValue,
     asset,
 )
 
-from dataset_assets.assets.crawl import crawl_docs
-from dataset_assets.assets.dedup import dedup_clusters
-from dataset_assets.assets.quality import load_quality_model, quality_classifier
-from dataset_assets.partitions import crawl_shards
+from dataset_assets.graph import CRAWL_DOCS, DEDUP_CLUSTERS, QUALITY_CLASSIFIER, crawl_shards
 from dataset_assets.progress import Progress
 from dataset_assets.dedup.store import DEDUP_FINGERPRINT, NOT_COVERED, decisions_for_shard
 from dataset_assets.quality.heuristics import GopherRules
-from dataset_assets.seeds import KEPT_FINGERPRINT, SEED_SCHEMA, KeepRule, select_seeds, table_kept_fingerprint
+from dataset_assets.quality.store import QualityModelMissing, load_quality_model
+from dataset_assets.quality.seeds import KEPT_FINGERPRINT, SEED_SCHEMA, KeepRule, select_seeds, table_kept_fingerprint
 from resources.lake import Lake
 
 ASSET = "seeds"
@@ -84,7 +83,7 @@ def kept_share_check(kept: int, documents: int, expected: float, ratio: float, m
 
 @asset(
     partitions_def=crawl_shards,
-    deps=[crawl_docs, quality_classifier, dedup_clusters],
+    deps=[CRAWL_DOCS, QUALITY_CLASSIFIER, DEDUP_CLUSTERS],
     group_name="quality",
     kinds={"parquet"},
     code_version="1",
@@ -116,7 +115,10 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
         )
     progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
     with tempfile.TemporaryDirectory() as tmp:
-        model, calibration = load_quality_model(lake, tmp)
+        try:
+            model, calibration = load_quality_model(lake, tmp)
+        except QualityModelMissing as exc:
+            raise Failure(str(exc)) from exc
         by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
         scored = []
         for batch in docs.to_batches(max_chunksize=2048):

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 import pyarrow as pa
 
-from dataset_assets.documents import DOCUMENT_SCHEMA
+from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
 from dataset_assets.quality import classifier
 from dataset_assets.quality.heuristics import GopherRules, gopher_reason
 

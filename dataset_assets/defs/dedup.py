@@ -7,6 +7,7 @@ records which decisions it applied, so a clustering that changes a shard's decis
 that shard's seeds outdated (see `dedup_seeds_sensor` and the nightly backfill).
 """
 
+import hashlib
 import json
 from collections import Counter
 from typing import Optional
@@ -23,11 +24,15 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    StaticPartitionsDefinition,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    DefaultSensorStatus,
+    sensor,
     asset,
 )
 
-from dataset_assets.assets.crawl import crawl_docs
 from dataset_assets.dedup import buckets as bucket_stage
 from dataset_assets.dedup.clusters import ClusterStats, cluster, largest_clusters, shard_fingerprints, size_distribution
 from dataset_assets.dedup.minhash import PARAMS_KEY, MinHashParams
@@ -39,18 +44,17 @@ from dataset_assets.dedup.store import (
     FINGERPRINTS_KEY,
     SIGNATURES,
     ParameterMismatch,
+    cluster_fingerprints,
     footer,
     read_signature_keys,
+    seeds_needing_dedup,
 )
-from dataset_assets.partitions import crawl_shards
+from dataset_assets.graph import BAND_GROUPS, CRAWL_DOCS, SEEDS, crawl_shards, dedup_bands
+from dataset_assets.in_flight import in_flight_partitions
 from dataset_assets.progress import Progress
 from dataset_assets.stats.plots import cluster_sizes_png, png_markdown
 from resources.lake import Lake
 
-# Band partitions: the exact key plus BAND_GROUPS groups of LSH bands (band b in group b % BAND_GROUPS),
-# fixed when the definitions load; with the default 14 bands each group is one band.
-BAND_GROUPS = 14
-dedup_bands = StaticPartitionsDefinition(bucket_stage.partition_names(BAND_GROUPS))
 GROUP = "dedup"
 
 # Run when an upstream partition updates, without waiting for every shard to have one: a registered
@@ -92,7 +96,7 @@ def _covered(lake: Lake) -> list[str]:
 
 @asset(
     partitions_def=crawl_shards,
-    deps=[crawl_docs],
+    deps=[CRAWL_DOCS],
     group_name=GROUP,
     kinds={"parquet"},
     code_version="1",
@@ -186,7 +190,7 @@ def _read_buckets(lake: Lake, params: MinHashParams) -> tuple[pa.Table, list[str
 
 
 @asset(
-    deps=[dedup_buckets, AssetDep(crawl_docs, partition_mapping=AllPartitionMapping())],
+    deps=[dedup_buckets, AssetDep(CRAWL_DOCS, partition_mapping=AllPartitionMapping())],
     group_name=GROUP,
     kinds={"parquet"},
     code_version="1",
@@ -237,4 +241,33 @@ def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: 
             "plot_path": MetadataValue.path(lake.uri(CLUSTERS, "cluster_sizes.png")),
         },
         data_version=DataVersion(written.data_version),
+    )
+
+
+@sensor(
+    asset_selection=AssetSelection.assets(SEEDS),
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="When dedup_clusters change, requests seeds for exactly the shards whose dedup decisions changed "
+    "(or that have no seeds yet).",
+)
+def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
+    fingerprints = cluster_fingerprints(lake)
+    if fingerprints is None:
+        return SkipReason("dedup_clusters has not been materialised yet")
+    state = hashlib.sha256(repr(sorted(fingerprints.items())).encode()).hexdigest()[:16]
+    if state == context.cursor:
+        return SkipReason("dedup_clusters unchanged since the last tick")
+    needed = seeds_needing_dedup(lake, sorted(fingerprints))
+    # A seeds partition an unfinished run or backfill already covers (the nightly backfill builds seeds
+    # after the clusters) is left to it; the cursor then stays, so the next tick looks again.
+    busy = {k.partition_key for k in in_flight_partitions(context.instance, context.repository_def.asset_graph) if k.asset_key == SEEDS}
+    requested = sorted(shard for shard in needed if shard not in busy)
+    context.log.info(
+        f"dedup clusters {state}: seeds of {len(needed)} of {len(fingerprints)} shards to (re)build, "
+        f"{len(needed) - len(requested)} of them already in an unfinished run or backfill"
+    )
+    return SensorResult(
+        run_requests=[RunRequest(partition_key=shard, run_key=f"dedup:{shard}:{fingerprints[shard]}") for shard in requested],
+        cursor=state if len(requested) == len(needed) else context.cursor,
     )

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
-from dataset_assets.postfilters import REASONS as POSTFILTER_REASONS
+from dataset_assets.rephrase.postfilters import REASONS as POSTFILTER_REASONS
 
 # The order of every drop reason of a rephrased row: generation and format first (postfilters),
 # then the text checks, then the partition check; a row's drop_reason is the first it failed.

@@ -9,8 +9,8 @@ from typing import IO, Callable, Optional, Union
 
 import pyarrow as pa
 
-from dataset_assets.documents import DocumentRules, DocumentStats, ShardInfo, build_documents
-from dataset_assets.readers import ReadReport, crawl_name, read_jsonl, read_parquet, read_warc, shard_format
+from dataset_assets.crawl.documents import DocumentRules, DocumentStats, ShardInfo, build_documents
+from dataset_assets.crawl.readers import ReadReport, crawl_name, read_jsonl, read_parquet, read_warc, shard_format
 
 # A record larger than this is dropped as `too_large` before any parsing.
 MAX_RECORD_BYTES = 8 * 1024 * 1024

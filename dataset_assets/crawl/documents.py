@@ -9,9 +9,9 @@ from typing import Optional, Union
 
 import pyarrow as pa
 
-from dataset_assets import langid
-from dataset_assets.extract import cap_text, content_hash, html_to_text, normalise_text, stable_id
-from dataset_assets.readers import RawRecord, Skipped
+from dataset_assets.crawl import langid
+from dataset_assets.crawl.extract import cap_text, content_hash, html_to_text, normalise_text, stable_id
+from dataset_assets.crawl.readers import RawRecord, Skipped
 
 DOCUMENT_SCHEMA = pa.schema(
     [

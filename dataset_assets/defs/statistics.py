@@ -1,24 +1,16 @@
 """Unigram count vectors per corpus partition, and `corpus_stats`: each corpus against each reference."""
 
 
-import bz2
-import gzip
 import hashlib
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import pyarrow.compute as pc
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 from dagster import (
     AllPartitionMapping,
     AssetDep,
     AssetExecutionContext,
-    AssetKey,
     AssetSelection,
     AutomationCondition,
     Config,
@@ -34,40 +26,19 @@ from dagster import (
 )
 
 from dataset_assets import settings
-from dataset_assets.assets.crawl import crawl_docs
-from dataset_assets.assets.seeds import seeds
-from dataset_assets.partitions import crawl_shards, rephrased_partitions
+from dataset_assets.graph import CRAWL_DOCS, MIXTURES, REPHRASED, SEEDS, crawl_shards, rephrased_partitions
 from dataset_assets.progress import Progress
-from dataset_assets.quality.reference import wikitext_articles
-from dataset_assets.stats import STATS_SCHEMA, Corpus, corpus_rows, rows_table
+from dataset_assets.stats import STATS_SCHEMA, corpus_rows, rows_table
+from dataset_assets.stats.corpora import STATS, StaleVectors, gather_corpora, lake_texts, synthetic_quality, top_tokens_markdown
 from dataset_assets.stats.divergence import DEFAULT_ALPHA, ZIPF_MAX_RANK, smoothing_note
 from dataset_assets.stats.plots import kl_png, png_markdown, zipf_png
-from dataset_assets.stats.synthetic import markdown_table, mixture_quality, quality_png, strategy_quality
-from dataset_assets.stats.unigrams import COUNTS_SCHEMA, StoredCounts, count_unigrams, counts_batches, counts_from_table, counts_metadata
+from dataset_assets.stats.references import reference_corpus_documents, reference_sources
+from dataset_assets.stats.synthetic import markdown_table
+from dataset_assets.stats.unigrams import COUNTS_SCHEMA, count_unigrams, counts_batches, counts_metadata
 from resources.lake import Lake
-from resources.paths import sanitise_shard_key
 from resources.tokenizer import TokenizerResource
 
 GROUP = "statistics"
-STATS = "corpus_stats"
-MAX_DOCUMENT_CHARS = 1 << 20  # a longer blank-line block is cut at a line boundary; counts are unaffected
-
-
-# -- reference corpora: one per file or folder in settings.references_dir() ------------------------
-def reference_name(path: Path) -> str:
-    name = path.name
-    for suffix in (".gz", ".bz2", ".txt", ".text", ".raw"):
-        name = name.removesuffix(suffix)
-    return sanitise_shard_key(name)
-
-
-def reference_sources(directory: str) -> dict[str, Path]:
-    """Partition key -> file or folder. A missing directory means no references, not an error at import."""
-    root = Path(directory)
-    if not root.is_dir():
-        return {}
-    entries = sorted(p for p in root.iterdir() if not p.name.startswith((".", "_")))
-    return {reference_name(p): p for p in entries}
 
 
 # Reference corpora (e.g. WikiText-2 test) found when the code location loads: one partition per file
@@ -75,54 +46,7 @@ def reference_sources(directory: str) -> dict[str, Path]:
 references = StaticPartitionsDefinition(sorted(reference_sources(settings.references_dir())))
 
 
-def _open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    if path.suffix == ".bz2":
-        return bz2.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
-
-
-def blank_line_documents(lines: Iterator[str], max_chars: int = MAX_DOCUMENT_CHARS) -> Iterator[str]:
-    block: list[str] = []
-    size = 0
-    for line in lines:
-        if line.strip():
-            block.append(line)
-            size += len(line)
-        if block and (not line.strip() or size >= max_chars):
-            yield "".join(block).strip()
-            block, size = [], 0
-    if block:
-        yield "".join(block).strip()
-
-
-def reference_documents(path: Path) -> Iterator[str]:
-    """Documents of a reference file (or every file of a folder), streamed.
-
-    WikiText files are detokenised into articles (` @-@ `, ` , ` and `<unk>` undone) so the divergence
-    measures language, not WikiText's preprocessing; other text splits on blank lines.
-    """
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
-    for file in files:
-        with _open_text(file) as f:
-            yield from (wikitext_articles(f) if "wikitext" in file.name.lower() else blank_line_documents(f))
-
-
 # -- counting --------------------------------------------------------------------------------------
-def lake_texts(lake: Lake, asset_name: str, partition: Mapping[str, str], kept_only: bool, rows_read: list[int]) -> Iterator[list[str]]:
-    columns = ["text", "kept"] if kept_only else ["text"]
-    for batch in lake.iter_partition_batches(asset_name, partition, columns=columns):
-        rows_read[0] += batch.num_rows
-        if kept_only:
-            batch = batch.filter(pc.fill_null(batch.column("kept"), False))
-        yield [t for t in batch.column("text").to_pylist() if t]
-
-
-def partition_rows(lake: Lake, asset_name: str, partition: Mapping[str, str]) -> int:
-    return sum(pq.ParquetFile(lake.fs.open_input_file(f)).metadata.num_rows for f in lake.partition_files(asset_name, partition))
-
-
 def require_partition(lake: Lake, asset_name: str, partition: Mapping[str, str]) -> None:
     if not lake.has_partition(asset_name, partition):
         raise Failure(
@@ -188,7 +112,7 @@ def count_lake_partition(
     def texts(read: list[int]) -> Iterator[list[str]]:
         return lake_texts(lake, upstream, partition, kept_only, read)
 
-    total = partition_rows(lake, upstream, partition)
+    total = lake.partition_rows(upstream, partition)
     return count_and_write(context, lake, tokenizer, asset_name, partition, texts, total)
 
 
@@ -196,13 +120,13 @@ def count_lake_partition(
 COMMON = dict(group_name=GROUP, kinds={"parquet"}, code_version="1", automation_condition=AutomationCondition.eager())
 
 
-@asset(partitions_def=crawl_shards, deps=[crawl_docs], description="Token counts of every crawl document of a shard.", **COMMON)
+@asset(partitions_def=crawl_shards, deps=[CRAWL_DOCS], description="Token counts of every crawl document of a shard.", **COMMON)
 def natural_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
     partition = {"shard": context.partition_key}
     return count_lake_partition(context, lake, tokenizer, "natural_unigrams", "crawl_docs", partition, kept_only=False)
 
 
-@asset(partitions_def=crawl_shards, deps=[seeds], description="Token counts of the kept seed documents of a shard.", **COMMON)
+@asset(partitions_def=crawl_shards, deps=[SEEDS], description="Token counts of the kept seed documents of a shard.", **COMMON)
 def seed_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
     partition = {"shard": context.partition_key}
     return count_lake_partition(context, lake, tokenizer, "seed_unigrams", "seeds", partition, kept_only=True)
@@ -210,7 +134,7 @@ def seed_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: Tokeniz
 
 @asset(
     partitions_def=rephrased_partitions,
-    deps=[AssetKey("rephrased")],
+    deps=[REPHRASED],
     description="Token counts of the kept rephrased documents of a shard x strategy partition.",
     **COMMON,
 )
@@ -229,7 +153,7 @@ def reference_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: To
 
     def texts(read: list[int]) -> Iterator[list[str]]:
         batch: list[str] = []
-        for doc in reference_documents(source):
+        for doc in reference_corpus_documents(source):
             read[0] += 1
             batch.append(doc)
             if len(batch) >= tokenizer.batch_size:
@@ -240,92 +164,9 @@ def reference_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: To
     return count_and_write(context, lake, tokenizer, "reference_unigrams", {"reference": name}, texts, None, "documents read")
 
 
-# -- corpus_stats ----------------------------------------------------------------------------------
-# How the lake's count vectors become corpora: (unigram asset, kind, corpus name of a partition).
-# Another kind of corpus (mixtures) is one more line here and, if derived, one entry in SOURCES.
-FAMILIES: list[tuple[str, str, Callable[[Mapping[str, str]], str]]] = [
-    ("natural_unigrams", "natural", lambda keys: "natural"),
-    ("seed_unigrams", "seeds", lambda keys: "seeds"),
-    ("rephrased_unigrams", "strategy", lambda keys: keys["strategy"]),
-    ("reference_unigrams", "reference", lambda keys: keys["reference"]),
-    # Written by the mixtures asset for every version it publishes.
-    ("mixture_unigrams", "mixture", lambda keys: f"{keys['mixture']}@{keys['version']}"),
-]
-# kind -> the family its support shrinkage is measured against, summed over the same shards.
-SOURCES = {"strategy": "seeds"}
-
-
 class CorpusStatsConfig(Config):
     smoothing_alpha: float = DEFAULT_ALPHA  # Lidstone pseudo-count per vocabulary id on the corpus side of KL
     top_k: int = 20  # tokens listed per row as the largest contributors to KL
-
-
-def stored_partitions(lake: Lake, asset_name: str) -> list[dict[str, str]]:
-    """Hive keys of every partition of an asset holding a finished part file, at any depth."""
-    base = lake.path(asset_name)
-    infos = lake.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    found: dict[tuple, dict[str, str]] = {}
-    for info in infos:
-        if info.type != pafs.FileType.File or not (info.base_name.startswith("part-") and info.base_name.endswith(".parquet")):
-            continue
-        directories = info.path[len(base) :].strip("/").split("/")[:-1]
-        if directories and all("=" in d for d in directories):
-            keys = dict(d.split("=", 1) for d in directories)
-            found[tuple(keys.items())] = keys
-    return [found[k] for k in sorted(found)]
-
-
-def stored_vectors(lake: Lake, asset_name: str) -> Iterator[tuple[dict[str, str], StoredCounts]]:
-    """Every count vector of an asset with its Hive keys, one at a time."""
-    for keys in stored_partitions(lake, asset_name):
-        yield keys, counts_from_table(lake.read_partition(asset_name, keys))
-
-
-class StaleVectors(Exception):
-    pass
-
-
-def gather_corpora(lake: Lake, tokenizer_fingerprint: str, vocab_size: int) -> list[Corpus]:
-    """Corpora in FAMILIES order, each the sum of its partitions' vectors; memory O(vocab x corpora)."""
-    corpora: dict[tuple[str, str], Corpus] = {}
-    stale: list[str] = []
-    for asset_name, kind, name_of in FAMILIES:
-        for keys, stored in stored_vectors(lake, asset_name):
-            if stored.fingerprint != tokenizer_fingerprint or stored.vocab_size != vocab_size:
-                stale.append(f"{asset_name} {keys} (tokenizer {stored.tokenizer}, vocab {stored.vocab_size})")
-                continue
-            name = name_of(keys)
-            corpus = corpora.setdefault((kind, name), Corpus(name, kind, np.zeros(vocab_size, dtype=np.int64)))
-            corpus.counts += stored.counts.counts
-            corpus.documents += stored.counts.documents
-            corpus.partitions.append(keys)
-    if stale:
-        raise StaleVectors(stale)
-    ordered = sorted(corpora.values(), key=lambda c: ([k for _, k, _ in FAMILIES].index(c.kind), c.name))
-    attach_sources(lake, ordered, vocab_size)
-    return ordered
-
-
-def attach_sources(lake: Lake, corpora: list[Corpus], vocab_size: int) -> None:
-    """Give each derived corpus its source summed over exactly the shards it covers."""
-    assets = {kind: asset_name for asset_name, kind, _ in FAMILIES}
-    summed: dict[tuple[str, frozenset], Corpus] = {}  # strategies usually share one shard set: one pass
-    for corpus in corpora:
-        source_kind = SOURCES.get(corpus.kind)
-        if source_kind is None:
-            continue
-        shards = frozenset(p["shard"] for p in corpus.partitions)
-        if (source_kind, shards) not in summed:
-            source = Corpus(source_kind, source_kind, np.zeros(vocab_size, dtype=np.int64))
-            for keys, stored in stored_vectors(lake, assets[source_kind]):
-                if keys.get("shard") in shards:
-                    source.counts += stored.counts.counts
-                    source.documents += stored.counts.documents
-                    source.partitions.append(keys)
-            summed[(source_kind, shards)] = source
-        source = summed[(source_kind, shards)]
-        if len(source.partitions) == len(shards):  # a shard without source counts would inflate the shrinkage
-            corpus.source = source
 
 
 def table_metadata(rows: list[dict]) -> MetadataValue:
@@ -341,40 +182,13 @@ def table_metadata(rows: list[dict]) -> MetadataValue:
     return MetadataValue.table(records, schema)
 
 
-def top_tokens_markdown(rows: list[dict], per_row: int = 5) -> str:
-    lines = ["| corpus | reference | tokens most under-represented (p_ref vs p_corpus) |", "|---|---|---|"]
-    for r in rows:
-        if r["reference"] and r["corpus"] != r["reference"]:
-            tops = json.loads(r["top_kl_tokens"])[:per_row]
-            cell = ", ".join(f"`{t['token']!r}` ({t['p_ref']:.2%} vs {t['p_corpus']:.2%})" for t in tops)
-            lines.append(f"| {r['corpus']} | {r['reference']} | {cell.replace('|', '&#124;')} |")
-    return "\n".join(lines)
-
-
-def synthetic_quality(lake: Lake) -> tuple[dict, bytes]:
-    """Per-strategy and per-mixture-version quality of the generated text, from the measures every
-    finished rephrased partition wrote (rephrased_unigrams is upstream of this asset, and the
-    manifests it reads come with those partitions); written beside the corpus table."""
-    from dataset_assets.mixtures.pull import finished_versions, mixture_names
-    from dataset_assets.rephrase import finished_partitions
-
-    strategies = strategy_quality(finished_partitions(lake))
-    by_strategy = {r["strategy"]: r for r in strategies}
-    versions = [(name, v, m) for name in mixture_names(lake) for v, m in finished_versions(lake, name).items()]
-    quality = {"strategies": strategies, "mixtures": mixture_quality(versions, by_strategy)}
-    plot = quality_png(strategies)
-    lake.put_json([STATS, "synthetic_quality.json"], quality)
-    lake.put_bytes([STATS, "quality.png"], plot)
-    return quality, plot
-
-
 @asset(
     # It also reads the unigram counts `mixtures` writes for each published version: an edge of the
     # graph, which the cron condition ignores (mixtures are published when asked, not nightly).
     deps=[natural_unigrams, seed_unigrams, rephrased_unigrams, reference_unigrams,
-          AssetDep("mixtures", partition_mapping=AllPartitionMapping())],
+          AssetDep(MIXTURES, partition_mapping=AllPartitionMapping())],
     # Refreshed on its own cadence (a cheap full recompute), not on every upstream partition.
-    automation_condition=AutomationCondition.on_cron("0 4 * * *").ignore(AssetSelection.assets("mixtures")),
+    automation_condition=AutomationCondition.on_cron("0 4 * * *").ignore(AssetSelection.assets(MIXTURES)),
     group_name=GROUP,
     kinds={"parquet"},
     code_version="1",

@@ -9,31 +9,20 @@ which is what the single-run backfill policy and the UI's backfill page need.
 import datetime
 from typing import Optional
 
-from dagster import (
-    AssetKey,
-    AssetSelection,
-    DagsterInstance,
-    DefaultSensorStatus,
-    PartitionKeyRange,
-    RunRequest,
-    RunsFilter,
-    SensorEvaluationContext,
-    SensorResult,
-    SkipReason,
-    sensor,
-)
-from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset
-from dagster._core.definitions.events import AssetKeyPartitionKey
-from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
-from dagster._core.storage.dagster_run import NOT_FINISHED_STATUSES
-from dagster._utils.schedules import get_latest_completed_cron_tick, get_next_cron_tick
+from dagster import AssetKey, AssetSelection, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from dataset_assets import settings
-from dataset_assets.assets.dedup import dedup_bands
-from dataset_assets.dedup.store import BUCKETS, CLUSTERS, SIGNATURES
+from dataset_assets.dagster_internals import (
+    AssetGraphSubset,
+    AssetKeyPartitionKey,
+    BulkActionsFilter,
+    get_latest_completed_cron_tick,
+    get_next_cron_tick,
+)
+from dataset_assets.graph import CRAWL_DOCS, DEDUP_BUCKETS, DEDUP_CLUSTERS, DEDUP_SIGNATURES, REPHRASED, SEEDS, crawl_shards, dedup_bands, rephrased_partitions
+from dataset_assets.in_flight import UNFINISHED_BACKFILLS, in_flight_partitions
 from dataset_assets.status import graph_status
-from dataset_assets.partitions import crawl_shards, rephrased_partitions
-from dataset_assets.strategies import load_strategies
+from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
 from resources.llm import LLMEngine
 
@@ -52,37 +41,7 @@ def needed_partitions(lake: Lake, shards: list[str], engine_generator: str) -> s
     return wanted
 
 
-# Backfills that may still launch runs: their targets are not ours to launch again.
-UNFINISHED_BACKFILLS = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]
 NIGHTLY_TAG = "nightly_backfill"
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-
-
-def in_flight_partitions(instance: DagsterInstance, asset_graph) -> set[AssetKeyPartitionKey]:
-    """Partitions an unfinished backfill targets or an unfinished run (queued or started) covers.
-
-    The nightly backfill leaves them out: launching them again would materialise a partition twice
-    at once (last night's backfill still running, a run the automation sensor started, a UI backfill).
-    """
-    busy: set[AssetKeyPartitionKey] = set()
-    for backfill in instance.get_backfills(filters=BulkActionsFilter(statuses=UNFINISHED_BACKFILLS)):
-        data = backfill.asset_backfill_data
-        if data is not None:
-            busy.update(data.target_subset.iterate_asset_partitions())
-    for run in instance.get_runs(filters=RunsFilter(statuses=NOT_FINISHED_STATUSES)):
-        for key in run.asset_selection or []:
-            if not asset_graph.has(key):
-                continue
-            pdef = asset_graph.get(key).partitions_def
-            if pdef is None:
-                continue
-            if run.tags.get("dagster/partition"):
-                busy.add(AssetKeyPartitionKey(key, run.tags["dagster/partition"]))
-            elif run.tags.get(RANGE_START) and run.tags.get(RANGE_END):
-                span = PartitionKeyRange(run.tags[RANGE_START], run.tags[RANGE_END])
-                keys = pdef.get_partition_keys_in_range(span, dynamic_partitions_store=instance)
-                busy.update(AssetKeyPartitionKey(key, k) for k in keys)
-    return busy
 
 
 def due_slot(cron: str, now: datetime.datetime, cursor: Optional[str]) -> tuple[Optional[float], str]:
@@ -96,7 +55,7 @@ def due_slot(cron: str, now: datetime.datetime, cursor: Optional[str]) -> tuple[
 
 @sensor(
     name="nightly_backfill",
-    asset_selection=AssetSelection.assets("crawl_docs", SIGNATURES, BUCKETS, CLUSTERS, "seeds", "rephrased"),
+    asset_selection=AssetSelection.assets(CRAWL_DOCS, DEDUP_SIGNATURES, DEDUP_BUCKETS, DEDUP_CLUSTERS, SEEDS, REPHRASED),
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description=f"At each slot of the cron {settings.backfill_cron()!r} (UTC; NIGHTLY_BACKFILL_CRON): backfill missing "

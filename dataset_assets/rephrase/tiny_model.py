@@ -14,7 +14,7 @@ from dataset_assets import settings
 
 
 def default_tokenizer_json() -> str:
-    return str(settings.PROJECT_ROOT.parent / "shared" / "data" / "tokenizers" / "gpt2-tokenizer.json")
+    return str(settings.GPT2_TOKENIZER)
 
 
 # Plain role markers, one turn per block; assistant turns end with eos.

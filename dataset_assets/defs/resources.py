@@ -8,14 +8,16 @@ or on a vLLM server fleet when REPHRASE_ENGINE is a URL.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Optional
 
-from dagster import EnvVar
+from dagster import Definitions, EnvVar, definitions
 
 from dataset_assets import settings
 from resources.lake import Lake
 from resources.landing import CrawlLanding
-from resources.llm import LLMEngine, OpenAIEndpointEngine, VllmEngine
+from resources.endpoint import OpenAIEndpointEngine
+from resources.llm import LLMEngine, VllmEngine
 from resources.tokenizer import TokenizerResource
 
 PROFILES = ("local", "prod")
@@ -23,15 +25,18 @@ PROFILES = ("local", "prod")
 
 def s3_options() -> dict:
     """S3 endpoint and credentials: credentials only ever as EnvVar, read when the resource starts."""
-    options: dict = {}
-    if os.environ.get("S3_ENDPOINT_URL"):
-        options["s3_endpoint_url"] = os.environ["S3_ENDPOINT_URL"]
-    if os.environ.get("AWS_REGION"):
-        options["aws_region"] = os.environ["AWS_REGION"]
-    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+    options: dict = settings.s3_location()
+    if settings.has_s3_credentials():
         options["aws_access_key_id"] = EnvVar("AWS_ACCESS_KEY_ID")
         options["aws_secret_access_key"] = EnvVar("AWS_SECRET_ACCESS_KEY")
     return options
+
+
+def lake_resource(root: Optional[str] = None) -> Lake:
+    """The `lake` resource (DATASET_LAKE unless `root` is given; a local path is made absolute):
+    the one constructor the code location and the CLI share."""
+    root = root or settings.lake_root()
+    return Lake(root=root if "://" in root else str(Path(root).resolve()), **s3_options())
 
 
 def build_engine(profile: str = "local") -> LLMEngine:
@@ -39,19 +44,19 @@ def build_engine(profile: str = "local") -> LLMEngine:
     engine, model = settings.rephrase_engine(), settings.rephrase_model()
     if engine.startswith(("http://", "https://")):
         options: dict = {"base_url": engine, "model": model}
-        if os.environ.get("REPHRASE_API_KEY"):
+        if settings.has_api_key():
             options["api_key"] = EnvVar("REPHRASE_API_KEY")
-        if os.environ.get("REPHRASE_TOKENIZER"):
-            options["tokenizer_path"] = os.environ["REPHRASE_TOKENIZER"]
-        if os.environ.get("REPHRASE_CONCURRENCY"):
-            options["max_concurrency"] = int(os.environ["REPHRASE_CONCURRENCY"])
+        if settings.rephrase_tokenizer():
+            options["tokenizer_path"] = settings.rephrase_tokenizer()
+        if settings.rephrase_concurrency():
+            options["max_concurrency"] = settings.rephrase_concurrency()
         return OpenAIEndpointEngine(**options)
     if engine != "vllm":
         raise ValueError(f"REPHRASE_ENGINE={engine!r}: use 'vllm' or the base URL of an OpenAI-compatible endpoint")
     prepare = settings.uses_default_model()  # SmolLM2-135M-Instruct from its PyPI wheel, on first use
     if profile == "prod" or settings.has_gpu():
         return VllmEngine(
-            model=model, prepare_default=prepare, tensor_parallel_size=int(os.environ.get("REPHRASE_TENSOR_PARALLEL", "1"))
+            model=model, prepare_default=prepare, tensor_parallel_size=settings.tensor_parallel()
         )
     # vllm-cpu: a 1 GiB KV cache, no graph compilation, and every core for the engine.
     return VllmEngine(
@@ -76,7 +81,7 @@ def build_resources(profile: str) -> dict[str, Any]:
         )
     s3 = s3_options()
     return {
-        "lake": Lake(root=lake_root, **s3),
+        "lake": lake_resource(lake_root),
         "landing": CrawlLanding(location=landing, **s3),
         "engine": build_engine(profile),
         "tokenizer": TokenizerResource(path=settings.tokenizer_path(), prepare_default=settings.prepares_stats_tokenizer()),
@@ -95,6 +100,13 @@ def build_executor(profile: str) -> Optional[Any]:
         {
             "env_vars": ["DAGSTER_DEPLOYMENT", "DATASET_LAKE", "CRAWL_LANDING", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                          "AWS_REGION", "S3_ENDPOINT_URL", "REPHRASE_ENGINE", "REPHRASE_MODEL", "REPHRASE_API_KEY"],
-            "max_concurrent": int(os.environ.get("DAGSTER_K8S_MAX_CONCURRENT", "16")),
+            "max_concurrent": settings.k8s_max_concurrent(),
         }
     )
+
+
+@definitions
+def deployment() -> Definitions:
+    """The resources and executor of the profile DAGSTER_DEPLOYMENT names, for the whole code location."""
+    profile = settings.deployment()
+    return Definitions(resources=build_resources(profile), executor=build_executor(profile))

@@ -25,11 +25,10 @@ from dagster import (
 )
 
 from dataset_assets import settings
-from dataset_assets.assets.seeds import seeds
-from dataset_assets.partitions import rephrased_partitions
+from dataset_assets.graph import SEEDS, rephrased_partitions
 from dataset_assets.progress import Progress
-from dataset_assets.rephrase import ASSET, PartitionStats, rephrase_partition, with_output_cap
-from dataset_assets.strategies import load_strategies
+from dataset_assets.rephrase.generate import ASSET, PartitionStats, rephrase_partition, with_output_cap
+from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
 from resources.llm import LLMEngine
 
@@ -69,7 +68,7 @@ def cost_per_billion(engine_seconds: float, completion_tokens: int, gpu_hour_pri
 
 @asset(
     partitions_def=rephrased_partitions,
-    deps=[AssetDep(seeds, partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="shard"))],
+    deps=[AssetDep(SEEDS, partition_mapping=MultiToSingleDimensionPartitionMapping(partition_dimension_name="shard"))],
     backfill_policy=BackfillPolicy.single_run(),
     # A new shard's seeds flow on to every strategy without anyone clicking; never twice at once.
     automation_condition=AutomationCondition.eager(),

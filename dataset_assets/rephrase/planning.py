@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from dataset_assets.rephrase import partition_status, with_output_cap
-from dataset_assets.strategies import Strategy
+from dataset_assets.rephrase.generate import partition_status, with_output_cap
+from dataset_assets.rephrase.strategies import Strategy
 
 
 def rectangles(needed: set[tuple[str, str]], shard_order: list[str], strategy_order: list[str]) -> list[tuple[list[str], list[str]]]:

@@ -19,11 +19,11 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from dataset_assets.langid import language_probabilities  # lid.176, loaded on first use
-from dataset_assets.postfilters import postfilter_flags, strip_preambles
-from dataset_assets.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, kept_fingerprint, table_kept_fingerprint
-from dataset_assets.strategies import Strategy, audience_for, fit_input, prompt_hash, render, routes
-from dataset_assets.text_checks import (
+from dataset_assets.crawl.langid import language_probabilities  # lid.176, loaded on first use
+from dataset_assets.rephrase.postfilters import postfilter_flags, strip_preambles
+from dataset_assets.quality.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, kept_fingerprint, table_kept_fingerprint
+from dataset_assets.rephrase.strategies import Strategy, audience_for, fit_input, prompt_hash, render, routes
+from dataset_assets.rephrase.checks import (
     PromptEcho, RowScores, SourceView, first_reason, judge, partition_measures, safe_check_row, template_duplicates,
 )
 from resources.llm import ChatRequest, Completion, EngineUnavailable

@@ -25,7 +25,7 @@ from dataset_assets import settings
 from dataset_assets.mixtures.build import CODE_VERSION, build_mixtures
 from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe, recipe_names
 from dataset_assets.mixtures.pull import parquet_files
-from dataset_assets.partitions import strategy_names
+from dataset_assets.graph import REPHRASED, SEEDS, strategy_names
 from dataset_assets.stats.unigrams import COUNTS_SCHEMA, count_unigrams, counts_batches, counts_metadata
 from resources.lake import Lake
 from resources.tokenizer import TokenizerResource
@@ -63,7 +63,7 @@ def count_version_unigrams(lake: Lake, tokenizer: TokenizerResource, version, lo
 @asset(
     partitions_def=mixture_recipes,
     # Every shard (and strategy) feeds every recipe.
-    deps=[AssetDep("seeds", partition_mapping=AllPartitionMapping()), AssetDep("rephrased", partition_mapping=AllPartitionMapping())],
+    deps=[AssetDep(SEEDS, partition_mapping=AllPartitionMapping()), AssetDep(REPHRASED, partition_mapping=AllPartitionMapping())],
     group_name="mixtures",
     kinds={"duckdb", "parquet"},
     code_version=CODE_VERSION,

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 from dataset_assets import settings
-from dataset_assets.postfilters import Postfilter
-from dataset_assets.text_checks import CheckConfig
+from dataset_assets.rephrase.postfilters import Postfilter
+from dataset_assets.rephrase.checks import CheckConfig
 
 PLACEHOLDERS = ("document", "previous", "audience")
 _FILL = re.compile(r"\{(document|previous|audience)\}")

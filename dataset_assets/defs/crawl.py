@@ -4,13 +4,29 @@ remove duplicates across the crawl, in an order-independent way)."""
 
 from typing import Optional
 
-from dagster import AssetExecutionContext, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetSelection,
+    Config,
+    DataVersion,
+    DefaultSensorStatus,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    asset,
+    sensor,
+)
 
-from dataset_assets.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats
-from dataset_assets.ingest import ingest_shard
-from dataset_assets.partitions import crawl_shards
+from dataset_assets.crawl.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats
+from dataset_assets.crawl.ingest import ingest_shard
+from dataset_assets import settings
+from dataset_assets.graph import DEDUP_SIGNATURES, crawl_shards
 from dataset_assets.progress import Progress
-from dataset_assets.readers import ReadReport, UnsupportedShardError, shard_format
+from dataset_assets.crawl.readers import ReadReport, UnsupportedShardError, shard_format
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 
@@ -86,3 +102,32 @@ def crawl_docs(context: AssetExecutionContext, config: CrawlDocsConfig, lake: La
         data_version=DataVersion(written.data_version),
     )
 
+
+def new_shard_keys(landing: CrawlLanding, known: set[str]) -> list[str]:
+    return [key for key in landing.files() if key not in known]
+
+
+@sensor(
+    asset_selection=AssetSelection.assets(crawl_docs, DEDUP_SIGNATURES),
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Adds a crawl_shards partition for every new file in the landing location and requests its documents "
+    "and dedup signatures; the dedup stages and seeds follow.",
+)
+def crawl_landing_sensor(context: SensorEvaluationContext, landing: CrawlLanding):
+    known = set(context.instance.get_dynamic_partitions(crawl_shards.name))
+    found = new_shard_keys(landing, known)
+    if not found:
+        return SkipReason(f"no new shard files in {landing.location}")
+    # Bounded work per tick: a landing of 100,000 files is registered over several ticks, and the
+    # log says how many, not which (the partitions page lists them).
+    keys = found[: settings.landing_batch()]
+    left = len(found) - len(keys)
+    context.log.info(
+        f"{len(found)} new shard files in {landing.location}; registering {len(keys)} ({keys[0]} .. {keys[-1]})"
+        + (f", {left} left for the next ticks" if left else "")
+    )
+    return SensorResult(
+        run_requests=[RunRequest(partition_key=key, run_key=f"shard:{key}") for key in keys],
+        dynamic_partitions_requests=[crawl_shards.build_add_request(keys)],
+    )

@@ -1,0 +1,58 @@
+"""Where the quality model lives in the lake, and how it is read back: the stored fastText model or
+the Hugging Face model its calibration names; the crawl sample it is trained and calibrated on."""
+
+from __future__ import annotations
+
+import os
+import random
+
+from dataset_assets.quality import classifier
+from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec
+from resources.lake import Lake, open_filesystem
+
+ASSET = "quality_classifier"
+MODEL = [ASSET, "model.bin"]
+CALIBRATION = [ASSET, "calibration.json"]
+
+
+class QualityModelMissing(FileNotFoundError):
+    """The lake has no quality model yet: quality_classifier has not been materialised."""
+
+
+def sample_crawl_docs(lake: Lake, limit: int, seed: int) -> tuple[list[str], list[str], list[str]]:
+    """(texts, crawls, shards) of at most `limit` crawl documents, sampled with `seed` (the same
+    documents whatever columns are read: the sample is drawn over positions)."""
+    texts: list[str] = []
+    crawls: list[str] = []
+    shards: list[str] = []
+    for shard in lake.partition_values("crawl_docs", "shard"):
+        table = lake.read_partition("crawl_docs", {"shard": shard}, columns=["text", "crawl"])
+        texts.extend(table.column("text").to_pylist())
+        crawls.extend(table.column("crawl").to_pylist())
+        shards.extend([shard] * table.num_rows)
+    if len(texts) > limit:
+        picked = random.Random(seed).sample(range(len(texts)), limit)
+        texts, crawls, shards = ([column[i] for i in picked] for column in (texts, crawls, shards))
+    return texts, crawls, shards
+
+
+def fetch_model(path: str, local_file: str) -> str:
+    fs, inner = open_filesystem(path)
+    with fs.open_input_stream(inner) as src, open(local_file, "wb") as dst:
+        while chunk := src.read(1 << 22):
+            dst.write(chunk)
+    return local_file
+
+
+def load_quality_model(lake: Lake, local_dir: str):
+    """The lake's model and calibration, ready to score: the stored fastText model, or the Hugging
+    Face model the calibration names."""
+    if not lake.exists(CALIBRATION):
+        raise QualityModelMissing(f"no quality model at {lake.uri(*CALIBRATION)}: materialise quality_classifier first")
+    calibration = lake.get_json(CALIBRATION)
+    if calibration.get("kind") == "huggingface":
+        spec = calibration["huggingface"]
+        return HFClassifier(HFScorerSpec(**{**spec, "score_range": tuple(spec["score_range"])})), calibration
+    if not lake.exists(MODEL):
+        raise QualityModelMissing(f"no quality model at {lake.uri(*MODEL)}: materialise quality_classifier first")
+    return classifier.load(lake.download(MODEL, os.path.join(local_dir, "model.bin"))), calibration
