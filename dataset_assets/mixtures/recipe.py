@@ -38,14 +38,16 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field, ValidationError
+
+from dataset_assets.file_schema import Rule, Table, first_problem
 
 NATURAL = "natural"
 REPHRASED = "rephrased"
 WEIGHT_TOLERANCE = 1e-6
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$")
-_TOP_KEYS = {"name", "description", "budget_tokens", "seed", "max_repetition", "shard_rows", "components", "sweep", "shards"}
-_COMPONENT_KEYS = {"source", "strategy", "weight"}
 
 
 class RecipeError(ValueError):
@@ -147,47 +149,73 @@ def load_recipe(path: str | Path, known_strategies: Optional[Iterable[str]] = No
     return parse_recipe(data, path.stem, str(path), known_strategies)
 
 
+Finite = Annotated[float, Field(allow_inf_nan=False), Rule("expected a number")]
+Whole = Annotated[int, Rule("expected an integer")]
+
+
+class ComponentFile(Table):
+    source: Annotated[Literal["natural", "rephrased"], Rule(f"expected {NATURAL!r} or {REPHRASED!r}")]
+    strategy: Annotated[Optional[str], Rule("a rephrased component needs `strategy`, the name of a prompts/*.toml file")] = None
+    weight: Annotated[float, Field(allow_inf_nan=False), Rule("expected a number", missing="missing; give the component's share of the token budget")]
+
+
+class RecipeFile(Table):
+    """The fields of a recipe file and their types; `parse_recipe` checks ranges and rules across fields."""
+
+    name: Annotated[str, Rule("expected a string")] = ""
+    description: Annotated[str, Rule("expected a string")] = ""
+    budget_tokens: Annotated[int, Rule("expected an integer", missing="missing")]
+    seed: Whole = 0
+    max_repetition: Finite = 1.0
+    shard_rows: Whole = 10_000
+    components: Annotated[list[ComponentFile], Rule("expected at least one [[components]] table")]
+    sweep: Annotated[list[Finite], Rule("expected a list of synthetic shares in percent")] = []
+    shards: Annotated[
+        Optional[list[str]], Rule("expected a non-empty list of shard keys (or leave it out to use every shard)")
+    ] = None
+
+
+def _type_problem(where: str, data: Mapping, exc: ValidationError) -> RecipeError:
+    problem = first_problem(RecipeFile, exc, dict(data))
+    if problem.kind == "unknown":
+        return RecipeError(f"{where}: field `{problem.where}`: unknown key; allowed: {problem.keys}")
+    if problem.kind == "missing":
+        return RecipeError(f"{where}: field `{problem.where}`: {problem.allowed}")
+    got = f", got {type(problem.value).__name__} {problem.value!r}" if problem.kind != "table" else ""
+    return RecipeError(f"{where}: field `{problem.where}`: {problem.allowed}{got}")
+
+
 def parse_recipe(data: Mapping, name: str, where: str = "<recipe>", known_strategies: Optional[Iterable[str]] = None) -> Recipe:
     def fail(field_name: str, problem: str) -> RecipeError:
         return RecipeError(f"{where}: field `{field_name}`: {problem}")
 
-    unknown = sorted(set(data) - _TOP_KEYS)
-    if unknown:
-        raise fail(unknown[0], f"unknown key(s) {unknown}; allowed: {sorted(_TOP_KEYS)}")
+    try:
+        parsed = RecipeFile.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _type_problem(where, data, exc) from None
     if not _NAME.match(name) or re.search(r"-syn[0-9.]+$", name):
         raise fail(
             "name",
             f"{name!r} is not a usable mixture name: letters, digits, '_' and '-', not ending in -syn<number> (sweep variants use that)",
         )
-    if "name" in data and data["name"] != name:
-        raise fail("name", f"{data['name']!r} differs from the file name {name!r}: the file stem is the mixture name; rename one")
+    if "name" in data and parsed.name != name:
+        raise fail("name", f"{parsed.name!r} differs from the file name {name!r}: the file stem is the mixture name; rename one")
+    for key, ok, problem in (
+        ("budget_tokens", parsed.budget_tokens > 0, "must be a positive number of tokens"),
+        ("seed", parsed.seed >= 0, "must be >= 0"),
+        ("shard_rows", parsed.shard_rows > 0, "must be a positive number of rows per file"),
+        ("max_repetition", parsed.max_repetition >= 1.0, "must be >= 1.0 (1.0: no document used twice)"),
+    ):
+        if not ok:
+            raise fail(key, f"{problem}, got {getattr(parsed, key)}")
 
-    description = data.get("description", "")
-    if not isinstance(description, str):
-        raise fail("description", f"expected a string, got {type(description).__name__}")
-    budget = _integer(data, "budget_tokens", fail, required=True)
-    if budget <= 0:
-        raise fail("budget_tokens", f"must be a positive number of tokens, got {budget}")
-    seed = _integer(data, "seed", fail, default=0)
-    if seed < 0:
-        raise fail("seed", f"must be >= 0, got {seed}")
-    shard_rows = _integer(data, "shard_rows", fail, default=10_000)
-    if shard_rows <= 0:
-        raise fail("shard_rows", f"must be a positive number of rows per file, got {shard_rows}")
-    max_repetition = _number(data.get("max_repetition", 1.0), "max_repetition", fail)
-    if max_repetition < 1.0:
-        raise fail("max_repetition", f"must be >= 1.0 (1.0: no document used twice), got {max_repetition}")
-
-    components = _components(data.get("components"), fail, known_strategies)
+    components = _components(parsed.components, fail, known_strategies)
     total = sum(c.weight for c in components)
     if abs(total - 1.0) > WEIGHT_TOLERANCE:
         weights = ", ".join(f"{c.label}={c.weight:g}" for c in components)
         raise fail("components.weight", f"weights must sum to 1 (tolerance {WEIGHT_TOLERANCE:g}), got {total:.6g} ({weights})")
 
-    sweep = data.get("sweep", [])
-    if not isinstance(sweep, list):
-        raise fail("sweep", f"expected a list of synthetic shares in percent, got {type(sweep).__name__}")
-    points = tuple(_number(p, f"sweep[{i}]", fail) for i, p in enumerate(sweep))
+    points = tuple(parsed.sweep)
     for i, p in enumerate(points):
         if not 0 <= p <= 100:
             raise fail(f"sweep[{i}]", f"a synthetic share in percent must lie in [0, 100], got {p:g}")
@@ -196,67 +224,39 @@ def parse_recipe(data: Mapping, name: str, where: str = "<recipe>", known_strate
     if points and not ({c.source for c in components} >= {NATURAL, REPHRASED}):
         raise fail("sweep", "a sweep varies the natural/rephrased split: the recipe needs a natural and at least one rephrased component")
 
-    shards = data.get("shards")
+    shards = parsed.shards
     if shards is not None:
-        if not isinstance(shards, list) or not shards or not all(isinstance(s, str) and s for s in shards):
+        if not shards or not all(shards):
             raise fail("shards", "expected a non-empty list of shard keys (or leave it out to use every shard)")
         shards = tuple(sorted(set(shards)))
 
-    return Recipe(name, description, budget, seed, max_repetition, shard_rows, components, points, shards, where)
+    return Recipe(name, parsed.description, parsed.budget_tokens, parsed.seed, parsed.max_repetition, parsed.shard_rows, components, points, shards, where)
 
 
-def _components(raw, fail, known_strategies) -> tuple[Component, ...]:
-    if not isinstance(raw, list) or not raw:
+def _components(raw: list[ComponentFile], fail, known_strategies) -> tuple[Component, ...]:
+    if not raw:
         raise fail("components", "expected at least one [[components]] table")
     known = sorted(known_strategies) if known_strategies is not None else None
     out: list[Component] = []
     for i, entry in enumerate(raw):
         at = f"components[{i}]"
-        if not isinstance(entry, Mapping):
-            raise fail(at, f"expected a table, got {type(entry).__name__}")
-        unknown = sorted(set(entry) - _COMPONENT_KEYS)
-        if unknown:
-            raise fail(f"{at}.{unknown[0]}", f"unknown key(s) {unknown}; allowed: {sorted(_COMPONENT_KEYS)}")
-        source = entry.get("source")
-        if source not in (NATURAL, REPHRASED):
-            raise fail(f"{at}.source", f"expected {NATURAL!r} or {REPHRASED!r}, got {source!r}")
-        strategy = entry.get("strategy")
+        source, strategy = entry.source, entry.strategy
         if source == NATURAL and strategy is not None:
             raise fail(f"{at}.strategy", "natural seeds have no strategy; remove it")
         if source == REPHRASED:
-            if not isinstance(strategy, str) or not strategy:
+            if not strategy:
                 raise fail(f"{at}.strategy", "a rephrased component needs `strategy`, the name of a prompts/*.toml file")
             if strategy == NATURAL:
                 raise fail(f"{at}.strategy", f"{NATURAL!r} is reserved for the natural component")
             if known is not None and strategy not in known:
                 raise fail(f"{at}.strategy", f"unknown strategy {strategy!r}; known strategies: {known}")
-        if "weight" not in entry:
-            raise fail(f"{at}.weight", "missing; give the component's share of the token budget")
-        weight = _number(entry["weight"], f"{at}.weight", fail)
-        if not 0 < weight <= 1:
-            raise fail(f"{at}.weight", f"must be in (0, 1], got {weight:g}")
-        component = Component(source, weight, strategy)
+        if not 0 < entry.weight <= 1:
+            raise fail(f"{at}.weight", f"must be in (0, 1], got {entry.weight:g}")
+        component = Component(source, float(entry.weight), strategy)
         if any(c.label == component.label for c in out):
             raise fail(f"{at}", f"component {component.label!r} appears twice; merge the entries")
         out.append(component)
     return tuple(out)
-
-
-def _integer(data: Mapping, key: str, fail, required: bool = False, default: int = 0) -> int:
-    if key not in data:
-        if required:
-            raise fail(key, "missing")
-        return default
-    value = data[key]
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise fail(key, f"expected an integer, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _number(value, key: str, fail) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise fail(key, f"expected a number, got {type(value).__name__} {value!r}")
-    return float(value)
 
 
 def check_availability(recipe: Recipe, available: Mapping[str, int], rows: Mapping[str, int]) -> dict[str, int]:

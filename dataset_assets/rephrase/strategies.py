@@ -15,11 +15,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from dataset_assets import settings
-from dataset_assets.rephrase.postfilters import Postfilter
-from dataset_assets.rephrase.checks import CheckConfig
+from pydantic import ValidationError
 
-PLACEHOLDERS = ("document", "previous", "audience")
+from dataset_assets import settings
+from dataset_assets.file_schema import Invalid, Problem, first_problem, show, where
+from dataset_assets.rephrase.checks import CheckConfig
+from dataset_assets.rephrase.postfilters import Postfilter
+from dataset_assets.rephrase.strategy_file import StrategyFile
+
 _FILL = re.compile(r"\{(document|previous|audience)\}")
 # Bump when the meaning of a parsed field changes, so every stored prompt_hash goes out of date.
 _HASH_VERSION = 1
@@ -213,217 +216,37 @@ def _cut(text: str, ids: list[int], decode, start: int, stop: int, pos: int) -> 
     return fallback
 
 
-# --- validation: every error names the file, the field and what is allowed ---------------------
-
-_NAME = re.compile(r"[a-z][a-z0-9_]*")
-_ANY_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_REQUIRED = object()
-_KEYS = {
-    "": {"name", "description", "method", "routing", "audiences", "sampling", "input", "steps", "postfilter", "checks"},
-    "routing.": {"min_percentile", "max_percentile"},
-    "sampling.": {"temperature", "top_p", "max_tokens", "repetition_penalty", "frequency_penalty"},
-    "checks.": set(CheckConfig.__dataclass_fields__),
-    "input.": {"max_tokens", "overflow"},
-    "postfilter.": {"strip_preambles", "min_tokens", "max_length_ratio", "require", "min_pairs", "drop_truncated"},
-    "step": {"name", "messages"},
-    "message": {"role", "content"},
-}
-
-
-def _show(value) -> str:
-    shown = json.dumps(value, ensure_ascii=False, default=str)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
-
-
-class _Table:
-    """One TOML table of a strategy file, read field by field."""
-
-    def __init__(self, path: str, prefix: str, data, keys: str):
-        self.path, self.prefix = path, prefix
-        if not isinstance(data, dict):
-            raise StrategyError(f"{path}: {prefix.rstrip('.') or 'file'} = {_show(data)}: must be a table")
-        allowed = _KEYS[keys]
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise StrategyError(f"{path}: unknown key {prefix}{unknown[0]}: allowed keys here are {', '.join(sorted(allowed))}")
-        self.data = data
-
-    def fail(self, key: str, value, allowed: str) -> StrategyError:
-        return StrategyError(f"{self.path}: {self.prefix}{key} = {_show(value)}: {allowed}")
-
-    def get(self, key: str, default, allowed: str):
-        if key not in self.data:
-            if default is _REQUIRED:
-                raise StrategyError(f"{self.path}: {self.prefix}{key} is missing: {allowed}")
-            return default
-        return self.data[key]
-
-    def number(self, key: str, default, lo: float, hi: float, above_lo: bool = False) -> Optional[float]:
-        allowed = f"must be a number {'greater than' if above_lo else 'from'} {lo:g} {'and at most' if above_lo else 'to'} {hi:g}"
-        value = self.get(key, default, allowed)
-        if value is None:
-            return None
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi
-        if not ok or (above_lo and value == lo):
-            raise self.fail(key, value, allowed)
-        return float(value)
-
-    def integer(self, key: str, default, lo: int, hi: int) -> Optional[int]:
-        allowed = f"must be a whole number from {lo} to {hi}"
-        value = self.get(key, default, allowed)
-        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and lo <= value <= hi):
-            raise self.fail(key, value, allowed)
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.get(key, default, "must be true or false")
-        if not isinstance(value, bool):
-            raise self.fail(key, value, "must be true or false")
-        return value
-
-    def text(self, key: str, default=_REQUIRED, choices: tuple[str, ...] = ()) -> str:
-        allowed = f"must be one of {', '.join(map(repr, choices))}" if choices else "must be a non-empty string"
-        value = self.get(key, default, allowed)
-        if not isinstance(value, str) or not value.strip() or (choices and value not in choices):
-            raise self.fail(key, value, allowed)
-        return value
-
-    def strings(self, key: str, unique: bool = False) -> tuple[str, ...]:
-        allowed = f"must be a list of {'distinct ' if unique else ''}non-empty strings"
-        value = self.get(key, [], allowed)
-        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-            raise self.fail(key, value, allowed)
-        if unique and len(set(value)) != len(value):
-            raise self.fail(key, value, allowed)
-        return tuple(value)
-
-
 def _parse(data: dict, path: str, stem: str) -> Strategy:
-    top = _Table(path, "", data, "")
-    name = top.text("name")
-    if name != stem:
-        raise top.fail("name", name, f"must equal the file name {stem!r}; rename the file or the strategy")
-    if not _NAME.fullmatch(name):
-        raise top.fail("name", name, "must be lower-case letters, digits and _, starting with a letter")
-    sampling = _Table(path, "sampling.", data.get("sampling", {}), "sampling.")
-    limits = _Table(path, "input.", data.get("input", {}), "input.")
-    audiences = top.strings("audiences", unique=True)
+    """The file's tables validated by `StrategyFile`, as the frozen dataclasses prompt_hash reads."""
+    try:
+        parsed = StrategyFile.model_validate(data, context={"stem": stem})
+    except ValidationError as exc:
+        problem = first_problem(StrategyFile, exc, data)
+        raise StrategyError(_message(path, problem)) from None
+    except Invalid as exc:
+        raise StrategyError(f"{path}: {exc.message}" if exc.message else f"{path}: {where(exc.loc)} = {show(exc.value)}: {exc.allowed}") from None
+    routing = parsed.routing
     return Strategy(
-        name=name,
-        description=top.text("description"),
-        method=top.text("method"),
+        name=parsed.name,
+        description=parsed.description,
+        method=parsed.method,
         path=path,
-        steps=_steps(top, audiences),
-        sampling=Sampling(
-            temperature=sampling.number("temperature", 0.7, 0, 2),
-            top_p=sampling.number("top_p", 0.95, 0, 1, above_lo=True),
-            max_tokens=sampling.integer("max_tokens", 1024, 1, 131072),
-            repetition_penalty=sampling.number("repetition_penalty", 1.0, 0, 2, above_lo=True),
-            frequency_penalty=sampling.number("frequency_penalty", 0.0, -2, 2),
-        ),
-        input=InputLimit(
-            max_tokens=limits.integer("max_tokens", 2000, 1, 1_000_000),
-            overflow=limits.text("overflow", "truncate", choices=("truncate", "segment")),
-        ),
-        postfilter=_postfilter(_Table(path, "postfilter.", data.get("postfilter", {}), "postfilter.")),
-        checks=_checks(_Table(path, "checks.", data.get("checks", {}), "checks.")),
-        **_routing(path, data),
-        audiences=audiences,
+        steps=tuple(Step(st.name, tuple(Message(m.role, m.content) for m in st.messages)) for st in parsed.steps),
+        sampling=Sampling(**parsed.sampling.model_dump()),
+        input=InputLimit(**parsed.input.model_dump()),
+        postfilter=Postfilter(**{**parsed.postfilter.model_dump(), "require": tuple(parsed.postfilter.require)}),
+        checks=CheckConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.checks.model_dump().items()}),
+        min_percentile=routing.min_percentile if routing else None,
+        max_percentile=routing.max_percentile if routing else None,
+        audiences=tuple(parsed.audiences),
     )
 
 
-def _routing(path: str, data: dict) -> dict:
-    if "routing" not in data:
-        return {}
-    routing = _Table(path, "routing.", data["routing"], "routing.")
-    low = routing.number("min_percentile", None, 0, 100)
-    high = routing.number("max_percentile", None, 0, 100)
-    if low is None and high is None:
-        raise StrategyError(f"{path}: routing has neither min_percentile nor max_percentile: set one or drop [routing]")
-    if low is not None and high is not None and low >= high:
-        raise routing.fail("max_percentile", high, f"must be greater than routing.min_percentile ({low:g})")
-    return {"min_percentile": low, "max_percentile": high}
-
-
-def _postfilter(table: _Table) -> Postfilter:
-    require = table.strings("require")
-    for i, pattern in enumerate(require):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise StrategyError(f"{table.path}: postfilter.require[{i}] = {_show(pattern)}: not a valid regular expression ({exc})") from exc
-    return Postfilter(
-        strip_preambles=table.boolean("strip_preambles", True),
-        min_tokens=table.integer("min_tokens", 50, 0, 1_000_000),
-        max_length_ratio=table.number("max_length_ratio", 3.0, 0, 1000),
-        require=require,
-        min_pairs=table.integer("min_pairs", None, 1, 1000),
-        drop_truncated=table.boolean("drop_truncated", False),
-    )
-
-
-def _checks(table: _Table) -> CheckConfig:
-    """`[checks]`: each field as in CheckConfig, typed by its default (true/false, whole number, share)."""
-    values = {}
-    for name, spec in CheckConfig.__dataclass_fields__.items():
-        default = spec.default
-        if isinstance(default, bool):
-            values[name] = table.boolean(name, default)
-        elif isinstance(default, int):
-            values[name] = table.integer(name, default, 0, 1_000_000)
-        elif isinstance(default, float):
-            values[name] = table.number(name, default, 0, 1)
-        else:
-            values[name] = table.strings(name)
-    warn_error = (("kept_share", False), ("template_duplicate_share", True), ("repetition_share", True))
-    for name, higher_is_bad in warn_error:
-        warn, error = values[f"warn_{name}"], values[f"error_{name}"]
-        if (error < warn) if higher_is_bad else (error > warn):
-            raise table.fail(f"error_{name}", error, f"must be {'at least' if higher_is_bad else 'at most'} checks.warn_{name} ({warn:g})")
-    return CheckConfig(**values)
-
-
-def _steps(top: _Table, audiences: tuple[str, ...]) -> tuple[Step, ...]:
-    raw = top.get("steps", _REQUIRED, "add one or more [[steps]] tables with a name and messages")
-    if not isinstance(raw, list) or not raw:
-        raise top.fail("steps", raw, "must be one or more [[steps]] tables with a name and messages")
-    steps, used_anywhere = [], set()
-    for i, step_data in enumerate(raw):
-        step = _Table(top.path, f"steps[{i}].", step_data, "step")
-        allowed = {"document"} | ({"previous"} if i else set()) | ({"audience"} if audiences else set())
-        messages, used = _messages(step, allowed)
-        if i == 0 and "document" not in used:
-            raise StrategyError(f"{top.path}: steps[0].messages never use {{document}}: the first step must insert the document")
-        if i and "previous" not in used:
-            raise StrategyError(f"{top.path}: steps[{i}].messages never use {{previous}}: a later step must build on the one before")
-        steps.append(Step(step.text("name"), messages))
-        used_anywhere |= used
-    if audiences and "audience" not in used_anywhere:
-        raise top.fail("audiences", list(audiences), "is set but no step uses {audience}; use it or drop audiences")
-    names = [s.name for s in steps]
-    if len(set(names)) != len(names):
-        raise top.fail("steps", names, "step names must be distinct")
-    return tuple(steps)
-
-
-def _messages(step: _Table, allowed: set[str]) -> tuple[tuple[Message, ...], set[str]]:
-    raw = step.get("messages", _REQUIRED, "must be a list of {role, content} tables")
-    if not isinstance(raw, list) or not raw:
-        raise step.fail("messages", raw, "must be a non-empty list of {role, content} tables")
-    messages, used = [], set()
-    for j, message_data in enumerate(raw):
-        message = _Table(step.path, f"{step.prefix}messages[{j}].", message_data, "message")
-        role = message.text("role", choices=("system", "user", "assistant"))
-        content = message.text("content")
-        for placeholder in _ANY_PLACEHOLDER.findall(content):
-            if placeholder not in allowed:
-                shown = ", ".join("{" + p + "}" for p in PLACEHOLDERS if p in allowed)
-                raise StrategyError(
-                    f"{step.path}: {message.prefix}content uses {{{placeholder}}}: not a placeholder allowed here; "
-                    f"allowed in this step: {shown} ({{previous}} only after the first step, {{audience}} only with audiences)"
-                )
-            used.add(placeholder)
-        messages.append(Message(role, content))
-    if messages[-1].role != "user":
-        raise step.fail(f"messages[{len(raw) - 1}].role", messages[-1].role, "the last message of a step must be 'user' (the model answers it)")
-    return tuple(messages), used
+def _message(path: str, problem: Problem) -> str:
+    if problem.kind == "unknown":
+        prefix, _, key = problem.where.rpartition(".")
+        shown = f"{prefix}.{key}" if prefix else key
+        return f"{path}: unknown key {shown}: allowed keys here are {', '.join(problem.keys)}"
+    if problem.kind == "missing":
+        return f"{path}: {problem.where} is missing: {problem.allowed}"
+    return f"{path}: {problem.where or 'file'} = {show(problem.value)}: {problem.allowed}"

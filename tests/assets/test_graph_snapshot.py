@@ -1,7 +1,7 @@
 """The asset graph users see, pinned: asset keys, groups, partitioning, upstream edges, checks and
 automation. A move of code must not change it; a change to the graph changes the snapshot on purpose:
 
-    python -m tests.test_graph_snapshot --write    (then review the diff of tests/fixtures/asset_graph.json)
+    python -m tests.assets.test_graph_snapshot --write    (then review the diff of tests/fixtures/asset_graph.json)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-SNAPSHOT = Path(__file__).with_name("fixtures") / "asset_graph.json"
+SNAPSHOT = Path(__file__).resolve().parents[1] / "fixtures" / "asset_graph.json"
 
 
 def partitioning(pdef) -> str | None:
@@ -45,7 +45,7 @@ def test_the_asset_graph_matches_its_snapshot():
     expected = json.loads(SNAPSHOT.read_text())
     actual = graph()
     assert actual == expected, (
-        "the asset graph changed; if that is intended, run `python -m tests.test_graph_snapshot --write` and review the diff"
+        "the asset graph changed; if that is intended, run `python -m tests.assets.test_graph_snapshot --write` and review the diff"
     )
 
 

@@ -28,7 +28,7 @@ from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatu
 
 from resources.lake import Lake
 from tests.conftest import CRAWL, QUALITY, ROOT
-from tests.processes import stop_process_tree
+from tests.support.processes import stop_process_tree
 
 pytest.importorskip("vllm", reason="needs the cpu (or gpu) extra: make test installs it")
 

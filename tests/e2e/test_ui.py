@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CRAWL, QUALITY, ROOT
-from tests.processes import stop_process_tree
-from tests.s3 import free_port
+from tests.support.processes import stop_process_tree
+from tests.support.s3 import free_port
 
 # CI sets UI_TESTS_REQUIRED=1 so that a missing browser or Playwright fails instead of skipping.
 REQUIRED = os.environ.get("UI_TESTS_REQUIRED") == "1"

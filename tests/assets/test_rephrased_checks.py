@@ -18,7 +18,7 @@ from resources.lake import Lake
 from resources.landing import CrawlLanding
 from resources.llm import Completion
 from tests.conftest import distinct_english
-from tests.engines import ScriptedEngine, scripted_answer
+from tests.support.engines import ScriptedEngine, scripted_answer
 
 # One Q/A text (without figures) that several different documents get back.
 PLANTED = "".join(c for c in scripted_answer(distinct_english(300)) if not c.isdigit())

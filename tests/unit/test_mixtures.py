@@ -19,7 +19,7 @@ from dataset_assets.mixtures.lineage import cmd_lineage, trace
 from dataset_assets.mixtures.pull import ChecksumError, VersionNotFoundError, cmd_pull, cmd_versions
 from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe
 from resources.lake import Lake
-from tests.mixture_lake import STRATEGIES, TOKENIZER, make_lake, write_rephrased, write_recipe, write_shard
+from tests.support.mixture_lake import STRATEGIES, TOKENIZER, make_lake, write_rephrased, write_recipe, write_shard
 
 WEIGHTS = {"natural": 0.7, "wikipedia": 0.1, "qa": 0.1, "summary": 0.1}
 

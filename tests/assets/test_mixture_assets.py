@@ -18,7 +18,7 @@ from dataset_assets.mixtures.lineage import trace
 from dataset_assets.mixtures.pull import ChecksumError, list_versions, pull
 from dataset_assets.mixtures.recipe import load_recipe
 from resources.lake import Lake
-from tests.mixture_lake import STRATEGIES, TOKENIZER, make_lake, write_recipe, write_shard
+from tests.support.mixture_lake import STRATEGIES, TOKENIZER, make_lake, write_recipe, write_shard
 
 
 def run(lake, tmp_path, recipes, key="demo", raise_on_error=True, instance=None, strategies=STRATEGIES):

@@ -33,7 +33,7 @@ def seed_table(shard: str, n: int) -> pa.Table:
 
 
 def test_one_run_serves_many_partitions_with_one_engine(tmp_path, tiny_model, monkeypatch):
-    from tests.test_engines import cpu_engine, vllm_processes
+    from tests.assets.test_engines import cpu_engine, vllm_processes
 
     lake = Lake(root=str(tmp_path / "lake"))
     for shard in ("sa", "sb"):

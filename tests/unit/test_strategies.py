@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from resources.tokenizer import load_tokenizer
+from tokenizers import Tokenizer
 
 from dataset_assets.rephrase.strategies import (
     StrategyError,
@@ -41,9 +41,22 @@ messages = [
 '''
 
 
+class TextTokenizer:
+    """The encode/decode pair fit_input expects, over a Hugging Face tokenizer.json."""
+
+    def __init__(self, path):
+        self.tok = Tokenizer.from_file(str(path))
+
+    def encode(self, text: str) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids)
+
+
 @pytest.fixture(scope="module")
 def gpt2():
-    return load_tokenizer(str(GPT2))
+    return TextTokenizer(GPT2)
 
 
 def write(tmp_path, text: str, name: str = "demo"):

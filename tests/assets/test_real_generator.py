@@ -35,7 +35,7 @@ def c4_seeds(n: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def outputs(tmp_path_factory, smollm2, tiny_model):
-    from tests.test_engines import cpu_engine
+    from tests.assets.test_engines import cpu_engine
 
     summary = with_output_cap(load_strategy(ROOT / "prompts" / "summary.toml"), 96)
     seeds = c4_seeds(8)

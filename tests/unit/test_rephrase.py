@@ -25,7 +25,7 @@ from dataset_assets.rephrase.generate import (
 from dataset_assets.rephrase.strategies import load_strategies, load_strategy, prompt_hash
 from resources.lake import Lake
 from tests.conftest import ROOT, distinct_english, english
-from tests.engines import ScriptedEngine
+from tests.support.engines import ScriptedEngine
 
 PROMPTS = ROOT / "prompts"
 
@@ -154,8 +154,8 @@ import sys
 from dataset_assets.rephrase.generate import rephrase_partition
 from dataset_assets.rephrase.strategies import load_strategy
 from resources.lake import Lake
-from tests.engines import ScriptedEngine
-from tests.test_rephrase import seeds, PROMPTS
+from tests.support.engines import ScriptedEngine
+from tests.unit.test_rephrase import seeds, PROMPTS
 lake_dir, log = sys.argv[1], sys.argv[2]
 engine = ScriptedEngine(request_log=log, delay_seconds=float(sys.argv[3]))
 rephrase_partition(Lake(root=lake_dir), engine, load_strategy(PROMPTS / "qa.toml"), "s1", seeds(12), chunk_docs=3)

@@ -1,7 +1,7 @@
 """A local S3 for tests: `moto_server` on 127.0.0.1 in a subprocess, fake credentials in the
 environment only, and an outage switch (a TCP relay in front of the server) for fault drills.
 
-Import the fixture into a test module: `from tests.s3 import local_s3  # noqa: F401`.
+Import the fixture into a test module: `from tests.support.s3 import local_s3  # noqa: F401`.
 
 moto keeps its objects in memory, so a killed server forgets them. The relay lets a drill cut the
 endpoint the code under test talks to (connections reset, new ones refused) while the server

@@ -6,7 +6,7 @@ import pytest
 
 from dataset_assets.mixtures.recipe import RecipeError, check_availability, load_recipe, parse_recipe
 from tests.conftest import ROOT
-from tests.mixture_lake import STRATEGIES, write_recipe
+from tests.support.mixture_lake import STRATEGIES, write_recipe
 
 COMPONENTS = [
     {"source": "natural", "weight": 0.7},

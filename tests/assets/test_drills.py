@@ -16,8 +16,8 @@ import sys
 from dataset_assets.rephrase.generate import rephrase_partition
 from dataset_assets.rephrase.strategies import load_strategy
 from resources.lake import Lake
-from tests.engines import ScriptedEngine
-from tests.test_rephrase import seeds, PROMPTS
+from tests.support.engines import ScriptedEngine
+from tests.unit.test_rephrase import seeds, PROMPTS
 engine = ScriptedEngine(delay_seconds=0.02)
 rephrase_partition(Lake(root=sys.argv[1]), engine, load_strategy(PROMPTS / "qa.toml"), "s1", seeds(20), chunk_docs=3)
 print("done")

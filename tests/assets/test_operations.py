@@ -16,8 +16,8 @@ from dataset_assets.rephrase.generate import rephrase_partition
 from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
 from tests.conftest import ROOT
-from tests.engines import ScriptedEngine
-from tests.test_rephrase import seeds as seed_rows
+from tests.support.engines import ScriptedEngine
+from tests.unit.test_rephrase import seeds as seed_rows
 
 
 def write_docs_and_seeds(lake: Lake, shard: str) -> None:

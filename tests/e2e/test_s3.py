@@ -36,8 +36,8 @@ from dataset_assets.rephrase.strategies import load_strategies, routes
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 from tests.conftest import CRAWL, QUALITY, ROOT, english
-from tests.engines import ScriptedEngine
-from tests.s3 import LocalS3, MotoServer, free_port, local_s3  # noqa: F401  (local_s3 is a fixture)
+from tests.support.engines import ScriptedEngine
+from tests.support.s3 import LocalS3, MotoServer, free_port, local_s3  # noqa: F401  (local_s3 is a fixture)
 
 ASSETS = [crawl_docs, quality_classifier, seeds, rephrased]
 WARC, JSONL = "cc-main-2020-34-excerpt.warc.gz", "cc-main-2019-30-docs.jsonl.gz"
