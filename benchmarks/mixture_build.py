@@ -35,7 +35,7 @@ from benchmarks.common import SHARED, median, write_result  # noqa: E402
 from dataset_assets.mixtures.build import build_mixtures  # noqa: E402
 from dataset_assets.mixtures.pull import MIXTURES  # noqa: E402
 from dataset_assets.mixtures.recipe import parse_recipe  # noqa: E402
-from dataset_assets.rephrase.generate import REPHRASED_SCHEMA  # noqa: E402
+from dataset_assets.rephrase.store import REPHRASED_SCHEMA
 from dataset_assets.quality.seeds import SEED_SCHEMA  # noqa: E402
 from resources.lake import Lake  # noqa: E402
 

@@ -110,7 +110,7 @@ def write_seeds(lake_root: str, rows: list[dict]):
 
 
 def strategy(output_tokens: int):
-    from dataset_assets.rephrase.generate import with_output_cap
+    from dataset_assets.rephrase.chunks import with_output_cap
     from dataset_assets.rephrase.strategies import load_strategies
 
     return with_output_cap(load_strategies()[STRATEGY], output_tokens)

@@ -152,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             for key in defs.resolve_assets_def(AssetKey(name)).partitions_def.get_partition_keys():
                 execute(name, f"{name}[{key}]", partition_key=key)
         elif partitioning == "rephrased":
-            from dataset_assets.rephrase.generate import finished_partitions
+            from dataset_assets.rephrase.store import finished_partitions
 
             for shard, strategy, _ in sorted(finished_partitions(lake)):
                 if shard in keys and strategy in chosen:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from dataset_assets.dedup.store import BUCKETS, CLUSTERS, COVERED_KEY, SIGNATURES, cluster_fingerprints, footer, seeds_needing_dedup
-from dataset_assets.rephrase.generate import partition_reasons, with_output_cap
+from dataset_assets.rephrase.chunks import with_output_cap
+from dataset_assets.rephrase.store import partition_reasons
 
 # The assets whose partitions the nightly backfill fills, in dependency order.
 BACKFILLED = ["crawl_docs", SIGNATURES, BUCKETS, CLUSTERS, "seeds", "rephrased"]

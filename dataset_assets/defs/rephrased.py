@@ -27,7 +27,9 @@ from dagster import (
 from dataset_assets import settings
 from dataset_assets.graph import SEEDS, rephrased_partitions
 from dataset_assets.progress import Progress
-from dataset_assets.rephrase.generate import ASSET, PartitionStats, rephrase_partition, with_output_cap
+from dataset_assets.rephrase.generate import PartitionStats, rephrase_partition
+from dataset_assets.rephrase.chunks import with_output_cap
+from dataset_assets.rephrase.store import ASSET
 from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
 from resources.llm import LLMEngine

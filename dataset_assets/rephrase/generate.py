@@ -1,4 +1,4 @@
-"""Rephrasing one (shard x strategy) partition: plan, chunk, generate, post-filter, resume.
+"""Rephrasing one (shard x strategy) partition: plan, chunk, generate, post-filter, check, resume.
 
 Inputs are ordered by seed id and cut into chunks of `chunk_docs` source documents. A chunk is
 committed as one Parquet file whose schema metadata records the prompt hash, the generator and a
@@ -7,94 +7,23 @@ fingerprint of its inputs; a rerun skips every committed chunk whose three value
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional
 
 import pyarrow as pa
-import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from dataset_assets.crawl.langid import language_probabilities  # lid.176, loaded on first use
 from dataset_assets.rephrase.postfilters import postfilter_flags, strip_preambles
-from dataset_assets.quality.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, kept_fingerprint, table_kept_fingerprint
-from dataset_assets.rephrase.strategies import Strategy, audience_for, fit_input, prompt_hash, render, routes
-from dataset_assets.rephrase.checks import (
-    PromptEcho, RowScores, SourceView, first_reason, judge, partition_measures, safe_check_row, template_duplicates,
-)
+from dataset_assets.quality.seeds import kept_fingerprint
+from dataset_assets.rephrase.chunks import ChunkPlan, chunk_plans, plan_items
+from dataset_assets.rephrase.store import ASSET, MANIFEST, REPHRASED_SCHEMA, SCORE_COLUMNS, chunk_metadata, committed
+from dataset_assets.rephrase.strategies import Strategy, prompt_hash, render
+from dataset_assets.rephrase.checks import PromptEcho, RowScores, SourceView, first_reason, safe_check_row
+from dataset_assets.rephrase.partition_checks import judge, partition_measures, template_duplicates
 from resources.llm import ChatRequest, Completion, EngineUnavailable
-
-ASSET = "rephrased"
-MANIFEST = "_manifest.json"
-
-REPHRASED_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("source_id", pa.string()),
-        ("shard", pa.string()),
-        ("strategy", pa.string()),
-        ("prompt_hash", pa.string()),
-        ("generator", pa.string()),
-        ("sampling", pa.string()),
-        ("text", pa.string()),
-        ("prompt_tokens", pa.int32()),
-        ("completion_tokens", pa.int32()),
-        ("finish_reason", pa.string()),
-        ("kept", pa.bool_()),
-        ("drop_reason", pa.string()),
-        ("piece", pa.int32()),
-        ("audience", pa.string()),
-        ("input_tokens", pa.int32()),
-        ("chunk", pa.int32()),
-        ("error", pa.string()),
-        # Synthetic-text checks (dataset_assets/text_checks.py): every check the row failed, the row a
-        # template duplicate was folded into, and what the row checks measured.
-        ("flags", pa.list_(pa.string())),
-        ("duplicate_of", pa.string()),
-        ("repeated_ngram_share", pa.float32()),
-        ("compression_ratio", pa.float32()),
-        ("copied_share", pa.float32()),
-        ("numbers", pa.int32()),
-        ("unsupported_numbers", pa.int32()),
-        ("source_word_share", pa.float32()),
-        ("language_score", pa.float32()),
-    ]
-)
-SCORE_COLUMNS = ("repeated_ngram_share", "compression_ratio", "copied_share", "numbers", "unsupported_numbers",
-                 "source_word_share", "language_score")
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    item_id: str  # the rephrased row id: stable for (source, strategy, piece)
-    source_id: str
-    piece: int
-    text: str
-    input_tokens: int
-    audience: Optional[str]
-    lang: Optional[str] = None  # the source document's language: the output must be in it
-
-
-@dataclass
-class ChunkPlan:
-    index: int
-    items: list[WorkItem]
-
-    @property
-    def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        for it in self.items:
-            h.update(f"{it.item_id}\x00{hashlib.sha256(it.text.encode()).hexdigest()}\x00{it.audience}\n".encode())
-        return h.hexdigest()[:16]
-
-    @property
-    def file_name(self) -> str:
-        return f"part-{self.index:05d}.parquet"
-
 
 @dataclass
 class PartitionStats:
@@ -110,82 +39,8 @@ class PartitionStats:
     rows_done: int = 0  # rows written or reused so far (progress; `rows` is set after the partition check)
     kept_completion_tokens: int = 0
     dropped_samples: dict = field(default_factory=dict)  # drop reason -> up to two dropped texts
-    quality: dict = field(default_factory=dict)  # text_checks.partition_measures of the partition
-    checks: dict = field(default_factory=dict)  # text_checks.judge: severity of each partition check
-
-
-def with_output_cap(strategy: Strategy, max_output_tokens: Optional[int]) -> Strategy:
-    """The strategy with its output limit lowered to `max_output_tokens` (demos on CPU); the prompt
-    hash changes with it, so capped and uncapped partitions are never mistaken for each other."""
-    if not max_output_tokens or max_output_tokens >= strategy.sampling.max_tokens:
-        return strategy
-    return dataclasses.replace(strategy, sampling=dataclasses.replace(strategy.sampling, max_tokens=max_output_tokens))
-
-
-def row_id(source_id: str, strategy: str, piece: int) -> str:
-    return hashlib.blake2b(f"{source_id}\x00{strategy}\x00{piece}".encode(), digest_size=8).hexdigest()
-
-
-# Chat markers of common model families, neutralised in crawl text even when the generator's own
-# tokenizer does not know them, so a page cannot open a fake turn in whatever model reads it later.
-CHAT_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|begin_of_text|>",
-                "<|start_header_id|>", "<|end_header_id|>", "<s>", "</s>", "[INST]", "[/INST]")
-
-
-def special_tokens(tokenizer) -> set[str]:
-    found = set(CHAT_MARKERS)
-    found.update(getattr(tokenizer, "all_special_tokens", []) or [])
-    added = getattr(tokenizer, "added_tokens_decoder", None) or getattr(tokenizer, "get_added_tokens_decoder", lambda: {})()
-    found.update(str(getattr(t, "content", t)) for t in (added.values() if isinstance(added, dict) else []))
-    return {t for t in found if len(t) > 1}
-
-
-def neutralise_control_tokens(text: str, specials: set[str]) -> str:
-    """Break every special-token string in crawl text with a zero-width space after its first
-    character: the text reads the same, but the tokenizer no longer turns it into a control token."""
-    for token in sorted(specials, key=len, reverse=True):
-        if token in text:
-            text = text.replace(token, token[0] + "\u200b" + token[1:])
-    return text
-
-
-def count_tokens(tokenizer, text: str) -> int:
-    try:  # Hugging Face tokenizers would add BOS and friends by default
-        return len(tokenizer.encode(text, add_special_tokens=False))
-    except TypeError:
-        return len(tokenizer.encode(text))
-
-
-def plan_items(seeds: list[dict], strategy: Strategy, tokenizer) -> list[WorkItem]:
-    """Kept seeds routed to this strategy, in id order, cut to the strategy's input limit."""
-    items: list[WorkItem] = []
-    specials = special_tokens(tokenizer)
-    for seed in sorted(seeds, key=lambda s: s["id"]):
-        if not seed.get("kept") or not routes(strategy, seed.get("quality_percentile")):
-            continue
-        text = neutralise_control_tokens(seed["text"], specials)
-        pieces = fit_input(text, tokenizer, strategy.input.max_tokens, strategy.input.overflow)
-        audience = audience_for(strategy, seed["id"])
-        for i, piece in enumerate(pieces):
-            items.append(WorkItem(
-                row_id(seed["id"], strategy.name, i), seed["id"], i, piece, count_tokens(tokenizer, piece), audience, seed.get("lang"),
-            ))
-    return items
-
-
-def chunk_plans(items: list[WorkItem], chunk_docs: int) -> list[ChunkPlan]:
-    """`chunk_docs` source documents per chunk (every piece of a document in the same chunk)."""
-    if chunk_docs < 1:
-        raise ValueError(f"chunk_docs must be at least 1, got {chunk_docs}")
-    chunks: list[ChunkPlan] = []
-    sources: list[str] = []
-    for item in items:
-        if not sources or item.source_id != sources[-1]:
-            sources.append(item.source_id)
-            if (len(sources) - 1) % chunk_docs == 0:
-                chunks.append(ChunkPlan(len(chunks), []))
-        chunks[-1].items.append(item)
-    return chunks
+    quality: dict = field(default_factory=dict)  # partition_checks.partition_measures of the partition
+    checks: dict = field(default_factory=dict)  # partition_checks.judge: severity of each partition check
 
 
 def sampling_json(strategy: Strategy) -> str:
@@ -298,23 +153,6 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
 
 def prompt_echo(strategy: Strategy) -> PromptEcho:
     return PromptEcho.from_messages([m.content for step in strategy.steps for m in step.messages], strategy.checks.echo_labels)
-
-
-def chunk_metadata(strategy: Strategy, generator: str, chunk: ChunkPlan) -> dict[str, str]:
-    return {"prompt_hash": prompt_hash(strategy), "generator": generator, "fingerprint": chunk.fingerprint}
-
-
-def committed(lake, directory: str, chunk: ChunkPlan, expected: dict[str, str]) -> Optional[pa.Table]:
-    """The committed chunk file if it exists and was made from the same prompt, generator and inputs."""
-    path = f"{directory}/{chunk.file_name}"
-    try:
-        schema = pq.read_schema(path, filesystem=lake.fs)
-    except (FileNotFoundError, OSError):
-        return None
-    meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
-    if any(meta.get(k) != v for k, v in expected.items()):
-        return None
-    return pq.read_table(path, filesystem=lake.fs)
 
 
 def rephrase_partition(
@@ -439,61 +277,3 @@ def _count_rows(stats: PartitionStats, rows: list[dict]) -> None:
             stats.drops[row["drop_reason"]] += 1
             if len(stats.dropped_samples.setdefault(row["drop_reason"], [])) < 2:
                 stats.dropped_samples[row["drop_reason"]].append(row["text"][:300])
-
-
-def partition_status(lake, strategies: dict[str, Strategy], shards: list[str], generator: str) -> dict[tuple[str, str], str]:
-    """`missing`, or `outdated` (the prompt, the generator or the shard's kept seeds changed since it
-    was made: an edited prompt file, another model, a retrained classifier), or `current`."""
-    return {pair: state for pair, (state, _) in partition_reasons(lake, strategies, shards, generator).items()}
-
-
-def partition_reasons(
-    lake, strategies: dict[str, Strategy], shards: list[str], generator: str
-) -> dict[tuple[str, str], tuple[str, list[str]]]:
-    """(state, why) per (shard, strategy): why an outdated partition is outdated (`prompt edited`,
-    `new generator`, `seeds changed`, any of them)."""
-    done = {(shard, name): manifest for shard, name, manifest in finished_partitions(lake)}
-    status = {}
-    for shard in shards:
-        seeds_now = seeds_fingerprint(lake, shard) if any((shard, name) in done for name in strategies) else None
-        for name, strategy in strategies.items():
-            manifest = done.get((shard, name))
-            if manifest is None:
-                status[(shard, name)] = ("missing", [])
-                continue
-            why = []
-            if manifest.get("prompt_hash") != prompt_hash(strategy):
-                why.append("prompt edited")
-            if manifest.get("generator") != generator:
-                why.append("new generator")
-            if seeds_now is not None and manifest.get("seeds_fingerprint") != seeds_now:
-                why.append("seeds changed")
-            status[(shard, name)] = ("outdated" if why else "current", why)
-    return status
-
-
-def seeds_fingerprint(lake, shard: str) -> Optional[str]:
-    """The kept-set fingerprint of a shard's seeds partition: from its Parquet footer (one small read)
-    or, for files written before the footer held it, from the rows. None if there are no seeds."""
-    files = lake.partition_files("seeds", {"shard": shard})
-    if not files:
-        return None
-    if len(files) == 1:
-        value = (pq.read_schema(files[0], filesystem=lake.fs).metadata or {}).get(KEPT_FINGERPRINT.encode())
-        if value is not None:
-            return value.decode()
-    return table_kept_fingerprint(lake.read_partition("seeds", {"shard": shard}, columns=FINGERPRINT_COLUMNS))
-
-
-def finished_partitions(lake) -> Iterator[tuple[str, str, dict]]:
-    """(shard, strategy, manifest) of every rephrased partition whose last run completed."""
-    for shard_dir in _subdirs(lake, lake.path(ASSET), "shard="):
-        for strategy_dir in _subdirs(lake, lake.path(ASSET, shard_dir), "strategy="):
-            parts = [ASSET, shard_dir, strategy_dir, MANIFEST]
-            if lake.exists(parts):
-                yield shard_dir[len("shard=") :], strategy_dir[len("strategy=") :], lake.get_json(parts)
-
-
-def _subdirs(lake, path: str, prefix: str) -> list[str]:
-    infos = lake.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith(prefix))

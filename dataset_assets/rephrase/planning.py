@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from dataset_assets.rephrase.generate import partition_status, with_output_cap
+from dataset_assets.rephrase.chunks import with_output_cap
+from dataset_assets.rephrase.store import partition_status
 from dataset_assets.rephrase.strategies import Strategy
 
 

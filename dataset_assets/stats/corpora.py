@@ -124,7 +124,7 @@ def synthetic_quality(lake: Lake) -> tuple[dict, bytes]:
     finished rephrased partition wrote (rephrased_unigrams is upstream of this asset, and the
     manifests it reads come with those partitions); written beside the corpus table."""
     from dataset_assets.mixtures.pull import finished_versions, mixture_names
-    from dataset_assets.rephrase.generate import finished_partitions
+    from dataset_assets.rephrase.store import finished_partitions
 
     strategies = strategy_quality(finished_partitions(lake))
     by_strategy = {r["strategy"]: r for r in strategies}

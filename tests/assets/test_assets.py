@@ -154,7 +154,7 @@ def test_seeds_score_every_document_and_pass_the_blocking_check(env):
     reasons = {r["drop_reason"] for r in rows} - {None}
     assert "low_quality" in reasons and any(r.startswith("gopher_") for r in reasons)
     # The footer names the kept set, so the backfill can tell when rephrasings of it are outdated.
-    from dataset_assets.rephrase.generate import seeds_fingerprint
+    from dataset_assets.rephrase.store import seeds_fingerprint
     from dataset_assets.quality.seeds import kept_fingerprint
 
     assert seeds_fingerprint(env["lake"], key) == kept_fingerprint(kept)

@@ -15,7 +15,7 @@ from tokenizers import Tokenizer
 
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
 from dataset_assets.graph import crawl_shards, strategies
-from dataset_assets.rephrase.generate import REPHRASED_SCHEMA
+from dataset_assets.rephrase.store import REPHRASED_SCHEMA
 from dataset_assets.quality.seeds import SEED_SCHEMA
 from dataset_assets.stats import STATS_SCHEMA
 from dataset_assets.stats.unigrams import counts_from_table

@@ -29,7 +29,7 @@ from dataset_assets.defs.quality import quality_classifier
 from dataset_assets.defs.rephrased import rephrased
 from dataset_assets.defs.seeds import seeds
 from dataset_assets.graph import crawl_shards
-from dataset_assets.rephrase.generate import MANIFEST, REPHRASED_SCHEMA, finished_partitions
+from dataset_assets.rephrase.store import MANIFEST, REPHRASED_SCHEMA, finished_partitions
 from dataset_assets.quality.seeds import SEED_SCHEMA
 from dataset_assets.defs.crawl import crawl_landing_sensor
 from dataset_assets.rephrase.strategies import load_strategies, routes

@@ -13,15 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from dataset_assets.rephrase.generate import (
-    chunk_plans,
-    finished_partitions,
-    neutralise_control_tokens,
-    partition_status,
-    plan_items,
-    rephrase_partition,
-    special_tokens,
-)
+from dataset_assets.rephrase.generate import rephrase_partition
+from dataset_assets.rephrase.chunks import chunk_plans, neutralise_control_tokens, plan_items, special_tokens
+from dataset_assets.rephrase.store import finished_partitions, partition_status
 from dataset_assets.rephrase.strategies import load_strategies, load_strategy, prompt_hash
 from resources.lake import Lake
 from tests.conftest import ROOT, distinct_english, english
