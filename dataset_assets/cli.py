@@ -11,26 +11,6 @@ from pathlib import Path
 
 from dataset_assets import settings
 
-# Stages in dependency order and how each is partitioned: once, per shard, per key of the asset's own
-# static partitions (dedup bands, references, recipes), rectangles of shard x strategy (one engine per
-# run), per finished rephrased partition.
-STAGES = [
-    ("crawl_docs", "shard"),
-    ("dedup_signatures", "shard"),
-    ("dedup_buckets", "static"),
-    ("dedup_clusters", None),
-    ("quality_classifier", None),
-    ("seeds", "shard"),
-    ("rephrased", "rectangles"),
-    ("natural_unigrams", "shard"),
-    ("seed_unigrams", "shard"),
-    ("rephrased_unigrams", "rephrased"),
-    ("reference_unigrams", "static"),
-    ("mixtures", "static"),
-    ("corpus_stats", None),
-]
-
-
 def _prepare_environment(args: argparse.Namespace) -> None:
     if args.landing:
         os.environ["CRAWL_LANDING"] = args.landing if "://" in args.landing else str(Path(args.landing).resolve())
@@ -48,32 +28,6 @@ def _prepare_environment(args: argparse.Namespace) -> None:
     if not (home / "dagster.yaml").exists():
         # No network here and none needed: keep the instance from trying to send telemetry.
         (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-
-
-def register_shards(instance, landing) -> list[str]:
-    """Add a partition for every shard file in the landing location; returns all shard keys there."""
-    from dataset_assets.graph import crawl_shards
-
-    keys = sorted(landing.files())
-    known = set(instance.get_dynamic_partitions(crawl_shards.name))
-    new = [k for k in keys if k not in known]
-    if new:
-        instance.add_dynamic_partitions(crawl_shards.name, new)
-    return keys
-
-
-def _report(label: str, result, start: float, failures: list[str]) -> None:
-    status = "ok" if result.success else "FAILED"
-    print(f"{status:6} {label} ({time.monotonic() - start:.1f} s, run {result.run_id[:8]})", flush=True)
-    if result.success:
-        return
-    failures.append(label)
-    for event in result.all_events:
-        error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
-        while error is not None and error.cause is not None:  # Dagster wraps the user's error: show its cause
-            error = error.cause
-        if error is not None:
-            print(f"       {error.message.strip().splitlines()[0]}", file=sys.stderr)
 
 
 def _prepare_default_model() -> None:
@@ -95,16 +49,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ModelPreparationError as exc:
             print(f"default generator: {exc}", file=sys.stderr)
             return 1
-    from dagster import AssetKey, DagsterInstance
+    from dagster import DagsterInstance
 
-    from dataset_assets.rephrase.planning import range_tags, rectangles, rephrase_needed
     from dataset_assets.rephrase.strategies import load_strategies
+    from dataset_assets.runner import STAGES, StageRunner, register_shards
 
-    definitions = importlib.import_module("dataset_assets.definitions")
-    defs = definitions.defs
+    defs = importlib.import_module("dataset_assets.definitions").defs
     instance = DagsterInstance.get()
-    landing = defs.resources["landing"]
-    keys = register_shards(instance, landing)
+    keys = register_shards(instance, defs.resources["landing"])
     stage_names = [name for name, _ in STAGES]
     selected = [s.strip() for s in args.select.split(",")] if args.select else stage_names
     unknown = [s for s in selected if s not in stage_names]
@@ -118,57 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"unknown strategy(ies) {missing}; prompts/ has: {sorted(strategies)}", file=sys.stderr)
         return 2
     print(f"landing {os.environ['CRAWL_LANDING']}: {len(keys)} shards; lake {os.environ['DATASET_LAKE']}")
-    job = defs.resolve_implicit_global_asset_job_def()
-    logging = {"loggers": {"console": {"config": {"log_level": args.log_level}}}}
-    failures: list[str] = []
-
-    def execute(name: str, label: str, partition_key=None, tags=None, config=None):
-        start = time.monotonic()
-        run_config = {**logging, **({"ops": {name: {"config": config}}} if config else {})}
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=partition_key,
-            asset_selection=[AssetKey(name)],
-            raise_on_error=False,
-            tags={"dagster/from": "dataset-assets cli", **(tags or {})},
-            run_config=run_config,
-        )
-        _report(label, result, start, failures)
-        if name == "dedup_clusters" and result.success:
-            meta = {k: v.value for e in result.get_asset_materialization_events() for k, v in e.materialization.metadata.items()}
-            print(f"       {meta['clusters']} duplicate clusters over {meta['shards']} shards: removed {meta['removed_exact']} exact and "
-                  f"{meta['removed_near']} near duplicates; cluster sizes {meta['cluster_sizes']}; plot {meta['plot_path']}")
-
-    lake = defs.resources["lake"]
-    for name, partitioning in STAGES:
-        if name not in selected:
-            continue
-        if partitioning is None:
-            execute(name, name)
-        elif partitioning == "shard":
-            for key in keys:
-                execute(name, f"{name}[{key}]", partition_key=key)
-        elif partitioning == "static":
-            for key in defs.resolve_assets_def(AssetKey(name)).partitions_def.get_partition_keys():
-                execute(name, f"{name}[{key}]", partition_key=key)
-        elif partitioning == "rephrased":
-            from dataset_assets.rephrase.store import finished_partitions
-
-            for shard, strategy, _ in sorted(finished_partitions(lake)):
-                if shard in keys and strategy in chosen:
-                    execute(name, f"{name}[{shard}|{strategy}]", partition_key=f"{shard}|{strategy}")
-        else:
-            engine = defs.resources["engine"]
-            needed, status = rephrase_needed(lake, {k: strategies[k] for k in chosen}, keys, engine.generator, args.max_output_tokens)
-            print(f"rephrased: {len(needed)} of {len(status)} partitions missing or outdated "
-                  f"({sum(v == 'outdated' for v in status.values())} outdated)")
-            shard_order = [k for k in instance.get_dynamic_partitions("crawl_shards") if k in keys]
-            for shards, names in rectangles(needed, shard_order, sorted(strategies)):
-                label = f"rephrased[{shards[0]}..{shards[-1]} x {','.join(names)}]"
-                config = {"chunk_docs": args.chunk_docs, "max_output_tokens": args.max_output_tokens}
-                execute(name, label, tags=range_tags(shards, names), config=config)
-    if failures:
-        print(f"{len(failures)} step(s) failed: {', '.join(failures)}", file=sys.stderr)
+    runner = StageRunner(defs, instance, args.log_level, keys)
+    runner.run([name for name in stage_names if name in selected], strategies, chosen, args.chunk_docs, args.max_output_tokens)
+    if runner.failures:
+        print(f"{len(runner.failures)} step(s) failed: {', '.join(runner.failures)}", file=sys.stderr)
         return 1
     return 0
 

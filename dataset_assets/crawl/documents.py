@@ -66,6 +66,60 @@ def _text_of(record: RawRecord) -> str:
     return record.payload
 
 
+def _document_batch(pending: list[tuple[RawRecord, str, bool]], info: ShardInfo, rules: DocumentRules, stats: DocumentStats) -> Optional[pa.RecordBatch]:
+    """Language-identify the pending texts (one batched call) and keep those in the wanted languages."""
+    rows = []
+    for (record, text, capped), (lang, score) in zip(pending, langid.identify([t for _, t, _ in pending])):
+        stats.languages[lang] += 1
+        if rules.languages is not None and (lang not in rules.languages or score < rules.min_lang_score):
+            stats.drops["language"] += 1
+            continue
+        stats.kept += 1
+        stats.capped += capped
+        stats.text_chars += len(text)
+        rows.append(
+            {
+                "id": stable_id(info.shard, record.key),
+                "text": text,
+                "url": record.url,
+                "shard": info.shard,
+                "crawl": info.crawl,
+                "lang": lang,
+                "lang_score": score,
+                "content_hash": content_hash(text),
+                "record_key": record.key,
+                "warc_record_id": record.warc_record_id,
+                "offset": record.offset,
+                "date": record.date,
+                "source_file": info.source_file,
+                "format": info.format,
+                "chars": len(text),
+                "capped": capped,
+            }
+        )
+    return pa.RecordBatch.from_pylist(rows, schema=DOCUMENT_SCHEMA) if rows else None
+
+
+def _clean_text(item: Union[RawRecord, Skipped], rules: DocumentRules, stats: DocumentStats) -> Optional[tuple[str, bool]]:
+    """(normalised text, capped) of a record, or None with its drop counted by name."""
+    if isinstance(item, Skipped):
+        stats.drops[item.reason] += 1
+        return None
+    try:
+        text = normalise_text(_text_of(item))
+    except Exception:  # a page the HTML parser cannot handle is one named drop, not a dead shard
+        stats.drops["extract_error"] += 1
+        return None
+    if not text:
+        stats.drops["empty_text"] += 1
+        return None
+    text, capped = cap_text(text, rules.max_chars)
+    if len(text) < rules.min_chars:
+        stats.drops["too_short"] += 1
+        return None
+    return text, capped
+
+
 def build_documents(
     items: Iterable[Union[RawRecord, Skipped]],
     info: ShardInfo,
@@ -79,58 +133,14 @@ def build_documents(
     shard and across the crawl, is the order-independent work of the dedup stages.
     """
     pending: list[tuple[RawRecord, str, bool]] = []
-
-    def flush() -> Optional[pa.RecordBatch]:
-        rows = []
-        for (record, text, capped), (lang, score) in zip(pending, langid.identify([t for _, t, _ in pending])):
-            stats.languages[lang] += 1
-            if rules.languages is not None and (lang not in rules.languages or score < rules.min_lang_score):
-                stats.drops["language"] += 1
-                continue
-            stats.kept += 1
-            stats.capped += capped
-            stats.text_chars += len(text)
-            rows.append(
-                {
-                    "id": stable_id(info.shard, record.key),
-                    "text": text,
-                    "url": record.url,
-                    "shard": info.shard,
-                    "crawl": info.crawl,
-                    "lang": lang,
-                    "lang_score": score,
-                    "content_hash": content_hash(text),
-                    "record_key": record.key,
-                    "warc_record_id": record.warc_record_id,
-                    "offset": record.offset,
-                    "date": record.date,
-                    "source_file": info.source_file,
-                    "format": info.format,
-                    "chars": len(text),
-                    "capped": capped,
-                }
-            )
-        pending.clear()
-        return pa.RecordBatch.from_pylist(rows, schema=DOCUMENT_SCHEMA) if rows else None
-
     for item in items:
-        if isinstance(item, Skipped):
-            stats.drops[item.reason] += 1
+        cleaned = _clean_text(item, rules, stats)
+        if cleaned is None:
             continue
-        try:
-            text = normalise_text(_text_of(item))
-        except Exception:  # a page the HTML parser cannot handle is one named drop, not a dead shard
-            stats.drops["extract_error"] += 1
-            continue
-        if not text:
-            stats.drops["empty_text"] += 1
-            continue
-        text, capped = cap_text(text, rules.max_chars)
-        if len(text) < rules.min_chars:
-            stats.drops["too_short"] += 1
-            continue
-        pending.append((item, text, capped))
-        if len(pending) >= batch_size and (batch := flush()) is not None:
-            yield batch
-    if pending and (batch := flush()) is not None:
+        pending.append((item, *cleaned))
+        if len(pending) >= batch_size:
+            batch, pending = _document_batch(pending, info, rules, stats), []
+            if batch is not None:
+                yield batch
+    if pending and (batch := _document_batch(pending, info, rules, stats)) is not None:
         yield batch

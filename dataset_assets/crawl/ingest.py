@@ -10,7 +10,9 @@ from typing import IO, Callable, Optional, Union
 import pyarrow as pa
 
 from dataset_assets.crawl.documents import DocumentRules, DocumentStats, ShardInfo, build_documents
-from dataset_assets.crawl.readers import ReadReport, crawl_name, read_jsonl, read_parquet, read_warc, shard_format
+from dataset_assets.crawl.jsonl import read_jsonl
+from dataset_assets.crawl.readers import ReadReport, crawl_name, read_parquet, shard_format
+from dataset_assets.crawl.warc import read_warc
 
 # A record larger than this is dropped as `too_large` before any parsing.
 MAX_RECORD_BYTES = 8 * 1024 * 1024

@@ -4,6 +4,7 @@
 import os
 import random
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -44,6 +45,55 @@ class QualityClassifierConfig(Config):
     seed: int = 0
 
 
+@dataclass
+class _Model:
+    model: object  # a fastText model or an HFClassifier
+    heldout: list  # (label, text) examples the metrics are measured on
+    source: str
+    train_examples: int = 0
+    hf_spec: Optional[HFScorerSpec] = None
+
+
+def _hf_model(config: QualityClassifierConfig, heldout: list) -> _Model:
+    if config.model_path:
+        raise Failure("quality_classifier: set model_path (fastText) or hf_model_path (Hugging Face), not both")
+    spec = HFScorerSpec(config.hf_model_path, config.hf_positive_label, tuple(config.hf_score_range), config.hf_max_length, config.hf_batch_size)
+    try:
+        model = HFClassifier(spec)
+    except ImportError as exc:
+        raise Failure(f"hf_model_path needs torch and transformers: pip install -e '.[cpu]' (or '.[gpu]'): {exc}") from exc
+    except (FileNotFoundError, ValueError) as exc:
+        raise Failure(str(exc)) from exc
+    return _Model(model, heldout, f"supplied (Hugging Face): {config.hf_model_path}", hf_spec=spec)
+
+
+def _obtain_model(context: AssetExecutionContext, config: QualityClassifierConfig, hq: list[str], cc: list[str], local_model: str) -> _Model:
+    """A supplied Hugging Face or fastText model (measured on every example), or one trained here."""
+    every = [(classifier.HQ, t) for t in hq] + [(classifier.CC, t) for t in cc]
+    if config.hf_model_path:
+        return _hf_model(config, every)
+    if config.model_path:
+        model = classifier.load(fetch_model(config.model_path, local_model))
+        labels = set(model.get_labels())
+        if config.hq_label not in labels:
+            raise Failure(f"supplied model {config.model_path} has no label {config.hq_label!r}; its labels: {sorted(labels)}")
+        return _Model(model, every, f"supplied: {config.model_path}")
+    params = classifier.TrainParams(word_ngrams=config.word_ngrams, epoch=config.epoch, dim=config.dim, bucket=config.bucket, seed=config.seed)
+    train_set, heldout = classifier.split_examples(hq, cc, params.holdout, config.seed)
+    context.log.info(f"training on {len(train_set)} examples ({len(hq)} hq segments, {len(cc)} crawl documents)")
+    return _Model(classifier.train(train_set, params, local_model), heldout, "trained", len(train_set))
+
+
+def _store_model(lake: Lake, obtained: _Model, local_model: str) -> tuple[str, int]:
+    """(content digest, bytes): a Hugging Face model stays where it is (the calibration names it and
+    its content); a fastText model is copied into the lake, hashed in blocks."""
+    if obtained.hf_spec is not None:
+        digest, model_bytes = model_digest(obtained.hf_spec.path)
+        return digest[:16], model_bytes
+    lake.put_file(MODEL, local_model)
+    return file_sha256(Path(local_model))[:16], os.path.getsize(local_model)
+
+
 @asset(
     deps=[CRAWL_DOCS],
     group_name="quality",
@@ -55,58 +105,18 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
     crawl_texts, crawl_names, crawl_shards = sample_crawl_docs(lake, config.max_crawl_docs, config.seed)
     if not crawl_texts:
         raise Failure("no crawl_docs documents in the lake yet: materialise crawl_docs for at least one shard first")
-    reference = config.reference or settings.quality_reference()
-    hq_docs = reference_documents(reference)
+    hq_docs = reference_documents(config.reference or settings.quality_reference())
     hq = [seg for docs in hq_docs.values() for doc in docs for seg in classifier.segments(doc)]
-    rng = random.Random(config.seed)
-    cc = rng.sample(crawl_texts, min(len(crawl_texts), len(hq)))
-
-    hf_spec = None
+    cc = random.Random(config.seed).sample(crawl_texts, min(len(crawl_texts), len(hq)))
     with tempfile.TemporaryDirectory() as tmp:
         local_model = os.path.join(tmp, "model.bin")
-        if config.hf_model_path:
-            if config.model_path:
-                raise Failure("quality_classifier: set model_path (fastText) or hf_model_path (Hugging Face), not both")
-            hf_spec = HFScorerSpec(
-                config.hf_model_path, config.hf_positive_label, tuple(config.hf_score_range), config.hf_max_length, config.hf_batch_size
-            )
-            try:
-                model = HFClassifier(hf_spec)
-            except ImportError as exc:
-                raise Failure(f"hf_model_path needs torch and transformers: pip install -e '.[cpu]' (or '.[gpu]'): {exc}") from exc
-            except (FileNotFoundError, ValueError) as exc:
-                raise Failure(str(exc)) from exc
-            heldout = [(classifier.HQ, t) for t in hq] + [(classifier.CC, t) for t in cc]
-            source, train_examples = f"supplied (Hugging Face): {config.hf_model_path}", 0
-        elif config.model_path:
-            model = classifier.load(fetch_model(config.model_path, local_model))
-            labels = set(model.get_labels())
-            if config.hq_label not in labels:
-                raise Failure(f"supplied model {config.model_path} has no label {config.hq_label!r}; its labels: {sorted(labels)}")
-            heldout = [(classifier.HQ, t) for t in hq] + [(classifier.CC, t) for t in cc]
-            source, train_examples = f"supplied: {config.model_path}", 0
-        else:
-            params = classifier.TrainParams(
-                word_ngrams=config.word_ngrams, epoch=config.epoch, dim=config.dim, bucket=config.bucket, seed=config.seed
-            )
-            train_set, heldout = classifier.split_examples(hq, cc, params.holdout, config.seed)
-            context.log.info(f"training on {len(train_set)} examples ({len(hq)} hq segments, {len(cc)} crawl documents)")
-            model = classifier.train(train_set, params, local_model)
-            source, train_examples = "trained", len(train_set)
-        metrics = classifier.evaluate(model, heldout, config.hq_label)
-        scores = classifier.p_hq(model, crawl_texts, config.hq_label)
+        obtained = _obtain_model(context, config, hq, cc, local_model)
+        metrics = classifier.evaluate(obtained.model, obtained.heldout, config.hq_label)
+        scores = classifier.p_hq(obtained.model, crawl_texts, config.hq_label)
         quantiles = classifier.quantiles(scores)
-        by_crawl = classifier.crawl_quantiles(
-            scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards
-        )
-        if hf_spec is not None:  # the model stays where it is; the calibration names it and its content
-            digest, model_bytes = model_digest(hf_spec.path)
-            digest = digest[:16]
-        else:
-            digest = file_sha256(Path(local_model))[:16]  # read in blocks, not the whole model at once
-            lake.put_file(MODEL, local_model)
-            model_bytes = os.path.getsize(local_model)
-
+        by_crawl = classifier.crawl_quantiles(scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards)
+        digest, model_bytes = _store_model(lake, obtained, local_model)
+    hf_spec = obtained.hf_spec
     calibration = {
         "kind": "huggingface" if hf_spec else "fasttext",
         **({"huggingface": hf_spec.to_json()} if hf_spec else {}),
@@ -114,18 +124,18 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         "quantiles": quantiles,
         "by_crawl": by_crawl,
         "calibration_documents": len(crawl_texts),
-        "source": source,
+        "source": obtained.source,
         "model_sha256": digest,
         **metrics,
     }
     lake.put_json(CALIBRATION, calibration)
-    context.log.info(f"quality classifier ({source}): {metrics}; median P(hq) {quantiles[50]:.3f}")
+    context.log.info(f"quality classifier ({obtained.source}): {metrics}; median P(hq) {quantiles[50]:.3f}")
     return MaterializeResult(
         metadata={
-            "source": source,
+            "source": obtained.source,
             "model_path": MetadataValue.path(hf_spec.path if hf_spec else lake.uri(*MODEL)),
             "model_bytes": model_bytes,
-            "train_examples": train_examples,
+            "train_examples": obtained.train_examples,
             "heldout_examples": metrics["heldout_examples"],
             "precision": metrics["precision"],
             "recall": metrics["recall"],

@@ -92,47 +92,63 @@ def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lak
     for n, (shard, name) in enumerate(keys, 1):
         if name not in strategies:
             raise ValueError(f"strategy {name!r} has no prompt file in {config.prompts_dir or settings.prompts_dir()}")
-        # Only kept seeds are rephrased and fingerprinted: the dropped ~90% never become Python dicts.
-        seeds_table = lake.read_partition("seeds", {"shard": shard}, columns=SEED_COLUMNS)
-        seed_rows = seeds_table.filter(seeds_table.column("kept")).to_pylist()
-        progress = Progress(context.log.info, f"{shard}|{name} ({n}/{len(keys)}): chunks", every_s=10)
-
-        def on_chunk(stats: PartitionStats, done: int, count: int, progress=progress) -> None:
-            progress.total = count
-            elapsed = max(time.monotonic() - progress.start, 1e-9)
-            progress.update(
-                done,
-                f"{stats.rows_done} rows, {stats.completion_tokens:,} output tokens, "
-                f"{stats.completion_tokens / elapsed:,.0f} tokens/s, {stats.chunks_reused} chunks reused",
-            )
-
-        engine_before = engine.busy_seconds
         strategy = with_output_cap(strategies[name], config.max_output_tokens)
-        stats = rephrase_partition(lake, engine, strategy, shard, seed_rows, config.chunk_docs, on_chunk)
-        engine_seconds = engine.busy_seconds - engine_before
-        context.log.info(
-            f"{shard}|{name}: {stats.rows} rows, {stats.kept} kept, drops {dict(stats.drops)}, "
-            f"{stats.chunks_generated} chunks generated, {stats.chunks_reused} reused"
-        )
-        per_partition[f"{shard}|{name}"] = {
-            "rows": stats.rows,
-            "kept": stats.kept,
-            "prompt_tokens": stats.prompt_tokens,
-            "completion_tokens": stats.completion_tokens,
-            "engine_seconds": round(engine_seconds, 2),
-            "chunks_generated": stats.chunks_generated,
-            "chunks_reused": stats.chunks_reused,
-            "drops": dict(stats.drops),
-            "quality": stats.quality,
-            "checks": {k: v["severity"] for k, v in stats.checks.items()},
-        }
-        checks_by_partition[f"{shard}|{name}"] = stats.checks
+        label = f"{shard}|{name}"
+        per_partition[label], stats = _rephrase_one(context, config, lake, engine, strategy, shard, f"{label} ({n}/{len(keys)})")
+        checks_by_partition[label] = stats.checks
         _add(total, stats)
+    metadata = _run_metadata(config, lake, engine, total, per_partition, len(keys), time.monotonic() - start)
+    version = "|".join(f"{k}:{v['rows']}:{v['kept']}:{v['completion_tokens']}" for k, v in sorted(per_partition.items()))
+    return MaterializeResult(
+        metadata=metadata,
+        data_version=DataVersion(hashlib.sha256(version.encode()).hexdigest()[:16]),
+        check_results=check_results(checks_by_partition),
+    )
+
+
+def _rephrase_one(context, config: RephrasedConfig, lake: Lake, engine: LLMEngine, strategy, shard: str, label: str) -> tuple[dict, PartitionStats]:
+    """One (shard x strategy) partition, with progress; (its metadata entry, its stats)."""
+    # Only kept seeds are rephrased and fingerprinted: the dropped ~90% never become Python dicts.
+    seeds_table = lake.read_partition("seeds", {"shard": shard}, columns=SEED_COLUMNS)
+    seed_rows = seeds_table.filter(seeds_table.column("kept")).to_pylist()
+    progress = Progress(context.log.info, f"{label}: chunks", every_s=10)
+
+    def on_chunk(stats: PartitionStats, done: int, count: int) -> None:
+        progress.total = count
+        elapsed = max(time.monotonic() - progress.start, 1e-9)
+        progress.update(
+            done,
+            f"{stats.rows_done} rows, {stats.completion_tokens:,} output tokens, "
+            f"{stats.completion_tokens / elapsed:,.0f} tokens/s, {stats.chunks_reused} chunks reused",
+        )
+
+    engine_before = engine.busy_seconds
+    stats = rephrase_partition(lake, engine, strategy, shard, seed_rows, config.chunk_docs, on_chunk)
+    engine_seconds = engine.busy_seconds - engine_before
+    context.log.info(
+        f"{shard}|{strategy.name}: {stats.rows} rows, {stats.kept} kept, drops {dict(stats.drops)}, "
+        f"{stats.chunks_generated} chunks generated, {stats.chunks_reused} reused"
+    )
+    entry = {
+        "rows": stats.rows,
+        "kept": stats.kept,
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "engine_seconds": round(engine_seconds, 2),
+        "chunks_generated": stats.chunks_generated,
+        "chunks_reused": stats.chunks_reused,
+        "drops": dict(stats.drops),
+        "quality": stats.quality,
+        "checks": {k: v["severity"] for k, v in stats.checks.items()},
+    }
+    return entry, stats
+
+
+def _run_metadata(config: RephrasedConfig, lake: Lake, engine: LLMEngine, total: PartitionStats, per_partition: dict, partitions: int, wall: float) -> dict:
     engine_seconds = engine.busy_seconds
-    wall = time.monotonic() - start
     samples = "\n\n---\n\n".join(f"```\n{s}\n```" for s in total.samples[:3]) or "(no kept rows)"
-    metadata = {
-        "partitions": len(keys),
+    return {
+        "partitions": partitions,
         "rows": total.rows,
         "kept": total.kept,
         "drop_counts": MetadataValue.json(dict(total.drops)),
@@ -154,13 +170,6 @@ def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lak
         "quality": MetadataValue.json({k: v["quality"] for k, v in per_partition.items()}),
         "path": MetadataValue.path(lake.uri(ASSET)),
     }
-    version = "|".join(f"{k}:{v['rows']}:{v['kept']}:{v['completion_tokens']}" for k, v in sorted(per_partition.items()))
-
-    return MaterializeResult(
-        metadata=metadata,
-        data_version=DataVersion(hashlib.sha256(version.encode()).hexdigest()[:16]),
-        check_results=check_results(checks_by_partition),
-    )
 
 
 def check_results(checks_by_partition: dict[str, dict]) -> list[AssetCheckResult]:

@@ -81,6 +81,57 @@ def kept_share_check(kept: int, documents: int, expected: float, ratio: float, m
                 "warn_below": round(ratio * expected, 4), "judged": judged}
 
 
+def _gopher(config: SeedsConfig) -> GopherRules:
+    return GopherRules(
+        config.min_words,
+        config.max_words,
+        config.min_mean_word_length,
+        config.max_mean_word_length,
+        config.max_symbol_word_ratio,
+        config.max_ellipsis_line_fraction,
+        config.min_alpha_word_fraction,
+        config.min_stop_words,
+    )
+
+
+def _score(context: AssetExecutionContext, lake: Lake, shard: str, docs: pa.Table, rule: KeepRule, gopher: GopherRules, duplicates) -> tuple[list, dict]:
+    """(scored batches, the calibration they were placed against)."""
+    progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            model, calibration = load_quality_model(lake, tmp)
+        except QualityModelMissing as exc:
+            raise Failure(str(exc)) from exc
+        by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
+        scored = []
+        for batch in docs.to_batches(max_chunksize=2048):
+            scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"], by_crawl, duplicates))
+            progress.update(sum(b.num_rows for b in scored))
+    return scored, {**calibration, "by_crawl_quantiles": by_crawl}
+
+
+def _check_results(shard: str, ok: bool, facts: dict, share_ok: bool, share_facts: dict) -> list[AssetCheckResult]:
+    return [
+        AssetCheckResult(
+            check_name=CHECK,
+            passed=ok,
+            severity=AssetCheckSeverity.ERROR,
+            metadata=facts,
+            description=None if ok else f"seeds of {shard} failed validation: {facts}",
+        ),
+        AssetCheckResult(
+            check_name=KEPT_CHECK,
+            passed=share_ok,
+            severity=AssetCheckSeverity.WARN,
+            metadata=share_facts,
+            description=None if share_ok else (
+                f"{shard} kept {share_facts['kept_share']:.1%} of its documents against "
+                f"{share_facts['crawl_kept_share']:.1%} over the crawl: a low-quality shard (not an error)"
+            ),
+        ),
+    ]
+
+
 @asset(
     partitions_def=crawl_shards,
     deps=[CRAWL_DOCS, QUALITY_CLASSIFIER, DEDUP_CLUSTERS],
@@ -96,16 +147,6 @@ def kept_share_check(kept: int, documents: int, expected: float, ratio: float, m
 def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> MaterializeResult:
     shard = context.partition_key
     rule = KeepRule(top_fraction=config.top_fraction, min_score=config.min_score)
-    gopher = GopherRules(
-        config.min_words,
-        config.max_words,
-        config.min_mean_word_length,
-        config.max_mean_word_length,
-        config.max_symbol_word_ratio,
-        config.max_ellipsis_line_fraction,
-        config.min_alpha_word_fraction,
-        config.min_stop_words,
-    )
     docs = lake.read_partition("crawl_docs", {"shard": shard})
     dedup_fingerprint, duplicates = decisions_for_shard(lake, shard)
     if dedup_fingerprint == NOT_COVERED:
@@ -113,17 +154,8 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
             f"{shard} is not in dedup_clusters yet: its seeds are not deduplicated. Materialise dedup_signatures[{shard}], "
             "dedup_buckets and dedup_clusters; the dedup sensor and the nightly backfill then rebuild these seeds."
         )
-    progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            model, calibration = load_quality_model(lake, tmp)
-        except QualityModelMissing as exc:
-            raise Failure(str(exc)) from exc
-        by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
-        scored = []
-        for batch in docs.to_batches(max_chunksize=2048):
-            scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"], by_crawl, duplicates))
-            progress.update(sum(b.num_rows for b in scored))
+    scored, calibration = _score(context, lake, shard, docs, rule, _gopher(config), duplicates)
+    by_crawl = calibration["by_crawl_quantiles"]
     table = pa.Table.from_batches(scored, schema=SEED_SCHEMA)
     fingerprint = {KEPT_FINGERPRINT: table_kept_fingerprint(table), DEDUP_FINGERPRINT: dedup_fingerprint}
     written = lake.write_partition(ASSET, {"shard": shard}, table.to_batches(), SEED_SCHEMA, fingerprint)
@@ -156,23 +188,5 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
             ),
         },
         data_version=DataVersion(written.data_version),
-        check_results=[
-            AssetCheckResult(
-                check_name=CHECK,
-                passed=ok,
-                severity=AssetCheckSeverity.ERROR,
-                metadata=facts,
-                description=None if ok else f"seeds of {shard} failed validation: {facts}",
-            ),
-            AssetCheckResult(
-                check_name=KEPT_CHECK,
-                passed=share_ok,
-                severity=AssetCheckSeverity.WARN,
-                metadata=share_facts,
-                description=None if share_ok else (
-                    f"{shard} kept {share_facts['kept_share']:.1%} of its documents against "
-                    f"{share_facts['crawl_kept_share']:.1%} over the crawl: a low-quality shard (not an error)"
-                ),
-            ),
-        ],
+        check_results=_check_results(shard, ok, facts, share_ok, share_facts),
     )

@@ -77,8 +77,9 @@ def _generate_isolated(engine, requests: list[ChatRequest]) -> list[Completion]:
         return out
 
 
-def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, generator: str) -> list[dict]:
-    """Run every step of the strategy over the chunk's items; one row per item."""
+def run_steps(engine, strategy: Strategy, chunk: ChunkPlan) -> tuple[dict[str, Completion], dict[str, list[int]]]:
+    """Every step of the strategy over the chunk's items: (the last completion of each item, its
+    [prompt, completion] tokens over all steps). An item whose step failed takes no further step."""
     values = {it.item_id: {"document": it.text, **({"audience": it.audience} if it.audience else {})} for it in chunk.items}
     totals = {it.item_id: [0, 0] for it in chunk.items}
     final: dict[str, Completion] = {}
@@ -97,9 +98,8 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
             )
             for it in alive
         ]
-        completions = _generate_isolated(engine, requests)
         survivors = []
-        for it, comp in zip(alive, completions):
+        for it, comp in zip(alive, _generate_isolated(engine, requests)):
             totals[it.item_id][0] += comp.prompt_tokens
             totals[it.item_id][1] += comp.completion_tokens
             final[it.item_id] = comp
@@ -108,6 +108,12 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
                 values[it.item_id]["previous"] = strip_preambles(comp.text)
                 survivors.append(it)
         alive = survivors
+    return final, totals
+
+
+def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, generator: str) -> list[dict]:
+    """Run every step of the strategy over the chunk's items; one row per item, post-filtered and checked."""
+    final, totals = run_steps(engine, strategy, chunk)
     rows = []
     phash, sampling = prompt_hash(strategy), sampling_json(strategy)
     echo = prompt_echo(strategy)
@@ -121,8 +127,6 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
             scores = safe_check_row(text, SourceView.of(it.text, it.lang), strategy.checks, echo, language_probabilities)
             flags += scores.flags
             error = error or scores.error
-        reason = first_reason(flags)
-        kept = not flags
         rows.append(
             {
                 "id": it.item_id,
@@ -136,8 +140,8 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
                 "prompt_tokens": totals[it.item_id][0],
                 "completion_tokens": totals[it.item_id][1],
                 "finish_reason": comp.finish_reason,
-                "kept": kept,
-                "drop_reason": reason,
+                "kept": not flags,
+                "drop_reason": first_reason(flags),
                 "piece": it.piece,
                 "audience": it.audience,
                 "input_tokens": it.input_tokens,
@@ -175,23 +179,7 @@ def rephrase_partition(
     if lake.exists(manifest_parts):
         # The partition is about to change: it is not finished again until the new manifest lands.
         lake.fs.delete_file(lake.path(*manifest_parts))
-    tables: list[tuple[ChunkPlan, pa.Table, dict[str, str]]] = []
-    for chunk in chunks:
-        expected = chunk_metadata(strategy, generator, chunk)
-        table = committed(lake, directory, chunk, expected)
-        if table is None:
-            rows = generate_chunk(engine, strategy, chunk, shard, generator)
-            stats.requests += len(chunk.items) * len(strategy.steps)
-            table = pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA)
-            lake.write_parquet(f"{directory}/{chunk.file_name}", table.to_batches(), REPHRASED_SCHEMA, expected)
-            stats.chunks_generated += 1
-        else:
-            stats.chunks_reused += 1
-        tables.append((chunk, table, expected))
-        stats.rows_done += table.num_rows
-        _count_tokens(stats, table)
-        if on_chunk:
-            on_chunk(stats, chunk.index + 1, len(chunks))
+    tables = [_chunk_table(lake, engine, strategy, shard, directory, chunk, stats, on_chunk, len(chunks)) for chunk in chunks]
     if not chunks:  # no kept seeds: an empty part file, so readers see a finished, empty partition
         empty = ChunkPlan(0, [])
         lake.write_parquet(f"{directory}/{empty.file_name}", [], REPHRASED_SCHEMA, chunk_metadata(strategy, generator, empty))
@@ -204,24 +192,44 @@ def rephrase_partition(
     for path in lake.partition_files(ASSET, partition):
         if path.rsplit("/", 1)[-1] not in wanted:
             lake.fs.delete_file(path)  # chunks of an earlier, longer plan
-    lake.put_json(
-        manifest_parts,
-        {
-            "prompt_hash": prompt_hash(strategy),
-            "generator": generator,
-            "seeds_fingerprint": kept_fingerprint(seeds),
-            "chunks": len(chunks),
-            "rows": stats.rows,
-            "kept": stats.kept,
-            "prompt_tokens": stats.prompt_tokens,
-            "completion_tokens": stats.completion_tokens,
-            "kept_completion_tokens": stats.kept_completion_tokens,
-            "drops": dict(stats.drops),
-            "quality": stats.quality,
-            "checks": stats.checks,
-        },
-    )
+    lake.put_json(manifest_parts, _manifest(strategy, generator, seeds, len(chunks), stats))  # last: the partition is finished
     return stats
+
+
+def _chunk_table(lake, engine, strategy: Strategy, shard: str, directory: str, chunk: ChunkPlan, stats: PartitionStats, on_chunk, count: int):
+    """(chunk, its table, its footer metadata): the committed file when it still matches, else generated and committed."""
+    expected = chunk_metadata(strategy, engine.generator, chunk)
+    table = committed(lake, directory, chunk, expected)
+    if table is None:
+        rows = generate_chunk(engine, strategy, chunk, shard, engine.generator)
+        stats.requests += len(chunk.items) * len(strategy.steps)
+        table = pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA)
+        lake.write_parquet(f"{directory}/{chunk.file_name}", table.to_batches(), REPHRASED_SCHEMA, expected)
+        stats.chunks_generated += 1
+    else:
+        stats.chunks_reused += 1
+    stats.rows_done += table.num_rows
+    _count_tokens(stats, table)
+    if on_chunk:
+        on_chunk(stats, chunk.index + 1, count)
+    return chunk, table, expected
+
+
+def _manifest(strategy: Strategy, generator: str, seeds: list[dict], chunks: int, stats: PartitionStats) -> dict:
+    return {
+        "prompt_hash": prompt_hash(strategy),
+        "generator": generator,
+        "seeds_fingerprint": kept_fingerprint(seeds),
+        "chunks": chunks,
+        "rows": stats.rows,
+        "kept": stats.kept,
+        "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens,
+        "kept_completion_tokens": stats.kept_completion_tokens,
+        "drops": dict(stats.drops),
+        "quality": stats.quality,
+        "checks": stats.checks,
+    }
 
 
 ROW_COLUMNS = ["id", "source_id", "text", "kept", "drop_reason", "flags", "duplicate_of", "completion_tokens", *SCORE_COLUMNS]

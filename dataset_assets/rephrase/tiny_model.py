@@ -28,6 +28,33 @@ CHAT_TEMPLATE = (
 )
 
 
+def _write_tokenizer(out_dir: str, tokenizer_json: str, max_position_embeddings: int) -> tuple[int, int]:
+    """The tokenizer files with the chat template; (eos id, vocabulary size)."""
+    from transformers import PreTrainedTokenizerFast
+
+    eos = "<|endoftext|>"
+    tok = PreTrainedTokenizerFast(
+        tokenizer_file=tokenizer_json,
+        bos_token=eos,
+        eos_token=eos,
+        pad_token=eos,
+        unk_token=eos,
+        model_max_length=max_position_embeddings,
+    )
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(out_dir)
+    # Make sure the template sits in tokenizer_config.json too (transformers
+    # v5 writes it to chat_template.jinja; vLLM reads either).
+    cfg_path = os.path.join(out_dir, "tokenizer_config.json")
+    with open(cfg_path) as f:
+        tcfg = json.load(f)
+    tcfg["chat_template"] = CHAT_TEMPLATE
+    tcfg["tokenizer_class"] = "PreTrainedTokenizerFast"  # loads in transformers v4 and v5
+    with open(cfg_path, "w") as f:
+        json.dump(tcfg, f, indent=2, sort_keys=True)
+    return tok.convert_tokens_to_ids(eos), len(tok)
+
+
 def write_tiny_model(
     out_dir: str,
     tokenizer_json: str | None = None,
@@ -47,37 +74,13 @@ def write_tiny_model(
     safetensors file is byte-identical across runs.
     """
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer_json = tokenizer_json or default_tokenizer_json()
     os.makedirs(out_dir, exist_ok=True)
 
-    # --- tokenizer -------------------------------------------------------
-    eos = "<|endoftext|>"
-    tok = PreTrainedTokenizerFast(
-        tokenizer_file=tokenizer_json,
-        bos_token=eos,
-        eos_token=eos,
-        pad_token=eos,
-        unk_token=eos,
-        model_max_length=max_position_embeddings,
-    )
-    tok.chat_template = CHAT_TEMPLATE
-    tok.save_pretrained(out_dir)
-    eos_id = tok.convert_tokens_to_ids(eos)
-    vocab_size = len(tok)
+    eos_id, vocab_size = _write_tokenizer(out_dir, tokenizer_json, max_position_embeddings)
 
-    # Make sure the template sits in tokenizer_config.json too (transformers
-    # v5 writes it to chat_template.jinja; vLLM reads either).
-    cfg_path = os.path.join(out_dir, "tokenizer_config.json")
-    with open(cfg_path) as f:
-        tcfg = json.load(f)
-    tcfg["chat_template"] = CHAT_TEMPLATE
-    tcfg["tokenizer_class"] = "PreTrainedTokenizerFast"  # loads in transformers v4 and v5
-    with open(cfg_path, "w") as f:
-        json.dump(tcfg, f, indent=2, sort_keys=True)
-
-    # --- model -----------------------------------------------------------
     config = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=hidden_size,

@@ -1,0 +1,124 @@
+"""Running the graph's stages in process, in dependency order, through Dagster's own execution
+(`dataset-assets run`): every step is a real run in the instance, visible in the UI afterwards."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from dagster import AssetKey
+
+# Stages in dependency order and how each is partitioned: once, per shard, per key of the asset's own
+# static partitions (dedup bands, references, recipes), rectangles of shard x strategy (one engine per
+# run), per finished rephrased partition.
+STAGES = [
+    ("crawl_docs", "shard"),
+    ("dedup_signatures", "shard"),
+    ("dedup_buckets", "static"),
+    ("dedup_clusters", None),
+    ("quality_classifier", None),
+    ("seeds", "shard"),
+    ("rephrased", "rectangles"),
+    ("natural_unigrams", "shard"),
+    ("seed_unigrams", "shard"),
+    ("rephrased_unigrams", "rephrased"),
+    ("reference_unigrams", "static"),
+    ("mixtures", "static"),
+    ("corpus_stats", None),
+]
+
+
+
+
+def register_shards(instance, landing) -> list[str]:
+    """Add a partition for every shard file in the landing location; returns all shard keys there."""
+    from dataset_assets.graph import crawl_shards
+
+    keys = sorted(landing.files())
+    known = set(instance.get_dynamic_partitions(crawl_shards.name))
+    new = [k for k in keys if k not in known]
+    if new:
+        instance.add_dynamic_partitions(crawl_shards.name, new)
+    return keys
+
+
+def report(label: str, result, start: float, failures: list[str]) -> None:
+    status = "ok" if result.success else "FAILED"
+    print(f"{status:6} {label} ({time.monotonic() - start:.1f} s, run {result.run_id[:8]})", flush=True)
+    if result.success:
+        return
+    failures.append(label)
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_failure else None
+        while error is not None and error.cause is not None:  # Dagster wraps the user's error: show its cause
+            error = error.cause
+        if error is not None:
+            print(f"       {error.message.strip().splitlines()[0]}", file=sys.stderr)
+
+
+
+class StageRunner:
+    """Executes stages one partition (or one shard x strategy rectangle) at a time; collects failures."""
+
+    def __init__(self, defs, instance, log_level: str, shards: list[str]):
+        self.defs, self.instance, self.shards = defs, instance, shards
+        self.job = defs.resolve_implicit_global_asset_job_def()
+        self.logging = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+        self.lake = defs.resources["lake"]
+        self.failures: list[str] = []
+
+    def execute(self, name: str, label: str, partition_key=None, tags=None, config=None) -> None:
+        start = time.monotonic()
+        run_config = {**self.logging, **({"ops": {name: {"config": config}}} if config else {})}
+        result = self.job.execute_in_process(
+            instance=self.instance,
+            partition_key=partition_key,
+            asset_selection=[AssetKey(name)],
+            raise_on_error=False,
+            tags={"dagster/from": "dataset-assets cli", **(tags or {})},
+            run_config=run_config,
+        )
+        report(label, result, start, self.failures)
+        if name == "dedup_clusters" and result.success:
+            meta = {k: v.value for e in result.get_asset_materialization_events() for k, v in e.materialization.metadata.items()}
+            print(f"       {meta['clusters']} duplicate clusters over {meta['shards']} shards: removed {meta['removed_exact']} exact and "
+                  f"{meta['removed_near']} near duplicates; cluster sizes {meta['cluster_sizes']}; plot {meta['plot_path']}")
+
+    def run(self, selected: list[str], strategies: dict, chosen: list[str], chunk_docs: int, max_output_tokens) -> None:
+        for name, partitioning in STAGES:
+            if name not in selected:
+                continue
+            if partitioning is None:
+                self.execute(name, name)
+            elif partitioning == "shard":
+                for key in self.shards:
+                    self.execute(name, f"{name}[{key}]", partition_key=key)
+            elif partitioning == "static":
+                for key in self.defs.resolve_assets_def(AssetKey(name)).partitions_def.get_partition_keys():
+                    self.execute(name, f"{name}[{key}]", partition_key=key)
+            elif partitioning == "rephrased":
+                self._finished_rephrased(name, chosen)
+            else:
+                self._rephrase(name, strategies, chosen, chunk_docs, max_output_tokens)
+
+    def _finished_rephrased(self, name: str, chosen: list[str]) -> None:
+        from dataset_assets.rephrase.store import finished_partitions
+
+        for shard, strategy, _ in sorted(finished_partitions(self.lake)):
+            if shard in self.shards and strategy in chosen:
+                self.execute(name, f"{name}[{shard}|{strategy}]", partition_key=f"{shard}|{strategy}")
+
+    def _rephrase(self, name: str, strategies: dict, chosen: list[str], chunk_docs: int, max_output_tokens) -> None:
+        """The missing or outdated (shard, strategy) pairs, as few rectangles (one engine load each)."""
+        from dataset_assets.rephrase.planning import range_tags, rectangles, rephrase_needed
+
+        engine = self.defs.resources["engine"]
+        wanted = {k: strategies[k] for k in chosen}
+        needed, status = rephrase_needed(self.lake, wanted, self.shards, engine.generator, max_output_tokens)
+        print(f"rephrased: {len(needed)} of {len(status)} partitions missing or outdated "
+              f"({sum(v == 'outdated' for v in status.values())} outdated)")
+        shard_order = [k for k in self.instance.get_dynamic_partitions("crawl_shards") if k in self.shards]
+        for shards, names in rectangles(needed, shard_order, sorted(strategies)):
+            label = f"rephrased[{shards[0]}..{shards[-1]} x {','.join(names)}]"
+            config = {"chunk_docs": chunk_docs, "max_output_tokens": max_output_tokens}
+            self.execute(name, label, tags=range_tags(shards, names), config=config)
