@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dataset_assets import settings
 
+
 def _prepare_environment(args: argparse.Namespace) -> None:
     if args.landing:
         os.environ["CRAWL_LANDING"] = args.landing if "://" in args.landing else str(Path(args.landing).resolve())
@@ -21,9 +22,8 @@ def _prepare_environment(args: argparse.Namespace) -> None:
         os.environ["STATS_REFERENCES"] = str(Path(args.references).resolve())
     if getattr(args, "recipes", None):
         os.environ["MIXTURE_RECIPES"] = str(Path(args.recipes).resolve())
-    if not os.environ.get("DAGSTER_HOME"):
-        os.environ["DAGSTER_HOME"] = str(settings.PROJECT_ROOT / "data" / "dagster_home")
-    home = Path(os.environ["DAGSTER_HOME"])
+    home = Path(settings.dagster_home())
+    os.environ["DAGSTER_HOME"] = str(home)  # Dagster reads it from the environment
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():
         # No network here and none needed: keep the instance from trying to send telemetry.
@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if missing:
         print(f"unknown strategy(ies) {missing}; prompts/ has: {sorted(strategies)}", file=sys.stderr)
         return 2
-    print(f"landing {os.environ['CRAWL_LANDING']}: {len(keys)} shards; lake {os.environ['DATASET_LAKE']}")
+    print(f"landing {settings.landing_location()}: {len(keys)} shards; lake {settings.lake_root()}")
     runner = StageRunner(defs, instance, args.log_level, keys)
     runner.run([name for name in stage_names if name in selected], strategies, chosen, args.chunk_docs, args.max_output_tokens)
     if runner.failures:
@@ -108,7 +108,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps({"shards": len(shards), "unregistered_shards": unregistered,
                           "assets": {name: st.summary() for name, st in status.items()}}, indent=2))
     else:
-        print(f"{len(shards)} shards ({unregistered} in the landing but not registered yet); lake {os.environ['DATASET_LAKE']}")
+        print(f"{len(shards)} shards ({unregistered} in the landing but not registered yet); lake {settings.lake_root()}")
         print(render(status))
     return 0
 

@@ -26,6 +26,11 @@ def _optional_int(name: str) -> int | None:
         raise ValueError(f"{name}={raw!r}: expected a whole number") from None
 
 
+def dagster_home() -> str:
+    """DAGSTER_HOME, else data/dagster_home (what `dataset-assets` and `make dev` use)."""
+    return os.environ.get("DAGSTER_HOME") or str(PROJECT_ROOT / "data" / "dagster_home")
+
+
 def lake_root() -> str:
     return os.environ.get("DATASET_LAKE") or str(PROJECT_ROOT / "data" / "lake")
 
