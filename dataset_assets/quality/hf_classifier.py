@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from resources.default_model import file_sha256
+from resources.hashing import file_sha256
 
 
 @dataclass(frozen=True)

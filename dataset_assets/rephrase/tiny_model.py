@@ -103,7 +103,8 @@ def write_tiny_model(
     model.generation_config.do_sample = True
     model.save_pretrained(out_dir, safe_serialization=True)
     # Named as what it is wherever a row records its generator: random weights, not a language model.
-    from resources.default_model import MARKER, file_sha256
+    from resources.default_model import MARKER
+    from resources.hashing import file_sha256
 
     weights = file_sha256(Path(out_dir) / "model.safetensors")
     with open(os.path.join(out_dir, MARKER), "w") as f:

@@ -109,7 +109,7 @@ def test_no_function_over_60_lines_and_no_module_over_300():
 
 
 def test_model_files_are_hashed_in_blocks_not_read_whole(tmp_path, monkeypatch):
-    from resources.default_model import file_sha256
+    from resources.hashing import file_sha256
 
     model = tmp_path / "model.bin"
     model.write_bytes(b"x" * (3 << 20))
