@@ -3,6 +3,10 @@
 Every write goes to `<root>/_staging/<uuid>/...` first and is then moved onto its final name, so a
 killed run leaves only staging debris, never a file under an asset that looks finished. On S3 the
 move is a server-side copy, which is atomic per object.
+
+This module is longer than 300 lines because it is the one class every stage reads and writes the
+lake through (paths, atomic writes, partition listings, JSON and bytes); splitting it would give
+the stages two doors to the same files.
 """
 
 from __future__ import annotations
@@ -248,14 +252,32 @@ class Lake(ConfigurableResource):
 
     def partition_values(self, asset: str, key: str) -> list[str]:
         """Values of the first Hive key under an asset that hold at least one finished part file."""
-        infos = self.fs.get_file_info(pafs.FileSelector(self.path(asset), allow_not_found=True))
-        values = []
-        for info in infos:
-            if info.type == pafs.FileType.Directory and info.base_name.startswith(f"{key}="):
-                value = info.base_name[len(key) + 1 :]
-                if self.has_partition(asset, {key: value}):
-                    values.append(value)
-        return sorted(values)
+        values = [d[len(key) + 1 :] for d in self.subdirectories(asset, prefix=f"{key}=")]
+        return [v for v in values if self.has_partition(asset, {key: v})]
+
+    def subdirectories(self, *parts: str, prefix: str = "") -> list[str]:
+        """Names of the directories directly under a lake path (starting with `prefix`), sorted."""
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path(*parts), allow_not_found=True))
+        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith(prefix))
+
+    def all_part_files(self, asset: str) -> list[str]:
+        """Every finished part file of an asset, at any depth, sorted."""
+        selector = pafs.FileSelector(self.path(asset), recursive=True, allow_not_found=True)
+        infos = self.fs.get_file_info(selector)
+        return sorted(
+            i.path for i in infos if i.type == pafs.FileType.File and i.base_name.startswith("part-") and i.base_name.endswith(".parquet")
+        )
+
+    def stored_partitions(self, asset: str) -> list[dict[str, str]]:
+        """Hive keys of every partition of an asset holding a finished part file, at any depth."""
+        base = self.path(asset)
+        found: dict[tuple, dict[str, str]] = {}
+        for path in self.all_part_files(asset):
+            directories = path[len(base) :].strip("/").split("/")[:-1]
+            if directories and all("=" in d for d in directories):
+                keys = dict(d.split("=", 1) for d in directories)
+                found[tuple(keys.items())] = keys
+        return [found[k] for k in sorted(found)]
 
     def read_partition(
         self, asset: str, partition: Mapping[str, str], columns: Optional[list[str]] = None

@@ -49,18 +49,13 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return name, version
 
 
-def _subdirs(lake: Lake, *parts: str) -> list[str]:
-    infos = lake.fs.get_file_info(pafs.FileSelector(lake.path(*parts), allow_not_found=True))
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory)
-
-
 def mixture_names(lake: Lake) -> list[str]:
-    return [n for n in _subdirs(lake, MIXTURES) if not n.startswith(("_", "."))]
+    return [n for n in lake.subdirectories(MIXTURES) if not n.startswith(("_", "."))]
 
 
 def version_dirs(lake: Lake, name: str) -> list[str]:
     """Every `v<n>` directory of a mixture in version order, finished or not."""
-    found = [(int(m.group(1)), d) for d in _subdirs(lake, MIXTURES, name) if (m := _VERSION.match(d))]
+    found = [(int(m.group(1)), d) for d in lake.subdirectories(MIXTURES, name) if (m := _VERSION.match(d))]
     return [d for _, d in sorted(found)]
 
 
@@ -230,15 +225,6 @@ def load_mixture(
     )
 
 
-def _part_files(lake: Lake, asset: str) -> list[str]:
-    selector = pafs.FileSelector(lake.path(asset), recursive=True, allow_not_found=True)
-    return sorted(
-        i.path
-        for i in lake.fs.get_file_info(selector)
-        if i.type == pafs.FileType.File and i.base_name.startswith("part-") and i.base_name.endswith(".parquet")
-    )
-
-
 def duckdb_views(lake: Lake, con=None):
     """A DuckDB connection with views `crawl_docs`, `seeds`, `rephrased` and `mixtures` over the lake.
 
@@ -249,7 +235,7 @@ def duckdb_views(lake: Lake, con=None):
 
     con = con or duckdb.connect()
     for asset in ("crawl_docs", "seeds", "rephrased"):
-        files = _part_files(lake, asset)
+        files = lake.all_part_files(asset)
         if files:
             # Rows carry their shard/strategy columns already: no Hive partitioning needed.
             con.register(asset, pads.dataset(files, filesystem=lake.fs, format="parquet"))

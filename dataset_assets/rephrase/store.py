@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from typing import Optional
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from dataset_assets.quality.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, table_kept_fingerprint
@@ -118,13 +117,9 @@ def seeds_fingerprint(lake, shard: str) -> Optional[str]:
 
 def finished_partitions(lake) -> Iterator[tuple[str, str, dict]]:
     """(shard, strategy, manifest) of every rephrased partition whose last run completed."""
-    for shard_dir in _subdirs(lake, lake.path(ASSET), "shard="):
-        for strategy_dir in _subdirs(lake, lake.path(ASSET, shard_dir), "strategy="):
+    for shard_dir in lake.subdirectories(ASSET, prefix="shard="):
+        for strategy_dir in lake.subdirectories(ASSET, shard_dir, prefix="strategy="):
             parts = [ASSET, shard_dir, strategy_dir, MANIFEST]
             if lake.exists(parts):
                 yield shard_dir[len("shard=") :], strategy_dir[len("strategy=") :], lake.get_json(parts)
 
-
-def _subdirs(lake, path: str, prefix: str) -> list[str]:
-    infos = lake.fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith(prefix))

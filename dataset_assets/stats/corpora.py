@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 
 from dataset_assets.stats import Corpus
 from dataset_assets.stats.synthetic import mixture_quality, quality_png, strategy_quality
@@ -41,24 +40,9 @@ FAMILIES: list[tuple[str, str, Callable[[Mapping[str, str]], str]]] = [
 SOURCES = {"strategy": "seeds"}
 
 
-def stored_partitions(lake: Lake, asset_name: str) -> list[dict[str, str]]:
-    """Hive keys of every partition of an asset holding a finished part file, at any depth."""
-    base = lake.path(asset_name)
-    infos = lake.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    found: dict[tuple, dict[str, str]] = {}
-    for info in infos:
-        if info.type != pafs.FileType.File or not (info.base_name.startswith("part-") and info.base_name.endswith(".parquet")):
-            continue
-        directories = info.path[len(base) :].strip("/").split("/")[:-1]
-        if directories and all("=" in d for d in directories):
-            keys = dict(d.split("=", 1) for d in directories)
-            found[tuple(keys.items())] = keys
-    return [found[k] for k in sorted(found)]
-
-
 def stored_vectors(lake: Lake, asset_name: str) -> Iterator[tuple[dict[str, str], StoredCounts]]:
     """Every count vector of an asset with its Hive keys, one at a time."""
-    for keys in stored_partitions(lake, asset_name):
+    for keys in lake.stored_partitions(asset_name):
         yield keys, counts_from_table(lake.read_partition(asset_name, keys))
 
 
