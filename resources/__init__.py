@@ -1,1 +1,1 @@
-"""Dagster resources of the project: the lake, the crawl landing location, and (later) engines."""
+"""Dagster resources of the project: the lake, the crawl landing location, the rephrasing engines and the tokenizer."""

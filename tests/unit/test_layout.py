@@ -143,3 +143,14 @@ class _Reader:
 @pytest.mark.parametrize("entry", PURE)
 def test_each_pure_entry_exists(entry):
     assert files_of(entry), entry
+
+
+def test_every_environment_variable_is_documented():
+    import re
+
+    source = (PACKAGE / "settings.py").read_text()
+    # Every quoted upper-case name in settings.py is an environment variable (read directly or by a helper).
+    names = set(re.findall(r'"([A-Z][A-Z0-9]*_[A-Z0-9_]+)"', source))
+    assert {"DATASET_LAKE", "MIXTURE_TOKENIZER", "REPHRASE_CONCURRENCY"} <= names
+    readme = (ROOT / "README.md").read_text()
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []
