@@ -70,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"unknown strategy(ies) {missing}; prompts/ has: {sorted(strategies)}", file=sys.stderr)
         return 2
     print(f"landing {settings.landing_location()}: {len(keys)} shards; lake {settings.lake_root()}")
+    _ensure_catalog(defs.resources["lake"])
     runner = StageRunner(defs, instance, args.log_level, keys)
     runner.run([name for name in stage_names if name in selected], strategies, chosen, args.chunk_docs, args.max_output_tokens)
     if runner.failures:
@@ -92,6 +93,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from dataset_assets.rephrase.strategies import load_strategies
 
     defs = importlib.import_module("dataset_assets.definitions").defs
+    _ensure_catalog(defs.resources["lake"])
     registered = DagsterInstance.get().get_dynamic_partitions(crawl_shards.name)
     landed = defs.resources["landing"].files()
     shards = sorted(set(registered) | set(landed))
@@ -110,6 +112,46 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(f"{len(shards)} shards ({unregistered} in the landing but not registered yet); lake {settings.lake_root()}")
         print(render(status))
+    return 0
+
+
+def _ensure_catalog(lake) -> None:
+    """A lake written before it had a status catalog gets one now, from the lake itself (once)."""
+    from dataset_assets import catalog
+
+    if catalog.started(lake) or not [d for d in lake.subdirectories() if not d.startswith("_")]:
+        return
+    print(f"the lake at {lake.uri()} has no status catalog yet: building it from the lake (once)", flush=True)
+    written = catalog.rebuild(lake, log=lambda message: print(message, flush=True))
+    print(f"status catalog: {written:,} partitions recorded", flush=True)
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    """The status catalog: rebuild it from the lake, verify it against the lake, or compact it."""
+    from dataset_assets import catalog
+
+    lake = _lake(args)
+    if args.rebuild:
+        start = time.monotonic()
+        written = catalog.rebuild(lake, log=lambda message: print(message, flush=True))
+        print(f"status catalog rebuilt from {lake.uri()}: {written:,} partitions in {time.monotonic() - start:.1f} s")
+        return 0
+    try:
+        if args.compact:
+            catalog.compact(lake)
+        gone = catalog.verify(lake) if args.verify else []
+        table = catalog.read(lake)
+    except (catalog.CatalogMissing, catalog.CatalogDamaged) as exc:
+        print(f"catalog: {exc}", file=sys.stderr)
+        return 1
+    counts = {}
+    for asset in table.column("asset").to_pylist():
+        counts[asset] = counts.get(asset, 0) + 1
+    print(f"status catalog of {lake.uri()}: {table.num_rows:,} partitions recorded " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    if gone:
+        print(f"{len(gone)} recorded partitions have no data in the lake any more (deleted by hand?): "
+              + ", ".join(f"{a}[{p}]" for a, p in gone[:10]) + ". Run `dataset-assets catalog --rebuild`.", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -198,6 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--max-output-tokens", type=int, help="the output cap `run` was given, if any (it is part of the prompt hash)")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+    cat = sub.add_parser("catalog", help="the lake's status catalog: counts, --verify, --compact or --rebuild")
+    cat.add_argument("--lake", help="lake root (default DATASET_LAKE)")
+    group = cat.add_mutually_exclusive_group()
+    group.add_argument("--rebuild", action="store_true", help="reconstruct the catalog from the lake (a full walk, once)")
+    group.add_argument("--verify", action="store_true", help="check that every recorded partition's data is still in the lake")
+    group.add_argument("--compact", action="store_true", help="fold the catalog's record files into one")
+    cat.set_defaults(func=cmd_catalog)
     tiny = sub.add_parser("tiny-model", help="write a tiny random-weight Llama checkpoint (its text is noise: for tests only)")
     tiny.add_argument("dir")
     tiny.add_argument("--tokenizer", help="tokenizer.json to use (default: ../shared/data/tokenizers/gpt2-tokenizer.json)")

@@ -1,4 +1,5 @@
-"""Which partitions of the graph are current, outdated (and why) or missing, read from the lake.
+"""Which partitions of the graph are current, outdated (and why) or missing, read from the lake's
+status catalog (`catalog.py`) in one pass: no walk over partition folders.
 
 One computation for everyone: the nightly backfill launches exactly the partitions that are not
 current here, `dataset-assets status` prints these counts, and `dataset-assets run` rephrases the
@@ -7,14 +8,15 @@ current here, `dataset-assets status` prints these counts, and `dataset-assets r
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
-from dataset_assets.dedup.store import BUCKETS, CLUSTERS, COVERED_KEY, SIGNATURES, cluster_fingerprints, footer, seeds_needing_dedup
+from dataset_assets import catalog
+from dataset_assets.dedup.store import BUCKETS, CLUSTERS, SIGNATURES
+from dataset_assets.lake_walk import covered_digest
 from dataset_assets.rephrase.chunks import with_output_cap
-from dataset_assets.rephrase.store import partition_reasons
+from dataset_assets.rephrase.strategies import prompt_hash
 
 # The assets whose partitions the nightly backfill fills, in dependency order.
 BACKFILLED = ["crawl_docs", SIGNATURES, BUCKETS, CLUSTERS, "seeds", "rephrased"]
@@ -46,21 +48,30 @@ class AssetStatus:
 
 def graph_status(lake, shards: list[str], strategies: dict, generator: str, band_partitions: list[str],
                  max_output_tokens: Optional[int] = None) -> dict[str, AssetStatus]:
+    """The status of every backfilled partition, from one read of the lake's status catalog."""
+    table = catalog.read(lake)
+    recorded = {asset: catalog.facts(table, asset) for asset in BACKFILLED}
+    return status_from_records(recorded, shards, strategies, generator, band_partitions, max_output_tokens)
+
+
+def status_from_records(recorded: dict[str, dict[str, dict]], shards: list[str], strategies: dict, generator: str,
+                        band_partitions: list[str], max_output_tokens: Optional[int] = None) -> dict[str, AssetStatus]:
+    """Compare what the records say each partition was made from with what it would be made from now."""
     out = {name: AssetStatus(name) for name in BACKFILLED}
-    have = {asset: set(lake.partition_values(asset, "shard")) for asset in ("crawl_docs", SIGNATURES, "seeds")}
     for asset in ("crawl_docs", SIGNATURES):
-        out[asset].partitions = {s: ("current" if s in have[asset] else "missing", []) for s in shards}
+        out[asset].partitions = {s: ("current" if s in recorded[asset] else "missing", []) for s in shards}
 
     # The bands and clusters should cover every signed shard and every registered one (to be signed).
-    expected = sorted(have[SIGNATURES] | set(shards))
-    covered = cluster_fingerprints(lake)
+    expected = sorted(set(recorded[SIGNATURES]) | set(shards))
+    want = covered_digest(expected)
     for band in band_partitions:
-        meta = footer(lake, BUCKETS, {"band": band})
-        if meta is None:
+        made = recorded[BUCKETS].get(band)
+        if made is None:
             out[BUCKETS].partitions[band] = ("missing", [])
         else:
-            built_from = json.loads(meta.get(COVERED_KEY.encode(), b"[]"))
-            out[BUCKETS].partitions[band] = ("current", []) if built_from == expected else ("outdated", ["shards added or removed"])
+            out[BUCKETS].partitions[band] = ("current", []) if made["covered"] == want else ("outdated", ["shards added or removed"])
+    clusters = recorded[CLUSTERS].get("")
+    covered = None if clusters is None else clusters["fingerprints"]
     if covered is None:
         out[CLUSTERS].partitions[None] = ("missing", [])
     elif sorted(covered) != expected:
@@ -70,9 +81,10 @@ def graph_status(lake, shards: list[str], strategies: dict, generator: str, band
     else:
         out[CLUSTERS].partitions[None] = ("current", [])
 
-    redo = seeds_needing_dedup(lake, [s for s in shards if s in have["seeds"]])
+    seeds = recorded["seeds"]
+    redo = seeds_to_redo(covered or {}, seeds)
     for s in shards:
-        if s not in have["seeds"]:
+        if s not in seeds:
             out["seeds"].partitions[s] = ("missing", [])
         elif s in redo:
             out["seeds"].partitions[s] = ("outdated", ["dedup decisions changed"])
@@ -80,8 +92,37 @@ def graph_status(lake, shards: list[str], strategies: dict, generator: str, band
             out["seeds"].partitions[s] = ("current", [])
 
     effective = {k: with_output_cap(v, max_output_tokens) for k, v in strategies.items()}
-    for (shard, strategy), state in partition_reasons(lake, effective, shards, generator).items():
-        out["rephrased"].partitions[f"{shard}|{strategy}"] = state
+    hashes = {name: prompt_hash(strategy) for name, strategy in effective.items()}
+    made = recorded["rephrased"]
+    for shard in shards:
+        seeds_now = seeds.get(shard, {}).get("kept_fingerprint")
+        for name in effective:
+            key = f"{shard}|{name}"
+            manifest = made.get(key)
+            if manifest is None:
+                out["rephrased"].partitions[key] = ("missing", [])
+                continue
+            why = []
+            if manifest.get("prompt_hash") != hashes[name]:
+                why.append("prompt edited")
+            if manifest.get("generator") != generator:
+                why.append("new generator")
+            if seeds_now is not None and manifest.get("seeds_fingerprint") != seeds_now:
+                why.append("seeds changed")
+            out["rephrased"].partitions[key] = ("outdated" if why else "current", why)
+    return out
+
+
+def seeds_to_redo(fingerprints: dict[str, str], seeds: dict[str, dict]) -> dict[str, str]:
+    """Shards the clusters cover whose seeds are missing or were made with other dedup decisions:
+    {shard: "missing" | "outdated"}. Exactly the seeds partitions a new clustering affects."""
+    out = {}
+    for shard, fingerprint in fingerprints.items():
+        made = seeds.get(shard)
+        if made is None:
+            out[shard] = "missing"
+        elif made.get("dedup_fingerprint") != fingerprint:
+            out[shard] = "outdated"
     return out
 
 

@@ -81,19 +81,3 @@ def seeds_dedup_fingerprint(lake, shard: str) -> Optional[str]:
     if meta is None:
         return None
     return meta.get(DEDUP_FINGERPRINT.encode(), NOT_COVERED.encode()).decode()
-
-
-def seeds_needing_dedup(lake, shards: Iterable[str]) -> dict[str, str]:
-    """Shards the clusters cover whose seeds are missing or were made with other dedup decisions:
-    {shard: "missing" | "outdated"}. Exactly the seeds partitions a new clustering affects."""
-    fingerprints = cluster_fingerprints(lake) or {}
-    out = {}
-    for shard in shards:
-        if shard not in fingerprints:
-            continue
-        have = seeds_dedup_fingerprint(lake, shard)
-        if have is None:
-            out[shard] = "missing"
-        elif have != fingerprints[shard]:
-            out[shard] = "outdated"
-    return out

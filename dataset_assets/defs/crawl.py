@@ -23,7 +23,7 @@ from dagster import (
 
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats
 from dataset_assets.crawl.ingest import ingest_shard
-from dataset_assets import settings
+from dataset_assets import catalog, settings
 from dataset_assets.graph import DEDUP_SIGNATURES, crawl_shards
 from dataset_assets.progress import Progress
 from dataset_assets.crawl.readers import ReadReport, UnsupportedShardError, shard_format
@@ -75,6 +75,7 @@ def crawl_docs(context: AssetExecutionContext, config: CrawlDocsConfig, lake: La
         on_record=lambda: progress.update(report.position, f"{report.records} records, {stats.kept} documents kept"),
     )
     written = lake.write_partition(ASSET, {"shard": shard}, batches, DOCUMENT_SCHEMA)
+    catalog.record(lake, ASSET, shard, written.data_version)
     if report.truncated:
         context.log.warning(f"{landing_file.name} is damaged ({report.error}); kept the {stats.kept} documents before the break")
     context.log.info(

@@ -33,6 +33,7 @@ from dagster import (
     asset,
 )
 
+from dataset_assets import catalog
 from dataset_assets.dedup import buckets as bucket_stage
 from dataset_assets.dedup.clusters import ClusterStats, cluster, largest_clusters, shard_fingerprints, size_distribution
 from dataset_assets.dedup.minhash import PARAMS_KEY, MinHashParams
@@ -44,13 +45,13 @@ from dataset_assets.dedup.store import (
     FINGERPRINTS_KEY,
     SIGNATURES,
     ParameterMismatch,
-    cluster_fingerprints,
     footer,
     read_signature_keys,
-    seeds_needing_dedup,
 )
 from dataset_assets.graph import BAND_GROUPS, CRAWL_DOCS, SEEDS, crawl_shards, dedup_bands
 from dataset_assets.in_flight import in_flight_partitions
+from dataset_assets.lake_walk import facts_buckets
+from dataset_assets.status import seeds_to_redo
 from dataset_assets.progress import Progress
 from dataset_assets.stats.plots import cluster_sizes_png, png_markdown
 from resources.lake import Lake
@@ -115,6 +116,7 @@ def dedup_signatures(context: AssetExecutionContext, config: MinHashConfig, lake
             yield batch
 
     written = lake.write_partition(SIGNATURES, {"shard": shard}, batches(), signature_schema(params), {PARAMS_KEY: params.key()})
+    catalog.record(lake, SIGNATURES, shard, written.data_version, params=params.key())
     context.log.info(f"{shard}: {counts['documents']} documents signed, {counts['without_signature']} too short for a {params.ngram}-gram")
     return MaterializeResult(
         metadata={
@@ -149,6 +151,7 @@ def dedup_buckets(context: AssetExecutionContext, config: MinHashConfig, lake: L
     members = bucket_stage.MEMBER_SCHEMA.empty_table() if table is None else bucket_stage.partition_members(table, partition, params, BAND_GROUPS)
     meta = {PARAMS_KEY: params.key(), COVERED_KEY: json.dumps(shards)}
     written = lake.write_partition(BUCKETS, {"band": partition}, members.to_batches(), bucket_stage.MEMBER_SCHEMA, meta)
+    catalog.record(lake, BUCKETS, partition, written.data_version, **facts_buckets(shards))
     buckets = len(set(zip(members.column("band").to_pylist(), members.column("root").to_pylist())))
     context.log.info(f"{partition}: {members.num_rows} documents in {buckets} shared buckets over {len(shards)} shards")
     return MaterializeResult(
@@ -206,6 +209,7 @@ def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: 
     fingerprints = shard_fingerprints(decisions, covered)
     meta = {PARAMS_KEY: params.key(), FINGERPRINTS_KEY: json.dumps(fingerprints), "verify_threshold": str(config.verify_threshold)}
     written = lake.write_partition(CLUSTERS, {}, decisions.to_batches(), decisions.schema, meta)
+    catalog.record(lake, CLUSTERS, "", written.data_version, fingerprints=fingerprints)
     sizes = size_distribution(decisions)
     plot = cluster_sizes_png(sizes)
     lake.put_bytes([CLUSTERS, "cluster_sizes.png"], plot)
@@ -252,13 +256,18 @@ def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: 
     "(or that have no seeds yet).",
 )
 def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
-    fingerprints = cluster_fingerprints(lake)
-    if fingerprints is None:
+    try:
+        recorded = catalog.read(lake)  # one read of the status catalog, no footer per shard
+    except (catalog.CatalogMissing, catalog.CatalogDamaged) as exc:
+        return SkipReason(str(exc))
+    clusters = catalog.facts(recorded, CLUSTERS).get("")
+    if clusters is None:
         return SkipReason("dedup_clusters has not been materialised yet")
+    fingerprints = clusters["fingerprints"]
     state = hashlib.sha256(repr(sorted(fingerprints.items())).encode()).hexdigest()[:16]
     if state == context.cursor:
         return SkipReason("dedup_clusters unchanged since the last tick")
-    needed = seeds_needing_dedup(lake, sorted(fingerprints))
+    needed = seeds_to_redo(fingerprints, catalog.facts(recorded, "seeds"))
     # A seeds partition an unfinished run or backfill already covers (the nightly backfill builds seeds
     # after the clusters) is left to it; the cursor then stays, so the next tick looks again.
     busy = {k.partition_key for k in in_flight_partitions(context.instance, context.repository_def.asset_graph) if k.asset_key == SEEDS}

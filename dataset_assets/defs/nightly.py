@@ -21,6 +21,7 @@ from dataset_assets.dagster_internals import (
 )
 from dataset_assets.graph import CRAWL_DOCS, DEDUP_BUCKETS, DEDUP_CLUSTERS, DEDUP_SIGNATURES, REPHRASED, SEEDS, crawl_shards, dedup_bands, rephrased_partitions
 from dataset_assets.in_flight import UNFINISHED_BACKFILLS, in_flight_partitions
+from dataset_assets.catalog import CatalogDamaged, CatalogMissing
 from dataset_assets.status import graph_status
 from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
@@ -77,7 +78,10 @@ def nightly_backfill(context: SensorEvaluationContext, lake: Lake, engine: LLMEn
         reason = f"the previous nightly backfill {previous[0].backfill_id} is still unfinished: its partitions are in an unfinished run or backfill"
         return SensorResult(skip_reason=SkipReason(reason), cursor=cursor)
     shards = context.instance.get_dynamic_partitions(crawl_shards.name)
-    wanted = needed_partitions(lake, shards, engine.generator)
+    try:
+        wanted = needed_partitions(lake, shards, engine.generator)
+    except (CatalogMissing, CatalogDamaged) as exc:  # never a slow walk inside a sensor tick
+        return SensorResult(skip_reason=SkipReason(str(exc)), cursor=context.cursor)
     if not wanted:
         return SensorResult(skip_reason=SkipReason("every shard and (shard x strategy) partition is current"), cursor=cursor)
     asset_graph = context.repository_def.asset_graph

@@ -20,6 +20,7 @@ from dagster import (
     asset,
 )
 
+from dataset_assets import catalog
 from dataset_assets.graph import CRAWL_DOCS, DEDUP_CLUSTERS, QUALITY_CLASSIFIER, crawl_shards
 from dataset_assets.progress import Progress
 from dataset_assets.dedup.store import DEDUP_FINGERPRINT, NOT_COVERED, decisions_for_shard
@@ -159,6 +160,7 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
     table = pa.Table.from_batches(scored, schema=SEED_SCHEMA)
     fingerprint = {KEPT_FINGERPRINT: table_kept_fingerprint(table), DEDUP_FINGERPRINT: dedup_fingerprint}
     written = lake.write_partition(ASSET, {"shard": shard}, table.to_batches(), SEED_SCHEMA, fingerprint)
+    catalog.record(lake, ASSET, shard, written.data_version, **fingerprint)
     ok, facts = validate_seeds(table, docs.num_rows)
     reasons = Counter(r for r in table.column("drop_reason").to_pylist() if r)
     # The kept share is judged over the shard's own documents: copies folded into another shard's

@@ -25,7 +25,7 @@ from dagster import (
     asset,
 )
 
-from dataset_assets import settings
+from dataset_assets import catalog, settings
 from dataset_assets.graph import CRAWL_DOCS, MIXTURES, REPHRASED, SEEDS, crawl_shards, rephrased_partitions
 from dataset_assets.progress import Progress
 from dataset_assets.stats import STATS_SCHEMA, corpus_rows, rows_table
@@ -80,6 +80,7 @@ def count_and_write(
     seconds = time.perf_counter() - start
     meta = counts_metadata(tok.name, tok.vocab_size, tok.fingerprint, counted.documents)
     written = lake.write_partition(asset_name, partition, counts_batches(counted.counts), COUNTS_SCHEMA, meta)
+    catalog.record(lake, asset_name, "|".join(partition.values()), written.data_version)
     context.log.info(f"{asset_name} {label}: {counted.documents:,} documents, {counted.tokens:,} tokens in {seconds:.1f} s")
     return MaterializeResult(
         metadata={
@@ -214,6 +215,7 @@ def corpus_stats(context: AssetExecutionContext, config: CorpusStatsConfig, lake
     rows = corpus_rows(corpora, refs, tok.decode_token, tok.name, config.smoothing_alpha, config.top_k)
     note = smoothing_note(config.smoothing_alpha)
     written = lake.write_partition(STATS, {}, rows_table(rows).to_batches(), STATS_SCHEMA, {"smoothing": note, "tokenizer": tok.name})
+    catalog.record(lake, STATS, "", written.data_version)
     zipf = zipf_png({c.name: c.counts for c in corpora}, {c.name: c.kind for c in corpora}, f"Zipf curves ({tok.name} tokens)")
     bars = [(r["corpus"], r["reference"], r["kl_bits"]) for r in rows if r["reference"]]
     kl = kl_png(bars, f"KL(reference || corpus), {tok.name} tokens")

@@ -15,9 +15,11 @@ from typing import Optional
 
 import pyarrow as pa
 
+from dataset_assets import catalog
 from dataset_assets.crawl.langid import language_probabilities  # lid.176, loaded on first use
 from dataset_assets.rephrase.postfilters import postfilter_flags, strip_preambles
 from dataset_assets.quality.seeds import kept_fingerprint
+from dataset_assets.lake_walk import facts_rephrased
 from dataset_assets.rephrase.chunks import ChunkPlan, chunk_plans, plan_items
 from dataset_assets.rephrase.store import ASSET, MANIFEST, REPHRASED_SCHEMA, SCORE_COLUMNS, chunk_metadata, committed
 from dataset_assets.rephrase.strategies import Strategy, prompt_hash, render
@@ -192,7 +194,9 @@ def rephrase_partition(
     for path in lake.partition_files(ASSET, partition):
         if path.rsplit("/", 1)[-1] not in wanted:
             lake.fs.delete_file(path)  # chunks of an earlier, longer plan
-    lake.put_json(manifest_parts, _manifest(strategy, generator, seeds, len(chunks), stats))  # last: the partition is finished
+    manifest = _manifest(strategy, generator, seeds, len(chunks), stats)
+    lake.put_json(manifest_parts, manifest)  # the partition is finished; then its catalog record
+    catalog.record(lake, ASSET, f"{shard}|{strategy.name}", **facts_rephrased(manifest))
     return stats
 
 

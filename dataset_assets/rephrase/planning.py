@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-from dataset_assets.rephrase.chunks import with_output_cap
-from dataset_assets.rephrase.store import partition_status
 from dataset_assets.rephrase.strategies import Strategy
 
 
@@ -50,7 +48,10 @@ def range_tags(shards: list[str], strategies: list[str]) -> dict[str, str]:
 def rephrase_needed(
     lake, strategies: dict[str, Strategy], shards: list[str], generator: str, max_output_tokens: Optional[int] = None
 ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
-    """(shard, strategy) pairs that are missing or outdated, and the status of every pair."""
-    effective = {k: with_output_cap(v, max_output_tokens) for k, v in strategies.items()}
-    status = partition_status(lake, effective, shards, generator)
+    """(shard, strategy) pairs that are missing or outdated, and the status of every pair: the status
+    catalog's answer, exactly what `dataset-assets status` and the nightly backfill see."""
+    from dataset_assets.status import graph_status
+
+    rephrased = graph_status(lake, shards, strategies, generator, [], max_output_tokens)["rephrased"]
+    status = {tuple(key.split("|", 1)): state for key, (state, _) in rephrased.partitions.items()}
     return {pair for pair, state in status.items() if state != "current"}, status

@@ -72,7 +72,8 @@ def committed(lake, directory: str, chunk: ChunkPlan, expected: dict[str, str]) 
 
 
 def partition_status(lake, strategies: dict[str, Strategy], shards: list[str], generator: str) -> dict[tuple[str, str], str]:
-    """`missing`, or `outdated` (the prompt, the generator or the shard's kept seeds changed since it
+    """What the lake itself says, walking its partitions (the status catalog is held to this in the
+    tests, and `catalog.rebuild` reads the same manifests and footers): `missing`, or `outdated` (the prompt, the generator or the shard's kept seeds changed since it
     was made: an edited prompt file, another model, a retrained classifier), or `current`."""
     return {pair: state for pair, (state, _) in partition_reasons(lake, strategies, shards, generator).items()}
 

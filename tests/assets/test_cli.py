@@ -126,6 +126,13 @@ def test_run_rephrases_chosen_strategies_then_only_what_is_missing_or_outdated(t
     assert assets["dedup_clusters"]["missing"] == 1 and assets["dedup_buckets"]["missing"] == 15
     table = cli("status", *where, env=env).stdout
     assert "rephrased" in table and "prompt edited: 1" in table
+    # The catalog the commits grew says what the lake says: rebuilt from a walk, status is the same.
+    lake_arg = ["--lake", str(tmp_path / "lake")]
+    checked = cli("catalog", *lake_arg, "--verify", env=env)
+    assert checked.returncode == 0 and "partitions recorded" in checked.stdout, checked.stdout + checked.stderr
+    assert cli("catalog", *lake_arg, "--rebuild", env=env).returncode == 0
+    again = cli("status", *where, "--json", env=env).stdout
+    assert json.loads(again[again.index("{"):])["assets"] == assets
     second = cli(*args[:-1], "rephrased", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "rephrased: 1 of 2 partitions missing or outdated (1 outdated)" in second.stdout

@@ -24,7 +24,9 @@ from dataset_assets.dedup import buckets as bucket_stage
 from dataset_assets.dedup.clusters import ClusterStats, cluster, shard_fingerprints
 from dataset_assets.dedup.minhash import MinHasher, MinHashParams, jaccard, shingles
 from dataset_assets.dedup.signatures import signature_batches
-from dataset_assets.dedup.store import SIGNATURES, ParameterMismatch, read_signature_keys, seeds_needing_dedup
+from dataset_assets import catalog
+from dataset_assets.dedup.store import CLUSTERS, SIGNATURES, ParameterMismatch, read_signature_keys
+from dataset_assets.status import seeds_to_redo
 from dataset_assets.graph import crawl_shards
 from resources.lake import Lake
 from resources.landing import CrawlLanding
@@ -233,6 +235,14 @@ def test_clusters_refuse_a_missing_band_partition_then_remove_exact_and_near_dup
     assert meta["cluster_sizes"] == {"2": 4} and "cluster_size_plot" in meta and "http://e" in meta["largest_clusters"]
     assert lake.exists(["dedup_clusters", "cluster_sizes.png"])
     assert seeds_needing_dedup(lake, ["one.jsonl.gz", "two.jsonl.gz"]) == {"one.jsonl.gz": "missing", "two.jsonl.gz": "missing"}
+
+
+
+def seeds_needing_dedup(lake, shards: list[str]) -> dict[str, str]:
+    """What the status catalog says: shards whose seeds are missing or made with other dedup decisions."""
+    recorded = catalog.read(lake)
+    fingerprints = catalog.facts(recorded, CLUSTERS)[""]["fingerprints"]
+    return {s: v for s, v in seeds_to_redo(fingerprints, catalog.facts(recorded, "seeds")).items() if s in shards}
 
 
 # -- the whole CLI, two shards in both orders ---------------------------------------------------------

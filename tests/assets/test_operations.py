@@ -21,13 +21,17 @@ from tests.unit.test_rephrase import seeds as seed_rows
 
 
 def write_docs_and_seeds(lake: Lake, shard: str) -> None:
-    from dataset_assets.quality.seeds import SEED_SCHEMA
+    """What crawl_docs and seeds commit for a shard: their data, then their status catalog records."""
+    from dataset_assets import catalog
+    from dataset_assets.quality.seeds import SEED_SCHEMA, kept_fingerprint
 
     rows = [{**{n: None for n in SEED_SCHEMA.names}, **r, "shard": shard} for r in seed_rows(2)]
     table = pa.Table.from_pylist(rows, schema=SEED_SCHEMA)
-    lake.write_partition("seeds", {"shard": shard}, table.to_batches(), SEED_SCHEMA)
     docs = table.select([f.name for f in SEED_SCHEMA if f.name not in ("quality_score", "quality_percentile", "kept", "drop_reason")])
-    lake.write_partition("crawl_docs", {"shard": shard}, docs.to_batches(), docs.schema)
+    written = lake.write_partition("crawl_docs", {"shard": shard}, docs.to_batches(), docs.schema)
+    catalog.record(lake, "crawl_docs", shard, written.data_version)
+    written = lake.write_partition("seeds", {"shard": shard}, table.to_batches(), SEED_SCHEMA)
+    catalog.record(lake, "seeds", shard, written.data_version, kept_fingerprint=kept_fingerprint(rows), dedup_fingerprint="not-covered")
 
 
 def test_rectangles_cover_exactly_the_needed_pairs():

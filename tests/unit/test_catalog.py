@@ -1,0 +1,154 @@
+"""The status catalog: records, compaction, concurrent writers, and status that tells the truth after
+a crash, a hand deletion, a damaged file and a lake written before the catalog existed."""
+
+from __future__ import annotations
+
+import threading
+
+import pyarrow as pa
+import pytest
+
+from dataset_assets import catalog
+from dataset_assets.lake_walk import facts_rephrased
+from dataset_assets.rephrase.generate import rephrase_partition
+from dataset_assets.rephrase.store import partition_status
+from dataset_assets.rephrase.strategies import load_strategies
+from dataset_assets.status import graph_status
+from resources.lake import Lake
+from tests.support.engines import ScriptedEngine
+from tests.unit.test_rephrase import PROMPTS, seeds
+
+SHARDS = ["s1", "s2"]
+
+
+def write_shard(lake: Lake, asset: str, shard: str, record: bool = True, **facts) -> None:
+    table = pa.table({"id": [f"{shard}-0"], "text": ["x"]})
+    written = lake.write_partition(asset, {"shard": shard}, table.to_batches(), table.schema)
+    if record:
+        catalog.record(lake, asset, shard, written.data_version, **facts)
+
+
+def rephrased_lake(tmp_path):
+    lake, engine = Lake(root=str(tmp_path / "lake")), ScriptedEngine()
+    strategies = load_strategies(PROMPTS)
+    chosen = {k: strategies[k] for k in ("qa", "summary")}
+    for shard in SHARDS:
+        write_shard(lake, "crawl_docs", shard)
+        for strategy in chosen.values():
+            rephrase_partition(lake, engine, strategy, shard, seeds(2), chunk_docs=4)
+    return lake, engine, chosen
+
+
+def rephrased_states(lake, chosen, generator) -> dict[str, str]:
+    status = graph_status(lake, SHARDS, chosen, generator, [])
+    return {key: state for key, (state, _) in status["rephrased"].partitions.items()}
+
+
+def test_the_latest_record_of_a_partition_wins_and_facts_read_back(tmp_path):
+    lake = Lake(root=str(tmp_path))
+    write_shard(lake, "seeds", "s1", kept_fingerprint="a", dedup_fingerprint="x")
+    catalog.record(lake, "seeds", "s1", "v2", kept_fingerprint="b", dedup_fingerprint="x")
+    catalog.record(lake, "seeds", "s2", "v1", kept_fingerprint="c", dedup_fingerprint="y")
+    seeds_facts = catalog.facts(catalog.read(lake), "seeds")
+    assert seeds_facts["s1"] == {"kept_fingerprint": "b", "dedup_fingerprint": "x", "data_version": "v2"}
+    assert set(seeds_facts) == {"s1", "s2"}
+
+
+def test_compaction_keeps_the_latest_records_in_one_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog, "COMPACT_AT", 5)
+    lake = Lake(root=str(tmp_path))
+    write_shard(lake, "crawl_docs", "s0")
+    for i in range(12):
+        catalog.record(lake, "crawl_docs", f"s{i % 4}", f"v{i}")
+    table = catalog.read(lake)
+    assert sorted(zip(table.column("partition").to_pylist(), table.column("data_version").to_pylist())) == [
+        ("s0", "v8"), ("s1", "v9"), ("s2", "v10"), ("s3", "v11"),
+    ]
+    assert len(catalog._files(lake, catalog.RECORDS)) <= 5 and len(catalog._files(lake, catalog.COMPACTED)) >= 1
+
+
+def test_two_writers_committing_at_once_lose_no_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog, "COMPACT_AT", 16)  # compactions run while the other writer appends
+    lake = Lake(root=str(tmp_path))
+    write_shard(lake, "crawl_docs", "first")
+    errors = []
+
+    def writer(prefix: str) -> None:
+        try:
+            for i in range(60):
+                catalog.record(lake, "crawl_docs", f"{prefix}{i:03d}", "v")
+        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(p,)) for p in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(catalog.facts(catalog.read(lake), "crawl_docs")) == 121
+
+
+def test_a_crash_between_the_data_and_its_record_reads_as_missing_until_rebuilt(tmp_path):
+    lake, engine, chosen = rephrased_lake(tmp_path)
+    assert set(rephrased_states(lake, chosen, engine.generator).values()) == {"current"}
+    # crawl_docs of a third shard committed, then the process died before its record.
+    write_shard(lake, "crawl_docs", "s3", record=False)
+    status = graph_status(lake, [*SHARDS, "s3"], chosen, engine.generator, [])
+    assert status["crawl_docs"].partitions["s3"] == ("missing", [])
+    assert catalog.rebuild(lake) >= 7
+    status = graph_status(lake, [*SHARDS, "s3"], chosen, engine.generator, [])
+    assert status["crawl_docs"].partitions["s3"] == ("current", [])
+
+
+def test_a_partition_deleted_by_hand_is_found_by_verify_and_missing_after_rebuild(tmp_path):
+    lake, engine, chosen = rephrased_lake(tmp_path)
+    lake.fs.delete_dir(lake.path("rephrased", "shard=s2", "strategy=qa"))
+    assert catalog.verify(lake) == [("rephrased", "s2|qa")]
+    catalog.rebuild(lake)
+    assert catalog.verify(lake) == []
+    assert rephrased_states(lake, chosen, engine.generator)["s2|qa"] == "missing"
+
+
+def test_a_damaged_catalog_file_is_named_and_rebuild_restores_the_same_status(tmp_path):
+    lake, engine, chosen = rephrased_lake(tmp_path)
+    before = rephrased_states(lake, chosen, engine.generator)
+    victim = catalog._files(lake, catalog.RECORDS)[0]
+    with lake.fs.open_output_stream(victim) as out:
+        out.write(b"not parquet")
+    with pytest.raises(catalog.CatalogDamaged, match=r"cannot be read .*dataset-assets catalog --rebuild"):
+        catalog.read(lake)
+    catalog.rebuild(lake)
+    assert rephrased_states(lake, chosen, engine.generator) == before
+
+
+def test_a_lake_from_before_the_catalog_asks_for_a_rebuild_then_agrees_with_the_walk(tmp_path):
+    lake, engine, chosen = rephrased_lake(tmp_path)
+    grown = catalog.read(lake)
+    lake.fs.delete_dir(lake.path(catalog.CATALOG))
+    with pytest.raises(catalog.CatalogMissing, match="catalog --rebuild"):
+        graph_status(lake, SHARDS, chosen, engine.generator, [])
+    catalog.rebuild(lake)
+    rebuilt = catalog.read(lake)
+    # The rebuilt catalog records the same partitions with the same facts the commits recorded.
+    for asset in ("crawl_docs", "rephrased"):
+        assert {k: {f: v for f, v in facts.items() if f != "data_version"} for k, facts in catalog.facts(rebuilt, asset).items()} == {
+            k: {f: v for f, v in facts.items() if f != "data_version"} for k, facts in catalog.facts(grown, asset).items()
+        }
+    # And status from the catalog says what the walk over the lake says.
+    walked = partition_status(lake, chosen, SHARDS, engine.generator)
+    assert rephrased_states(lake, chosen, engine.generator) == {f"{s}|{n}": state for (s, n), state in walked.items()}
+
+
+def test_an_empty_lake_reads_as_an_empty_catalog(tmp_path):
+    lake = Lake(root=str(tmp_path / "fresh"))
+    assert catalog.read(lake).num_rows == 0
+    write_shard(lake, "crawl_docs", "s1")
+    assert catalog.started(lake) and list(catalog.facts(catalog.read(lake), "crawl_docs")) == ["s1"]
+
+
+def test_rephrased_records_hold_what_the_manifest_says(tmp_path):
+    lake, engine, chosen = rephrased_lake(tmp_path)
+    manifest = lake.get_json(["rephrased", "shard=s1", "strategy=qa", "_manifest.json"])
+    facts = catalog.facts(catalog.read(lake), "rephrased")["s1|qa"]
+    assert {k: facts[k] for k in ("prompt_hash", "generator", "seeds_fingerprint")} == facts_rephrased(manifest)
