@@ -106,13 +106,21 @@ def _read(lake, files: list[str]) -> pa.Table:
 
 
 def _latest(table: pa.Table) -> pa.Table:
-    """The newest record of each (asset, partition)."""
+    """The newest record of each (asset, partition), in Arrow (a compacted catalog has one each)."""
     if table.num_rows == 0:
         return table
-    ordered = table.sort_by([("asset", "ascending"), ("partition", "ascending"), ("committed_ns", "descending")])
-    assets, parts = ordered.column("asset").to_pylist(), ordered.column("partition").to_pylist()
-    keep = [i for i in range(len(assets)) if i == 0 or (assets[i], parts[i]) != (assets[i - 1], parts[i - 1])]
-    return ordered.take(keep)
+    newest = table.group_by(["asset", "partition"]).aggregate([("committed_ns", "max")])
+    if newest.num_rows == table.num_rows:
+        return table
+    newest = newest.rename_columns(["asset", "partition", "committed_ns"])
+    latest = table.join(newest, keys=["asset", "partition", "committed_ns"], join_type="inner")
+    # Two records of one partition in the same nanosecond: keep one.
+    if latest.num_rows != newest.num_rows:
+        index = pa.array(range(latest.num_rows))
+        latest = latest.append_column("_row", index)
+        first = latest.group_by(["asset", "partition"]).aggregate([("_row", "min")]).column("_row_min")
+        latest = latest.take(first).drop_columns(["_row"])
+    return latest.select(SCHEMA.names)
 
 
 def read(lake) -> pa.Table:

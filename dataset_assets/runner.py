@@ -114,9 +114,8 @@ class StageRunner:
 
         engine = self.defs.resources["engine"]
         wanted = {k: strategies[k] for k in chosen}
-        needed, status = rephrase_needed(self.lake, wanted, self.shards, engine.generator, max_output_tokens)
-        print(f"rephrased: {len(needed)} of {len(status)} partitions missing or outdated "
-              f"({sum(v == 'outdated' for v in status.values())} outdated)")
+        needed, summary = rephrase_needed(self.lake, wanted, self.shards, engine.generator, max_output_tokens)
+        print(f"rephrased: {len(needed)} of {summary['partitions']} partitions missing or outdated ({summary['outdated']} outdated)")
         shard_order = [k for k in self.instance.get_dynamic_partitions("crawl_shards") if k in self.shards]
         for shards, names in rectangles(needed, shard_order, sorted(strategies)):
             label = f"rephrased[{shards[0]}..{shards[-1]} x {','.join(names)}]"

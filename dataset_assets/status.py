@@ -24,25 +24,39 @@ BACKFILLED = ["crawl_docs", SIGNATURES, BUCKETS, CLUSTERS, "seeds", "rephrased"]
 
 @dataclass
 class AssetStatus:
+    """Current partitions as a count; missing and outdated ones by key, with why (at 100,000 shards
+    the graph has over a million current partitions, and nobody needs their keys)."""
+
     asset: str
-    partitions: dict[Optional[str], tuple[str, list[str]]] = field(default_factory=dict)  # key -> (state, why)
+    current: int = 0
+    pending: dict[Optional[str], tuple[str, list[str]]] = field(default_factory=dict)  # key -> (state, why)
+
+    def add(self, key: Optional[str], state: str, why: Optional[list[str]] = None) -> None:
+        if state == "current":
+            self.current += 1
+        else:
+            self.pending[key] = (state, why or [])
+
+    def state(self, key: Optional[str]) -> str:
+        """The state of a key this status covers (a key it does not cover reads as current)."""
+        return self.pending.get(key, ("current", []))[0]
 
     def count(self, state: str) -> int:
-        return sum(1 for s, _ in self.partitions.values() if s == state)
+        return self.current if state == "current" else sum(1 for s, _ in self.pending.values() if s == state)
 
     def not_current(self) -> list[Optional[str]]:
-        return [k for k, (s, _) in self.partitions.items() if s != "current"]
+        return list(self.pending)
 
     def summary(self, sample: int = 10) -> dict:
-        why = Counter(reason for state, reasons in self.partitions.values() if state == "outdated" for reason in reasons)
+        why = Counter(reason for state, reasons in self.pending.values() if state == "outdated" for reason in reasons)
         return {
-            "partitions": len(self.partitions),
-            "current": self.count("current"),
+            "partitions": self.current + len(self.pending),
+            "current": self.current,
             "outdated": self.count("outdated"),
             "missing": self.count("missing"),
             "why_outdated": dict(why),
-            "outdated_sample": [k for k, (s, _) in self.partitions.items() if s == "outdated"][:sample],
-            "missing_sample": [k for k, (s, _) in self.partitions.items() if s == "missing"][:sample],
+            "outdated_sample": [k for k, (s, _) in self.pending.items() if s == "outdated"][:sample],
+            "missing_sample": [k for k, (s, _) in self.pending.items() if s == "missing"][:sample],
         }
 
 
@@ -50,16 +64,19 @@ def graph_status(lake, shards: list[str], strategies: dict, generator: str, band
                  max_output_tokens: Optional[int] = None) -> dict[str, AssetStatus]:
     """The status of every backfilled partition, from one read of the lake's status catalog."""
     table = catalog.read(lake)
-    recorded = {asset: catalog.facts(table, asset) for asset in BACKFILLED}
-    return status_from_records(recorded, shards, strategies, generator, band_partitions, max_output_tokens)
+    recorded = {asset: catalog.facts(table, asset) for asset in BACKFILLED if asset != "rephrased"}
+    out = shard_status(recorded, shards, band_partitions)
+    effective = {k: with_output_cap(v, max_output_tokens) for k, v in strategies.items()}
+    out["rephrased"] = rephrased_status(table, shards, effective, generator, recorded["seeds"])
+    return out
 
 
-def status_from_records(recorded: dict[str, dict[str, dict]], shards: list[str], strategies: dict, generator: str,
-                        band_partitions: list[str], max_output_tokens: Optional[int] = None) -> dict[str, AssetStatus]:
-    """Compare what the records say each partition was made from with what it would be made from now."""
+def shard_status(recorded: dict[str, dict[str, dict]], shards: list[str], band_partitions: list[str]) -> dict[str, AssetStatus]:
+    """crawl_docs, the dedup stages and seeds: what the records say each was made from, against now."""
     out = {name: AssetStatus(name) for name in BACKFILLED}
     for asset in ("crawl_docs", SIGNATURES):
-        out[asset].partitions = {s: ("current" if s in recorded[asset] else "missing", []) for s in shards}
+        for s in shards:
+            out[asset].add(s, "current" if s in recorded[asset] else "missing")
 
     # The bands and clusters should cover every signed shard and every registered one (to be signed).
     expected = sorted(set(recorded[SIGNATURES]) | set(shards))
@@ -67,49 +84,75 @@ def status_from_records(recorded: dict[str, dict[str, dict]], shards: list[str],
     for band in band_partitions:
         made = recorded[BUCKETS].get(band)
         if made is None:
-            out[BUCKETS].partitions[band] = ("missing", [])
+            out[BUCKETS].add(band, "missing")
         else:
-            out[BUCKETS].partitions[band] = ("current", []) if made["covered"] == want else ("outdated", ["shards added or removed"])
+            out[BUCKETS].add(band, *(("current",) if made["covered"] == want else ("outdated", ["shards added or removed"])))
     clusters = recorded[CLUSTERS].get("")
     covered = None if clusters is None else clusters["fingerprints"]
     if covered is None:
-        out[CLUSTERS].partitions[None] = ("missing", [])
+        out[CLUSTERS].add(None, "missing")
     elif sorted(covered) != expected:
-        out[CLUSTERS].partitions[None] = ("outdated", ["shards added or removed"])
+        out[CLUSTERS].add(None, "outdated", ["shards added or removed"])
     elif out[BUCKETS].not_current():
-        out[CLUSTERS].partitions[None] = ("outdated", ["band partitions rebuilt"])
+        out[CLUSTERS].add(None, "outdated", ["band partitions rebuilt"])
     else:
-        out[CLUSTERS].partitions[None] = ("current", [])
+        out[CLUSTERS].add(None, "current")
 
     seeds = recorded["seeds"]
     redo = seeds_to_redo(covered or {}, seeds)
     for s in shards:
         if s not in seeds:
-            out["seeds"].partitions[s] = ("missing", [])
+            out["seeds"].add(s, "missing")
         elif s in redo:
-            out["seeds"].partitions[s] = ("outdated", ["dedup decisions changed"])
+            out["seeds"].add(s, "outdated", ["dedup decisions changed"])
         else:
-            out["seeds"].partitions[s] = ("current", [])
+            out["seeds"].add(s, "current")
+    return out
 
-    effective = {k: with_output_cap(v, max_output_tokens) for k, v in strategies.items()}
-    hashes = {name: prompt_hash(strategy) for name, strategy in effective.items()}
-    made = recorded["rephrased"]
-    for shard in shards:
-        seeds_now = seeds.get(shard, {}).get("kept_fingerprint")
-        for name in effective:
-            key = f"{shard}|{name}"
-            manifest = made.get(key)
-            if manifest is None:
-                out["rephrased"].partitions[key] = ("missing", [])
-                continue
-            why = []
-            if manifest.get("prompt_hash") != hashes[name]:
-                why.append("prompt edited")
-            if manifest.get("generator") != generator:
-                why.append("new generator")
-            if seeds_now is not None and manifest.get("seeds_fingerprint") != seeds_now:
-                why.append("seeds changed")
-            out["rephrased"].partitions[key] = ("outdated" if why else "current", why)
+
+_JUDGED_SQL = """
+CREATE TEMP VIEW judged AS
+WITH made AS (
+    SELECT partition, facts->>'prompt_hash' AS prompt_hash, facts->>'generator' AS generator,
+           facts->>'seeds_fingerprint' AS seeds_fingerprint
+    FROM records WHERE asset = 'rephrased'
+), pairs AS (
+    SELECT s.i AS si, t.i AS ti, s.shard || '|' || t.name AS key, t.hash, s.kept FROM shards s CROSS JOIN strategies t
+)
+SELECT p.si, p.ti, p.key, m.partition IS NULL AS missing,
+       m.prompt_hash IS DISTINCT FROM p.hash AS prompt_edited,
+       m.generator IS DISTINCT FROM (SELECT generator FROM wanted) AS new_generator,
+       p.kept IS NOT NULL AND m.seeds_fingerprint IS DISTINCT FROM p.kept AS seeds_changed
+FROM pairs p LEFT JOIN made m ON m.partition = p.key
+"""
+_PENDING = "missing OR prompt_edited OR new_generator OR seeds_changed"
+
+
+def rephrased_status(table, shards: list[str], strategies: dict, generator: str, seeds: dict[str, dict]) -> AssetStatus:
+    """Every (shard x strategy) pair against its record, joined in DuckDB: current pairs are only
+    counted; just the missing and outdated ones become Python objects."""
+    import duckdb
+    import pyarrow as pa
+
+    out = AssetStatus("rephrased")
+    names = list(strategies)
+    shard_table = pa.table({"i": list(range(len(shards))), "shard": pa.array(shards, pa.string()),
+                            "kept": pa.array([seeds.get(s, {}).get("kept_fingerprint") for s in shards], pa.string())})
+    strategy_table = pa.table({"i": list(range(len(names))), "name": pa.array(names, pa.string()),
+                               "hash": pa.array([prompt_hash(strategies[n]) for n in names], pa.string())})
+    with duckdb.connect() as con:
+        con.register("records", table)
+        con.register("shards", shard_table)
+        con.register("strategies", strategy_table)
+        con.register("wanted", pa.table({"generator": pa.array([generator], pa.string())}))
+        con.execute(_JUDGED_SQL)
+        out.current = con.execute(f"SELECT count(*) FROM judged WHERE NOT ({_PENDING})").fetchall()[0][0]
+        pending = con.execute(
+            f"SELECT key, missing, prompt_edited, new_generator, seeds_changed FROM judged WHERE {_PENDING} ORDER BY si, ti"
+        ).fetchall()
+    reasons = ("prompt edited", "new generator", "seeds changed")
+    for key, missing, *flags in pending:
+        out.add(key, "missing") if missing else out.add(key, "outdated", [r for r, f in zip(reasons, flags) if f])
     return out
 
 

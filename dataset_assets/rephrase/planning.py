@@ -48,10 +48,9 @@ def range_tags(shards: list[str], strategies: list[str]) -> dict[str, str]:
 def rephrase_needed(
     lake, strategies: dict[str, Strategy], shards: list[str], generator: str, max_output_tokens: Optional[int] = None
 ) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
-    """(shard, strategy) pairs that are missing or outdated, and the status of every pair: the status
+    """(shard, strategy) pairs that are missing or outdated, and the summary of all pairs: the status
     catalog's answer, exactly what `dataset-assets status` and the nightly backfill see."""
     from dataset_assets.status import graph_status
 
     rephrased = graph_status(lake, shards, strategies, generator, [], max_output_tokens)["rephrased"]
-    status = {tuple(key.split("|", 1)): state for key, (state, _) in rephrased.partitions.items()}
-    return {pair for pair, state in status.items() if state != "current"}, status
+    return {tuple(key.split("|", 1)) for key in rephrased.not_current()}, rephrased.summary(sample=0)

@@ -40,8 +40,8 @@ def rephrased_lake(tmp_path):
 
 
 def rephrased_states(lake, chosen, generator) -> dict[str, str]:
-    status = graph_status(lake, SHARDS, chosen, generator, [])
-    return {key: state for key, (state, _) in status["rephrased"].partitions.items()}
+    rephrased = graph_status(lake, SHARDS, chosen, generator, [])["rephrased"]
+    return {f"{s}|{n}": rephrased.state(f"{s}|{n}") for s in SHARDS for n in chosen}
 
 
 def test_the_latest_record_of_a_partition_wins_and_facts_read_back(tmp_path):
@@ -95,10 +95,10 @@ def test_a_crash_between_the_data_and_its_record_reads_as_missing_until_rebuilt(
     # crawl_docs of a third shard committed, then the process died before its record.
     write_shard(lake, "crawl_docs", "s3", record=False)
     status = graph_status(lake, [*SHARDS, "s3"], chosen, engine.generator, [])
-    assert status["crawl_docs"].partitions["s3"] == ("missing", [])
+    assert status["crawl_docs"].state("s3") == "missing" and status["crawl_docs"].current == 2
     assert catalog.rebuild(lake) >= 7
     status = graph_status(lake, [*SHARDS, "s3"], chosen, engine.generator, [])
-    assert status["crawl_docs"].partitions["s3"] == ("current", [])
+    assert status["crawl_docs"].state("s3") == "current" and status["crawl_docs"].current == 3
 
 
 def test_a_partition_deleted_by_hand_is_found_by_verify_and_missing_after_rebuild(tmp_path):
