@@ -8,8 +8,10 @@ current here, `dataset-assets status` prints these counts, and `dataset-assets r
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 from dataset_assets import catalog
@@ -113,9 +115,7 @@ def shard_status(recorded: dict[str, dict[str, dict]], shards: list[str], band_p
 _JUDGED_SQL = """
 CREATE TEMP VIEW judged AS
 WITH made AS (
-    SELECT partition, facts->>'prompt_hash' AS prompt_hash, facts->>'generator' AS generator,
-           facts->>'seeds_fingerprint' AS seeds_fingerprint
-    FROM records WHERE asset = 'rephrased'
+    SELECT partition, prompt_hash, generator, seeds_fingerprint FROM records WHERE asset = 'rephrased'
 ), pairs AS (
     SELECT s.i AS si, t.i AS ti, s.shard || '|' || t.name AS key, t.hash, s.kept FROM shards s CROSS JOIN strategies t
 )
@@ -140,7 +140,9 @@ def rephrased_status(table, shards: list[str], strategies: dict, generator: str,
                             "kept": pa.array([seeds.get(s, {}).get("kept_fingerprint") for s in shards], pa.string())})
     strategy_table = pa.table({"i": list(range(len(names))), "name": pa.array(names, pa.string()),
                                "hash": pa.array([prompt_hash(strategies[n]) for n in names], pa.string())})
-    with duckdb.connect() as con:
+    # A bounded join: past 256 MB DuckDB spills to its temporary directory instead of growing.
+    spill = str(Path(tempfile.gettempdir()) / "duckdb-status")
+    with duckdb.connect(config={"memory_limit": "256MB", "preserve_insertion_order": False, "temp_directory": spill}) as con:
         con.register("records", table)
         con.register("shards", shard_table)
         con.register("strategies", strategy_table)

@@ -152,3 +152,24 @@ def test_rephrased_records_hold_what_the_manifest_says(tmp_path):
     manifest = lake.get_json(["rephrased", "shard=s1", "strategy=qa", "_manifest.json"])
     facts = catalog.facts(catalog.read(lake), "rephrased")["s1|qa"]
     assert {k: facts[k] for k in ("prompt_hash", "generator", "seeds_fingerprint")} == facts_rephrased(manifest)
+
+
+def test_a_reader_racing_a_compaction_lists_again_instead_of_losing_records(tmp_path, monkeypatch):
+    lake = Lake(root=str(tmp_path))
+    write_shard(lake, "crawl_docs", "s1")
+    catalog.record(lake, "crawl_docs", "s2", "v")
+    stale = catalog._files(lake, catalog.RECORDS)
+    catalog.compact(lake)  # the files the reader listed are gone; their rows are in the compacted file
+    real_files, calls = catalog._files, []
+
+    def first_listing_is_stale(lake_, kind):
+        calls.append(kind)
+        if kind == catalog.RECORDS and calls.count(kind) == 1:
+            return stale
+        if kind == catalog.COMPACTED and calls.count(kind) == 1:
+            return []
+        return real_files(lake_, kind)
+
+    monkeypatch.setattr(catalog, "_files", first_listing_is_stale)
+    assert sorted(catalog.facts(catalog.read(lake), "crawl_docs")) == ["s1", "s2"]
+    assert calls.count(catalog.RECORDS) == 2
