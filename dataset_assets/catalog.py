@@ -53,6 +53,13 @@ _DICTIONARY = ("asset", "generator")
 READ_SCHEMA = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in _DICTIONARY else f for f in SCHEMA])
 
 
+# The assets that append a record per committed partition.
+RECORDED = frozenset({
+    "crawl_docs", "dedup_signatures", "dedup_buckets", "dedup_clusters", "seeds", "rephrased",
+    "natural_unigrams", "seed_unigrams", "rephrased_unigrams", "reference_unigrams", "corpus_stats",
+})
+
+
 class CatalogMissing(RuntimeError):
     """The lake holds data written before it had a catalog: `dataset-assets catalog --rebuild` once."""
 
@@ -90,7 +97,8 @@ def _start_if_new(lake, asset: str) -> None:
     older data waits for `rebuild` (its older partitions have no records)."""
     if started(lake):
         return
-    top = [d for d in lake.subdirectories() if not d.startswith("_")]
+    # Assets that keep no records (the classifier, mixtures) may be there already.
+    top = [d for d in lake.subdirectories() if d in RECORDED]
     inside = lake.fs.get_file_info(pafs.FileSelector(lake.path(asset), allow_not_found=True))
     if top in ([], [asset]) and len(inside) <= 1:
         lake.put_json([CATALOG, STARTED], {"started_ns": time.time_ns(), "by": f"first commit ({asset})"})
@@ -145,7 +153,7 @@ def _latest(table: pa.Table) -> pa.Table:
 def read(lake) -> pa.Table:
     """The latest record of every recorded partition: two listings and the catalog's files."""
     if not started(lake):
-        if not [d for d in lake.subdirectories() if not d.startswith("_")]:
+        if not [d for d in lake.subdirectories() if d in RECORDED]:
             return READ_SCHEMA.empty_table()  # an empty lake: nothing recorded, nothing missing from the catalog
         raise CatalogMissing(
             f"the lake at {lake.uri()} holds data but no status catalog (it was written by an older version): "

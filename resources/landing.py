@@ -49,17 +49,25 @@ class CrawlLanding(ConfigurableResource):
     def is_local(self) -> bool:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
+    def _relative(self, info: pafs.FileInfo) -> Optional[str]:
+        """The file's path under the landing root, or None for what is not a shard file (a directory,
+        a hidden file, a file still being written)."""
+        if info.type != pafs.FileType.File:
+            return None
+        base = self._base.rstrip("/") + "/"
+        rel = info.path[len(base) :] if info.path.startswith(base) else info.base_name
+        if any(part.startswith((".", "_")) for part in rel.split("/")) or rel.lower().endswith(_IGNORED_SUFFIXES):
+            return None
+        return rel
+
     def files(self) -> dict[str, LandingFile]:
         """Every shard file by key. Hidden files and files still being written (.tmp, .part) are left out."""
         fs = self.fs
         infos = fs.get_file_info(pafs.FileSelector(self._base, recursive=True, allow_not_found=True))
         found: dict[str, LandingFile] = {}
-        base = self._base.rstrip("/") + "/"
         for info in sorted(infos, key=lambda i: i.path):
-            if info.type != pafs.FileType.File:
-                continue
-            rel = info.path[len(base) :] if info.path.startswith(base) else info.base_name
-            if any(part.startswith((".", "_")) for part in rel.split("/")) or rel.lower().endswith(_IGNORED_SUFFIXES):
+            rel = self._relative(info)
+            if rel is None:
                 continue
             key = sanitise_shard_key(rel)
             if key in found:
@@ -70,6 +78,12 @@ class CrawlLanding(ConfigurableResource):
         return found
 
     def file(self, key: str) -> LandingFile:
+        """The landing file of a shard key: one lookup when the file sits at the landing root under its
+        own name (the usual case), a listing only for keys made from sub-directory paths."""
+        info = self.fs.get_file_info(self._base.rstrip("/") + "/" + key)
+        rel = self._relative(info)
+        if rel is not None and sanitise_shard_key(rel) == key:
+            return LandingFile(key=key, path=info.path, name=rel, size=info.size or 0)
         files = self.files()
         if key not in files:
             raise FileNotFoundError(

@@ -173,3 +173,11 @@ def test_a_reader_racing_a_compaction_lists_again_instead_of_losing_records(tmp_
     monkeypatch.setattr(catalog, "_files", first_listing_is_stale)
     assert sorted(catalog.facts(catalog.read(lake), "crawl_docs")) == ["s1", "s2"]
     assert calls.count(catalog.RECORDS) == 2
+
+
+def test_a_catalog_starts_with_the_first_recorded_commit_even_after_the_classifier(tmp_path):
+    lake = Lake(root=str(tmp_path / "fresh"))
+    lake.put_json(["quality_classifier", "calibration.json"], {"kind": "fasttext"})  # keeps no records
+    assert catalog.read(lake).num_rows == 0
+    write_shard(lake, "crawl_docs", "s1")
+    assert catalog.started(lake)
