@@ -130,15 +130,15 @@ def _setup():
     return load_strategies(settings.PROJECT_ROOT / "prompts"), dedup_bands.get_partition_keys(), "HuggingFaceTB/SmolLM2-135M-Instruct@bench"
 
 
-def build(n: int, built: bool, root: str) -> dict:
+def build(n: int, built: bool, root: str, generator: str = "") -> dict:
     """Write the catalog of N shards (one compacted file, as a rebuild writes it)."""
     from dataset_assets import catalog
     from resources.lake import Lake
 
-    strategies, bands, generator = _setup()
-    rows, _ = records(n, strategies, generator, bands)
+    strategies, bands, default_generator = _setup()
+    rows = records(n, strategies, generator or default_generator, bands)[0] if built else []
     start = time.perf_counter()
-    catalog.replace_all(Lake(root=root), rows if built else [])
+    catalog.replace_all(Lake(root=root), rows)
     return {"catalog_write_s": round(time.perf_counter() - start, 2),
             "catalog_bytes": sum(f.stat().st_size for f in Path(root, catalog.CATALOG).rglob("*.parquet"))}
 
@@ -177,11 +177,11 @@ def _child(*args: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="1000,10000,100000")
-    parser.add_argument("--build", nargs=3, help=argparse.SUPPRESS)  # internal: N built ROOT
+    parser.add_argument("--build", nargs="+", help=argparse.SUPPRESS)  # internal: N built ROOT [GENERATOR]
     parser.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)  # internal: N ROOT
     args = parser.parse_args()
     if args.build:
-        print(json.dumps(build(int(args.build[0]), args.build[1] == "1", args.build[2])))
+        print(json.dumps(build(int(args.build[0]), args.build[1] == "1", args.build[2], *args.build[3:])))
         return 0
     if args.measure:
         print(json.dumps(measure(int(args.measure[0]), args.measure[1])))
