@@ -90,7 +90,7 @@ def write_rephrased(
     key = {"shard": shard, "strategy": strategy}
     lake.write_partition("rephrased", key, pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA)
     if finished:
-        # The rephrased asset's completion marker (dataset_assets/rephrase.py writes it last).
+        # The rephrased asset's completion marker (dataset_assets/rephrase/generate.py writes it last).
         manifest = {"prompt_hash": prompt_hash, "generator": GENERATOR, **({"checks": checks} if checks else {})}
         lake.put_json([*lake.partition_parts("rephrased", key), "_manifest.json"], manifest)
 
