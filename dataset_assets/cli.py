@@ -70,7 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"unknown strategy(ies) {missing}; prompts/ has: {sorted(strategies)}", file=sys.stderr)
         return 2
     print(f"landing {settings.landing_location()}: {len(keys)} shards; lake {settings.lake_root()}")
-    _ensure_catalog(defs.resources["lake"])
+    try:
+        _ensure_catalog(defs.resources["lake"])
+    except OSError as exc:  # an unreachable lake: each step below fails and is named with its cause
+        print(f"could not check the lake's status catalog: {str(exc).splitlines()[0]}", file=sys.stderr)
     runner = StageRunner(defs, instance, args.log_level, keys)
     runner.run([name for name in stage_names if name in selected], strategies, chosen, args.chunk_docs, args.max_output_tokens)
     if runner.failures:
@@ -82,6 +85,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Per asset: partitions current, outdated (and why) and missing, by the computation the nightly
     backfill launches from. Reads the lake and the instance's registered shards; changes nothing."""
+    from dataset_assets.catalog import CatalogDamaged
+
+    try:
+        return _status(args)
+    except (CatalogDamaged, OSError) as exc:  # a damaged catalog, an unreachable lake or landing
+        print(f"status failed: {exc}", file=sys.stderr)
+        return 1
+
+
+def _status(args: argparse.Namespace) -> int:
     import json
 
     _prepare_environment(args)
