@@ -92,13 +92,23 @@ def started(lake) -> bool:
     return lake.exists([CATALOG, STARTED])
 
 
+def recorded_assets(lake) -> list[str]:
+    """The assets that keep records and have a directory in the lake (one listing of the root)."""
+    return [d for d in lake.subdirectories() if d in RECORDED]
+
+
+def needs_rebuild(lake) -> bool:
+    """The lake holds recorded assets' data but no catalog: it was written before the catalog existed."""
+    return not started(lake) and bool(recorded_assets(lake))
+
+
 def _start_if_new(lake, asset: str) -> None:
     """A lake whose only data is the partition just committed starts its catalog now; a lake with
     older data waits for `rebuild` (its older partitions have no records)."""
     if started(lake):
         return
     # Assets that keep no records (the classifier, mixtures) may be there already.
-    top = [d for d in lake.subdirectories() if d in RECORDED]
+    top = recorded_assets(lake)
     inside = lake.fs.get_file_info(pafs.FileSelector(lake.path(asset), allow_not_found=True))
     if top in ([], [asset]) and len(inside) <= 1:
         lake.put_json([CATALOG, STARTED], {"started_ns": time.time_ns(), "by": f"first commit ({asset})"})
@@ -153,7 +163,7 @@ def _latest(table: pa.Table) -> pa.Table:
 def read(lake) -> pa.Table:
     """The latest record of every recorded partition: two listings and the catalog's files."""
     if not started(lake):
-        if not [d for d in lake.subdirectories() if d in RECORDED]:
+        if not recorded_assets(lake):
             return READ_SCHEMA.empty_table()  # an empty lake: nothing recorded, nothing missing from the catalog
         raise CatalogMissing(
             f"the lake at {lake.uri()} holds data but no status catalog (it was written by an older version): "

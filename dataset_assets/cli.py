@@ -132,7 +132,7 @@ def _ensure_catalog(lake) -> None:
     """A lake written before it had a status catalog gets one now, from the lake itself (once)."""
     from dataset_assets import catalog
 
-    if catalog.started(lake) or not [d for d in lake.subdirectories() if d in catalog.RECORDED]:
+    if not catalog.needs_rebuild(lake):
         return
     print(f"the lake at {lake.uri()} has no status catalog yet: building it from the lake (once)", flush=True)
     written = catalog.rebuild(lake, log=lambda message: print(message, flush=True))

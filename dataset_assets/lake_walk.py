@@ -16,7 +16,6 @@ from dataset_assets.dedup.minhash import PARAMS_KEY
 from dataset_assets.dedup.store import BUCKETS, CLUSTERS, COVERED_KEY, SIGNATURES, cluster_fingerprints, footer, seeds_dedup_fingerprint
 from dataset_assets.rephrase.store import ASSET as REPHRASED, MANIFEST, finished_partitions, seeds_fingerprint
 
-SHARD_ASSETS = ("crawl_docs", SIGNATURES, "seeds", "natural_unigrams", "seed_unigrams")
 STATISTICS = ("natural_unigrams", "seed_unigrams", "rephrased_unigrams", "reference_unigrams", "corpus_stats")
 
 
