@@ -123,6 +123,7 @@ def live(tmp_path_factory, tiny_model):
     env.update(
         DAGSTER_HOME=str(home), DATASET_LAKE=str(lake), CRAWL_LANDING=str(landing), QUALITY_REFERENCE=str(QUALITY),
         DAGSTER_DEPLOYMENT="local", REPHRASE_PROMPTS=str(prompts), REPHRASE_ENGINE="vllm", REPHRASE_MODEL=tiny_model,
+        NIGHTLY_BACKFILL_CRON=far_from_now(),
     )
     prepared = subprocess.run([sys.executable, "-c", PREPARE, BASE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     (ARTIFACTS / "prepare.log").write_text(prepared.stdout + prepared.stderr)
@@ -138,6 +139,13 @@ def live(tmp_path_factory, tiny_model):
         for proc in orphans_of(str(home)):
             proc.kill()
         print(f"\ndaemon log: {log}")
+
+
+def far_from_now() -> str:
+    """A daily cron slot twelve hours away: the default (02:00 UTC) fired in the middle of a CI run that
+    happened to span 02:00, and the first test counted the nightly backfill's runs as clicks."""
+    slot = time.gmtime(time.time() + 12 * 3600)
+    return f"{slot.tm_min} {slot.tm_hour} * * *"
 
 
 def instance_at(home: Path) -> DagsterInstance:
@@ -265,10 +273,14 @@ def test_daemon_killed_during_the_nightly_backfill_and_restarted(live):
         shutil.copy(CRAWL / name, landing / name)
     instance.add_dynamic_partitions("crawl_shards", BACKFILLED)
     before = {r.run_id for r in instance.get_runs()}
-    daemon.start(NIGHTLY_BACKFILL_CRON="* * * * *")
 
-    def nightly():
-        return list(instance.get_backfills(filters=BulkActionsFilter(tags={"dagster/from": NIGHTLY})))
+    def nightly():  # this test's: a backfill an earlier test's daemon launched is not the one to kill
+        found = instance.get_backfills(filters=BulkActionsFilter(tags={"dagster/from": NIGHTLY}))
+        return [b for b in found if b.backfill_id not in earlier]
+
+    earlier: set = set()
+    earlier = {b.backfill_id for b in nightly()}
+    daemon.start(NIGHTLY_BACKFILL_CRON="* * * * *")
 
     backfill = wait_for("the nightly backfill", nightly, daemon, timeout=300)[0]
 
