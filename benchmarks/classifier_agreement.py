@@ -1,5 +1,7 @@
-"""Agreement of the seed quality scores with human judgment: ROC-AUC of `seeds.quality_score` on the
-development set of judged pages in benchmarks/quality_devset.json (how it was made is in the file).
+"""Agreement of the seed quality scores with human judgment: ROC-AUC on the development set of judged
+pages in benchmarks/quality_devset.json (how it was made is in the file), for each signal the seeds
+carry (`quality_score`: the classifier's P(hq); `lm_score`: the reference LM) and for the combined
+percentile the keep rule uses (`quality_percentile`).
 
     python benchmarks/classifier_agreement.py [--lake data/lake]
 
@@ -30,16 +32,27 @@ def main() -> int:
     from dataset_assets.quality.classifier import roc_auc
 
     dev = json.loads((Path(__file__).with_name("quality_devset.json")).read_text())
-    scores = dict(duckdb.sql(f"select id, quality_score from read_parquet('{args.lake}/seeds/*/*.parquet', hive_partitioning=true)").fetchall())
-    found = [p for p in dev["pages"] if p["id"] in scores]
+    rows = duckdb.sql(f"select id, quality_score, lm_score, quality_percentile from read_parquet('{args.lake}/seeds/*/*.parquet', "
+                      "hive_partitioning=true, union_by_name=true)").fetchall()
+    by_id = {r[0]: r[1:] for r in rows}
+    found = [p for p in dev["pages"] if p["id"] in by_id]
     if len(found) < len(dev["pages"]):
         print(f"{len(dev['pages']) - len(found)} judged pages are not in {args.lake}/seeds: run the sample shards through seeds first")
         if not found:
             return 2
     labels = np.array([p["label"] for p in found])
-    auc = roc_auc(labels, np.array([scores[p["id"]] for p in found], dtype=np.float64))
+
+    def auc(column: int):
+        values = [by_id[p["id"]][column] for p in found]
+        if any(v is None for v in values):
+            return None  # seeds written without this signal
+        return round(float(roc_auc(labels, np.array(values, dtype=np.float64))), 3)
+
     calibration = json.loads(Path(args.lake, "quality_classifier", "calibration.json").read_text())
-    result = {"pages": len(found), "positives": int(labels.sum()), "roc_auc": round(float(auc), 3),
+    signals = calibration.get("signals") or {}
+    result = {"pages": len(found), "positives": int(labels.sum()),
+              "roc_auc": auc(2),  # what seeds keep by: the combined percentile (the classifier's alone without a second signal)
+              "roc_auc_classifier": auc(0), "roc_auc_reference_lm": auc(1), "combine": signals.get("rule"),
               "classifier": calibration.get("source"), "classifier_heldout_auc": calibration.get("roc_auc"), "goal": 0.85}
     write_result("classifier_agreement", result)
     return 0

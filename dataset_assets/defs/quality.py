@@ -16,7 +16,9 @@ from dataset_assets.graph import CRAWL_DOCS
 from dataset_assets.quality import classifier
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec, model_digest
 from dataset_assets.quality.reference import reference_documents
-from dataset_assets.quality.store import CALIBRATION, MODEL, fetch_model, sample_crawl_docs
+from dataset_assets.quality.reference_lm import ReferenceLM
+from dataset_assets.quality.signals import RULES, SignalCalibration, fit_combined
+from dataset_assets.quality.store import CALIBRATION, MODEL, REFERENCE_LM, fetch_model, sample_crawl_docs
 from resources.hashing import file_sha256
 from resources.lake import Lake
 
@@ -38,6 +40,10 @@ class QualityClassifierConfig(Config):
     hf_score_range: list[float] = [0.0, 5.0]  # regression: raw output range mapped onto [0, 1]
     hf_max_length: int = 512
     hf_batch_size: int = 32
+    # The second signal (CCNet-style): a bigram LM of the reference text, combined with the
+    # classifier's percentile by `combine` ("mean" or Nemotron-CC's "max"); false keeps fastText alone.
+    reference_lm: bool = True
+    combine: str = "mean"
     epoch: int = 10
     dim: int = 64
     bucket: int = 200_000
@@ -94,12 +100,39 @@ def _store_model(lake: Lake, obtained: _Model, local_model: str) -> tuple[str, i
     return file_sha256(Path(local_model))[:16], os.path.getsize(local_model)
 
 
+def _second_signal(lake: Lake, config: QualityClassifierConfig, hq: list[str], scores: np.ndarray, crawl: tuple, tmp: str) -> tuple[dict, dict, str]:
+    """Train the reference LM on the reference segments, calibrate it and the combined value on the
+    crawl sample, store it. (calibration entry, metadata, digest); empty when it is switched off."""
+    if not config.reference_lm:
+        return {}, {}, ""
+    if config.combine not in RULES:
+        raise Failure(f"quality_classifier: combine must be one of {RULES}, got {config.combine!r}")
+    texts, names, shards = crawl
+    fasttext = SignalCalibration.fit(scores, names, shards, config.min_crawl_documents, config.min_crawl_shards)
+    lm = ReferenceLM.train(hq)
+    combined, lm_scores = fit_combined(lm, fasttext, scores, texts, names, shards, config.combine,
+                                       config.min_crawl_documents, config.min_crawl_shards)
+    local = os.path.join(tmp, "reference_lm.npz")
+    lm.save(local)
+    lake.put_file(REFERENCE_LM, local)
+    digest = file_sha256(Path(local))[:16]
+    q = combined.lm_calibration.quantiles
+    metadata = {
+        "signals": MetadataValue.json({"fasttext": "P(hq)", "reference_lm": "mean log-probability per word", "combine": config.combine}),
+        "reference_lm_vocabulary": len(lm.vocab),
+        "reference_lm_bigrams": int(len(lm.bigram_keys)),
+        "reference_lm_quantiles": MetadataValue.json({f"p{p}": round(q[p], 3) for p in (10, 50, 90)}),
+    }
+    return {"signals": {**combined.to_json(), "reference_lm_sha256": digest}}, metadata, digest
+
+
 @asset(
     deps=[CRAWL_DOCS],
     group_name="quality",
     kinds={"fasttext"},
-    code_version="1",
-    description="fastText quality model (reference text as __label__hq vs crawl text as __label__cc) and score quantiles.",
+    code_version="2",
+    description="fastText quality model (reference text as __label__hq vs crawl text as __label__cc), a bigram LM of the "
+    "reference text as a second signal, and the quantiles of each signal and of their combination.",
 )
 def quality_classifier(context: AssetExecutionContext, config: QualityClassifierConfig, lake: Lake) -> MaterializeResult:
     crawl_texts, crawl_names, crawl_shards = sample_crawl_docs(lake, config.max_crawl_docs, config.seed)
@@ -116,6 +149,7 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         quantiles = classifier.quantiles(scores)
         by_crawl = classifier.crawl_quantiles(scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards)
         digest, model_bytes = _store_model(lake, obtained, local_model)
+        signals, signal_metadata, lm_digest = _second_signal(lake, config, hq, scores, (crawl_texts, crawl_names, crawl_shards), tmp)
     hf_spec = obtained.hf_spec
     calibration = {
         "kind": "huggingface" if hf_spec else "fasttext",
@@ -126,6 +160,7 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         "calibration_documents": len(crawl_texts),
         "source": obtained.source,
         "model_sha256": digest,
+        **signals,
         **metrics,
     }
     lake.put_json(CALIBRATION, calibration)
@@ -145,6 +180,7 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
             "calibrated_crawls": MetadataValue.json({k: {"documents": v["documents"], "shards": v["shards"]} for k, v in by_crawl.items()}),
             "score_quantiles": MetadataValue.json({f"p{p}": round(quantiles[p], 4) for p in (1, 10, 25, 50, 75, 90, 99)}),
             "mean_score": float(np.mean(scores)),
+            **signal_metadata,
         },
-        data_version=DataVersion(digest),
+        data_version=DataVersion(f"{digest}-{lm_digest}" if lm_digest else digest),
     )

@@ -25,7 +25,7 @@ from dataset_assets.graph import CRAWL_DOCS, DEDUP_CLUSTERS, QUALITY_CLASSIFIER,
 from dataset_assets.progress import Progress
 from dataset_assets.dedup.store import DEDUP_FINGERPRINT, NOT_COVERED, decisions_for_shard
 from dataset_assets.quality.heuristics import GopherRules
-from dataset_assets.quality.store import QualityModelMissing, load_quality_model
+from dataset_assets.quality.store import QualityModelMissing, load_combined, load_quality_model
 from dataset_assets.quality.seeds import KEPT_FINGERPRINT, SEED_SCHEMA, KeepRule, select_seeds, table_kept_fingerprint
 from resources.lake import Lake
 
@@ -101,12 +101,13 @@ def _score(context: AssetExecutionContext, lake: Lake, shard: str, docs: pa.Tabl
     with tempfile.TemporaryDirectory() as tmp:
         try:
             model, calibration = load_quality_model(lake, tmp)
+            combined = load_combined(lake, calibration, tmp)
         except QualityModelMissing as exc:
             raise Failure(str(exc)) from exc
         by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
         scored = []
         for batch in docs.to_batches(max_chunksize=2048):
-            scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"], by_crawl, duplicates))
+            scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"], by_crawl, duplicates, combined))
             progress.update(sum(b.num_rows for b in scored))
     return scored, {**calibration, "by_crawl_quantiles": by_crawl}
 
@@ -138,12 +139,12 @@ def _check_results(shard: str, ok: bool, facts: dict, share_ok: bool, share_fact
     deps=[CRAWL_DOCS, QUALITY_CLASSIFIER, DEDUP_CLUSTERS],
     group_name="quality",
     kinds={"parquet"},
-    code_version="1",
+    code_version="2",
     check_specs=[
         AssetCheckSpec(CHECK, asset=ASSET, blocking=True, description="integrity: unique ids, scores in [0, 1], no row lost"),
         AssetCheckSpec(KEPT_CHECK, asset=ASSET, description="WARN: the shard keeps far fewer seeds than the crawl does"),
     ],
-    description="Every crawl document with P(hq), its percentile, Gopher rules, its dedup decision, `kept` and `drop_reason`.",
+    description="Every crawl document with P(hq), the reference LM's score, their combined percentile, Gopher rules, its dedup decision, `kept` and `drop_reason`.",
 )
 def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> MaterializeResult:
     shard = context.partition_key
@@ -180,6 +181,8 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
             "bytes": written.bytes,
             "path": MetadataValue.path(lake.uri(*lake.partition_parts(ASSET, {"shard": shard}))),
             "mean_quality_score": float(scores.mean()),
+            "quality_signals": (f"fastText + reference LM ({calibration['signals']['rule']} of percentiles)"
+                                if calibration.get("signals") else "the classifier alone"),
             "deduplicated": dedup_fingerprint != NOT_COVERED,
             "removed_exact": reasons.get("duplicate", 0),
             "removed_near": reasons.get("near_duplicate", 0),

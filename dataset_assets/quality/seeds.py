@@ -13,6 +13,7 @@ import pyarrow as pa
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
 from dataset_assets.quality import classifier
 from dataset_assets.quality.heuristics import GopherRules, gopher_reason
+from dataset_assets.quality.signals import CombinedScore
 
 SEED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("quality_score", pa.float32()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("quality_percentile", pa.float32()))
@@ -20,6 +21,9 @@ SEED_SCHEMA = SEED_SCHEMA.append(pa.field("kept", pa.bool_()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("drop_reason", pa.string()))
 # The id of the duplicate cluster's representative this document was folded into (else null).
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("duplicate_of", pa.string()))
+# The second signal's own score: the reference LM's mean log-probability per word (null when the
+# classifier was calibrated without it). quality_score stays fastText's (or the supplied model's) P(hq).
+SEED_SCHEMA = SEED_SCHEMA.append(pa.field("lm_score", pa.float32()))
 
 # Parquet footer key of a seeds part file: the fingerprint of its kept set (see kept_fingerprint).
 KEPT_FINGERPRINT = "kept_fingerprint"
@@ -72,15 +76,21 @@ def select_seeds(
     hq_label: str = classifier.HQ,
     by_crawl: Optional[dict[str, list[float]]] = None,
     duplicates: Optional[Mapping[str, tuple[str, str]]] = None,
+    combined: Optional[CombinedScore] = None,
 ) -> pa.RecordBatch:
     """Every input document with its score, percentile (against its crawl's calibration where the
-    classifier has one, else the whole lake's), `kept` flag and `drop_reason`.
+    classifier has one, else the whole lake's), `kept` flag and `drop_reason`. With `combined`, the
+    percentile is that of the combined signals and `lm_score` holds the reference LM's score.
 
     `duplicates` maps a removed document's id to (`duplicate` | `near_duplicate`, representative
     id), from the dedup clusters; that reason comes first, before the quality and Gopher rules."""
     texts = docs.column("text").to_pylist()
     scores = classifier.p_hq(model, texts, hq_label)
-    percentiles = classifier.calibrated_percentiles(scores, docs.column("crawl").to_pylist(), calibration, by_crawl)
+    crawls = docs.column("crawl").to_pylist()
+    percentiles = classifier.calibrated_percentiles(scores, crawls, calibration, by_crawl)
+    lm_scores = None
+    if combined is not None:
+        lm_scores, percentiles = combined.place(percentiles, texts, crawls)
     quality_ok = rule.keeps(scores, percentiles)
     # The quality rule runs first (one batched fastText call); the Gopher rules then run only on
     # what it keeps, so a document's drop_reason is the first filter it failed in that order.
@@ -100,5 +110,6 @@ def select_seeds(
         kept=pa.array(kept, pa.bool_()),
         drop_reason=pa.array(reasons, pa.string()),
         duplicate_of=pa.array(folded_into, pa.string()),
+        lm_score=pa.array(lm_scores if lm_scores is not None else [None] * len(texts), pa.float32()),
     )
     return pa.RecordBatch.from_pydict(columns, schema=SEED_SCHEMA)

@@ -8,11 +8,14 @@ import random
 
 from dataset_assets.quality import classifier
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec
+from dataset_assets.quality.reference_lm import ReferenceLM
+from dataset_assets.quality.signals import CombinedScore, from_json
 from resources.lake import Lake, open_filesystem
 
 ASSET = "quality_classifier"
 MODEL = [ASSET, "model.bin"]
 CALIBRATION = [ASSET, "calibration.json"]
+REFERENCE_LM = [ASSET, "reference_lm.npz"]
 
 
 class QualityModelMissing(FileNotFoundError):
@@ -56,3 +59,15 @@ def load_quality_model(lake: Lake, local_dir: str):
     if not lake.exists(MODEL):
         raise QualityModelMissing(f"no quality model at {lake.uri(*MODEL)}: materialise quality_classifier first")
     return classifier.load(lake.download(MODEL, os.path.join(local_dir, "model.bin"))), calibration
+
+
+def load_combined(lake: Lake, calibration: dict, local_dir: str) -> CombinedScore | None:
+    """The second signal and the combined calibration, when the classifier stored them (a
+    calibration from before them, or one written with `signals: [fasttext]`, has none)."""
+    signals = calibration.get("signals")
+    if not signals:
+        return None
+    if not lake.exists(REFERENCE_LM):
+        raise QualityModelMissing(f"no reference LM at {lake.uri(*REFERENCE_LM)}: materialise quality_classifier again")
+    lm = ReferenceLM.load(lake.download(REFERENCE_LM, os.path.join(local_dir, "reference_lm.npz")))
+    return from_json(lm, signals)

@@ -135,7 +135,13 @@ def test_classifier_is_trained_evaluated_and_stored(env):
     assert meta["source"] == "trained" and meta["roc_auc"] > 0.85 and 0 < meta["precision"] <= 1
     assert meta["score_quantiles"]["p10"] <= meta["score_quantiles"]["p50"] <= meta["score_quantiles"]["p90"]
     assert env["lake"].exists(["quality_classifier", "model.bin"])
-    assert len(env["lake"].get_json(["quality_classifier", "calibration.json"])["quantiles"]) == 101
+    calibration = env["lake"].get_json(["quality_classifier", "calibration.json"])
+    assert len(calibration["quantiles"]) == 101
+    # The second signal: the reference LM, stored beside the model, with its own and the combined quantiles.
+    signals = calibration["signals"]
+    assert signals["rule"] == "mean" and env["lake"].exists(["quality_classifier", "reference_lm.npz"])
+    assert len(signals["reference_lm"]["quantiles"]) == 101 and len(signals["combined"]["quantiles"]) == 101
+    assert meta["reference_lm_vocabulary"] > 1000 and meta["signals"]["combine"] == "mean"
 
 
 def test_seeds_score_every_document_and_pass_the_blocking_check(env):
@@ -151,6 +157,9 @@ def test_seeds_score_every_document_and_pass_the_blocking_check(env):
     assert all(not r["kept"] and r["drop_reason"] for r in rows if not r["kept"])
     assert 0.05 < len([r for r in kept]) / len(rows) < 0.2  # about the top 10% after Gopher rules
     assert all(0 <= r["quality_score"] <= 1 for r in rows)
+    # Each signal's own score stays in the row; the percentile the keep rule used is the combined one.
+    assert all(r["lm_score"] is not None and -20 <= r["lm_score"] < 0 for r in rows)
+    assert min(r["quality_percentile"] for r in kept) >= 90.0
     reasons = {r["drop_reason"] for r in rows} - {None}
     assert "low_quality" in reasons and any(r.startswith("gopher_") for r in reasons)
     # The footer names the kept set, so the backfill can tell when rephrasings of it are outdated.
