@@ -119,11 +119,18 @@ def _status(args: argparse.Namespace) -> int:
     status = graph_status(defs.resources["lake"], shards, load_strategies(settings.prompts_dir()), generator,
                           dedup_bands.get_partition_keys(), args.max_output_tokens)
     unregistered = len(set(landed) - set(registered))
+    # Registered shards whose landing file is gone (moved or deleted): what the lake holds for them
+    # stands, but their crawl_docs cannot be built or rebuilt until the file is back.
+    gone = sorted(set(registered) - set(landed))
     if args.json:
-        print(json.dumps({"shards": len(shards), "unregistered_shards": unregistered,
+        print(json.dumps({"shards": len(shards), "unregistered_shards": unregistered, "registered_without_file": len(gone),
+                          "registered_without_file_sample": gone[:10],
                           "assets": {name: st.summary() for name, st in status.items()}}, indent=2))
     else:
         print(f"{len(shards)} shards ({unregistered} in the landing but not registered yet); lake {settings.lake_root()}")
+        if gone:
+            print(f"{len(gone)} registered shards have no file in the landing any more (moved or deleted; their crawl_docs "
+                  f"cannot be rebuilt until it is back): {', '.join(gone[:5])}{' ...' if len(gone) > 5 else ''}")
         print(render(status))
     return 0
 
