@@ -56,16 +56,26 @@ def backfill_cron() -> str:
     return os.environ.get("NIGHTLY_BACKFILL_CRON") or "0 2 * * *"
 
 
-def landing_batch() -> int:
-    """How many new landing files `crawl_landing_sensor` registers per tick (LANDING_SENSOR_BATCH)."""
-    raw = os.environ.get("LANDING_SENSOR_BATCH") or "1000"
+def _positive(name: str, default: str, what: str) -> int:
+    raw = os.environ.get(name) or default
     try:
         value = int(raw)
     except ValueError:
         value = 0
     if value < 1:
-        raise ValueError(f"LANDING_SENSOR_BATCH={raw!r}: give a positive number of files per sensor tick")
+        raise ValueError(f"{name}={raw!r}: give a positive number of {what}")
     return value
+
+
+def landing_batch() -> int:
+    """How many new landing files `crawl_landing_sensor` registers per tick (LANDING_SENSOR_BATCH)."""
+    return _positive("LANDING_SENSOR_BATCH", "1000", "files per sensor tick")
+
+
+def backfill_max_partitions() -> int:
+    """The most partitions one nightly backfill targets (NIGHTLY_BACKFILL_MAX_PARTITIONS); more work
+    is split into several backfills, launched one after another."""
+    return _positive("NIGHTLY_BACKFILL_MAX_PARTITIONS", "20000", "partitions per nightly backfill")
 
 
 def recipes_dir() -> str:

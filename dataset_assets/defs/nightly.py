@@ -1,4 +1,5 @@
-"""The nightly backfill: one Dagster backfill of exactly the missing and outdated partitions.
+"""The nightly backfill: Dagster backfills of exactly the missing and outdated partitions, at most
+NIGHTLY_BACKFILL_MAX_PARTITIONS each (more work is split and launched part after part).
 
 It is a sensor that acts once per cron slot, not a `@schedule`: Dagster's scheduler daemon launches
 a `RunRequest.for_asset_graph_subset` as one plain, unpartitioned run (it fails: "Cannot access
@@ -7,6 +8,7 @@ which is what the single-run backfill policy and the UI's backfill page need.
 """
 
 import datetime
+from collections import Counter
 from typing import Optional
 
 from dagster import AssetKey, AssetSelection, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
@@ -28,26 +30,54 @@ from resources.lake import Lake
 from resources.llm import LLMEngine
 
 
-def needed_partitions(lake: Lake, shards: list[str], engine_generator: str) -> set[AssetKeyPartitionKey]:
-    """Every partition `graph_status` finds missing or outdated: shards without documents,
-    signatures or seeds; the dedup bands and clusters when they do not cover every signed shard;
-    seeds whose dedup decisions changed; (shard x strategy) partitions missing or outdated."""
+# Assets partitioned by shard (rephrased by "shard|strategy"): a bounded backfill takes whole shards.
+SHARD_ASSETS = ("crawl_docs", "dedup_signatures", "seeds", "rephrased")
+
+
+def _shard_of(key: str) -> str:
+    return key.split("|", 1)[0]
+
+
+def needed_partitions(lake: Lake, shards: list[str], engine_generator: str, limit: Optional[int] = None) -> tuple[set[AssetKeyPartitionKey], int]:
+    """(the partitions to backfill now, how many are missing or outdated in all). Every partition
+    `graph_status` finds missing or outdated: shards without documents, signatures or seeds; the
+    dedup bands and clusters when they do not cover every signed shard; seeds whose dedup decisions
+    changed; (shard x strategy) partitions missing or outdated.
+
+    With `limit`, the batch is the dedup partitions plus whole shards in key order (everything a
+    shard needs, so its chain completes in one backfill) up to about `limit` partitions; only the
+    batch's keys are built, so a tick's memory follows the limit, not the graph."""
     status = graph_status(lake, shards, load_strategies(settings.prompts_dir()), engine_generator, dedup_bands.get_partition_keys())
-    wanted: set[AssetKeyPartitionKey] = set()
-    for name, asset_status in status.items():
-        for key in asset_status.not_current():
-            if name == "rephrased":
-                key = rephrased_partitions.get_partition_key_from_str(key)
-            wanted.add(AssetKeyPartitionKey(AssetKey(name), key))
-    return wanted
+    shared = [(name, key) for name, st in status.items() if name not in SHARD_ASSETS for key in st.not_current()]
+    per_shard = Counter(_shard_of(key) for name in SHARD_ASSETS for key in status[name].not_current())
+    total = len(shared) + sum(per_shard.values())
+    chosen, size = set(), len(shared)
+    for shard in sorted(per_shard):
+        if limit is not None and chosen and size + per_shard[shard] > limit:
+            break
+        chosen.add(shard)
+        size += per_shard[shard]
+    wanted = {AssetKeyPartitionKey(AssetKey(name), key) for name, key in shared}
+    for name in SHARD_ASSETS:
+        for key in status[name].not_current():
+            if _shard_of(key) in chosen:
+                wanted.add(AssetKeyPartitionKey(AssetKey(name), rephrased_partitions.get_partition_key_from_str(key) if name == "rephrased" else key))
+    return wanted, total
 
 
 NIGHTLY_TAG = "nightly_backfill"
 
 
+# Cursor suffix: the slot's work was split and more of it is left for the next backfill.
+MORE = "+more"
+
+
 def due_slot(cron: str, now: datetime.datetime, cursor: Optional[str]) -> tuple[Optional[float], str]:
     """(the cron slot to act on now, or None; the cursor to store). The first evaluation only
-    remembers the latest slot, so a new deployment waits for the next one, as a schedule would."""
+    remembers the latest slot, so a new deployment waits for the next one, as a schedule would.
+    A slot whose work was split (cursor ending in MORE) is acted on again until none is left."""
+    if cursor and cursor.endswith(MORE):
+        return float(cursor[: -len(MORE)]), cursor[: -len(MORE)]
     latest = get_latest_completed_cron_tick(cron, now, "UTC").timestamp()
     if cursor is None or latest <= float(cursor):
         return None, str(latest) if cursor is None else cursor
@@ -73,17 +103,22 @@ def nightly_backfill(context: SensorEvaluationContext, lake: Lake, engine: LLMEn
         return SensorResult(skip_reason=SkipReason(f"next backfill at {nxt:%Y-%m-%d %H:%M} UTC ({cron})"), cursor=cursor)
     # While the backfill this sensor launched last is unfinished, launch nothing: one cheap query
     # instead of computing the status and walking every key that backfill targets.
+    # A split slot waits for its previous part to finish and goes on (the cursor keeps MORE).
+    continuing = bool(context.cursor and context.cursor.endswith(MORE))
     previous = context.instance.get_backfills(filters=BulkActionsFilter(statuses=UNFINISHED_BACKFILLS, tags={"dagster/from": NIGHTLY_TAG}), limit=1)
     if previous:
         reason = f"the previous nightly backfill {previous[0].backfill_id} is still unfinished: its partitions are in an unfinished run or backfill"
-        return SensorResult(skip_reason=SkipReason(reason), cursor=cursor)
+        return SensorResult(skip_reason=SkipReason(reason), cursor=context.cursor if continuing else cursor)
     shards = context.instance.get_dynamic_partitions(crawl_shards.name)
     try:
-        wanted = needed_partitions(lake, shards, engine.generator)
+        wanted, total = needed_partitions(lake, shards, engine.generator, settings.backfill_max_partitions())
     except (CatalogMissing, CatalogDamaged) as exc:  # never a slow walk inside a sensor tick
         return SensorResult(skip_reason=SkipReason(str(exc)), cursor=context.cursor)
     if not wanted:
         return SensorResult(skip_reason=SkipReason("every shard and (shard x strategy) partition is current"), cursor=cursor)
+    if total > len(wanted):  # the rest goes into the next backfill, once this one has finished
+        context.log.info(f"{total} partitions are missing or outdated: this backfill takes {len(wanted)} (NIGHTLY_BACKFILL_MAX_PARTITIONS)")
+        cursor += MORE
     asset_graph = context.repository_def.asset_graph
     busy = wanted & in_flight_partitions(context.instance, asset_graph)
     wanted -= busy

@@ -138,6 +138,48 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
         assert parts == dedup | {("crawl_docs", "s3"), ("seeds", "s3")} | {("rephrased", f"s3|{n}") for n in strategies}
 
 
+def test_a_large_nightly_backfill_is_split_into_bounded_parts_launched_one_after_another(tmp_path, monkeypatch):
+    from dagster._core.execution.backfill import PartitionBackfill
+
+    from dataset_assets.defs.nightly import MORE
+    from dataset_assets.graph import dedup_bands
+
+    lake = Lake(root=str(tmp_path / "lake"))
+    write_docs_and_seeds(lake, "s0")  # so the catalog exists; s0 still needs signatures and rephrasings
+    strategies = load_strategies(ROOT / "prompts")
+    shared = len(dedup_bands.get_partition_keys()) + 1  # the band partitions and the clusters
+    per_new_shard = 3 + len(strategies)  # crawl_docs, signatures, seeds and every strategy
+    monkeypatch.setenv("NIGHTLY_BACKFILL_MAX_PARTITIONS", str(shared + 2 * per_new_shard))
+    engine = ScriptedEngine()
+    seen: list[set] = []
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("crawl_shards", ["s0", "s1", "s2", "s3", "s4"])
+        cursor = "0"
+        for part in range(4):
+            result = tick(instance, lake, engine, cursor)
+            if not result.run_requests:
+                break
+            subset = result.run_requests[0].asset_graph_subset
+            keys = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in subset.iterate_asset_partitions()}
+            assert len(keys) <= shared + 2 * per_new_shard
+            seen.append({k.split("|")[0] for name, k in keys if name in ("crawl_docs", "dedup_signatures", "seeds", "rephrased")})
+            cursor = result.cursor
+            backfill = PartitionBackfill.from_asset_graph_subset(
+                f"part{part}", 0.0, {"dagster/from": "nightly_backfill"}, instance, subset, None, None, None
+            )
+            instance.add_backfill(backfill)
+            assert cursor.endswith(MORE) == (part < 2)
+            if part == 0:  # while a part runs, the next waits and the cursor keeps the slot's remaining work
+                waiting = tick(instance, lake, engine, cursor)
+                assert not waiting.run_requests and "part0" in waiting.skip_reason.skip_message and waiting.cursor == cursor
+            instance.update_backfill(backfill.with_status(BulkActionStatus.COMPLETED_SUCCESS))
+            for shard in seen[-1]:  # stands in for the part's runs: its shards need nothing more
+                instance.delete_dynamic_partition("crawl_shards", shard)
+        # Whole shards in key order, each in exactly one part; every part but the last leaves MORE in the cursor.
+        assert seen == [{"s0", "s1"}, {"s2", "s3"}, {"s4"}]
+        assert not cursor.endswith(MORE)
+
+
 def test_automation_and_the_nightly_backfill_are_wired():
     from dataset_assets.definitions import defs
 
