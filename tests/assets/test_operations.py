@@ -234,3 +234,20 @@ def test_prod_profile_refuses_a_local_lake(tmp_path):
     env = {**os.environ, "DAGSTER_DEPLOYMENT": "prod", "DATASET_LAKE": str(tmp_path), "CRAWL_LANDING": "s3://x/y", "DAGSTER_HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-c", "import dataset_assets.definitions"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "DAGSTER_DEPLOYMENT=prod needs DATASET_LAKE and CRAWL_LANDING on S3" in done.stderr
+
+
+def test_the_prod_instance_settings_are_valid_dagster_yaml(tmp_path):
+    """deploy/dagster.yaml (the README's instance settings for a whole crawl) passes Dagster's own
+    instance schema, and its compute log section the S3 compute log manager's."""
+    import yaml
+    from dagster._config import validate_config
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] > 0 and config["backfills"]["use_threads"]
+    logs = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())["compute_logs"]
+    assert logs["class"] == "S3ComputeLogManager"
+    checked = validate_config(S3ComputeLogManager.config_type(), logs["config"])
+    assert checked.success, checked.errors
