@@ -72,6 +72,12 @@ def landing_batch() -> int:
     return _positive("LANDING_SENSOR_BATCH", "1000", "files per sensor tick")
 
 
+def landing_reconcile_seconds() -> int:
+    """How often `crawl_landing_sensor` lists the whole landing when nothing is new after its cursor
+    (LANDING_RECONCILE_SECONDS): files uploaded out of name order are found within this time."""
+    return _positive("LANDING_RECONCILE_SECONDS", "600", "seconds between full landing listings")
+
+
 def backfill_max_partitions() -> int:
     """The most partitions one nightly backfill targets (NIGHTLY_BACKFILL_MAX_PARTITIONS); more work
     is split into several backfills, launched one after another."""

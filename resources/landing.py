@@ -15,6 +15,11 @@ from resources.paths import sanitise_shard_key
 _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".incomplete")
 
 
+def _is_shard_path(rel: str) -> bool:
+    """Not hidden (no part starting with . or _) and not still being written (.tmp, .part, ...)."""
+    return not any(part.startswith((".", "_")) for part in rel.split("/")) and not rel.lower().endswith(_IGNORED_SUFFIXES)
+
+
 @dataclass(frozen=True)
 class LandingFile:
     key: str  # the sanitised shard key (a crawl_shards partition)
@@ -56,9 +61,7 @@ class CrawlLanding(ConfigurableResource):
             return None
         base = self._base.rstrip("/") + "/"
         rel = info.path[len(base) :] if info.path.startswith(base) else info.base_name
-        if any(part.startswith((".", "_")) for part in rel.split("/")) or rel.lower().endswith(_IGNORED_SUFFIXES):
-            return None
-        return rel
+        return rel if _is_shard_path(rel) else None
 
     def files(self) -> dict[str, LandingFile]:
         """Every shard file by key. Hidden files and files still being written (.tmp, .part) are left out."""
@@ -76,6 +79,40 @@ class CrawlLanding(ConfigurableResource):
                 )
             found[key] = LandingFile(key=key, path=info.path, name=rel, size=info.size or 0)
         return found
+
+    def files_after(self, after: Optional[str], limit: int) -> tuple[list[LandingFile], Optional[str]]:
+        """At most `limit` shard files whose path under the landing sorts after `after`, in path
+        order, and the last path listed (the next call's `after`; None when nothing was listed).
+
+        On S3 this is `list_objects_v2` with `StartAfter` through dagster-aws's `S3Resource`: a
+        call lists only keys after the cursor, about one request per 1,000 keys, whatever the
+        landing holds. A local folder is listed whole and filtered (cheap on one disk)."""
+        if self.location.startswith("s3://"):
+            return self._s3_files_after(after, limit)
+        listed = sorted(self.files().values(), key=lambda f: f.name)
+        chosen = [f for f in listed if after is None or f.name > after][:limit]
+        return chosen, (chosen[-1].name if chosen else None)
+
+    def _s3_files_after(self, after: Optional[str], limit: int) -> tuple[list[LandingFile], Optional[str]]:
+        from dagster_aws.s3 import S3Resource
+
+        client = S3Resource(endpoint_url=self.s3_endpoint_url, aws_access_key_id=self.aws_access_key_id,
+                            aws_secret_access_key=self.aws_secret_access_key, region_name=self.aws_region or "us-east-1").get_client()
+        bucket, _, prefix = self.location[len("s3://") :].strip("/").partition("/")
+        prefix = prefix + "/" if prefix else ""
+        kwargs = {"Bucket": bucket, "Prefix": prefix, **({"StartAfter": prefix + after} if after else {})}
+        chosen: list[LandingFile] = []
+        last = None
+        for page in client.get_paginator("list_objects_v2").paginate(**kwargs, PaginationConfig={"PageSize": 1000}):
+            for obj in page.get("Contents", []):
+                rel = obj["Key"][len(prefix) :]
+                last = rel
+                if not rel or rel.endswith("/") or not _is_shard_path(rel):
+                    continue
+                chosen.append(LandingFile(key=sanitise_shard_key(rel), path=f"{bucket}/{obj['Key']}", name=rel, size=obj.get("Size", 0)))
+                if len(chosen) >= limit:
+                    return chosen, last
+        return chosen, last
 
     def file(self, key: str) -> LandingFile:
         """The landing file of a shard key: one lookup when the file sits at the landing root under its

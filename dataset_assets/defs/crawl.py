@@ -2,6 +2,8 @@
 remove duplicates across the crawl, in an order-independent way)."""
 
 
+import json
+import time
 from typing import Optional
 
 from dagster import (
@@ -108,27 +110,57 @@ def new_shard_keys(landing: CrawlLanding, known: set[str]) -> list[str]:
     return [key for key in landing.files() if key not in known]
 
 
+def _landing_cursor(raw: Optional[str]) -> dict:
+    """{"after": the last landing path listed, "reconciled_at": when the landing was last listed whole}."""
+    try:
+        state = json.loads(raw) if raw else {}
+    except ValueError:  # a cursor from before this format: start over (registration is idempotent)
+        state = {}
+    return {"after": state.get("after"), "reconciled_at": float(state.get("reconciled_at") or 0.0)}
+
+
+def new_landing_keys(landing: CrawlLanding, known: set[str], cursor: dict, batch: int, now: float) -> tuple[list[str], str]:
+    """New shard keys for this tick (cursor updated in place) and how they were found. Files after
+    the cursor come first (on S3 a listing of only those keys); when there are none, the whole
+    landing is listed at most every LANDING_RECONCILE_SECONDS, for files whose names sort before
+    the cursor (uploaded out of name order)."""
+    listed, last = landing.files_after(cursor["after"], batch)
+    if last is not None:
+        cursor["after"] = last
+    found = list(dict.fromkeys(f.key for f in listed if f.key not in known))
+    if found:
+        return found, "after the cursor"
+    if now - cursor["reconciled_at"] < settings.landing_reconcile_seconds():
+        return [], "after the cursor"
+    cursor["reconciled_at"] = now
+    return new_shard_keys(landing, known), "by listing the whole landing"
+
+
 @sensor(
     asset_selection=AssetSelection.assets(crawl_docs, DEDUP_SIGNATURES),
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="Adds a crawl_shards partition for every new file in the landing location and requests its documents "
-    "and dedup signatures; the dedup stages and seeds follow.",
+    "and dedup signatures; the dedup stages and seeds follow. Lists only files after its cursor (S3: StartAfter "
+    "through dagster-aws), in batches of LANDING_SENSOR_BATCH, and the whole landing every LANDING_RECONCILE_SECONDS.",
 )
 def crawl_landing_sensor(context: SensorEvaluationContext, landing: CrawlLanding):
+    cursor = _landing_cursor(context.cursor)
+    batch = settings.landing_batch()
     known = set(context.instance.get_dynamic_partitions(crawl_shards.name))
-    found = new_shard_keys(landing, known)
+    found, how = new_landing_keys(landing, known, cursor, batch, time.time())
     if not found:
-        return SkipReason(f"no new shard files in {landing.location}")
+        return SensorResult(skip_reason=SkipReason(f"no new shard files in {landing.location} ({how})"), cursor=json.dumps(cursor))
     # Bounded work per tick: a landing of 100,000 files is registered over several ticks, and the
     # log says how many, not which (the partitions page lists them).
-    keys = found[: settings.landing_batch()]
+    keys = found[:batch]
     left = len(found) - len(keys)
     context.log.info(
-        f"{len(found)} new shard files in {landing.location}; registering {len(keys)} ({keys[0]} .. {keys[-1]})"
+        f"{len(found)} new shard files in {landing.location} ({how}); registering {len(keys)} ({keys[0]} .. {keys[-1]})"
         + (f", {left} left for the next ticks" if left else "")
     )
     return SensorResult(
         run_requests=[RunRequest(partition_key=key, run_key=f"shard:{key}") for key in keys],
         dynamic_partitions_requests=[crawl_shards.build_add_request(keys)],
+        cursor=json.dumps(cursor),
     )

@@ -361,6 +361,52 @@ def test_landing_sensor_sees_the_s3_shards(local_s3, graph):
         local_s3.client().delete_object(Bucket="bucket", Key="landing/2024/late arrival.warc.gz")
 
 
+def test_landing_sensor_lists_only_keys_after_its_cursor_on_s3(local_s3, monkeypatch):
+    """25 files, 10 per tick: each tick is one ListObjectsV2 request starting after the cursor
+    (dagster-aws's S3Resource), never a listing of the whole landing, until nothing is new; a file
+    uploaded out of name order is found by the periodic full listing."""
+    from dagster_aws.s3 import S3Resource
+
+    names = [f"seg-{i:03d}.warc.gz" for i in range(25)]
+    for name in names:
+        local_s3.client().put_object(Bucket="bucket", Key=f"cursor-landing/{name}", Body=b"")
+    landing = s3_resources(local_s3.url, landing_prefix="cursor-landing")["landing"]
+    calls: list[dict] = []
+    real = S3Resource.get_client
+
+    def counting(self):
+        client = real(self)
+        client.meta.events.register("provide-client-params.s3.ListObjectsV2", lambda params, **kw: calls.append(dict(params)))
+        return client
+
+    monkeypatch.setattr(S3Resource, "get_client", counting)
+    monkeypatch.setenv("LANDING_SENSOR_BATCH", "10")
+    instance = DagsterInstance.ephemeral()
+    cursor, registered = None, []
+    for expected in (10, 10, 5):
+        calls.clear()
+        result = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}, cursor=cursor))
+        keys = result.dynamic_partitions_requests[0].partition_keys
+        assert len(keys) == expected and len(calls) == 1, (keys, calls)
+        assert calls[0].get("StartAfter") == (f"cursor-landing/{registered[-1]}" if registered else None)
+        instance.add_dynamic_partitions(crawl_shards.name, keys)
+        registered += keys
+        cursor = result.cursor
+    assert registered == names
+    # Nothing after the cursor: the first such tick lists the whole landing once (pyarrow), then the
+    # next ones ask S3 only for keys after the cursor until LANDING_RECONCILE_SECONDS have passed.
+    idle = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}, cursor=cursor))
+    assert not idle.run_requests and "whole landing" in idle.skip_reason.skip_message
+    local_s3.client().put_object(Bucket="bucket", Key="cursor-landing/early-upload.warc.gz", Body=b"")  # sorts before the cursor
+    calls.clear()
+    quiet = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}, cursor=idle.cursor))
+    assert not quiet.run_requests and len(calls) == 1 and calls[0]["StartAfter"] == "cursor-landing/seg-024.warc.gz"
+    monkeypatch.setenv("LANDING_RECONCILE_SECONDS", "1")
+    time.sleep(1.1)
+    late = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}, cursor=quiet.cursor))
+    assert [r.partition_key for r in late.run_requests] == ["early-upload.warc.gz"]
+
+
 def test_cli_runs_the_graph_against_s3(local_s3, graph, tmp_path):
     home = tmp_path / "home"
     env = local_s3.env(
