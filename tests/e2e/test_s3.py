@@ -407,6 +407,40 @@ def test_landing_sensor_lists_only_keys_after_its_cursor_on_s3(local_s3, monkeyp
     assert [r.partition_key for r in late.run_requests] == ["early-upload.warc.gz"]
 
 
+def test_one_status_pass_makes_the_same_number_of_s3_requests_at_any_size(local_s3):
+    """The status catalog on S3: one status pass over 20 or 2,000 shards (340 or 34,000 recorded
+    partitions, plus a few records not compacted yet) makes the same requests, counted by moto's
+    request recorder: listings and the catalog's files, never a request per partition."""
+    import urllib.request
+
+    from benchmarks.status_scale import _setup, records
+    from dataset_assets import catalog
+    from dataset_assets.status import graph_status
+
+    def moto(action: str) -> bytes:
+        method = "GET" if action == "download-recording" else "POST"
+        with urllib.request.urlopen(urllib.request.Request(f"{local_s3.url}/moto-api/recorder/{action}", method=method)) as r:
+            return r.read()
+
+    strategies, bands, generator = _setup()
+    requests = {}
+    for n in (20, 2000):
+        lake = s3_resources(local_s3.url, lake_prefix=f"status-{n}")["lake"]
+        rows, shards = records(n, strategies, generator, bands)
+        catalog.replace_all(lake, rows)  # as `catalog --rebuild` or a compaction leaves it
+        for shard in shards[:3]:  # and three commits since
+            catalog.record(lake, "crawl_docs", shard, "v2")
+        moto("reset-recording")
+        moto("start-recording")
+        status = graph_status(lake, shards, strategies, generator, bands)
+        moto("stop-recording")
+        lines = [line for line in moto("download-recording").decode().splitlines() if line.strip()]
+        requests[n] = len(lines)
+        assert status["rephrased"].current == n * len(strategies) and status["crawl_docs"].current == n
+    print(f"S3 requests per status pass: {requests}")
+    assert requests[20] == requests[2000] and requests[20] <= 30, requests
+
+
 def test_cli_runs_the_graph_against_s3(local_s3, graph, tmp_path):
     home = tmp_path / "home"
     env = local_s3.env(
