@@ -78,6 +78,12 @@ def landing_reconcile_seconds() -> int:
     return _positive("LANDING_RECONCILE_SECONDS", "600", "seconds between full landing listings")
 
 
+def backfill_shards_per_run() -> int:
+    """The most shards one backfill run of crawl_docs or dedup_signatures covers (BACKFILL_SHARDS_PER_RUN);
+    sensor and automation runs cover one."""
+    return _positive("BACKFILL_SHARDS_PER_RUN", "100", "shards per backfill run")
+
+
 def backfill_max_partitions() -> int:
     """The most partitions one nightly backfill targets (NIGHTLY_BACKFILL_MAX_PARTITIONS); more work
     is split into several backfills, launched one after another."""

@@ -10,7 +10,6 @@ from dagster import (
     AssetExecutionContext,
     AssetSelection,
     Config,
-    DataVersion,
     DefaultSensorStatus,
     Failure,
     MaterializeResult,
@@ -28,6 +27,7 @@ from dataset_assets.crawl.ingest import ingest_shard
 from dataset_assets import catalog, settings
 from dataset_assets.graph import DEDUP_SIGNATURES, crawl_shards
 from dataset_assets.progress import Progress
+from dataset_assets.shard_runs import ShardResult, each_shard, shard_backfill_policy
 from dataset_assets.crawl.readers import ReadReport, UnsupportedShardError, shard_format
 from resources.lake import Lake
 from resources.landing import CrawlLanding
@@ -44,13 +44,18 @@ class CrawlDocsConfig(Config):
 
 @asset(
     partitions_def=crawl_shards,
+    backfill_policy=shard_backfill_policy(),
     group_name="ingest",
     kinds={"parquet"},
     code_version="1",
-    description="Clean documents of one crawl shard: main-content text, language, content hash, lineage.",
+    description="Clean documents of one crawl shard: main-content text, language, content hash, lineage. A backfill "
+    "run reads up to BACKFILL_SHARDS_PER_RUN shard files one after another.",
 )
 def crawl_docs(context: AssetExecutionContext, config: CrawlDocsConfig, lake: Lake, landing: CrawlLanding) -> MaterializeResult:
-    shard = context.partition_key
+    return each_shard(context, lambda shard: _crawl_one(context, config, lake, landing, shard))
+
+
+def _crawl_one(context: AssetExecutionContext, config: CrawlDocsConfig, lake: Lake, landing: CrawlLanding, shard: str) -> ShardResult:
     landing_file = landing.file(shard)
     try:
         shard_format(landing_file.name)
@@ -83,8 +88,8 @@ def crawl_docs(context: AssetExecutionContext, config: CrawlDocsConfig, lake: La
     context.log.info(
         f"{shard}: {report.records} records -> {stats.kept} documents; drops {dict(stats.drops)}"
     )
-    return MaterializeResult(
-        metadata={
+    return (
+        {
             "rows": written.rows,
             "bytes": written.bytes,
             "path": MetadataValue.path(lake.uri(*lake.partition_parts(ASSET, {"shard": shard}))),
@@ -102,7 +107,7 @@ def crawl_docs(context: AssetExecutionContext, config: CrawlDocsConfig, lake: La
             "dropped": sum(stats.drops.values()),
             "languages": MetadataValue.json(dict(stats.languages.most_common(20))),
         },
-        data_version=DataVersion(written.data_version),
+        written.data_version,
     )
 
 

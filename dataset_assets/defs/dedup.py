@@ -53,6 +53,7 @@ from dataset_assets.in_flight import in_flight_partitions
 from dataset_assets.lake_walk import facts_buckets
 from dataset_assets.status import seeds_to_redo
 from dataset_assets.progress import Progress
+from dataset_assets.shard_runs import ShardResult, each_shard, shard_backfill_policy
 from dataset_assets.stats.plots import cluster_sizes_png, png_markdown
 from resources.lake import Lake
 
@@ -98,13 +99,18 @@ def _covered(lake: Lake) -> list[str]:
 @asset(
     partitions_def=crawl_shards,
     deps=[CRAWL_DOCS],
+    backfill_policy=shard_backfill_policy(),
     group_name=GROUP,
     kinds={"parquet"},
     code_version="1",
     description="Per document: the exact content key and the MinHash LSH band keys of its word n-grams.",
 )
 def dedup_signatures(context: AssetExecutionContext, config: MinHashConfig, lake: Lake) -> MaterializeResult:
-    shard, params = context.partition_key, config.params()
+    return each_shard(context, lambda shard: _sign_one(context, config, lake, shard))
+
+
+def _sign_one(context: AssetExecutionContext, config: MinHashConfig, lake: Lake, shard: str) -> ShardResult:
+    params = config.params()
     progress = Progress(context.log.info, f"{shard}: documents signed", total=lake.partition_rows("crawl_docs", {"shard": shard}))
     counts = Counter()
 
@@ -118,8 +124,8 @@ def dedup_signatures(context: AssetExecutionContext, config: MinHashConfig, lake
     written = lake.write_partition(SIGNATURES, {"shard": shard}, batches(), signature_schema(params), {PARAMS_KEY: params.key()})
     catalog.record(lake, SIGNATURES, shard, written.data_version, params=params.key())
     context.log.info(f"{shard}: {counts['documents']} documents signed, {counts['without_signature']} too short for a {params.ngram}-gram")
-    return MaterializeResult(
-        metadata={
+    return (
+        {
             "rows": written.rows,
             "bytes": written.bytes,
             "documents": counts["documents"],
@@ -127,7 +133,7 @@ def dedup_signatures(context: AssetExecutionContext, config: MinHashConfig, lake
             "params": MetadataValue.json(json.loads(params.key())),
             "lsh_threshold": round(params.lsh_threshold(), 3),
         },
-        data_version=DataVersion(written.data_version),
+        written.data_version,
     )
 
 

@@ -285,3 +285,52 @@ def test_a_large_landing_is_registered_in_bounded_batches_per_tick(tmp_path, mon
 def test_parquet_written_by_crawl_docs_is_zstd(env):
     path = env["lake"].partition_files("crawl_docs", {"shard": "c4-en-sample-1000.jsonl.gz"})[0]
     assert pq.ParquetFile(path).metadata.row_group(0).column(1).compression.lower() == "zstd"
+
+
+def test_a_backfill_run_of_many_shards_commits_each_and_names_the_bad_file(tmp_path):
+    """A range run (what the multi-run backfill policy launches) reads its shards one after another:
+    each is committed and recorded as a one-shard run would, the metadata lists them, and a file that
+    is not a shard fails the run by name without losing the shards after it."""
+    from dagster import AssetKey
+
+    from dataset_assets import catalog
+    from dataset_assets.shard_runs import shard_backfill_policy
+
+    assert shard_backfill_policy().max_partitions_per_run == 100 and crawl_docs.backfill_policy == shard_backfill_policy()
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    for name in ("a.jsonl.gz", "c.jsonl.gz"):
+        write_jsonl_gz(landing / name, [{"id": f"{name}{i}", "text": distinct_english(i + len(name)), "url": f"http://{name}/{i}"} for i in range(4)])
+    (landing / "b-notes.txt").write_text("not a shard")
+    instance = DagsterInstance.ephemeral()
+    lake = Lake(root=str(tmp_path / "lake"))
+    resources = {"lake": lake, "landing": CrawlLanding(location=str(landing))}
+    keys = sorted(resources["landing"].files())
+    instance.add_dynamic_partitions(crawl_shards.name, keys)
+
+    def range_run(first, last):
+        tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
+        return materialize([crawl_docs, dedup_signatures], resources=resources, instance=instance, tags=tags, raise_on_error=False)
+
+    good = range_run("a.jsonl.gz", "a.jsonl.gz")
+    assert good.success
+    bad = range_run("a.jsonl.gz", "c.jsonl.gz")
+    assert not bad.success
+    failure = next(e for e in bad.all_events if e.is_step_failure)
+    assert "b-notes.txt" in str(failure.event_specific_data.error.message) + str(failure.event_specific_data.error.cause)
+    assert "1 of 3 shards failed" in str(failure.event_specific_data.error.message) + str(failure.event_specific_data.error.cause)
+    # The shards before and after the bad file are committed and recorded, each under its own key.
+    assert lake.partition_values("crawl_docs", "shard") == ["a.jsonl.gz", "c.jsonl.gz"]
+    recorded = catalog.read(lake).to_pylist()
+    assert sorted(r["partition"] for r in recorded if r["asset"] == "crawl_docs") == ["a.jsonl.gz", "c.jsonl.gz"]
+    assert all(lake.read_partition("crawl_docs", {"shard": s}).num_rows == 4 for s in ("a.jsonl.gz", "c.jsonl.gz"))
+    (landing / "b-notes.txt").unlink()
+    instance.delete_dynamic_partition(crawl_shards.name, "b-notes.txt")
+    both = range_run("a.jsonl.gz", "c.jsonl.gz")
+    assert both.success
+    mats = [e.event_specific_data.materialization for e in both.get_asset_materialization_events()]
+    docs = [m for m in mats if m.asset_key == AssetKey("crawl_docs")]
+    assert sorted(m.partition for m in docs) == ["a.jsonl.gz", "c.jsonl.gz"]
+    meta = docs[0].metadata
+    assert meta["shards"].value == 2 and meta["rows"].value == 8 and sorted(meta["per_shard"].value) == ["a.jsonl.gz", "c.jsonl.gz"]
+    assert lake.partition_values("dedup_signatures", "shard") == ["a.jsonl.gz", "c.jsonl.gz"]
