@@ -9,7 +9,9 @@ Registration of the N shard keys is timed too. The tick is the sensor function i
 as the daemon would (a sensor context with the lake and an engine resource). In the nothing-built
 case the backfill the tick requested is then stored as the daemon would store it (its serialized
 size is the row the backfill daemon rewrites each iteration), and a second tick is timed while that
-backfill is unfinished. A landing sensor tick is timed over a landing folder of N empty shard files.
+backfill is unfinished. A landing sensor tick is timed over a landing folder of N empty shard files,
+and the backfill daemon's first iteration over the nightly backfill of an empty lake (runs created
+and queued, the code location loaded in process).
 """
 
 from __future__ import annotations
@@ -110,6 +112,51 @@ def landing(n: int) -> dict:
                 "rss_before_tick_mib": round(base, 1)}
 
 
+def backfill_iteration(n: int) -> dict:
+    """The backfill daemon's first iteration over the nightly backfill of an empty lake of n shards:
+    an instance with a queued run coordinator (runs are created and queued, as the daemon does) and
+    the code location loaded in process."""
+    import logging
+    import os
+
+    root, home = tempfile.mkdtemp(), tempfile.mkdtemp()
+    os.environ.update(DATASET_LAKE=root, DAGSTER_HOME=home)
+    Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
+                                          "  class: QueuedRunCoordinator\n")
+    from dagster import DagsterInstance, build_sensor_context
+    from dagster._core.execution.backfill import PartitionBackfill
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+    from dagster._daemon.backfill import execute_backfill_iteration
+
+    from dataset_assets.definitions import defs
+    from dataset_assets.defs.nightly import nightly_backfill
+    from resources.lake import Lake
+    from tests.support.engines import ScriptedEngine
+
+    instance = DagsterInstance.get()
+    instance.add_dynamic_partitions("crawl_shards", [f"CC-MAIN-2026-44-{i:06d}.warc.gz" for i in range(n)])
+    with build_sensor_context(instance=instance, resources={"lake": Lake(root=root), "engine": ScriptedEngine()},
+                              repository_def=defs.get_repository_def(), cursor="0") as context:
+        request = nightly_backfill(context).run_requests[0]
+    backfill = PartitionBackfill.from_asset_graph_subset("bench", time.time(), dict(request.tags), instance,
+                                                         request.asset_graph_subset, None, None, None)
+    instance.add_backfill(backfill)
+    origin = InProcessCodeLocationOrigin(loadable_target_origin=LoadableTargetOrigin(module_name="dataset_assets.definitions",
+                                         working_directory=str(Path(__file__).resolve().parents[1])), location_name="dataset_assets.definitions")
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as workspace:
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        start = time.perf_counter()
+        errors = [e for e in execute_backfill_iteration(workspace, logging.getLogger("backfill")) if e is not None]
+        seconds = time.perf_counter() - start
+    return {"shards": n, "case": "backfill daemon, first iteration", "iteration_s": round(seconds, 2),
+            "backfill_partitions": sum(1 for _ in request.asset_graph_subset.iterate_asset_partitions()),
+            "runs_created": len(instance.get_runs()), "errors": [str(e)[:300] for e in errors],
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "rss_before_mib": round(base, 1)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="1000,10000,100000")
@@ -117,11 +164,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.one:
         n, case = int(args.one[0]), args.one[1]
-        print(json.dumps(landing(n) if case == "landing" else one(n, case == "1")))
+        cases = {"landing": landing, "backfill": backfill_iteration}
+        print(json.dumps(cases[case](n) if case in cases else one(n, case == "1")))
         return 0
     runs = []
     for n in (int(s) for s in args.scales.split(",")):
-        for built in ("landing", "1", "0"):
+        for built in ("landing", "1", "0", "backfill"):
             done = subprocess.run([sys.executable, __file__, "--one", str(n), built], capture_output=True, text=True)
             if done.returncode != 0:
                 print(done.stderr[-3000:], file=sys.stderr)
