@@ -25,6 +25,42 @@ EMPTY_SCORE = -20.0  # a document with no words: far below any real text
 SCORE_CHARS = 2000
 
 
+TABLE_BITS = 22
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+MAX_PROBES = 64
+
+
+def _slot(keys: np.ndarray) -> np.ndarray:
+    """Fibonacci hashing of bigram keys into the table."""
+    return ((keys.astype(np.uint64) * _MIX) >> np.uint64(64 - TABLE_BITS)).astype(np.int64)
+
+
+def _hash_table(keys: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Linear probing, vectorised: each round places the keys whose next slot is free. Returns the
+    table and the longest probe any key needed (lookups try that many slots)."""
+    mask = (1 << TABLE_BITS) - 1
+    table_keys = np.full(mask + 1, -1, dtype=np.int64)
+    table_counts = np.zeros(mask + 1, dtype=np.float32)
+    base = _slot(keys)
+    pending = np.arange(len(keys))
+    probes = 0
+    while len(pending):
+        if probes == MAX_PROBES:
+            raise ValueError(f"reference LM: {len(pending)} bigrams found no slot in {MAX_PROBES} probes")
+        step, probes = probes, probes + 1
+        slots = (base[pending] + step) & mask
+        free = table_keys[slots] == -1
+        taken_slots, first = np.unique(slots[free], return_index=True)
+        chosen = pending[free][first]
+        table_keys[taken_slots], table_counts[taken_slots] = keys[chosen], counts[chosen]
+        placed = np.zeros(len(keys), dtype=bool)
+        placed[chosen] = True
+        pending = pending[~placed[pending]]
+    return table_keys, table_counts, probes
+
+
 def words(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
@@ -42,6 +78,9 @@ class ReferenceLM:
         self.ids = {w: i for i, w in enumerate(vocab)}
         self.unigram, self.bigram_keys, self.bigram_counts, self.context = unigram, bigram_keys, bigram_counts, context
         self.lam = lam
+        # Bigram counts in an open-addressing hash table (keys checked): a few array reads per word
+        # instead of a binary search over every bigram.
+        self.table_keys, self.table_counts, self.probes = _hash_table(bigram_keys, bigram_counts)
         self.log_uni = np.log((unigram + 0.5) / (unigram.sum() + 0.5 * len(unigram)))
         self.p_uni = np.exp(self.log_uni)
 
@@ -87,10 +126,17 @@ class ReferenceLM:
 
     def _log_p(self, prev: np.ndarray, word: np.ndarray) -> np.ndarray:
         keys = prev * len(self.vocab) + word
+        base, mask = _slot(keys), (1 << TABLE_BITS) - 1
         pair = np.zeros(len(keys), dtype=np.float64)
-        if len(self.bigram_keys):
-            at = np.searchsorted(self.bigram_keys, keys).clip(0, len(self.bigram_keys) - 1)
-            pair = np.where(self.bigram_keys[at] == keys, self.bigram_counts[at], 0.0)
+        active = np.arange(len(keys))
+        for step in range(self.probes):  # an empty slot ends a key's search: it is not in the table
+            slots = (base[active] + step) & mask
+            found = self.table_keys[slots]
+            hit = found == keys[active]
+            pair[active[hit]] = self.table_counts[slots[hit]]
+            active = active[~hit & (found != -1)]
+            if not len(active):
+                break
         ctx = self.context[prev]
         p_bigram = np.divide(pair, ctx, out=np.zeros_like(pair), where=ctx > 0)
         p = self.lam * p_bigram + (1 - self.lam) * self.p_uni[word]
