@@ -70,8 +70,11 @@ class MotoServer:
 
     def start(self, timeout: float = 60.0) -> "MotoServer":
         log = open(self.log_path, "ab")
+        # moto's request recorder (the status test counts requests with it) writes beside the log.
+        env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(self.log_path.with_suffix(".recording"))}
         self.proc = subprocess.Popen(
-            _moto_command(self.port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            _moto_command(self.port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=env,
         )
         log.close()
         deadline = time.monotonic() + timeout
