@@ -1,5 +1,5 @@
-"""The asset graph users see, pinned: asset keys, groups, partitioning, upstream edges, checks and
-automation. A move of code must not change it; a change to the graph changes the snapshot on purpose:
+"""The asset graph users see, pinned: asset keys, groups, partitioning, upstream edges, checks,
+automation and backfill policies. A move of code must not change it; a change to the graph changes the snapshot on purpose:
 
     python -m tests.assets.test_graph_snapshot --write    (then review the diff of tests/fixtures/asset_graph.json)
 """
@@ -24,6 +24,12 @@ def partitioning(pdef) -> str | None:
     return name
 
 
+def _policy(policy) -> str | None:
+    if policy is None:
+        return None
+    return f"{policy.policy_type.value.lower()}(max {policy.max_partitions_per_run})" if policy.max_partitions_per_run else policy.policy_type.value.lower()
+
+
 def graph() -> dict:
     from dataset_assets.definitions import defs
 
@@ -37,6 +43,7 @@ def graph() -> dict:
             "upstream": sorted(k.to_user_string() for k in node.parent_keys),
             "checks": sorted(c.name for c in node.check_keys),
             "automation": node.automation_condition.get_label() if node.automation_condition else None,
+            "backfill_policy": _policy(node.backfill_policy),
         }
     return {"assets": out, "sensors": sorted(s.name for s in defs.sensors)}
 
