@@ -8,11 +8,24 @@ from __future__ import annotations
 
 from dagster import DagsterInstance, PartitionKeyRange, RunsFilter
 
-from dataset_assets.dagster_internals import NOT_FINISHED_STATUSES, AssetKeyPartitionKey, BulkActionsFilter, BulkActionStatus
+from dataset_assets.dagster_internals import (
+    NOT_FINISHED_STATUSES,
+    AssetKeyPartitionKey,
+    BulkActionsFilter,
+    BulkActionStatus,
+    partition_loading_context,
+)
 
 # Backfills that may still launch runs: their targets are not ours to launch again.
 UNFINISHED_BACKFILLS = [BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING, BulkActionStatus.FAILING]
 RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+def keys_in_range(pdef, start: str, end: str, instance: DagsterInstance) -> list[str]:
+    """The partition keys a range run covers (a shard range of crawl_docs or dedup_signatures, a
+    (shard x strategy) range of rephrased), reading dynamic partitions from the instance."""
+    with partition_loading_context(dynamic_partitions_store=instance):
+        return list(pdef.get_partition_keys_in_range(PartitionKeyRange(start, end)))
 
 
 def in_flight_partitions(instance: DagsterInstance, asset_graph) -> set[AssetKeyPartitionKey]:
@@ -36,7 +49,6 @@ def in_flight_partitions(instance: DagsterInstance, asset_graph) -> set[AssetKey
             if run.tags.get("dagster/partition"):
                 busy.add(AssetKeyPartitionKey(key, run.tags["dagster/partition"]))
             elif run.tags.get(RANGE_START) and run.tags.get(RANGE_END):
-                span = PartitionKeyRange(run.tags[RANGE_START], run.tags[RANGE_END])
-                keys = pdef.get_partition_keys_in_range(span, dynamic_partitions_store=instance)
+                keys = keys_in_range(pdef, run.tags[RANGE_START], run.tags[RANGE_END], instance)
                 busy.update(AssetKeyPartitionKey(key, k) for k in keys)
     return busy

@@ -251,3 +251,22 @@ def test_the_prod_instance_settings_are_valid_dagster_yaml(tmp_path):
     assert logs["class"] == "S3ComputeLogManager"
     checked = validate_config(S3ComputeLogManager.config_type(), logs["config"])
     assert checked.success, checked.errors
+
+
+def test_a_running_multi_shard_backfill_run_is_in_flight():
+    """A crawl_docs backfill run over a shard range (the multi-run policy) counts as in flight for
+    every shard of the range, as a (shard x strategy) range of rephrased does."""
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    from dataset_assets import definitions
+    from dataset_assets.in_flight import in_flight_partitions
+
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("crawl_shards", ["a", "b", "c", "d"])
+        create_run_for_test(
+            instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED, asset_selection={AssetKey("crawl_docs")},
+            tags={"dagster/asset_partition_range_start": "b", "dagster/asset_partition_range_end": "c"},
+        )
+        busy = in_flight_partitions(instance, definitions.defs.resolve_asset_graph())
+        assert {(k.asset_key.to_user_string(), k.partition_key) for k in busy} == {("crawl_docs", "b"), ("crawl_docs", "c")}

@@ -22,10 +22,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, PartitionKeyRange
+from dagster import AssetKey, DagsterInstance
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunsFilter
 
+from dataset_assets.in_flight import keys_in_range
 from resources.lake import Lake
 from tests.conftest import CRAWL, QUALITY, ROOT
 from tests.support.processes import stop_process_tree
@@ -178,8 +179,8 @@ def run_partitions(instance: DagsterInstance, run) -> set[tuple[str, str]]:
 
                 graph = defs.resolve_asset_graph()
             pdef = graph.get(key).partitions_def
-            span = PartitionKeyRange(tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"])
-            out.update((key.to_user_string(), k) for k in pdef.get_partition_keys_in_range(span, dynamic_partitions_store=instance))
+            span = keys_in_range(pdef, tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"], instance)
+            out.update((key.to_user_string(), str(k)) for k in span)
     return out
 
 
