@@ -100,17 +100,18 @@ def _store_model(lake: Lake, obtained: _Model, local_model: str) -> tuple[str, i
     return file_sha256(Path(local_model))[:16], os.path.getsize(local_model)
 
 
-def _second_signal(lake: Lake, config: QualityClassifierConfig, hq: list[str], scores: np.ndarray, crawl: tuple, tmp: str) -> tuple[dict, dict, str]:
+def _second_signal(lake: Lake, config: QualityClassifierConfig, hq: list[str], scores: np.ndarray, fasttext: SignalCalibration,
+                   crawl: tuple, tmp: str) -> tuple[dict, dict, str]:
     """Train the reference LM on the reference segments, calibrate it and the combined value on the
-    crawl sample, store it. (calibration entry, metadata, digest); empty when it is switched off."""
+    crawl sample (`fasttext`: the classifier's calibration, already computed), store it.
+    (calibration entry, metadata, digest); empty when it is switched off."""
     if not config.reference_lm:
         return {}, {}, ""
     if config.combine not in RULES:
         raise Failure(f"quality_classifier: combine must be one of {RULES}, got {config.combine!r}")
     texts, names, shards = crawl
-    fasttext = SignalCalibration.fit(scores, names, shards, config.min_crawl_documents, config.min_crawl_shards)
     lm = ReferenceLM.train(hq)
-    combined, lm_scores = fit_combined(lm, fasttext, scores, texts, names, shards, config.combine,
+    combined, _ = fit_combined(lm, fasttext, scores, texts, names, shards, config.combine,
                                        config.min_crawl_documents, config.min_crawl_shards)
     local = os.path.join(tmp, "reference_lm.npz")
     lm.save(local)
@@ -149,7 +150,8 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         quantiles = classifier.quantiles(scores)
         by_crawl = classifier.crawl_quantiles(scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards)
         digest, model_bytes = _store_model(lake, obtained, local_model)
-        signals, signal_metadata, lm_digest = _second_signal(lake, config, hq, scores, (crawl_texts, crawl_names, crawl_shards), tmp)
+        fasttext = SignalCalibration(quantiles, {crawl: c["quantiles"] for crawl, c in by_crawl.items()})
+        signals, signal_metadata, lm_digest = _second_signal(lake, config, hq, scores, fasttext, (crawl_texts, crawl_names, crawl_shards), tmp)
     hf_spec = obtained.hf_spec
     calibration = {
         "kind": "huggingface" if hf_spec else "fasttext",

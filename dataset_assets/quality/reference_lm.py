@@ -81,8 +81,7 @@ class ReferenceLM:
         # Bigram counts in an open-addressing hash table (keys checked): a few array reads per word
         # instead of a binary search over every bigram.
         self.table_keys, self.table_counts, self.probes = _hash_table(bigram_keys, bigram_counts)
-        self.log_uni = np.log((unigram + 0.5) / (unigram.sum() + 0.5 * len(unigram)))
-        self.p_uni = np.exp(self.log_uni)
+        self.p_uni = (unigram + 0.5) / (unigram.sum() + 0.5 * len(unigram))
 
     @classmethod
     def train(cls, texts: Iterable[str], min_count: int = 2, lam: float = 0.6) -> "ReferenceLM":
@@ -109,7 +108,7 @@ class ReferenceLM:
     def scores(self, texts: list[str]) -> np.ndarray:
         """Mean log-probability per word of each text, the whole batch in one vectorised pass."""
         get = self.ids.get
-        seqs = [list(map(get, WORD.findall(t[:SCORE_CHARS].lower()), repeat(UNKNOWN))) for t in texts]
+        seqs = [list(map(get, words(t[:SCORE_CHARS]), repeat(UNKNOWN))) for t in texts]
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         out = np.full(len(texts), EMPTY_SCORE, dtype=np.float32)
         if not lengths.sum():
