@@ -1,7 +1,7 @@
 """Agreement of the seed quality scores with human judgment: ROC-AUC on the development set of judged
 pages in benchmarks/quality_devset.json (how it was made is in the file), for each signal the seeds
-carry (`quality_score`: the classifier's P(hq); `lm_score`: the reference LM) and for the combined
-percentile the keep rule uses (`quality_percentile`).
+carry (`quality_score`: the classifier's P(hq); `lm_score`: the reference LM; `length_score`: words, up
+to 2,000) and for the combined percentile the keep rule uses (`quality_percentile`).
 
     python benchmarks/classifier_agreement.py [--lake data/lake]
 
@@ -32,7 +32,7 @@ def main() -> int:
     from dataset_assets.quality.classifier import roc_auc
 
     dev = json.loads((Path(__file__).with_name("quality_devset.json")).read_text())
-    rows = duckdb.sql(f"select id, quality_score, lm_score, quality_percentile from read_parquet('{args.lake}/seeds/*/*.parquet', "
+    rows = duckdb.sql(f"select id, quality_score, lm_score, quality_percentile, length_score from read_parquet('{args.lake}/seeds/*/*.parquet', "
                       "hive_partitioning=true, union_by_name=true)").fetchall()
     by_id = {r[0]: r[1:] for r in rows}
     found = [p for p in dev["pages"] if p["id"] in by_id]
@@ -52,7 +52,8 @@ def main() -> int:
     signals = calibration.get("signals") or {}
     result = {"pages": len(found), "positives": int(labels.sum()),
               "roc_auc": auc(2),  # what seeds keep by: the combined percentile (the classifier's alone without a second signal)
-              "roc_auc_classifier": auc(0), "roc_auc_reference_lm": auc(1), "combine": signals.get("rule"),
+              "roc_auc_classifier": auc(0), "roc_auc_reference_lm": auc(1), "roc_auc_length": auc(3),
+              "signals": signals.get("order") or (["reference_lm"] if signals else []), "combine": signals.get("rule"),
               "classifier": calibration.get("source"), "classifier_heldout_auc": calibration.get("roc_auc"), "goal": 0.85}
     write_result("classifier_agreement", result)
     return 0

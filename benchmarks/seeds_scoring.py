@@ -6,8 +6,9 @@ Both sides get the same English crawl documents (the sample shards, ingested wit
 default rules) and the same trained quality model. "bare" is `model.predict(lines, k=1)` on the
 texts with newlines replaced (what fastText needs); "scoring" is the project's P(hq) plus the
 calibrated percentile; "reference_lm" is the second signal alone (the bigram LM of the reference
-text); "signals" is every default signal: P(hq), the LM, each placed against its calibration and
-combined ("mean"), then the combined percentile; "seeds" is the whole per-document selection with
+text); "length" is the third alone (words counted up to 2,000); "signals" is every default signal:
+P(hq), the LM and length, each placed against its calibration and combined ("mean"), then the
+combined percentile; "seeds" is the whole per-document selection with
 every default signal (scoring, keep rule, Gopher rules on the survivors, Arrow output) without lake
 I/O. Runs are interleaved; medians reported. Peak memory is the process's maximum RSS.
 """
@@ -34,7 +35,7 @@ from dataset_assets.quality.reference import reference_documents  # noqa: E402
 from dataset_assets.crawl.readers import ReadReport  # noqa: E402
 from dataset_assets.quality.seeds import KeepRule, select_seeds  # noqa: E402
 from dataset_assets.quality.reference_lm import ReferenceLM  # noqa: E402
-from dataset_assets.quality.signals import SignalCalibration, fit_combined  # noqa: E402
+from dataset_assets.quality.signals import LENGTH, REFERENCE_LM, SignalCalibration, fit_combined, length_scores  # noqa: E402
 
 
 def crawl_documents() -> pa.Table:
@@ -64,7 +65,7 @@ def main() -> None:
     calibration = classifier.quantiles(ft_scores)
     fasttext = SignalCalibration.fit(ft_scores, crawls, shards, 100, 2)
     lm = ReferenceLM.train(hq)
-    combined, _ = fit_combined(lm, fasttext, ft_scores, sample, crawls, shards, "mean", 100, 2)
+    combined = fit_combined([REFERENCE_LM, LENGTH], lm, fasttext, ft_scores, sample, crawls, shards, "mean", 100, 2)
     all_crawls = table.column("crawl").to_pylist()
     with tempfile.TemporaryDirectory() as tmp:
         lm.save(f"{tmp}/lm.npz")
@@ -80,6 +81,9 @@ def main() -> None:
     def reference_lm():
         lm.scores(texts)
 
+    def length():
+        length_scores(texts)
+
     def signals():
         combined.place(fasttext.percentiles(classifier.p_hq(model, texts), all_crawls), texts, all_crawls)
 
@@ -87,7 +91,7 @@ def main() -> None:
         for b in batches:
             select_seeds(b, model, calibration, KeepRule(), GopherRules(), by_crawl=fasttext.by_crawl, combined=combined)
 
-    sides = (("bare", bare), ("scoring", scoring), ("reference_lm", reference_lm), ("signals", signals), ("seeds", seeds))
+    sides = (("bare", bare), ("scoring", scoring), ("reference_lm", reference_lm), ("length", length), ("signals", signals), ("seeds", seeds))
     runs = {name: [] for name, _ in sides}
     for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits all sides alike
         for name, fn in sides:
@@ -104,6 +108,7 @@ def main() -> None:
             "docs_per_s": {k: round(v, 1) for k, v in rate.items()},
             "scoring_vs_bare": round(rate["scoring"] / rate["bare"], 3),
             "reference_lm_vs_bare": round(rate["reference_lm"] / rate["bare"], 3),
+            "length_vs_bare": round(rate["length"] / rate["bare"], 3),
             "signals_vs_bare": round(rate["signals"] / rate["bare"], 3),
             "seeds_vs_bare": round(rate["seeds"] / rate["bare"], 3),
             "reference_lm_file_bytes": lm_bytes,

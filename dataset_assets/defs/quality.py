@@ -1,6 +1,8 @@
 """`quality_classifier`: a fastText P(hq) model, trained DCLM-style or supplied, with its calibration."""
 
 
+import hashlib
+import json
 import os
 import random
 import tempfile
@@ -17,8 +19,9 @@ from dataset_assets.quality import classifier
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec, model_digest
 from dataset_assets.quality.reference import reference_documents
 from dataset_assets.quality.reference_lm import ReferenceLM
-from dataset_assets.quality.signals import RULES, SignalCalibration, fit_combined
-from dataset_assets.quality.store import CALIBRATION, MODEL, REFERENCE_LM, fetch_model, sample_crawl_docs
+from dataset_assets.quality.signals import LENGTH, REFERENCE_LM, RULES, SignalCalibration, fit_combined
+from dataset_assets.quality.store import CALIBRATION, MODEL, fetch_model, sample_crawl_docs
+from dataset_assets.quality.store import REFERENCE_LM as REFERENCE_LM_FILE
 from resources.hashing import file_sha256
 from resources.lake import Lake
 
@@ -40,9 +43,11 @@ class QualityClassifierConfig(Config):
     hf_score_range: list[float] = [0.0, 5.0]  # regression: raw output range mapped onto [0, 1]
     hf_max_length: int = 512
     hf_batch_size: int = 32
-    # The second signal (CCNet-style): a bigram LM of the reference text, combined with the
-    # classifier's percentile by `combine` ("mean" or Nemotron-CC's "max"); false keeps fastText alone.
+    # Signals combined with the classifier's percentile by `combine` ("mean" or Nemotron-CC's "max"):
+    # a bigram LM of the reference text (CCNet-style) and the document's length in words (up to
+    # 2,000). Both false keep the classifier alone.
     reference_lm: bool = True
+    document_length: bool = True
     combine: str = "mean"
     epoch: int = 10
     dim: int = 64
@@ -100,40 +105,44 @@ def _store_model(lake: Lake, obtained: _Model, local_model: str) -> tuple[str, i
     return file_sha256(Path(local_model))[:16], os.path.getsize(local_model)
 
 
-def _second_signal(lake: Lake, config: QualityClassifierConfig, hq: list[str], scores: np.ndarray, fasttext: SignalCalibration,
-                   crawl: tuple, tmp: str) -> tuple[dict, dict, str]:
-    """Train the reference LM on the reference segments, calibrate it and the combined value on the
-    crawl sample (`fasttext`: the classifier's calibration, already computed), store it.
-    (calibration entry, metadata, digest); empty when it is switched off."""
-    if not config.reference_lm:
+DESCRIBED = {REFERENCE_LM: "mean log-probability per word", LENGTH: "words, up to 2,000"}
+
+
+def _more_signals(lake: Lake, config: QualityClassifierConfig, hq: list[str], scores: np.ndarray, fasttext: SignalCalibration,
+                  crawl: tuple, tmp: str) -> tuple[dict, dict, str]:
+    """Train the reference LM on the reference segments (when it is on), calibrate each signal and
+    the combined value on the crawl sample (`fasttext`: the classifier's calibration, already
+    computed), store them. (calibration entry, metadata, a digest of the entry and the LM file);
+    empty when every extra signal is switched off."""
+    names = [name for name, on in ((REFERENCE_LM, config.reference_lm), (LENGTH, config.document_length)) if on]
+    if not names:
         return {}, {}, ""
     if config.combine not in RULES:
         raise Failure(f"quality_classifier: combine must be one of {RULES}, got {config.combine!r}")
-    texts, names, shards = crawl
-    lm = ReferenceLM.train(hq)
-    combined, _ = fit_combined(lm, fasttext, scores, texts, names, shards, config.combine,
-                                       config.min_crawl_documents, config.min_crawl_shards)
-    local = os.path.join(tmp, "reference_lm.npz")
-    lm.save(local)
-    lake.put_file(REFERENCE_LM, local)
-    digest = file_sha256(Path(local))[:16]
-    q = combined.lm_calibration.quantiles
-    metadata = {
-        "signals": MetadataValue.json({"fasttext": "P(hq)", "reference_lm": "mean log-probability per word", "combine": config.combine}),
-        "reference_lm_vocabulary": len(lm.vocab),
-        "reference_lm_bigrams": int(len(lm.bigram_keys)),
-        "reference_lm_quantiles": MetadataValue.json({f"p{p}": round(q[p], 3) for p in (10, 50, 90)}),
-    }
-    return {"signals": {**combined.to_json(), "reference_lm_sha256": digest}}, metadata, digest
+    texts, crawls, shards = crawl
+    lm = ReferenceLM.train(hq) if config.reference_lm else None
+    combined = fit_combined(names, lm, fasttext, scores, texts, crawls, shards, config.combine, config.min_crawl_documents, config.min_crawl_shards)
+    metadata = {"signals": MetadataValue.json({"fasttext": "P(hq)", **{n: DESCRIBED[n] for n in names}, "combine": config.combine})}
+    for name in names:
+        q = combined.calibration[name].quantiles
+        metadata[f"{name}_quantiles"] = MetadataValue.json({f"p{p}": round(q[p], 3) for p in (10, 50, 90)})
+    entry = combined.to_json()
+    if lm is not None:
+        local = os.path.join(tmp, "reference_lm.npz")
+        lm.save(local)
+        lake.put_file(REFERENCE_LM_FILE, local)
+        entry["reference_lm_sha256"] = file_sha256(Path(local))[:16]
+        metadata.update(reference_lm_vocabulary=len(lm.vocab), reference_lm_bigrams=int(len(lm.bigram_keys)))
+    return {"signals": entry}, metadata, hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @asset(
     deps=[CRAWL_DOCS],
     group_name="quality",
     kinds={"fasttext"},
-    code_version="2",
+    code_version="3",
     description="fastText quality model (reference text as __label__hq vs crawl text as __label__cc), a bigram LM of the "
-    "reference text as a second signal, and the quantiles of each signal and of their combination.",
+    "reference text and document length as further signals, and the quantiles of each signal and of their combination.",
 )
 def quality_classifier(context: AssetExecutionContext, config: QualityClassifierConfig, lake: Lake) -> MaterializeResult:
     crawl_texts, crawl_names, crawl_shards = sample_crawl_docs(lake, config.max_crawl_docs, config.seed)
@@ -151,7 +160,7 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         by_crawl = classifier.crawl_quantiles(scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards)
         digest, model_bytes = _store_model(lake, obtained, local_model)
         fasttext = SignalCalibration(quantiles, {crawl: c["quantiles"] for crawl, c in by_crawl.items()})
-        signals, signal_metadata, lm_digest = _second_signal(lake, config, hq, scores, fasttext, (crawl_texts, crawl_names, crawl_shards), tmp)
+        signals, signal_metadata, signals_digest = _more_signals(lake, config, hq, scores, fasttext, (crawl_texts, crawl_names, crawl_shards), tmp)
     hf_spec = obtained.hf_spec
     calibration = {
         "kind": "huggingface" if hf_spec else "fasttext",
@@ -184,5 +193,5 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
             "mean_score": float(np.mean(scores)),
             **signal_metadata,
         },
-        data_version=DataVersion(f"{digest}-{lm_digest}" if lm_digest else digest),
+        data_version=DataVersion(f"{digest}-{signals_digest}" if signals_digest else digest),
     )

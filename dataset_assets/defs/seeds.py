@@ -95,6 +95,13 @@ def _gopher(config: SeedsConfig) -> GopherRules:
     )
 
 
+def _signals_described(signals: dict | None) -> str:
+    if not signals:
+        return "the classifier alone"
+    names = " + ".join(n.replace("_", " ") for n in signals.get("order") or ["reference_lm"])
+    return f"classifier + {names} ({signals['rule']} of percentiles)"
+
+
 def _score(context: AssetExecutionContext, lake: Lake, shard: str, docs: pa.Table, rule: KeepRule, gopher: GopherRules, duplicates) -> tuple[list, dict]:
     """(scored batches, the calibration they were placed against)."""
     progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
@@ -139,12 +146,12 @@ def _check_results(shard: str, ok: bool, facts: dict, share_ok: bool, share_fact
     deps=[CRAWL_DOCS, QUALITY_CLASSIFIER, DEDUP_CLUSTERS],
     group_name="quality",
     kinds={"parquet"},
-    code_version="2",
+    code_version="3",
     check_specs=[
         AssetCheckSpec(CHECK, asset=ASSET, blocking=True, description="integrity: unique ids, scores in [0, 1], no row lost"),
         AssetCheckSpec(KEPT_CHECK, asset=ASSET, description="WARN: the shard keeps far fewer seeds than the crawl does"),
     ],
-    description="Every crawl document with P(hq), the reference LM's score, their combined percentile, Gopher rules, its dedup decision, `kept` and `drop_reason`.",
+    description="Every crawl document with P(hq), the reference LM's score, its length, their combined percentile, Gopher rules, its dedup decision, `kept` and `drop_reason`.",
 )
 def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> MaterializeResult:
     shard = context.partition_key
@@ -181,8 +188,7 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
             "bytes": written.bytes,
             "path": MetadataValue.path(lake.uri(*lake.partition_parts(ASSET, {"shard": shard}))),
             "mean_quality_score": float(scores.mean()),
-            "quality_signals": (f"fastText + reference LM ({calibration['signals']['rule']} of percentiles)"
-                                if calibration.get("signals") else "the classifier alone"),
+            "quality_signals": _signals_described(calibration.get("signals")),
             "deduplicated": dedup_fingerprint != NOT_COVERED,
             "removed_exact": reasons.get("duplicate", 0),
             "removed_near": reasons.get("near_duplicate", 0),

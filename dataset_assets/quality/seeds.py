@@ -1,4 +1,5 @@
-"""Seed selection: P(hq), its calibrated percentile, Gopher rules and the keep rule, per document."""
+"""Seed selection, per document: P(hq), the further signals, their combined calibrated percentile,
+Gopher rules and the keep rule."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pyarrow as pa
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
 from dataset_assets.quality import classifier
 from dataset_assets.quality.heuristics import GopherRules, gopher_reason
-from dataset_assets.quality.signals import CombinedScore
+from dataset_assets.quality.signals import LENGTH, REFERENCE_LM, CombinedScore
 
 SEED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("quality_score", pa.float32()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("quality_percentile", pa.float32()))
@@ -24,6 +25,8 @@ SEED_SCHEMA = SEED_SCHEMA.append(pa.field("duplicate_of", pa.string()))
 # The second signal's own score: the reference LM's mean log-probability per word (null when the
 # classifier was calibrated without it). quality_score stays fastText's (or the supplied model's) P(hq).
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("lm_score", pa.float32()))
+# The length signal's own score: the document's words, counted up to 2,000 (null without it).
+SEED_SCHEMA = SEED_SCHEMA.append(pa.field("length_score", pa.float32()))
 
 # Parquet footer key of a seeds part file: the fingerprint of its kept set (see kept_fingerprint).
 KEPT_FINGERPRINT = "kept_fingerprint"
@@ -80,7 +83,8 @@ def select_seeds(
 ) -> pa.RecordBatch:
     """Every input document with its score, percentile (against its crawl's calibration where the
     classifier has one, else the whole lake's), `kept` flag and `drop_reason`. With `combined`, the
-    percentile is that of the combined signals and `lm_score` holds the reference LM's score.
+    percentile is that of the combined signals, and `lm_score` and `length_score` hold those signals'
+    own scores (null for a signal the classifier was calibrated without).
 
     `duplicates` maps a removed document's id to (`duplicate` | `near_duplicate`, representative
     id), from the dedup clusters; that reason comes first, before the quality and Gopher rules."""
@@ -88,9 +92,9 @@ def select_seeds(
     scores = classifier.p_hq(model, texts, hq_label)
     crawls = docs.column("crawl").to_pylist()
     percentiles = classifier.calibrated_percentiles(scores, crawls, calibration, by_crawl)
-    lm_scores = None
+    signal_scores: dict[str, np.ndarray] = {}
     if combined is not None:
-        lm_scores, percentiles = combined.place(percentiles, texts, crawls)
+        signal_scores, percentiles = combined.place(percentiles, texts, crawls)
     quality_ok = rule.keeps(scores, percentiles)
     # The quality rule runs first (one batched fastText call); the Gopher rules then run only on
     # what it keeps, so a document's drop_reason is the first filter it failed in that order.
@@ -110,6 +114,11 @@ def select_seeds(
         kept=pa.array(kept, pa.bool_()),
         drop_reason=pa.array(reasons, pa.string()),
         duplicate_of=pa.array(folded_into, pa.string()),
-        lm_score=pa.array(lm_scores if lm_scores is not None else [None] * len(texts), pa.float32()),
+        lm_score=_signal_column(signal_scores.get(REFERENCE_LM), len(texts)),
+        length_score=_signal_column(signal_scores.get(LENGTH), len(texts)),
     )
     return pa.RecordBatch.from_pydict(columns, schema=SEED_SCHEMA)
+
+
+def _signal_column(scores: Optional[np.ndarray], rows: int) -> pa.Array:
+    return pa.array(scores if scores is not None else [None] * rows, pa.float32())

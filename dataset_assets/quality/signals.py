@@ -3,14 +3,21 @@ percentile within the crawl's own calibration (per crawl where the crawl spans e
 percentiles are combined by a stated rule, and the combined value is calibrated again, so the keep
 rule's `top_fraction` still keeps that share of a crawl.
 
+Signals besides the classifier: `reference_lm` (a bigram LM of the reference text, CCNet-style: mean
+log-probability per word) and `length` (the words a document has, counted up to LENGTH_CAP: people
+judge a page by what it has to say, and a page too short to say anything is rarely what they keep).
+
 Rules: `mean` (the default: the mean of the signals' percentiles) or `max` (Nemotron-CC's: a
-document is as good as its best signal says). On the development set in benchmarks/ `mean` agreed
-with human judgment better than `max` or either signal alone (benchmarks/README.md).
+document is as good as its best signal says). On the development set in benchmarks/ `mean` of all
+three agreed with human judgment better than `max`, than any two, or than any signal alone
+(benchmarks/README.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -19,6 +26,17 @@ from dataset_assets.quality.reference_lm import ReferenceLM
 
 RULES = ("mean", "max")
 REFERENCE_LM = "reference_lm"
+LENGTH = "length"
+SIGNALS = (REFERENCE_LM, LENGTH)
+# Words counted per document, at most: beyond about 2,000 words a page is not judged better for its
+# length. They are counted in the first LENGTH_CHARS characters, so the cost per document is bounded.
+LENGTH_CAP = 2000
+LENGTH_CHARS = 8 * LENGTH_CAP
+
+
+def length_scores(texts: list[str]) -> np.ndarray:
+    """Words per document (whitespace-separated, as the Gopher rules count them), up to LENGTH_CAP."""
+    return np.fromiter((min(len(t[:LENGTH_CHARS].split()), LENGTH_CAP) for t in texts), dtype=np.float32, count=len(texts))
 
 
 @dataclass
@@ -51,34 +69,60 @@ def combine(percentiles: list[np.ndarray], rule: str) -> np.ndarray:
     return stacked.mean(axis=0) if rule == "mean" else stacked.max(axis=0)
 
 
+def scorers(names: list[str], lm: Optional[ReferenceLM]) -> dict[str, Callable[[list[str]], np.ndarray]]:
+    """The score function of each named signal (the reference LM's needs the model)."""
+    out = {}
+    for name in names:
+        if name == REFERENCE_LM:
+            if lm is None:
+                raise ValueError("quality signals: reference_lm needs the reference LM")
+            out[name] = lm.scores
+        elif name == LENGTH:
+            out[name] = length_scores
+        else:
+            raise ValueError(f"quality signals: unknown signal {name!r}; known: {SIGNALS}")
+    return out
+
+
 @dataclass
 class CombinedScore:
-    """The reference LM, its calibration, the rule, and the calibration of the combined value."""
+    """The extra signals (name -> score function and calibration), the rule, and the calibration of
+    the combined value."""
 
-    lm: ReferenceLM
-    lm_calibration: SignalCalibration
+    score: dict[str, Callable[[list[str]], np.ndarray]]
+    calibration: dict[str, SignalCalibration]
     rule: str
     combined: SignalCalibration
 
-    def place(self, fasttext_percentiles: np.ndarray, texts: list[str], crawls: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(the LM's score per text, the combined percentile per text)."""
-        lm_scores = self.lm.scores(texts)
-        mixed = combine([fasttext_percentiles, self.lm_calibration.percentiles(lm_scores, crawls)], self.rule)
-        return lm_scores, self.combined.percentiles(mixed, crawls)
+    def mix(self, fasttext_percentiles: np.ndarray, scores: dict[str, np.ndarray], crawls: list[str]) -> np.ndarray:
+        """The combined value before its own calibration: the rule over every signal's percentile."""
+        placed = [self.calibration[name].percentiles(values, crawls) for name, values in scores.items()]
+        return combine([fasttext_percentiles, *placed], self.rule)
+
+    def place(self, fasttext_percentiles: np.ndarray, texts: list[str], crawls: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(each signal's score per text, the combined percentile per text)."""
+        scores = {name: fn(texts) for name, fn in self.score.items()}
+        return scores, self.combined.percentiles(self.mix(fasttext_percentiles, scores, crawls), crawls)
 
     def to_json(self) -> dict:
-        return {"rule": self.rule, REFERENCE_LM: self.lm_calibration.to_json(), "combined": self.combined.to_json()}
+        return {"rule": self.rule, "order": list(self.score), **{n: c.to_json() for n, c in self.calibration.items()},
+                "combined": self.combined.to_json()}
 
 
-def fit_combined(lm: ReferenceLM, fasttext: SignalCalibration, fasttext_scores: np.ndarray, texts: list[str], crawls: list[str],
-                 shards: list[str], rule: str, min_documents: int, min_shards: int) -> tuple[CombinedScore, np.ndarray]:
-    """Calibrate the LM and the combined value on the calibration sample; (the result, the LM scores)."""
-    lm_scores = lm.scores(texts)
-    lm_calibration = SignalCalibration.fit(lm_scores, crawls, shards, min_documents, min_shards)
-    mixed = combine([fasttext.percentiles(fasttext_scores, crawls), lm_calibration.percentiles(lm_scores, crawls)], rule)
-    combined = SignalCalibration.fit(mixed, crawls, shards, min_documents, min_shards)
-    return CombinedScore(lm, lm_calibration, rule, combined), lm_scores
+def fit_combined(names: list[str], lm: Optional[ReferenceLM], fasttext: SignalCalibration, fasttext_scores: np.ndarray, texts: list[str],
+                 crawls: list[str], shards: list[str], rule: str, min_documents: int, min_shards: int) -> CombinedScore:
+    """Calibrate each named signal and the combined value on the calibration sample."""
+    score = scorers(names, lm)
+    scores = {name: fn(texts) for name, fn in score.items()}
+    calibration = {name: SignalCalibration.fit(values, crawls, shards, min_documents, min_shards) for name, values in scores.items()}
+    fitted = CombinedScore(score, calibration, rule, SignalCalibration([]))
+    mixed = fitted.mix(fasttext.percentiles(fasttext_scores, crawls), scores, crawls)
+    fitted.combined = SignalCalibration.fit(mixed, crawls, shards, min_documents, min_shards)
+    return fitted
 
 
-def from_json(lm: ReferenceLM, data: dict) -> CombinedScore:
-    return CombinedScore(lm, SignalCalibration.from_json(data[REFERENCE_LM]), data["rule"], SignalCalibration.from_json(data["combined"]))
+def from_json(lm: Optional[ReferenceLM], data: dict) -> CombinedScore:
+    """A stored combination; one written before `order` was stored combined the reference LM alone."""
+    names = list(data.get("order") or [REFERENCE_LM])
+    return CombinedScore(scorers(names, lm), {n: SignalCalibration.from_json(data[n]) for n in names}, data["rule"],
+                         SignalCalibration.from_json(data["combined"]))

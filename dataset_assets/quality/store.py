@@ -9,6 +9,7 @@ import random
 from dataset_assets.quality import classifier
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec
 from dataset_assets.quality.reference_lm import ReferenceLM
+from dataset_assets.quality.signals import REFERENCE_LM as LM_SIGNAL
 from dataset_assets.quality.signals import CombinedScore, from_json
 from resources.lake import Lake, open_filesystem
 
@@ -62,12 +63,14 @@ def load_quality_model(lake: Lake, local_dir: str):
 
 
 def load_combined(lake: Lake, calibration: dict, local_dir: str) -> CombinedScore | None:
-    """The second signal and the combined calibration, when the classifier stored them (a
-    calibration from before them, or one written with `signals: [fasttext]`, has none)."""
+    """The further signals and the combined calibration, when the classifier stored them (a
+    calibration from before them, or one written with every further signal off, has none)."""
     signals = calibration.get("signals")
     if not signals:
         return None
-    if not lake.exists(REFERENCE_LM):
-        raise QualityModelMissing(f"no reference LM at {lake.uri(*REFERENCE_LM)}: materialise quality_classifier again")
-    lm = ReferenceLM.load(lake.download(REFERENCE_LM, os.path.join(local_dir, "reference_lm.npz")))
+    lm = None
+    if LM_SIGNAL in (signals.get("order") or [LM_SIGNAL]):
+        if not lake.exists(REFERENCE_LM):
+            raise QualityModelMissing(f"no reference LM at {lake.uri(*REFERENCE_LM)}: materialise quality_classifier again")
+        lm = ReferenceLM.load(lake.download(REFERENCE_LM, os.path.join(local_dir, "reference_lm.npz")))
     return from_json(lm, signals)

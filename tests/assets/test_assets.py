@@ -142,6 +142,9 @@ def test_classifier_is_trained_evaluated_and_stored(env):
     assert signals["rule"] == "mean" and env["lake"].exists(["quality_classifier", "reference_lm.npz"])
     assert len(signals["reference_lm"]["quantiles"]) == 101 and len(signals["combined"]["quantiles"]) == 101
     assert meta["reference_lm_vocabulary"] > 1000 and meta["signals"]["combine"] == "mean"
+    # The third signal, length: no file of its own, its quantiles in words.
+    assert signals["order"] == ["reference_lm", "length"] and len(signals["length"]["quantiles"]) == 101
+    assert 0 <= meta["length_quantiles"]["p10"] < meta["length_quantiles"]["p90"] <= 2000
 
 
 def test_seeds_score_every_document_and_pass_the_blocking_check(env):
@@ -159,9 +162,17 @@ def test_seeds_score_every_document_and_pass_the_blocking_check(env):
     assert all(0 <= r["quality_score"] <= 1 for r in rows)
     # Each signal's own score stays in the row; the percentile the keep rule used is the combined one.
     assert all(r["lm_score"] is not None and -20 <= r["lm_score"] < 0 for r in rows)
+    assert all(r["length_score"] == min(len(r["text"][:16000].split()), 2000) for r in rows)
     assert min(r["quality_percentile"] for r in kept) >= 90.0
     reasons = {r["drop_reason"] for r in rows} - {None}
-    assert "low_quality" in reasons and any(r.startswith("gopher_") for r in reasons)
+    assert "low_quality" in reasons
+    # The Gopher rules judge what the quality rule keeps: a top-placed page is kept unless they (or
+    # dedup) drop it, and nothing kept fails them. (With the length signal few top pages fail them.)
+    from dataset_assets.quality.heuristics import GopherRules, gopher_reason
+
+    top = [r for r in rows if r["quality_percentile"] >= 90.0]
+    assert all(r["kept"] or r["drop_reason"].startswith("gopher_") or r["drop_reason"] in ("duplicate", "near_duplicate") for r in top)
+    assert all(gopher_reason(r["text"], GopherRules()) is None for r in kept)
     # The footer names the kept set, so the backfill can tell when rephrasings of it are outdated.
     from dataset_assets.rephrase.store import seeds_fingerprint
     from dataset_assets.quality.seeds import kept_fingerprint

@@ -9,11 +9,11 @@ import pyarrow as pa
 import pytest
 
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
-from dataset_assets.quality import classifier
 from dataset_assets.quality.reference import reference_documents
 from dataset_assets.quality.reference_lm import EMPTY_SCORE, ReferenceLM
 from dataset_assets.quality.seeds import SEED_SCHEMA, KeepRule, select_seeds
-from dataset_assets.quality.signals import SignalCalibration, combine, fit_combined, from_json
+from dataset_assets.quality.signals import (LENGTH, LENGTH_CAP, REFERENCE_LM, SignalCalibration, combine, fit_combined, from_json,
+                                             length_scores)
 from dataset_assets.quality.heuristics import GopherRules
 from tests.conftest import QUALITY
 
@@ -75,10 +75,11 @@ def _crawl_sample(lm, reference):
 def test_the_combined_score_is_calibrated_per_crawl_and_keeps_the_top_share_of_each(lm, reference):
     texts, crawls, shards, ft = _crawl_sample(lm, reference)
     fasttext = SignalCalibration.fit(ft, crawls, shards, 100, 2)
-    combined, lm_scores = fit_combined(lm, fasttext, ft, texts, crawls, shards, "mean", 100, 2)
-    assert sorted(combined.combined.by_crawl) == ["A", "B"] and sorted(combined.lm_calibration.by_crawl) == ["A", "B"]
-    got_lm, percentiles = combined.place(fasttext.percentiles(ft, crawls), texts, crawls)
-    assert np.array_equal(got_lm, lm_scores)
+    combined = fit_combined([REFERENCE_LM, LENGTH], lm, fasttext, ft, texts, crawls, shards, "mean", 100, 2)
+    assert sorted(combined.combined.by_crawl) == ["A", "B"]
+    assert all(sorted(combined.calibration[n].by_crawl) == ["A", "B"] for n in (REFERENCE_LM, LENGTH))
+    got, percentiles = combined.place(fasttext.percentiles(ft, crawls), texts, crawls)
+    assert np.array_equal(got[REFERENCE_LM], lm.scores(texts)) and np.array_equal(got[LENGTH], length_scores(texts))
     names = np.array(crawls)
     for crawl in ("A", "B"):  # the keep rule's top 10% is about 10% of each crawl, whatever the other holds
         share = float(np.mean(percentiles[names == crawl] >= 90))
@@ -98,7 +99,7 @@ def test_seeds_carry_each_signal_and_keep_by_the_combined_percentile(lm, referen
             return np.array([ft[texts.index(t)] for t in batch], dtype=np.float32)
 
     fasttext = SignalCalibration.fit(ft, crawls, shards, 100, 2)
-    combined, lm_scores = fit_combined(lm, fasttext, ft, texts, crawls, shards, "max", 100, 2)
+    combined = fit_combined([REFERENCE_LM, LENGTH], lm, fasttext, ft, texts, crawls, shards, "max", 100, 2)
     docs = pa.RecordBatch.from_pylist(
         [{n: None for n in DOCUMENT_SCHEMA.names} | {"id": str(i), "text": t, "crawl": c} for i, (t, c) in enumerate(zip(texts, crawls))],
         schema=DOCUMENT_SCHEMA,
@@ -107,10 +108,39 @@ def test_seeds_carry_each_signal_and_keep_by_the_combined_percentile(lm, referen
     out = select_seeds(docs, Fixed(), fasttext.quantiles, rule, GopherRules(min_words=1), by_crawl=fasttext.by_crawl, combined=combined)
     assert out.schema == SEED_SCHEMA
     rows = out.to_pylist()
-    assert np.allclose([r["quality_score"] for r in rows], ft) and np.allclose([r["lm_score"] for r in rows], lm_scores)
+    assert np.allclose([r["quality_score"] for r in rows], ft) and np.allclose([r["lm_score"] for r in rows], lm.scores(texts))
+    assert np.array_equal([r["length_score"] for r in rows], length_scores(texts))
     expected = combined.place(fasttext.percentiles(ft, crawls), texts, crawls)[1]
     assert np.allclose([r["quality_percentile"] for r in rows], expected)
     assert [r["drop_reason"] == "low_quality" for r in rows] == [p < 90 for p in expected]
     alone = select_seeds(docs, Fixed(), fasttext.quantiles, rule, GopherRules(min_words=1), by_crawl=fasttext.by_crawl).to_pylist()
-    assert all(r["lm_score"] is None for r in alone)
+    assert all(r["lm_score"] is None and r["length_score"] is None for r in alone)
     assert np.allclose([r["quality_percentile"] for r in alone], fasttext.percentiles(ft, crawls))
+
+
+def test_the_length_signal_counts_words_up_to_its_cap_and_combines_without_the_lm(reference):
+    assert length_scores(["", "Two words.", "It's 3 o'clock\n\n - then"]).tolist() == [0, 2, 5]  # whitespace-separated
+    assert length_scores(["word " * (3 * LENGTH_CAP)])[0] == LENGTH_CAP
+    # A combination of the classifier and length alone needs no LM, and survives its JSON.
+    texts = [" ".join((t.split() * 100)[: 20 + 7 * i]) for i, t in enumerate(reference[:200])]  # longer and longer
+    crawls, shards = ["A"] * len(texts), [f"s{i % 3}" for i in range(len(texts))]
+    ft = np.linspace(0, 1, len(texts)).astype(np.float32)[::-1].copy()  # the classifier prefers the short pages
+    fasttext = SignalCalibration.fit(ft, crawls, shards, 100, 2)
+    combined = fit_combined([LENGTH], None, fasttext, ft, texts, crawls, shards, "mean", 100, 2)
+    assert combined.to_json()["order"] == [LENGTH] and REFERENCE_LM not in combined.to_json()
+    scores, percentiles = combined.place(fasttext.percentiles(ft, crawls), texts, crawls)
+    # The two signals disagree exactly, so before its own calibration every page is near the middle.
+    assert np.abs(combined.mix(fasttext.percentiles(ft, crawls), scores, crawls) - 50).max() < 3
+    again = from_json(None, combined.to_json())
+    assert np.allclose(again.place(fasttext.percentiles(ft, crawls), texts, crawls)[1], percentiles)
+    with pytest.raises(ValueError, match="needs the reference LM"):
+        from_json(None, {**combined.to_json(), "order": [REFERENCE_LM]})
+
+
+def test_a_calibration_stored_before_the_length_signal_still_combines_the_lm_alone(lm, reference):
+    texts, crawls, shards, ft = _crawl_sample(lm, reference)
+    fasttext = SignalCalibration.fit(ft, crawls, shards, 100, 2)
+    stored = fit_combined([REFERENCE_LM], lm, fasttext, ft, texts, crawls, shards, "mean", 100, 2).to_json()
+    del stored["order"]  # what quality_classifier code version 2 wrote
+    scores, _ = from_json(lm, stored).place(fasttext.percentiles(ft, crawls), texts, crawls)
+    assert list(scores) == [REFERENCE_LM]
