@@ -140,9 +140,9 @@ def rephrased_status(table, shards: list[str], strategies: dict, generator: str,
                             "kept": pa.array([seeds.get(s, {}).get("kept_fingerprint") for s in shards], pa.string())})
     strategy_table = pa.table({"i": list(range(len(names))), "name": pa.array(names, pa.string()),
                                "hash": pa.array([prompt_hash(strategies[n]) for n in names], pa.string())})
-    # A bounded join: past 256 MB DuckDB spills to its temporary directory instead of growing.
+    # A bounded join: past 128 MB DuckDB spills to its temporary directory instead of growing.
     spill = str(Path(tempfile.gettempdir()) / "duckdb-status")
-    with duckdb.connect(config={"memory_limit": "256MB", "preserve_insertion_order": False, "temp_directory": spill}) as con:
+    with duckdb.connect(config={"memory_limit": "128MB", "preserve_insertion_order": False, "temp_directory": spill}) as con:
         con.register("records", table)
         con.register("shards", shard_table)
         con.register("strategies", strategy_table)
