@@ -42,11 +42,12 @@ def main() -> int:
             return 2
     labels = np.array([p["label"] for p in found])
 
-    def auc(column: int):
-        values = [by_id[p["id"]][column] for p in found]
+    def auc(column: int, part: int | None = None):
+        pages = [p for p in found if part is None or p.get("part") == part]
+        values = [by_id[p["id"]][column] for p in pages]
         if any(v is None for v in values):
             return None  # seeds written without this signal
-        return round(float(roc_auc(labels, np.array(values, dtype=np.float64))), 3)
+        return round(float(roc_auc(np.array([p["label"] for p in pages]), np.array(values, dtype=np.float64))), 3)
 
     calibration = json.loads(Path(args.lake, "quality_classifier", "calibration.json").read_text())
     signals = calibration.get("signals") or {}
@@ -54,6 +55,9 @@ def main() -> int:
               "roc_auc": auc(2),  # what seeds keep by: the combined percentile (the classifier's alone without a second signal)
               "roc_auc_classifier": auc(0), "roc_auc_reference_lm": auc(1), "roc_auc_length": auc(3),
               "signals": signals.get("order") or (["reference_lm"] if signals else []), "combine": signals.get("rule"),
+              # Part 1 chose the signals and the rule; part 2 was judged afterwards, as a check (see the set's "how").
+              "by_part": {str(part): {"pages": sum(p.get("part") == part for p in found), "roc_auc": auc(2, part), "roc_auc_classifier": auc(0, part)}
+                          for part in sorted({p.get("part") for p in found})},
               "classifier": calibration.get("source"), "classifier_heldout_auc": calibration.get("roc_auc"), "goal": 0.85}
     write_result("classifier_agreement", result)
     return 0
