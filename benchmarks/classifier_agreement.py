@@ -30,6 +30,7 @@ def main() -> int:
     import numpy as np
 
     from dataset_assets.quality.classifier import roc_auc
+    from dataset_assets.quality.signals import signal_names
 
     dev = json.loads((Path(__file__).with_name("quality_devset.json")).read_text())
     rows = duckdb.sql(f"select id, quality_score, lm_score, quality_percentile, length_score from read_parquet('{args.lake}/seeds/*/*.parquet', "
@@ -54,7 +55,7 @@ def main() -> int:
     result = {"pages": len(found), "positives": int(labels.sum()),
               "roc_auc": auc(2),  # what seeds keep by: the combined percentile (the classifier's alone without a second signal)
               "roc_auc_classifier": auc(0), "roc_auc_reference_lm": auc(1), "roc_auc_length": auc(3),
-              "signals": signals.get("order") or (["reference_lm"] if signals else []), "combine": signals.get("rule"),
+              "signals": signal_names(signals) if signals else [], "combine": signals.get("rule"),
               # Part 1 chose the signals and the rule; part 2 was judged afterwards, as a check (see the set's "how").
               "by_part": {str(part): {"pages": sum(p.get("part") == part for p in found), "roc_auc": auc(2, part), "roc_auc_classifier": auc(0, part)}
                           for part in sorted({p.get("part") for p in found})},

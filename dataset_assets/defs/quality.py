@@ -19,9 +19,8 @@ from dataset_assets.quality import classifier
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec, model_digest
 from dataset_assets.quality.reference import reference_documents
 from dataset_assets.quality.reference_lm import ReferenceLM
-from dataset_assets.quality.signals import LENGTH, REFERENCE_LM, RULES, SignalCalibration, fit_combined
-from dataset_assets.quality.store import CALIBRATION, MODEL, fetch_model, sample_crawl_docs
-from dataset_assets.quality.store import REFERENCE_LM as REFERENCE_LM_FILE
+from dataset_assets.quality.signals import LENGTH, LENGTH_CAP, REFERENCE_LM, RULES, SignalCalibration, fit_combined
+from dataset_assets.quality.store import CALIBRATION, MODEL, REFERENCE_LM_FILE, fetch_model, sample_crawl_docs
 from resources.hashing import file_sha256
 from resources.lake import Lake
 
@@ -105,7 +104,7 @@ def _store_model(lake: Lake, obtained: _Model, local_model: str) -> tuple[str, i
     return file_sha256(Path(local_model))[:16], os.path.getsize(local_model)
 
 
-DESCRIBED = {REFERENCE_LM: "mean log-probability per word", LENGTH: "words, up to 2,000"}
+DESCRIBED = {REFERENCE_LM: "mean log-probability per word", LENGTH: f"words, up to {LENGTH_CAP:,}"}
 
 
 def _more_signals(lake: Lake, config: QualityClassifierConfig, hq: list[str], scores: np.ndarray, fasttext: SignalCalibration,

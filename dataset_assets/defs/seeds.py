@@ -27,6 +27,7 @@ from dataset_assets.dedup.store import DEDUP_FINGERPRINT, NOT_COVERED, decisions
 from dataset_assets.quality.heuristics import GopherRules
 from dataset_assets.quality.store import QualityModelMissing, load_combined, load_quality_model
 from dataset_assets.quality.seeds import KEPT_FINGERPRINT, SEED_SCHEMA, KeepRule, select_seeds, table_kept_fingerprint
+from dataset_assets.quality.signals import signal_names
 from resources.lake import Lake
 
 ASSET = "seeds"
@@ -98,7 +99,7 @@ def _gopher(config: SeedsConfig) -> GopherRules:
 def _signals_described(signals: dict | None) -> str:
     if not signals:
         return "the classifier alone"
-    names = " + ".join(n.replace("_", " ") for n in signals.get("order") or ["reference_lm"])
+    names = " + ".join(n.replace("_", " ") for n in signal_names(signals))
     return f"classifier + {names} ({signals['rule']} of percentiles)"
 
 

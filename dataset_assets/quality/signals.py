@@ -96,8 +96,7 @@ class CombinedScore:
 
     def mix(self, fasttext_percentiles: np.ndarray, scores: dict[str, np.ndarray], crawls: list[str]) -> np.ndarray:
         """The combined value before its own calibration: the rule over every signal's percentile."""
-        placed = [self.calibration[name].percentiles(values, crawls) for name, values in scores.items()]
-        return combine([fasttext_percentiles, *placed], self.rule)
+        return _mix(self.calibration, self.rule, fasttext_percentiles, scores, crawls)
 
     def place(self, fasttext_percentiles: np.ndarray, texts: list[str], crawls: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(each signal's score per text, the combined percentile per text)."""
@@ -115,14 +114,24 @@ def fit_combined(names: list[str], lm: Optional[ReferenceLM], fasttext: SignalCa
     score = scorers(names, lm)
     scores = {name: fn(texts) for name, fn in score.items()}
     calibration = {name: SignalCalibration.fit(values, crawls, shards, min_documents, min_shards) for name, values in scores.items()}
-    fitted = CombinedScore(score, calibration, rule, SignalCalibration([]))
-    mixed = fitted.mix(fasttext.percentiles(fasttext_scores, crawls), scores, crawls)
-    fitted.combined = SignalCalibration.fit(mixed, crawls, shards, min_documents, min_shards)
-    return fitted
+    mixed = _mix(calibration, rule, fasttext.percentiles(fasttext_scores, crawls), scores, crawls)
+    return CombinedScore(score, calibration, rule, SignalCalibration.fit(mixed, crawls, shards, min_documents, min_shards))
+
+
+def _mix(calibration: dict[str, SignalCalibration], rule: str, fasttext_percentiles: np.ndarray, scores: dict[str, np.ndarray],
+         crawls: list[str]) -> np.ndarray:
+    placed = [calibration[name].percentiles(values, crawls) for name, values in scores.items()]
+    return combine([fasttext_percentiles, *placed], rule)
+
+
+def signal_names(data: dict) -> list[str]:
+    """The further signals a stored combination uses, in order; one written before `order` was
+    stored (quality_classifier code version 2) combined the reference LM alone."""
+    return list(data.get("order") or [REFERENCE_LM])
 
 
 def from_json(lm: Optional[ReferenceLM], data: dict) -> CombinedScore:
-    """A stored combination; one written before `order` was stored combined the reference LM alone."""
-    names = list(data.get("order") or [REFERENCE_LM])
+    """A stored combination (see signal_names for one written before `order` was stored)."""
+    names = signal_names(data)
     return CombinedScore(scorers(names, lm), {n: SignalCalibration.from_json(data[n]) for n in names}, data["rule"],
                          SignalCalibration.from_json(data["combined"]))

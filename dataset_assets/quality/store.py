@@ -9,14 +9,13 @@ import random
 from dataset_assets.quality import classifier
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec
 from dataset_assets.quality.reference_lm import ReferenceLM
-from dataset_assets.quality.signals import REFERENCE_LM as LM_SIGNAL
-from dataset_assets.quality.signals import CombinedScore, from_json
+from dataset_assets.quality.signals import REFERENCE_LM, CombinedScore, from_json, signal_names
 from resources.lake import Lake, open_filesystem
 
 ASSET = "quality_classifier"
 MODEL = [ASSET, "model.bin"]
 CALIBRATION = [ASSET, "calibration.json"]
-REFERENCE_LM = [ASSET, "reference_lm.npz"]
+REFERENCE_LM_FILE = [ASSET, "reference_lm.npz"]
 
 
 class QualityModelMissing(FileNotFoundError):
@@ -69,8 +68,8 @@ def load_combined(lake: Lake, calibration: dict, local_dir: str) -> CombinedScor
     if not signals:
         return None
     lm = None
-    if LM_SIGNAL in (signals.get("order") or [LM_SIGNAL]):
-        if not lake.exists(REFERENCE_LM):
-            raise QualityModelMissing(f"no reference LM at {lake.uri(*REFERENCE_LM)}: materialise quality_classifier again")
-        lm = ReferenceLM.load(lake.download(REFERENCE_LM, os.path.join(local_dir, "reference_lm.npz")))
+    if REFERENCE_LM in signal_names(signals):
+        if not lake.exists(REFERENCE_LM_FILE):
+            raise QualityModelMissing(f"no reference LM at {lake.uri(*REFERENCE_LM_FILE)}: materialise quality_classifier again")
+        lm = ReferenceLM.load(lake.download(REFERENCE_LM_FILE, os.path.join(local_dir, "reference_lm.npz")))
     return from_json(lm, signals)
