@@ -1,4 +1,9 @@
-"""`seeds` [shard]: every document scored, kept or dropped with its reason; a blocking check guards it."""
+"""`seeds` [shard]: every document scored, kept or dropped with its reason; a blocking check guards it.
+
+A backfill run covers up to BACKFILL_SHARDS_PER_RUN shards (as crawl_docs does): the quality model
+loads once for all of them, and each check is reported once for the run, naming the shards that
+failed it (a sensor or automation run covers one shard and reports exactly that shard).
+"""
 
 
 import tempfile
@@ -13,7 +18,6 @@ from dagster import (
     AssetCheckSpec,
     AssetExecutionContext,
     Config,
-    DataVersion,
     Failure,
     MaterializeResult,
     MetadataValue,
@@ -23,6 +27,7 @@ from dagster import (
 from dataset_assets import catalog
 from dataset_assets.graph import CRAWL_DOCS, DEDUP_CLUSTERS, QUALITY_CLASSIFIER, crawl_shards
 from dataset_assets.progress import Progress
+from dataset_assets.shard_runs import ShardResult, each_shard, shard_backfill_policy
 from dataset_assets.dedup.store import DEDUP_FINGERPRINT, NOT_COVERED, decisions_for_shard
 from dataset_assets.quality.heuristics import GopherRules
 from dataset_assets.quality.store import QualityModelMissing, load_combined, load_quality_model
@@ -103,21 +108,26 @@ def _signals_described(signals: dict | None) -> str:
     return f"classifier + {names} ({signals['rule']} of percentiles)"
 
 
-def _score(context: AssetExecutionContext, lake: Lake, shard: str, docs: pa.Table, rule: KeepRule, gopher: GopherRules, duplicates) -> tuple[list, dict]:
-    """(scored batches, the calibration they were placed against)."""
-    progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
-    with tempfile.TemporaryDirectory() as tmp:
+class _Scorer:
+    """The quality model, its calibration and the combined signals: loaded once per run."""
+
+    def __init__(self, lake: Lake, tmp: str):
         try:
-            model, calibration = load_quality_model(lake, tmp)
-            combined = load_combined(lake, calibration, tmp)
+            self.model, calibration = load_quality_model(lake, tmp)
+            self.combined = load_combined(lake, calibration, tmp)
         except QualityModelMissing as exc:
             raise Failure(str(exc)) from exc
-        by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
+        self.by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
+        self.calibration = calibration
+
+    def score(self, context: AssetExecutionContext, shard: str, docs: pa.Table, rule: KeepRule, gopher: GopherRules, duplicates) -> list:
+        progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
         scored = []
         for batch in docs.to_batches(max_chunksize=2048):
-            scored.append(select_seeds(batch, model, calibration["quantiles"], rule, gopher, calibration["hq_label"], by_crawl, duplicates, combined))
+            scored.append(select_seeds(batch, self.model, self.calibration["quantiles"], rule, gopher, self.calibration["hq_label"],
+                                       self.by_crawl, duplicates, self.combined))
             progress.update(sum(b.num_rows for b in scored))
-    return scored, {**calibration, "by_crawl_quantiles": by_crawl}
+        return scored
 
 
 def _check_results(shard: str, ok: bool, facts: dict, share_ok: bool, share_facts: dict) -> list[AssetCheckResult]:
@@ -142,8 +152,38 @@ def _check_results(shard: str, ok: bool, facts: dict, share_ok: bool, share_fact
     ]
 
 
+def run_check_results(by_shard: dict[str, list[AssetCheckResult]]) -> list[AssetCheckResult]:
+    """One result per check for a run: a one-shard run's own results; for many shards, each check
+    passes only if it passed for every shard, and its metadata names the shards that failed it (with
+    their facts) and sums the counts, so a low-quality shard inside a backfill run stays visible."""
+    if len(by_shard) == 1:
+        return next(iter(by_shard.values()))
+    out = []
+    for spec in (CHECK, KEPT_CHECK):
+        results = {shard: next(r for r in checks if r.check_name == spec) for shard, checks in by_shard.items()}
+        failing = {shard: {k: v.value for k, v in r.metadata.items()} for shard, r in sorted(results.items()) if not r.passed}
+        counts: dict = {}
+        for r in results.values():
+            for key, value in r.metadata.items():
+                if key in ("kept", "documents", "duplicate_ids", "scores_out_of_range", "rows_lost"):
+                    counts[key] = counts.get(key, 0) + value.value
+        what = "failed validation" if spec == CHECK else "kept far fewer seeds than the crawl (low-quality shards, not an error)"
+        out.append(
+            AssetCheckResult(
+                check_name=spec,
+                passed=not failing,
+                severity=AssetCheckSeverity.ERROR if spec == CHECK else AssetCheckSeverity.WARN,
+                metadata={"shards": len(results), "failing_shards": len(failing), **counts, "failing": MetadataValue.json(failing)},
+                description=None if not failing else f"{len(failing)} of {len(results)} shards {what}: {', '.join(list(failing)[:5])}"
+                + (" ..." if len(failing) > 5 else ""),
+            )
+        )
+    return out
+
+
 @asset(
     partitions_def=crawl_shards,
+    backfill_policy=shard_backfill_policy(),
     deps=[CRAWL_DOCS, QUALITY_CLASSIFIER, DEDUP_CLUSTERS],
     group_name="quality",
     kinds={"parquet"},
@@ -155,7 +195,22 @@ def _check_results(shard: str, ok: bool, facts: dict, share_ok: bool, share_fact
     description="Every crawl document with P(hq), the reference LM's score, its length, their combined percentile, Gopher rules, its dedup decision, `kept` and `drop_reason`.",
 )
 def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> MaterializeResult:
-    shard = context.partition_key
+    checks: dict[str, list[AssetCheckResult]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        scorer = _Scorer(lake, tmp)
+        result = each_shard(context, lambda shard: _seeds_one(context, config, lake, scorer, shard, checks))
+    metadata = dict(result.metadata)
+    if len(checks) > 1:  # each_shard sums the numbers; a share and a mean are recomputed over the run instead
+        per_shard = metadata["per_shard"].value
+        rows = sum(m["rows"] for m in per_shard.values())
+        metadata["kept_share"] = metadata["kept"] / rows if rows else 0.0
+        metadata["mean_quality_score"] = sum(m["mean_quality_score"] * m["rows"] for m in per_shard.values()) / rows if rows else 0.0
+    return MaterializeResult(metadata=metadata, data_version=result.data_version, check_results=run_check_results(checks))
+
+
+def _seeds_one(context: AssetExecutionContext, config: SeedsConfig, lake: Lake, scorer: _Scorer, shard: str,
+               checks: dict[str, list[AssetCheckResult]]) -> ShardResult:
+    """One shard's seeds, committed and recorded; its check results go into `checks`."""
     rule = KeepRule(top_fraction=config.top_fraction, min_score=config.min_score)
     docs = lake.read_partition("crawl_docs", {"shard": shard})
     dedup_fingerprint, duplicates = decisions_for_shard(lake, shard)
@@ -164,8 +219,8 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
             f"{shard} is not in dedup_clusters yet: its seeds are not deduplicated. Materialise dedup_signatures[{shard}], "
             "dedup_buckets and dedup_clusters; the dedup sensor and the nightly backfill then rebuild these seeds."
         )
-    scored, calibration = _score(context, lake, shard, docs, rule, _gopher(config), duplicates)
-    by_crawl = calibration["by_crawl_quantiles"]
+    scored = scorer.score(context, shard, docs, rule, _gopher(config), duplicates)
+    by_crawl = scorer.by_crawl
     table = pa.Table.from_batches(scored, schema=SEED_SCHEMA)
     fingerprint = {KEPT_FINGERPRINT: table_kept_fingerprint(table), DEDUP_FINGERPRINT: dedup_fingerprint}
     written = lake.write_partition(ASSET, {"shard": shard}, table.to_batches(), SEED_SCHEMA, fingerprint)
@@ -176,29 +231,27 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
     # representative are not this shard's low quality.
     own = docs.num_rows - reasons.get("duplicate", 0) - reasons.get("near_duplicate", 0)
     share_ok, share_facts = kept_share_check(
-        facts["kept"], own, expected_kept_share(rule, calibration["quantiles"]), config.warn_kept_ratio, config.check_min_documents
+        facts["kept"], own, expected_kept_share(rule, scorer.calibration["quantiles"]), config.warn_kept_ratio, config.check_min_documents
     )
+    checks[shard] = _check_results(shard, ok, facts, share_ok, share_facts)
     scores = table.column("quality_score").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(1)
     context.log.info(f"{shard}: {facts['kept']} of {docs.num_rows} documents kept; drops {dict(reasons)}")
-    return MaterializeResult(
-        metadata={
-            "rows": written.rows,
-            "kept": facts["kept"],
-            "kept_share": facts["kept"] / docs.num_rows if docs.num_rows else 0.0,
-            "drop_counts": MetadataValue.json(dict(reasons)),
-            "bytes": written.bytes,
-            "path": MetadataValue.path(lake.uri(*lake.partition_parts(ASSET, {"shard": shard}))),
-            "mean_quality_score": float(scores.mean()),
-            "quality_signals": _signals_described(calibration.get("signals")),
-            "deduplicated": dedup_fingerprint != NOT_COVERED,
-            "removed_exact": reasons.get("duplicate", 0),
-            "removed_near": reasons.get("near_duplicate", 0),
-            "keep_rule": f"top {config.top_fraction:.0%}" if config.min_score is None else f"P(hq) >= {config.min_score}",
-            # Which calibration placed this shard's documents: their own crawl's, or the whole lake's.
-            "calibrated_against": MetadataValue.json(
-                {crawl: ("its crawl" if crawl in by_crawl else "the whole lake") for crawl in sorted(set(docs.column("crawl").to_pylist()))}
-            ),
-        },
-        data_version=DataVersion(written.data_version),
-        check_results=_check_results(shard, ok, facts, share_ok, share_facts),
-    )
+    metadata = {
+        "rows": written.rows,
+        "kept": facts["kept"],
+        "kept_share": facts["kept"] / docs.num_rows if docs.num_rows else 0.0,
+        "drop_counts": MetadataValue.json(dict(reasons)),
+        "bytes": written.bytes,
+        "path": MetadataValue.path(lake.uri(*lake.partition_parts(ASSET, {"shard": shard}))),
+        "mean_quality_score": float(scores.mean()),
+        "quality_signals": _signals_described(scorer.calibration.get("signals")),
+        "deduplicated": dedup_fingerprint != NOT_COVERED,
+        "removed_exact": reasons.get("duplicate", 0),
+        "removed_near": reasons.get("near_duplicate", 0),
+        "keep_rule": f"top {config.top_fraction:.0%}" if config.min_score is None else f"P(hq) >= {config.min_score}",
+        # Which calibration placed this shard's documents: their own crawl's, or the whole lake's.
+        "calibrated_against": MetadataValue.json(
+            {crawl: ("its crawl" if crawl in by_crawl else "the whole lake") for crawl in sorted(set(docs.column("crawl").to_pylist()))}
+        ),
+    }
+    return metadata, written.data_version

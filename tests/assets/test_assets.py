@@ -197,6 +197,53 @@ def test_a_shard_that_keeps_nothing_warns_and_never_fails_the_run(env):
     assert warn.metadata["documents"].value > 10
 
 
+def test_a_backfill_run_of_many_shards_scores_each_and_names_the_low_quality_one(env):
+    """What the multi-run backfill policy launches for seeds: one run over a range of shards. Each
+    shard is committed and recorded under its own key; each check is reported once for the run,
+    summing the counts, and the kept-share WARN names the shard that kept too little."""
+    from dagster import AssetKey
+
+    from dataset_assets import catalog
+    from dataset_assets.shard_runs import shard_backfill_policy
+
+    assert seeds.backfill_policy == shard_backfill_policy()
+    shards = ["cc-main-2019-30-docs.jsonl.gz", "overlap-a.jsonl.gz", "overlap-b.jsonl.gz"]
+    before = {r["partition"]: r["committed_ns"] for r in catalog.read(env["lake"]).to_pylist() if r["asset"] == "seeds"}
+    result = materialize(
+        ASSETS,
+        selection=[seeds],
+        resources=env["resources"],
+        instance=env["instance"],
+        tags={"dagster/asset_partition_range_start": shards[0], "dagster/asset_partition_range_end": shards[-1]},
+        run_config={"ops": {"seeds": {"config": {"top_fraction": 0.002}}}},
+        raise_on_error=False,
+    )
+    assert result.success
+    mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
+    assert sorted(m.partition for m in mats if m.asset_key == AssetKey("seeds")) == shards
+    documents = sum(env["crawl"][s]["rows"] for s in shards)
+    meta = {k: v.value for k, v in mats[0].metadata.items()}
+    assert meta["shards"] == 3 and meta["rows"] == documents and sorted(meta["per_shard"]) == shards
+    assert meta["kept"] == sum(m["kept"] for m in meta["per_shard"].values()) and meta["kept_share"] == meta["kept"] / documents
+    assert min(m["mean_quality_score"] for m in meta["per_shard"].values()) <= meta["mean_quality_score"] <= 1
+    for shard in shards:
+        assert env["lake"].read_partition("seeds", {"shard": shard}).num_rows == env["crawl"][shard]["rows"]
+    after = {r["partition"]: r["committed_ns"] for r in catalog.read(env["lake"]).to_pylist() if r["asset"] == "seeds"}
+    assert all(after[s] > before.get(s, 0) for s in shards)
+
+    checks = result.get_asset_check_evaluations()
+    assert sorted(c.check_name for c in checks) == ["seeds_kept_share", "seeds_valid"]
+    by_name = {c.check_name: c for c in checks}
+    valid = by_name["seeds_valid"]
+    assert valid.passed and valid.metadata["shards"].value == 3 and valid.metadata["documents"].value == documents
+    assert valid.metadata["rows_lost"].value == 0 and valid.metadata["failing"].value == {}
+    warn = by_name["seeds_kept_share"]
+    assert not warn.passed and warn.severity == AssetCheckSeverity.WARN
+    failing = warn.metadata["failing"].value
+    assert "cc-main-2019-30-docs.jsonl.gz" in failing and failing["cc-main-2019-30-docs.jsonl.gz"]["kept"] == 0
+    assert warn.metadata["failing_shards"].value == len(failing) and "cc-main-2019-30-docs.jsonl.gz" in warn.description
+
+
 def test_integrity_failures_are_what_the_blocking_check_stops_for():
     import pyarrow as pa
 
