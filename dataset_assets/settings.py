@@ -68,7 +68,8 @@ def _positive(name: str, default: str, what: str) -> int:
 
 
 def landing_batch() -> int:
-    """How many new landing files `crawl_landing_sensor` registers per tick (LANDING_SENSOR_BATCH)."""
+    """How many new landing files `crawl_landing_sensor` registers, and how many shards `dedup_seeds_sensor`
+    asks seeds for, per tick (LANDING_SENSOR_BATCH)."""
     return _positive("LANDING_SENSOR_BATCH", "1000", "files per sensor tick")
 
 
@@ -79,8 +80,8 @@ def landing_reconcile_seconds() -> int:
 
 
 def backfill_shards_per_run() -> int:
-    """The most shards one backfill run of crawl_docs or dedup_signatures covers (BACKFILL_SHARDS_PER_RUN);
-    sensor and automation runs cover one."""
+    """The most partitions one backfill run of crawl_docs, dedup_signatures, seeds or the unigram counts
+    covers, and one dedup_seeds_sensor run (BACKFILL_SHARDS_PER_RUN); a landing-sensor run covers one."""
     return _positive("BACKFILL_SHARDS_PER_RUN", "100", "shards per backfill run")
 
 

@@ -1,6 +1,7 @@
 """Per-shard assets run many shards in one run when a backfill asks for many.
 
-A sensor or automation run covers one shard, as before. A backfill groups up to
+A landing or automation run covers one shard, as before; the dedup seeds sensor asks for runs of
+consecutive shards (`shard_groups`, `shard_run_request`). A backfill groups up to
 BACKFILL_SHARDS_PER_RUN shards (Dagster's multi-run backfill policy) into one run, which reads
 their files one after another: a first night over 100,000 shard files launches about a thousand
 runs instead of a hundred thousand, and the backfill daemon's first iteration stays short. Shared
@@ -12,9 +13,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from dagster import AssetExecutionContext, BackfillPolicy, DataVersion, Failure, MaterializeResult, MetadataValue
+from dagster import AssetExecutionContext, BackfillPolicy, DataVersion, Failure, MaterializeResult, MetadataValue, RunRequest
 
 from dataset_assets import settings
+from dataset_assets.in_flight import RANGE_END, RANGE_START
 
 # What one shard's work returns: its metadata and its data version.
 ShardResult = tuple[dict, str]
@@ -65,3 +67,40 @@ def each_shard(context: AssetExecutionContext, one: Callable[[str], ShardResult]
         metadata={**totals, "shards": len(shards), "per_shard": MetadataValue.json(per_shard)},
         data_version=DataVersion(version),
     )
+
+
+def shard_groups(order: list[str], wanted: set[str], per_run: int) -> list[list[str]]:
+    """The wanted shards as runs of consecutive keys in partition order (what one range run covers,
+    nothing between), at most `per_run` each."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    for key in order:
+        if key in wanted and len(current) < per_run:
+            current.append(key)
+            continue
+        if current:
+            groups.append(current)
+        current = [key] if key in wanted else []
+    if current:
+        groups.append(current)
+    return groups
+
+
+def first_groups(groups: list[list[str]], room: int) -> list[list[str]]:
+    """The leading groups that hold at most `room` shards together (at least the first group)."""
+    chosen: list[list[str]] = []
+    for group in groups:
+        if chosen and len(group) > room:
+            break
+        chosen.append(group)
+        room -= len(group)
+    return chosen
+
+
+def shard_run_request(shards: list[str], origin: str, versions: dict[str, str]) -> RunRequest:
+    """A sensor's request for consecutive shards: one shard, a partition run; several, one range run
+    (a model loads once). The run key names the shards' versions, so the same work is never launched twice."""
+    if len(shards) == 1:
+        return RunRequest(partition_key=shards[0], run_key=f"{origin}:{shards[0]}:{versions.get(shards[0], '')}")
+    digest = hashlib.sha256("|".join(f"{s}:{versions.get(s, '')}" for s in shards).encode()).hexdigest()[:16]
+    return RunRequest(run_key=f"{origin}:{shards[0]}..{shards[-1]}:{digest}", tags={RANGE_START: shards[0], RANGE_END: shards[-1]})

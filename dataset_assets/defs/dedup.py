@@ -24,7 +24,6 @@ from dagster import (
     Failure,
     MaterializeResult,
     MetadataValue,
-    RunRequest,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -33,7 +32,7 @@ from dagster import (
     asset,
 )
 
-from dataset_assets import catalog
+from dataset_assets import catalog, settings
 from dataset_assets.dedup import buckets as bucket_stage
 from dataset_assets.dedup.clusters import ClusterStats, cluster, largest_clusters, shard_fingerprints, size_distribution
 from dataset_assets.dedup.minhash import PARAMS_KEY, MinHashParams
@@ -53,7 +52,7 @@ from dataset_assets.in_flight import in_flight_partitions
 from dataset_assets.lake_walk import facts_buckets
 from dataset_assets.status import seeds_to_redo
 from dataset_assets.progress import Progress
-from dataset_assets.shard_runs import ShardResult, each_shard, shard_backfill_policy
+from dataset_assets.shard_runs import ShardResult, each_shard, first_groups, shard_backfill_policy, shard_groups, shard_run_request
 from dataset_assets.stats.plots import cluster_sizes_png, png_markdown
 from resources.lake import Lake
 
@@ -259,7 +258,8 @@ def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: 
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="When dedup_clusters change, requests seeds for exactly the shards whose dedup decisions changed "
-    "(or that have no seeds yet).",
+    "(or that have no seeds yet): consecutive shards share a run (up to BACKFILL_SHARDS_PER_RUN), at most "
+    "LANDING_SENSOR_BATCH shards per tick.",
 )
 def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
     try:
@@ -277,12 +277,22 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
     # A seeds partition an unfinished run or backfill already covers (the nightly backfill builds seeds
     # after the clusters) is left to it; the cursor then stays, so the next tick looks again.
     busy = {k.partition_key for k in in_flight_partitions(context.instance, context.repository_def.asset_graph) if k.asset_key == SEEDS}
-    requested = sorted(shard for shard in needed if shard not in busy)
+    order = context.instance.get_dynamic_partitions(crawl_shards.name)
+    registered = set(order)
+    gone = sum(1 for shard in needed if shard not in registered)  # signed, then deleted from the partitions
+    requested = {shard for shard in needed if shard in registered and shard not in busy}
+    groups = shard_groups(order, requested, settings.backfill_shards_per_run())
+    # Bounded work per tick: at most LANDING_SENSOR_BATCH shards' runs; the cursor stays while some
+    # are left (or busy), so the next tick requests the rest.
+    chosen = first_groups(groups, settings.landing_batch())
+    asked = sum(len(g) for g in chosen)
     context.log.info(
         f"dedup clusters {state}: seeds of {len(needed)} of {len(fingerprints)} shards to (re)build, "
-        f"{len(needed) - len(requested)} of them already in an unfinished run or backfill"
+        f"{len(needed) - len(requested) - gone} of them already in an unfinished run or backfill"
+        + (f", {gone} no longer registered" if gone else "") + f"; requesting {asked} in {len(chosen)} runs"
     )
     return SensorResult(
-        run_requests=[RunRequest(partition_key=shard, run_key=f"dedup:{shard}:{fingerprints[shard]}") for shard in requested],
-        cursor=state if len(requested) == len(needed) else context.cursor,
+        run_requests=[shard_run_request(group, "dedup", fingerprints) for group in chosen],
+        cursor=state if asked == len(needed) - gone else context.cursor,
     )
+

@@ -28,6 +28,7 @@ from dagster import (
 from dataset_assets import catalog, settings
 from dataset_assets.graph import CRAWL_DOCS, MIXTURES, REPHRASED, SEEDS, crawl_shards, rephrased_partitions
 from dataset_assets.progress import Progress
+from dataset_assets.shard_runs import ShardResult, each_shard, shard_backfill_policy
 from dataset_assets.stats import STATS_SCHEMA, corpus_rows, rows_table
 from dataset_assets.stats.corpora import STATS, StaleVectors, gather_corpora, lake_texts, synthetic_quality, top_tokens_markdown
 from dataset_assets.stats.divergence import DEFAULT_ALPHA, ZIPF_MAX_RANK, smoothing_note
@@ -117,32 +118,56 @@ def count_lake_partition(
     return count_and_write(context, lake, tokenizer, asset_name, partition, texts, total)
 
 
-# Counts follow their upstream partition as soon as it changes; they are cheap and need no GPU.
+# Counts follow their upstream partition as soon as it changes; they are cheap and need no GPU. The
+# automation sensor submits many partitions as a backfill, whose multi-run policy (on the partitioned
+# counts) groups up to BACKFILL_SHARDS_PER_RUN of them per run instead of one run each.
 COMMON = dict(group_name=GROUP, kinds={"parquet"}, code_version="1", automation_condition=AutomationCondition.eager())
 
 
-@asset(partitions_def=crawl_shards, deps=[CRAWL_DOCS], description="Token counts of every crawl document of a shard.", **COMMON)
+def count_partitions(context: AssetExecutionContext, lake: Lake, tokenizer: TokenizerResource, asset_name: str, upstream: str,
+                     dimensions: tuple[str, ...] = ("shard",)) -> MaterializeResult:
+    """Every partition of the run (one, or up to BACKFILL_SHARDS_PER_RUN in a backfill run; a key is
+    "shard" or "shard|strategy"), each counted, written and recorded as a one-partition run would; a
+    run's rate is recomputed, not summed. Only kept rows count, except in crawl_docs (no `kept`)."""
+
+    def one(key: str) -> ShardResult:
+        partition = dict(zip(dimensions, str(key).split("|")))
+        result = count_lake_partition(context, lake, tokenizer, asset_name, upstream, partition, kept_only=upstream != "crawl_docs")
+        return dict(result.metadata), result.data_version.value
+
+    result = each_shard(context, one)
+    metadata = dict(result.metadata)
+    if "per_shard" in metadata:
+        per_shard = metadata["per_shard"].value
+        first = next(iter(per_shard.values()))
+        # Distinct tokens do not add up over shards: each shard's count stays in per_shard.
+        metadata.pop("distinct_tokens", None)
+        metadata.update(tokenizer=first["tokenizer"], vocab_size=first["vocab_size"],
+                        tokens_per_s=round(metadata["tokens"] / metadata["seconds"], 1) if metadata["seconds"] > 0 else 0.0)
+    return MaterializeResult(metadata=metadata, data_version=result.data_version)
+
+
+@asset(partitions_def=crawl_shards, backfill_policy=shard_backfill_policy(), deps=[CRAWL_DOCS],
+       description="Token counts of every crawl document of a shard.", **COMMON)
 def natural_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
-    partition = {"shard": context.partition_key}
-    return count_lake_partition(context, lake, tokenizer, "natural_unigrams", "crawl_docs", partition, kept_only=False)
+    return count_partitions(context, lake, tokenizer, "natural_unigrams", "crawl_docs")
 
 
-@asset(partitions_def=crawl_shards, deps=[SEEDS], description="Token counts of the kept seed documents of a shard.", **COMMON)
+@asset(partitions_def=crawl_shards, backfill_policy=shard_backfill_policy(), deps=[SEEDS],
+       description="Token counts of the kept seed documents of a shard.", **COMMON)
 def seed_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
-    partition = {"shard": context.partition_key}
-    return count_lake_partition(context, lake, tokenizer, "seed_unigrams", "seeds", partition, kept_only=True)
+    return count_partitions(context, lake, tokenizer, "seed_unigrams", "seeds")
 
 
 @asset(
     partitions_def=rephrased_partitions,
+    backfill_policy=shard_backfill_policy(),
     deps=[REPHRASED],
     description="Token counts of the kept rephrased documents of a shard x strategy partition.",
     **COMMON,
 )
 def rephrased_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
-    keys = context.partition_key.keys_by_dimension
-    partition = {"shard": keys["shard"], "strategy": keys["strategy"]}
-    return count_lake_partition(context, lake, tokenizer, "rephrased_unigrams", "rephrased", partition, kept_only=True)
+    return count_partitions(context, lake, tokenizer, "rephrased_unigrams", "rephrased", ("shard", "strategy"))
 
 
 @asset(partitions_def=references, description="Token counts of one reference corpus (a file or folder of plain text).", **COMMON)

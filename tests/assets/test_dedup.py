@@ -328,3 +328,41 @@ def test_the_kept_documents_do_not_depend_on_the_order_shards_arrive_in(tmp_path
     assert len(copies_of) == 3 and all(first[k][2] != "duplicate" for k in copies_of)
     assert len(near_in_b) == 3 and {v[2] for v in near_in_b} == {"near_duplicate"} and {first[v[3]][0] for v in near_in_b} == {"A.jsonl.gz"}
     assert all(first[v[3]][3] is None for v in removed.values())  # every representative keeps its own lineage
+
+
+def test_the_dedup_seeds_sensor_requests_consecutive_shards_as_range_runs_in_bounded_ticks(tmp_path, monkeypatch):
+    """Seeds to (re)build after new clusters: consecutive shards in partition order share one range
+    run (one model load), a shard alone keeps its partition run, shards no longer registered are
+    left out, and a tick asks for at most LANDING_SENSOR_BATCH shards (the cursor stays until all are asked)."""
+    from dagster import build_sensor_context
+
+    from dataset_assets import definitions
+    from dataset_assets.defs.dedup import dedup_seeds_sensor
+    from dataset_assets.shard_runs import shard_groups
+
+    assert shard_groups(list("abcdef"), set("abdef"), 2) == [["a", "b"], ["d", "e"], ["f"]]
+    assert shard_groups(list("abc"), set(), 2) == []
+    lake = Lake(root=str(tmp_path / "lake"))
+    fingerprints = {s: f"f-{s}" for s in ("a", "b", "c", "d", "e", "gone")}
+    catalog.record(lake, "dedup_clusters", "", "v1", fingerprints=fingerprints)
+    catalog.record(lake, "seeds", "c", "v1", kept_fingerprint="k", dedup_fingerprint="f-c")  # current
+    catalog.record(lake, "seeds", "d", "v1", kept_fingerprint="k", dedup_fingerprint="older")  # outdated
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(crawl_shards.name, ["a", "b", "c", "d", "e"])
+
+    def tick(cursor=None):
+        with build_sensor_context(instance=instance, resources={"lake": lake}, cursor=cursor,
+                                  repository_def=definitions.defs.get_repository_def()) as context:
+            return dedup_seeds_sensor(context)
+
+    result = tick()
+    spans = [(r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"), r.partition_key)
+             for r in result.run_requests]
+    assert spans == [("a", "b", None), ("d", "e", None)]
+    assert len({r.run_key for r in result.run_requests}) == 2 and result.cursor  # everything registered was asked for
+
+    monkeypatch.setenv("BACKFILL_SHARDS_PER_RUN", "1")
+    monkeypatch.setenv("LANDING_SENSOR_BATCH", "2")
+    first = tick()
+    assert [r.partition_key for r in first.run_requests] == ["a", "b"] and first.cursor is None  # two left for the next tick
+    assert first.run_requests[0].run_key == "dedup:a:f-a"

@@ -127,7 +127,7 @@ def env(stats_module, tmp_path_factory):
         meta[name] = metadata(run([m.reference_unigrams], name), "reference_unigrams")
     meta["stats"] = metadata(run([m.corpus_stats]), "corpus_stats")
     table = pq.read_table(lake.path("corpus_stats", "part-00000.parquet"))
-    return {"lake": lake, "texts": texts, "meta": meta, "run": run, "module": m, "table": table, "rows": table.to_pylist()}
+    return {"lake": lake, "texts": texts, "meta": meta, "run": run, "module": m, "table": table, "rows": table.to_pylist(), "instance": instance}
 
 
 def row(env, corpus, reference):
@@ -146,6 +146,43 @@ def test_natural_counts_equal_a_direct_tokenizers_count(env):
     assert meta["documents"] == 6 and meta["tokens"] == gpt2_counts(env["texts"][("crawl", "s1")]).sum()
     assert meta["tokenizer"] == "gpt2-tokenizer" and meta["vocab_size"] == 50_257
     assert meta["seconds"] > 0 and meta["tokens_per_s"] > 0 and 0 < meta["distinct_tokens"] < meta["tokens"]
+
+
+def test_a_backfill_run_counts_each_shard_of_its_range_as_a_one_shard_run_would(env):
+    """What automation's backfills and the multi-run policy launch: one run over a range of shards."""
+    from dataset_assets.shard_runs import shard_backfill_policy
+
+    m = env["module"]
+    assert m.natural_unigrams.backfill_policy == shard_backfill_policy() == m.seed_unigrams.backfill_policy
+    result = materialize(
+        [m.natural_unigrams],
+        resources={"lake": env["lake"], "tokenizer": TokenizerResource(path=str(GPT2), batch_size=4)},
+        tags={"dagster/asset_partition_range_start": SHARDS[0], "dagster/asset_partition_range_end": SHARDS[-1]},
+        instance=env["instance"],
+    )
+    mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
+    assert sorted(x.partition for x in mats) == sorted(SHARDS)
+    meta = {k: v.value for k, v in mats[0].metadata.items()}
+    for shard in SHARDS:
+        assert np.array_equal(stored(env["lake"], "natural_unigrams", {"shard": shard}), gpt2_counts(env["texts"][("crawl", shard)]))
+        assert meta["per_shard"][shard]["tokens"] == env["meta"][("natural", shard)]["tokens"]
+    assert meta["shards"] == len(SHARDS) and meta["tokens"] == sum(env["meta"][("natural", s)]["tokens"] for s in SHARDS)
+    assert meta["vocab_size"] == 50_257 and meta["tokenizer"] == "gpt2-tokenizer" and "distinct_tokens" not in meta
+    assert meta["tokens_per_s"] == round(meta["tokens"] / meta["seconds"], 1)
+    # rephrased_unigrams: a (shard x strategy) range, each pair counted under its own key.
+    assert m.rephrased_unigrams.backfill_policy == shard_backfill_policy()
+    pairs = materialize(
+        [m.rephrased_unigrams],
+        resources={"lake": env["lake"], "tokenizer": TokenizerResource(path=str(GPT2), batch_size=4)},
+        tags={"dagster/asset_partition_range_start": f"s1|{STRATEGY_A}", "dagster/asset_partition_range_end": f"s2|{STRATEGY_A}"},
+        instance=env["instance"],
+    )
+    mats = [e.event_specific_data.materialization for e in pairs.get_asset_materialization_events()]
+    assert sorted(str(x.partition) for x in mats) == [f"s1|{STRATEGY_A}", f"s2|{STRATEGY_A}"]
+    meta = {k: v.value for k, v in mats[0].metadata.items()}
+    assert meta["documents"] == sum(env["meta"][(s, STRATEGY_A)]["documents"] for s in SHARDS)
+    part = {"shard": "s1", "strategy": STRATEGY_A}
+    assert np.array_equal(stored(env["lake"], "rephrased_unigrams", part), gpt2_counts(env["texts"][("rephrased", "s1", STRATEGY_A)]))
 
 
 def test_seed_and_rephrased_counts_hold_only_kept_rows_of_every_part_file(env):
