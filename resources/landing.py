@@ -80,17 +80,18 @@ class CrawlLanding(ConfigurableResource):
             found[key] = LandingFile(key=key, path=info.path, name=rel, size=info.size or 0)
         return found
 
-    def files_after(self, after: Optional[str], limit: int) -> tuple[list[LandingFile], Optional[str]]:
+    def files_after(self, after: Optional[str], limit: int, listed: Optional[dict[str, LandingFile]] = None) -> tuple[list[LandingFile], Optional[str]]:
         """At most `limit` shard files whose path under the landing sorts after `after`, in path
         order, and the last path listed (the next call's `after`; None when nothing was listed).
 
         On S3 this is `list_objects_v2` with `StartAfter` through dagster-aws's `S3Resource`: a
         call lists only keys after the cursor, about one request per 1,000 keys, whatever the
-        landing holds. A local folder is listed whole and filtered (cheap on one disk)."""
+        landing holds. A local folder is listed whole and filtered (cheap on one disk), or `listed`
+        (that whole listing, already made by the caller) is filtered."""
         if self.location.startswith("s3://"):
             return self._s3_files_after(after, limit)
-        listed = sorted(self.files().values(), key=lambda f: f.name)
-        chosen = [f for f in listed if after is None or f.name > after][:limit]
+        ordered = sorted((listed if listed is not None else self.files()).values(), key=lambda f: f.name)
+        chosen = [f for f in ordered if after is None or f.name > after][:limit]
         return chosen, (chosen[-1].name if chosen else None)
 
     def _s3_files_after(self, after: Optional[str], limit: int) -> tuple[list[LandingFile], Optional[str]]:

@@ -111,8 +111,8 @@ def _crawl_one(context: AssetExecutionContext, config: CrawlDocsConfig, lake: La
     )
 
 
-def new_shard_keys(landing: CrawlLanding, known: set[str]) -> list[str]:
-    return [key for key in landing.files() if key not in known]
+def new_shard_keys(landing: CrawlLanding, known: set[str], listed: Optional[dict] = None) -> list[str]:
+    return [key for key in (listed if listed is not None else landing.files()) if key not in known]
 
 
 def _landing_cursor(raw: Optional[str]) -> dict:
@@ -128,8 +128,9 @@ def new_landing_keys(landing: CrawlLanding, known: set[str], cursor: dict, batch
     """New shard keys for this tick (cursor updated in place) and how they were found. Files after
     the cursor come first (on S3 a listing of only those keys); when there are none, the whole
     landing is listed at most every LANDING_RECONCILE_SECONDS, for files whose names sort before
-    the cursor (uploaded out of name order)."""
-    listed, last = landing.files_after(cursor["after"], batch)
+    the cursor (uploaded out of name order). A local folder is listed once per tick for both."""
+    whole = landing.files() if landing.is_local() else None
+    listed, last = landing.files_after(cursor["after"], batch, whole)
     if last is not None:
         cursor["after"] = last
     found = list(dict.fromkeys(f.key for f in listed if f.key not in known))
@@ -138,7 +139,7 @@ def new_landing_keys(landing: CrawlLanding, known: set[str], cursor: dict, batch
     if now - cursor["reconciled_at"] < settings.landing_reconcile_seconds():
         return [], "after the cursor"
     cursor["reconciled_at"] = now
-    return new_shard_keys(landing, known), "by listing the whole landing"
+    return new_shard_keys(landing, known, whole), "by listing the whole landing"
 
 
 @sensor(

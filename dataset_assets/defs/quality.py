@@ -174,6 +174,8 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         **metrics,
     }
     lake.put_json(CALIBRATION, calibration)
+    if not config.reference_lm and lake.exists(REFERENCE_LM_FILE):  # a previous calibration's LM: nothing reads it now
+        lake.fs.delete_file(lake.path(*REFERENCE_LM_FILE))
     context.log.info(f"quality classifier ({obtained.source}): {metrics}; median P(hq) {quantiles[50]:.3f}")
     return MaterializeResult(
         metadata={

@@ -147,6 +147,26 @@ def test_classifier_is_trained_evaluated_and_stored(env):
     assert 0 <= meta["length_quantiles"]["p10"] < meta["length_quantiles"]["p90"] <= 2000
 
 
+def test_the_classifier_and_length_alone_need_no_reference_lm(env, tmp_path):
+    """`reference_lm: false` (the faster configuration): the calibration orders length alone, the
+    previous LM file goes (nothing would read it), and seeds score without it, lm_score null."""
+    root = tmp_path / "lake"
+    shutil.copytree(env["lake"].root, root)
+    lake = Lake(root=str(root))
+    assert lake.exists(["quality_classifier", "reference_lm.npz"])
+    resources = {**env["resources"], "lake": lake}
+    config = {"ops": {"quality_classifier": {"config": {"reference": str(QUALITY), "reference_lm": False}}}}
+    materialize(ASSETS, selection=[quality_classifier], resources=resources, instance=env["instance"], run_config=config)
+    signals = lake.get_json(["quality_classifier", "calibration.json"])["signals"]
+    assert signals["order"] == ["length"] and "reference_lm" not in signals
+    assert not lake.exists(["quality_classifier", "reference_lm.npz"])
+    key = "c4-en-sample-1000.jsonl.gz"
+    result = materialize(ASSETS, selection=[seeds], partition_key=key, resources=resources, instance=env["instance"])
+    rows = lake.read_partition("seeds", {"shard": key}).to_pylist()
+    assert len(rows) == env["crawl"][key]["rows"] and all(r["lm_score"] is None and r["length_score"] is not None for r in rows)
+    assert metadata(result, seeds.key)["quality_signals"] == "classifier + length (mean of percentiles)"
+
+
 def test_seeds_score_every_document_and_pass_the_blocking_check(env):
     key = "c4-en-sample-1000.jsonl.gz"
     result = run(env, [seeds], key)
@@ -338,6 +358,26 @@ def test_a_large_landing_is_registered_in_bounded_batches_per_tick(tmp_path, mon
     monkeypatch.setenv("LANDING_SENSOR_BATCH", "none")
     with pytest.raises(ValueError, match="LANDING_SENSOR_BATCH"):
         crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource}))
+
+
+def test_a_reconcile_tick_lists_a_local_landing_once(tmp_path, monkeypatch):
+    """A file uploaded out of name order (before the cursor) is found by the periodic whole listing,
+    and a local folder is listed once in that tick, not once for the cursor and again for the reconcile."""
+    from dataset_assets.defs.crawl import new_landing_keys
+
+    for name in ("a.jsonl.gz", "b.jsonl.gz", "c.jsonl.gz"):
+        (tmp_path / name).write_bytes(b"")
+    landing = CrawlLanding(location=str(tmp_path))
+    calls = []
+    real = CrawlLanding.files
+    monkeypatch.setattr(CrawlLanding, "files", lambda self: calls.append(1) or real(self))
+    cursor = {"after": "c.jsonl.gz", "reconciled_at": 0.0}
+    found, how = new_landing_keys(landing, {"a.jsonl.gz", "c.jsonl.gz"}, cursor, 10, now=10_000.0)
+    assert (found, how, len(calls)) == (["b.jsonl.gz"], "by listing the whole landing", 1)
+    assert cursor == {"after": "c.jsonl.gz", "reconciled_at": 10_000.0}
+    # Before the next reconcile is due, only files after the cursor count.
+    (tmp_path / "0-early.jsonl.gz").write_bytes(b"")
+    assert new_landing_keys(landing, {"a.jsonl.gz", "c.jsonl.gz"}, cursor, 10, now=10_001.0) == ([], "after the cursor")
 
 
 def test_parquet_written_by_crawl_docs_is_zstd(env):
