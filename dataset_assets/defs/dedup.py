@@ -295,4 +295,3 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
         run_requests=[shard_run_request(group, "dedup", fingerprints) for group in chosen],
         cursor=state if asked == len(needed) - gone else context.cursor,
     )
-

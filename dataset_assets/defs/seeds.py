@@ -1,8 +1,9 @@
 """`seeds` [shard]: every document scored, kept or dropped with its reason; a blocking check guards it.
 
-A backfill run covers up to BACKFILL_SHARDS_PER_RUN shards (as crawl_docs does): the quality model
-loads once for all of them, and each check is reported once for the run, naming the shards that
-failed it (a sensor or automation run covers one shard and reports exactly that shard).
+A backfill run, or a dedup_seeds_sensor run of consecutive shards, covers up to
+BACKFILL_SHARDS_PER_RUN shards (as crawl_docs does): the quality model loads once for all of them,
+and each check is reported once for the run, naming the shards that failed it (a run of one shard
+reports exactly that shard, as before).
 """
 
 
