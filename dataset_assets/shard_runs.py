@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Optional
 
 from dagster import AssetExecutionContext, BackfillPolicy, DataVersion, Failure, MaterializeResult, MetadataValue, RunRequest
 
@@ -31,11 +32,13 @@ def _plain(metadata: dict) -> dict:
     return {k: v for k, v in metadata.items() if isinstance(v, (int, float, str, bool))}
 
 
-def each_shard(context: AssetExecutionContext, one: Callable[[str], ShardResult]) -> MaterializeResult:
+def each_shard(context: AssetExecutionContext, one: Callable[[str], ShardResult],
+               run_totals: Optional[Callable[[dict, dict], dict]] = None) -> MaterializeResult:
     """`one(shard)` for every shard of the run. One shard: its own result, exactly as before. A
     range: every shard is tried (a bad file does not stop the shards after it, whose data and
     status records are committed), the metadata sums the counts and lists each shard, and the run
-    fails at the end naming the shards that failed."""
+    fails at the end naming the shards that failed. Numbers that do not add up over shards (shares,
+    means, rates) are set by `run_totals(sums, per_shard)`, which returns the run's totals."""
     shards = list(context.partition_keys)
     if len(shards) == 1:
         metadata, version = one(shards[0])
@@ -62,6 +65,8 @@ def each_shard(context: AssetExecutionContext, one: Callable[[str], ShardResult]
         for key, value in row.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 totals[key] = totals.get(key, 0) + value
+    if run_totals is not None:
+        totals = run_totals(totals, per_shard)
     version = hashlib.sha256("|".join(f"{s}:{v}" for s, (_, v) in sorted(done.items())).encode()).hexdigest()[:16]
     return MaterializeResult(
         metadata={**totals, "shards": len(shards), "per_shard": MetadataValue.json(per_shard)},

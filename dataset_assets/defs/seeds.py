@@ -199,14 +199,15 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
     checks: dict[str, list[AssetCheckResult]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         scorer = _Scorer(lake, tmp)
-        result = each_shard(context, lambda shard: _seeds_one(context, config, lake, scorer, shard, checks))
-    metadata = dict(result.metadata)
-    if len(checks) > 1:  # each_shard sums the numbers; a share and a mean are recomputed over the run instead
-        per_shard = metadata["per_shard"].value
-        rows = sum(m["rows"] for m in per_shard.values())
-        metadata["kept_share"] = metadata["kept"] / rows if rows else 0.0
-        metadata["mean_quality_score"] = sum(m["mean_quality_score"] * m["rows"] for m in per_shard.values()) / rows if rows else 0.0
-    return MaterializeResult(metadata=metadata, data_version=result.data_version, check_results=run_check_results(checks))
+        result = each_shard(context, lambda shard: _seeds_one(context, config, lake, scorer, shard, checks), _run_totals)
+    return MaterializeResult(metadata=result.metadata, data_version=result.data_version, check_results=run_check_results(checks))
+
+
+def _run_totals(sums: dict, per_shard: dict) -> dict:
+    """A many-shard run's kept share and mean score, over all its rows (not summed per shard)."""
+    rows = sums["rows"]
+    mean = sum(m["mean_quality_score"] * m["rows"] for m in per_shard.values()) / rows if rows else 0.0
+    return {**sums, "kept_share": sums["kept"] / rows if rows else 0.0, "mean_quality_score": mean}
 
 
 def _seeds_one(context: AssetExecutionContext, config: SeedsConfig, lake: Lake, scorer: _Scorer, shard: str,

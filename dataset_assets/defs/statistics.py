@@ -135,16 +135,16 @@ def count_partitions(context: AssetExecutionContext, lake: Lake, tokenizer: Toke
         result = count_lake_partition(context, lake, tokenizer, asset_name, upstream, partition, kept_only=upstream != "crawl_docs")
         return dict(result.metadata), result.data_version.value
 
-    result = each_shard(context, one)
-    metadata = dict(result.metadata)
-    if "per_shard" in metadata:
-        per_shard = metadata["per_shard"].value
-        first = next(iter(per_shard.values()))
-        # Distinct tokens do not add up over shards: each shard's count stays in per_shard.
-        metadata.pop("distinct_tokens", None)
-        metadata.update(tokenizer=first["tokenizer"], vocab_size=first["vocab_size"],
-                        tokens_per_s=round(metadata["tokens"] / metadata["seconds"], 1) if metadata["seconds"] > 0 else 0.0)
-    return MaterializeResult(metadata=metadata, data_version=result.data_version)
+    return each_shard(context, one, _run_totals)
+
+
+def _run_totals(sums: dict, per_shard: dict) -> dict:
+    """A many-partition run's rate over the run, its tokenizer once; distinct tokens do not add up
+    over partitions, so each partition's count stays in per_shard only."""
+    first = next(iter(per_shard.values()))
+    totals = {k: v for k, v in sums.items() if k != "distinct_tokens"}
+    rate = round(sums["tokens"] / sums["seconds"], 1) if sums["seconds"] > 0 else 0.0
+    return {**totals, "tokenizer": first["tokenizer"], "vocab_size": first["vocab_size"], "tokens_per_s": rate}
 
 
 @asset(partitions_def=crawl_shards, backfill_policy=shard_backfill_policy(), deps=[CRAWL_DOCS],
