@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     defs = importlib.import_module("dataset_assets.definitions").defs
     instance = DagsterInstance.get()
-    keys = register_shards(instance, defs.resources["landing"])
+    keys = register_shards(instance, defs.resources["landing"], defs.resources["lake"])
     stage_names = [name for name, _ in STAGES]
     selected = [s.strip() for s in args.select.split(",")] if args.select else stage_names
     unknown = [s for s in selected if s not in stage_names]
@@ -100,8 +100,8 @@ def _status(args: argparse.Namespace) -> int:
     _prepare_environment(args)
     from dagster import DagsterInstance
 
-    from dataset_assets.graph import dedup_bands
-    from dataset_assets.graph import crawl_shards
+    from dataset_assets import batches
+    from dataset_assets.graph import crawl_shards, dedup_bands
     from dataset_assets.status import graph_status, render
     from dataset_assets.rephrase.strategies import load_strategies
 
@@ -109,7 +109,11 @@ def _status(args: argparse.Namespace) -> int:
     _ensure_catalog(defs.resources["lake"])
     registered = DagsterInstance.get().get_dynamic_partitions(crawl_shards.name)
     landed = defs.resources["landing"].files()
-    shards = sorted(set(registered) | set(landed))
+    # Registered partitions (a batch of files each with CRAWL_BATCH_FILES > 1), then every landed
+    # file no partition holds yet, as the partition of one file it would become.
+    batch_of = batches.read(defs.resources["lake"]).batch_of(registered)
+    unregistered = sorted(set(landed) - set(batch_of))
+    shards = [*registered, *unregistered]
     if settings.uses_default_model() and settings.rephrase_engine() == "vllm":
         from resources.default_model import DEFAULT_REVISION, MODEL_NAME
 
@@ -118,16 +122,15 @@ def _status(args: argparse.Namespace) -> int:
         generator = defs.resources["engine"].generator
     status = graph_status(defs.resources["lake"], shards, load_strategies(settings.prompts_dir()), generator,
                           dedup_bands.get_partition_keys(), args.max_output_tokens)
-    unregistered = len(set(landed) - set(registered))
-    # Registered shards whose landing file is gone (moved or deleted): what the lake holds for them
-    # stands, but their crawl_docs cannot be built or rebuilt until the file is back.
-    gone = sorted(set(registered) - set(landed))
+    # Registered shard files whose landing file is gone (moved or deleted): what the lake holds for
+    # them stands, but their crawl_docs cannot be built or rebuilt until the file is back.
+    gone = sorted(set(batch_of) - set(landed))
     if args.json:
-        print(json.dumps({"shards": len(shards), "unregistered_shards": unregistered, "registered_without_file": len(gone),
+        print(json.dumps({"shards": len(shards), "unregistered_shards": len(unregistered), "registered_without_file": len(gone),
                           "registered_without_file_sample": gone[:10],
                           "assets": {name: st.summary() for name, st in status.items()}}, indent=2))
     else:
-        print(f"{len(shards)} shards ({unregistered} in the landing but not registered yet); lake {settings.lake_root()}")
+        print(f"{len(shards)} shards ({len(unregistered)} in the landing but not registered yet); lake {settings.lake_root()}")
         if gone:
             print(f"{len(gone)} registered shards have no file in the landing any more (moved or deleted; their crawl_docs "
                   f"cannot be rebuilt until it is back): {', '.join(gone[:5])}{' ...' if len(gone) > 5 else ''}")

@@ -8,6 +8,8 @@ import time
 
 from dagster import AssetKey
 
+from dataset_assets import settings
+
 # Stages in dependency order and how each is partitioned: once, per shard, per key of the asset's own
 # static partitions (dedup bands, references, recipes), rectangles of shard x strategy (one engine per
 # run), per finished rephrased partition.
@@ -30,16 +32,24 @@ STAGES = [
 
 
 
-def register_shards(instance, landing) -> list[str]:
-    """Add a partition for every shard file in the landing location; returns all shard keys there."""
+def register_shards(instance, landing, lake) -> list[str]:
+    """Add a partition for the shard files in the landing location that have none, CRAWL_BATCH_FILES
+    files each (`batches.py`); returns the partition keys of every file there, in partition order."""
+    from dataset_assets import batches
     from dataset_assets.graph import crawl_shards
 
-    keys = sorted(landing.files())
-    known = set(instance.get_dynamic_partitions(crawl_shards.name))
-    new = [k for k in keys if k not in known]
+    files = sorted(landing.files())
+    registered = instance.get_dynamic_partitions(crawl_shards.name)
+    batch_of = batches.read(lake).batch_of(registered)
+    new = [f for f in files if f not in batch_of]
     if new:
-        instance.add_dynamic_partitions(crawl_shards.name, new)
-    return keys
+        groups = batches.group(new, settings.crawl_batch_files())
+        keys = batches.register(lake, groups)
+        instance.add_dynamic_partitions(crawl_shards.name, keys)
+        registered = [*registered, *keys]
+        batch_of.update({f: key for key, group in zip(keys, groups) for f in group})
+    there = {batch_of[f] for f in files}
+    return [key for key in registered if key in there]
 
 
 def report(label: str, result, start: float, failures: list[str]) -> None:
@@ -102,11 +112,16 @@ class StageRunner:
                 self._rephrase(name, strategies, chosen, chunk_docs, max_output_tokens)
 
     def _finished_rephrased(self, name: str, chosen: list[str]) -> None:
+        from dataset_assets import batches
         from dataset_assets.rephrase.store import finished_partitions
 
-        for shard, strategy, _ in sorted(finished_partitions(self.lake)):
-            if shard in self.shards and strategy in chosen:
-                self.execute(name, f"{name}[{shard}|{strategy}]", partition_key=f"{shard}|{strategy}")
+        # A partition (a batch of shard files) is counted once every file of it is rephrased.
+        finished = {(shard, strategy) for shard, strategy, _ in finished_partitions(self.lake)}
+        registry = batches.read(self.lake)
+        for key in self.shards:
+            for strategy in sorted(chosen):
+                if all((f, strategy) in finished for f in registry.files(key)):
+                    self.execute(name, f"{name}[{key}|{strategy}]", partition_key=f"{key}|{strategy}")
 
     def _rephrase(self, name: str, strategies: dict, chosen: list[str], chunk_docs: int, max_output_tokens) -> None:
         """The missing or outdated (shard, strategy) pairs, as few rectangles (one engine load each)."""

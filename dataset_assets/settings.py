@@ -85,6 +85,12 @@ def backfill_shards_per_run() -> int:
     return _positive("BACKFILL_SHARDS_PER_RUN", "100", "shards per backfill run")
 
 
+def crawl_batch_files() -> int:
+    """How many landing files one crawl_shards partition (a batch) holds (CRAWL_BATCH_FILES, default 1:
+    a partition per file). Files are grouped when they are registered and never regrouped afterwards."""
+    return _positive("CRAWL_BATCH_FILES", "1", "landing files per crawl_shards partition")
+
+
 def backfill_max_partitions() -> int:
     """The most partitions one nightly backfill targets (NIGHTLY_BACKFILL_MAX_PARTITIONS); more work
     is split into several backfills, launched one after another."""

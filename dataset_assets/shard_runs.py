@@ -16,7 +16,7 @@ from typing import Optional
 
 from dagster import AssetExecutionContext, BackfillPolicy, DataVersion, Failure, MaterializeResult, MetadataValue, RunRequest
 
-from dataset_assets import settings
+from dataset_assets import batches, settings
 from dataset_assets.in_flight import RANGE_END, RANGE_START
 
 # What one shard's work returns: its metadata and its data version.
@@ -32,14 +32,16 @@ def _plain(metadata: dict) -> dict:
     return {k: v for k, v in metadata.items() if isinstance(v, (int, float, str, bool))}
 
 
-def each_shard(context: AssetExecutionContext, one: Callable[[str], ShardResult],
+def each_shard(context: AssetExecutionContext, lake, one: Callable[[str], ShardResult],
                run_totals: Optional[Callable[[dict, dict], dict]] = None) -> MaterializeResult:
-    """`one(shard)` for every shard of the run. One shard: its own result, exactly as before. A
-    range: every shard is tried (a bad file does not stop the shards after it, whose data and
-    status records are committed), the metadata sums the counts and lists each shard, and the run
-    fails at the end naming the shards that failed. Numbers that do not add up over shards (shares,
+    """`one(shard)` for every shard file of the run's partitions (a batch partition is its files,
+    `batches.py`). One file: its own result, exactly as before. Several: every file is tried (a bad
+    file does not stop the files after it, whose data and status records are committed), the
+    metadata sums the counts and lists each file, and the run fails at the end naming the files
+    that failed. Numbers that do not add up over shards (shares,
     means, rates) are set by `run_totals(sums, per_shard)`, which returns the run's totals."""
-    shards = list(context.partition_keys)
+    registry = batches.read(lake)
+    shards = [f for key in context.partition_keys for f in registry.expand(key)]
     if len(shards) == 1:
         metadata, version = one(shards[0])
         return MaterializeResult(metadata=metadata, data_version=DataVersion(version))

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from dataset_assets import catalog
+from dataset_assets import batches, catalog
 from dataset_assets.dedup.store import BUCKETS, CLUSTERS, SIGNATURES
 from dataset_assets.lake_walk import covered_digest
 from dataset_assets.rephrase.chunks import with_output_cap
@@ -64,12 +64,35 @@ class AssetStatus:
 
 def graph_status(lake, shards: list[str], strategies: dict, generator: str, band_partitions: list[str],
                  max_output_tokens: Optional[int] = None) -> dict[str, AssetStatus]:
-    """The status of every backfilled partition, from one read of the lake's status catalog."""
+    """The status of every backfilled partition, from one read of the lake's status catalog (and of
+    the batch registry). `shards` are partition keys; a batch partition is judged file by file, as
+    its files are recorded, then rolled up: missing if a file is, else outdated if a file is."""
     table = catalog.read(lake)
+    registry = batches.read(lake)
+    files = registry.files_of(shards)
     recorded = {asset: catalog.facts(table, asset) for asset in BACKFILLED if asset != "rephrased"}
-    out = shard_status(recorded, shards, band_partitions)
+    out = shard_status(recorded, files, band_partitions)
+    batch_keys = None
+    if registry.members:
+        batch_of = registry.batch_of(shards)
+        for asset in ("crawl_docs", SIGNATURES, "seeds"):
+            out[asset] = by_batch(out[asset], len(shards), batch_of)
+        batch_keys = [batch_of[f] for f in files]
     effective = {k: with_output_cap(v, max_output_tokens) for k, v in strategies.items()}
-    out["rephrased"] = rephrased_status(table, shards, effective, generator, recorded["seeds"])
+    out["rephrased"] = rephrased_status(table, files, effective, generator, recorded["seeds"], batch_keys)
+    return out
+
+
+def by_batch(status: AssetStatus, batch_count: int, batch_of: dict[str, str]) -> AssetStatus:
+    """A per-file status as one per batch key: missing if any file is, else outdated (every file's
+    reasons) if any file is, else current."""
+    out = AssetStatus(status.asset)
+    for f, (state, why) in status.pending.items():
+        key = batch_of[f]
+        was_state, was_why = out.pending.get(key, (state, []))
+        merged = "missing" if "missing" in (was_state, state) else "outdated"
+        out.pending[key] = (merged, sorted(set(was_why) | set(why)))
+    out.current = batch_count - len(out.pending)
     return out
 
 
@@ -113,30 +136,40 @@ def shard_status(recorded: dict[str, dict[str, dict]], shards: list[str], band_p
 
 
 _JUDGED_SQL = """
-CREATE TEMP VIEW judged AS
+CREATE TEMP VIEW files AS
 WITH made AS (
     SELECT partition, prompt_hash, generator, seeds_fingerprint FROM records WHERE asset = 'rephrased'
 ), pairs AS (
-    SELECT s.i AS si, t.i AS ti, s.shard || '|' || t.name AS key, t.hash, s.kept FROM shards s CROSS JOIN strategies t
+    SELECT s.bi, t.i AS ti, s.batch || '|' || t.name AS key, s.shard || '|' || t.name AS file_key, t.hash, s.kept
+    FROM shards s CROSS JOIN strategies t
 )
-SELECT p.si, p.ti, p.key, m.partition IS NULL AS missing,
+SELECT p.bi, p.ti, p.key, m.partition IS NULL AS missing,
        m.prompt_hash IS DISTINCT FROM p.hash AS prompt_edited,
        m.generator IS DISTINCT FROM (SELECT generator FROM wanted) AS new_generator,
        p.kept IS NOT NULL AND m.seeds_fingerprint IS DISTINCT FROM p.kept AS seeds_changed
-FROM pairs p LEFT JOIN made m ON m.partition = p.key
+FROM pairs p LEFT JOIN made m ON m.partition = p.file_key
 """
-_PENDING = "missing OR prompt_edited OR new_generator OR seeds_changed"
+_FLAGS = ("missing", "prompt_edited", "new_generator", "seeds_changed")
+# One file per partition: the files' verdicts are the partitions'. Batches: any file's verdict is its batch's.
+_BY_FILE = "CREATE TEMP VIEW judged AS SELECT bi AS si, ti, key, missing, prompt_edited, new_generator, seeds_changed FROM files"
+_BY_BATCH = ("CREATE TEMP VIEW judged AS SELECT bi AS si, ti, key, " + ", ".join(f"bool_or({f}) AS {f}" for f in _FLAGS)
+             + " FROM files GROUP BY bi, ti, key")
+_PENDING = " OR ".join(_FLAGS)
 
 
-def rephrased_status(table, shards: list[str], strategies: dict, generator: str, seeds: dict[str, dict]) -> AssetStatus:
-    """Every (shard x strategy) pair against its record, joined in DuckDB: current pairs are only
-    counted; just the missing and outdated ones become Python objects."""
+def rephrased_status(table, shards: list[str], strategies: dict, generator: str, seeds: dict[str, dict],
+                     batch_keys: Optional[list[str]] = None) -> AssetStatus:
+    """Every (shard file x strategy) pair against its record, joined in DuckDB (and grouped by batch
+    key when `batch_keys` gives each file's): current partitions are only counted; just the missing
+    and outdated ones become Python objects."""
     import duckdb
     import pyarrow as pa
 
     out = AssetStatus("rephrased")
     names = list(strategies)
-    shard_table = pa.table({"i": list(range(len(shards))), "shard": pa.array(shards, pa.string()),
+    keys = batch_keys if batch_keys is not None else shards
+    order = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    shard_table = pa.table({"bi": [order[k] for k in keys], "batch": pa.array(keys, pa.string()), "shard": pa.array(shards, pa.string()),
                             "kept": pa.array([seeds.get(s, {}).get("kept_fingerprint") for s in shards], pa.string())})
     strategy_table = pa.table({"i": list(range(len(names))), "name": pa.array(names, pa.string()),
                                "hash": pa.array([prompt_hash(strategies[n]) for n in names], pa.string())})
@@ -148,6 +181,7 @@ def rephrased_status(table, shards: list[str], strategies: dict, generator: str,
         con.register("strategies", strategy_table)
         con.register("wanted", pa.table({"generator": pa.array([generator], pa.string())}))
         con.execute(_JUDGED_SQL)
+        con.execute(_BY_FILE if batch_keys is None else _BY_BATCH)
         out.current = con.execute(f"SELECT count(*) FROM judged WHERE NOT ({_PENDING})").fetchall()[0][0]
         pending = con.execute(
             f"SELECT key, missing, prompt_edited, new_generator, seeds_changed FROM judged WHERE {_PENDING} ORDER BY si, ti"

@@ -24,7 +24,7 @@ from dagster import (
 
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats
 from dataset_assets.crawl.ingest import ingest_shard
-from dataset_assets import catalog, settings
+from dataset_assets import batches, catalog, settings
 from dataset_assets.graph import DEDUP_SIGNATURES, crawl_shards
 from dataset_assets.progress import Progress
 from dataset_assets.shard_runs import ShardResult, each_shard, shard_backfill_policy
@@ -52,7 +52,7 @@ class CrawlDocsConfig(Config):
     "run reads up to BACKFILL_SHARDS_PER_RUN shard files one after another.",
 )
 def crawl_docs(context: AssetExecutionContext, config: CrawlDocsConfig, lake: Lake, landing: CrawlLanding) -> MaterializeResult:
-    return each_shard(context, lambda shard: _crawl_one(context, config, lake, landing, shard))
+    return each_shard(context, lake, lambda shard: _crawl_one(context, config, lake, landing, shard))
 
 
 def _crawl_one(context: AssetExecutionContext, config: CrawlDocsConfig, lake: Lake, landing: CrawlLanding, shard: str) -> ShardResult:
@@ -150,20 +150,22 @@ def new_landing_keys(landing: CrawlLanding, known: set[str], cursor: dict, batch
     "and dedup signatures; the dedup stages and seeds follow. Lists only files after its cursor (S3: StartAfter "
     "through dagster-aws), in batches of LANDING_SENSOR_BATCH, and the whole landing every LANDING_RECONCILE_SECONDS.",
 )
-def crawl_landing_sensor(context: SensorEvaluationContext, landing: CrawlLanding):
+def crawl_landing_sensor(context: SensorEvaluationContext, landing: CrawlLanding, lake: Lake):
     cursor = _landing_cursor(context.cursor)
-    batch = settings.landing_batch()
-    known = set(context.instance.get_dynamic_partitions(crawl_shards.name))
+    batch, size = settings.landing_batch(), settings.crawl_batch_files()
+    known = set(batches.read(lake).files_of(context.instance.get_dynamic_partitions(crawl_shards.name)))
     found, how = new_landing_keys(landing, known, cursor, batch, time.time())
     if not found:
         return SensorResult(skip_reason=SkipReason(f"no new shard files in {landing.location} ({how})"), cursor=json.dumps(cursor))
-    # Bounded work per tick: a landing of 100,000 files is registered over several ticks, and the
-    # log says how many, not which (the partitions page lists them).
-    keys = found[:batch]
-    left = len(found) - len(keys)
+    # Bounded work per tick: a landing of 100,000 files is registered over several ticks, CRAWL_BATCH_FILES
+    # files per partition (a tick's last batch may be smaller), and the log says how many, not which.
+    files = sorted(found[:batch])
+    left = len(found) - len(files)
+    # The batches are recorded in the lake before their keys exist in Dagster: a key never lacks its files.
+    keys = batches.register(lake, batches.group(files, size))
     context.log.info(
-        f"{len(found)} new shard files in {landing.location} ({how}); registering {len(keys)} ({keys[0]} .. {keys[-1]})"
-        + (f", {left} left for the next ticks" if left else "")
+        f"{len(found)} new shard files in {landing.location} ({how}); registering {len(files)} as {len(keys)} partitions "
+        f"({keys[0]} .. {keys[-1]})" + (f", {left} left for the next ticks" if left else "")
     )
     return SensorResult(
         run_requests=[RunRequest(partition_key=key, run_key=f"shard:{key}") for key in keys],

@@ -32,7 +32,7 @@ from dagster import (
     asset,
 )
 
-from dataset_assets import catalog, settings
+from dataset_assets import batches, catalog, settings
 from dataset_assets.dedup import buckets as bucket_stage
 from dataset_assets.dedup.clusters import ClusterStats, cluster, largest_clusters, shard_fingerprints, size_distribution
 from dataset_assets.dedup.minhash import PARAMS_KEY, MinHashParams
@@ -105,7 +105,7 @@ def _covered(lake: Lake) -> list[str]:
     description="Per document: the exact content key and the MinHash LSH band keys of its word n-grams.",
 )
 def dedup_signatures(context: AssetExecutionContext, config: MinHashConfig, lake: Lake) -> MaterializeResult:
-    return each_shard(context, lambda shard: _sign_one(context, config, lake, shard))
+    return each_shard(context, lake, lambda shard: _sign_one(context, config, lake, shard))
 
 
 def _sign_one(context: AssetExecutionContext, config: MinHashConfig, lake: Lake, shard: str) -> ShardResult:
@@ -273,25 +273,35 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
     state = hashlib.sha256(repr(sorted(fingerprints.items())).encode()).hexdigest()[:16]
     if state == context.cursor:
         return SkipReason("dedup_clusters unchanged since the last tick")
-    needed = seeds_to_redo(fingerprints, catalog.facts(recorded, "seeds"))
+    # Files whose seeds are to be (re)built, as the partitions (batches of files) that hold them.
+    order = context.instance.get_dynamic_partitions(crawl_shards.name)
+    batch_of = batches.read(lake).batch_of(order)
+    files = seeds_to_redo(fingerprints, catalog.facts(recorded, "seeds"))
+    needed = {batch_of[f] for f in files if f in batch_of}
+    gone = sum(1 for f in files if f not in batch_of)  # signed, then deleted from the partitions
     # A seeds partition an unfinished run or backfill already covers (the nightly backfill builds seeds
     # after the clusters) is left to it; the cursor then stays, so the next tick looks again.
     busy = {k.partition_key for k in in_flight_partitions(context.instance, context.repository_def.asset_graph) if k.asset_key == SEEDS}
-    order = context.instance.get_dynamic_partitions(crawl_shards.name)
-    registered = set(order)
-    gone = sum(1 for shard in needed if shard not in registered)  # signed, then deleted from the partitions
-    requested = {shard for shard in needed if shard in registered and shard not in busy}
+    requested = needed - busy
     groups = shard_groups(order, requested, settings.backfill_shards_per_run())
     # Bounded work per tick: at most LANDING_SENSOR_BATCH shards' runs; the cursor stays while some
     # are left (or busy), so the next tick requests the rest.
     chosen = first_groups(groups, settings.landing_batch())
     asked = sum(len(g) for g in chosen)
     context.log.info(
-        f"dedup clusters {state}: seeds of {len(needed)} of {len(fingerprints)} shards to (re)build, "
-        f"{len(needed) - len(requested) - gone} of them already in an unfinished run or backfill"
-        + (f", {gone} no longer registered" if gone else "") + f"; requesting {asked} in {len(chosen)} runs"
+        f"dedup clusters {state}: seeds of {len(files)} of {len(fingerprints)} shard files to (re)build, in {len(needed)} "
+        f"partitions, {len(needed) - len(requested)} of them already in an unfinished run or backfill"
+        + (f"; {gone} files no longer registered" if gone else "") + f"; requesting {asked} partitions in {len(chosen)} runs"
     )
+    versions = {key: "+".join(fingerprints.get(f, "") for f in group) for key, group in _files_by_key(batch_of).items()}
     return SensorResult(
-        run_requests=[shard_run_request(group, "dedup", fingerprints) for group in chosen],
-        cursor=state if asked == len(needed) - gone else context.cursor,
+        run_requests=[shard_run_request(group, "dedup", versions) for group in chosen],
+        cursor=state if asked == len(needed) else context.cursor,
     )
+
+
+def _files_by_key(batch_of: dict[str, str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for f, key in batch_of.items():
+        out.setdefault(key, []).append(f)
+    return out

@@ -24,7 +24,7 @@ from dagster import (
     asset,
 )
 
-from dataset_assets import settings
+from dataset_assets import batches, settings
 from dataset_assets.graph import SEEDS, rephrased_partitions
 from dataset_assets.progress import Progress
 from dataset_assets.rephrase.generate import PartitionStats, rephrase_partition
@@ -84,7 +84,10 @@ def cost_per_billion(engine_seconds: float, completion_tokens: int, gpu_hour_pri
 )
 def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lake, engine: LLMEngine) -> MaterializeResult:
     strategies = load_strategies(config.prompts_dir or settings.prompts_dir())
-    keys = sorted(split_key(k) for k in context.partition_keys)
+    # A batch partition's key stands for its files (batches.py): each (file, strategy) is rephrased,
+    # committed and recorded on its own, one after another.
+    registry = batches.read(lake)
+    keys = sorted(split_key(f) for k in context.partition_keys for f in registry.expand("|".join(split_key(k))))
     per_partition: dict[str, dict] = {}
     checks_by_partition: dict[str, dict] = {}
     total = PartitionStats()

@@ -199,7 +199,7 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
     checks: dict[str, list[AssetCheckResult]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         scorer = _Scorer(lake, tmp)
-        result = each_shard(context, lambda shard: _seeds_one(context, config, lake, scorer, shard, checks), _run_totals)
+        result = each_shard(context, lake, lambda shard: _seeds_one(context, config, lake, scorer, shard, checks), _run_totals)
     return MaterializeResult(metadata=result.metadata, data_version=result.data_version, check_results=run_check_results(checks))
 
 

@@ -135,7 +135,7 @@ def count_partitions(context: AssetExecutionContext, lake: Lake, tokenizer: Toke
         result = count_lake_partition(context, lake, tokenizer, asset_name, upstream, partition, kept_only=upstream != "crawl_docs")
         return dict(result.metadata), result.data_version.value
 
-    return each_shard(context, one, _run_totals)
+    return each_shard(context, lake, one, _run_totals)
 
 
 def _run_totals(sums: dict, per_shard: dict) -> dict:

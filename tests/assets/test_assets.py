@@ -329,11 +329,11 @@ def test_sensor_adds_new_shards_and_requests_their_runs(tmp_path):
     (landing / "three.warc.gz.tmp").write_bytes(b"still uploading")
     instance = DagsterInstance.ephemeral()
     resource = CrawlLanding(location=str(landing))
-    result = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource}))
+    result = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))}))
     assert [r.partition_key for r in result.run_requests] == ["one.jsonl.gz", "sub__two_two.jsonl.gz"]
     assert result.dynamic_partitions_requests[0].partition_keys == ["one.jsonl.gz", "sub__two_two.jsonl.gz"]
     instance.add_dynamic_partitions(crawl_shards.name, ["one.jsonl.gz", "sub__two_two.jsonl.gz"])
-    again = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource}))
+    again = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))}))
     assert not getattr(again, "run_requests", None)  # nothing new: a SkipReason
 
 
@@ -347,7 +347,7 @@ def test_a_large_landing_is_registered_in_bounded_batches_per_tick(tmp_path, mon
     resource = CrawlLanding(location=str(landing))
     registered = []
     for expected in (3, 3, 1):
-        context = build_sensor_context(instance=instance, resources={"landing": resource})
+        context = build_sensor_context(instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))})
         result = crawl_landing_sensor(context)
         keys = result.dynamic_partitions_requests[0].partition_keys
         assert len(keys) == expected and len(result.run_requests) == expected
@@ -357,7 +357,7 @@ def test_a_large_landing_is_registered_in_bounded_batches_per_tick(tmp_path, mon
     (landing / "late.jsonl.gz").write_bytes(b"")
     monkeypatch.setenv("LANDING_SENSOR_BATCH", "none")
     with pytest.raises(ValueError, match="LANDING_SENSOR_BATCH"):
-        crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource}))
+        crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))}))
 
 
 def test_a_reconcile_tick_lists_a_local_landing_once(tmp_path, monkeypatch):

@@ -199,3 +199,74 @@ def test_a_file_landed_under_two_names_and_a_file_removed_after_registration(tmp
     # run builds what the landing holds; the shard without a file is left for when it comes back.
     again = cli("run", "--select", "crawl_docs", env=env)
     assert again.returncode == 0 and "late.warc.gz" not in again.stdout, again.stdout + again.stderr
+
+
+def test_batches_of_files_are_partitions_and_the_lake_stays_per_file(tmp_path, tiny_model):
+    """CRAWL_BATCH_FILES=2: three landing files become two partitions (a batch of two and a batch of
+    one), every stage runs a batch's files one after another, and the lake, the catalog and lineage
+    stay per file. Status counts partitions; a file landed later gets its own batch, and the old
+    batches are never regrouped."""
+    import pytest
+
+    pytest.importorskip("vllm", reason="needs the cpu (or gpu) extra: make test installs it")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    files = ["c4-en-sample-1000.jsonl.gz", "cc-main-2020-34-excerpt.warc.gz", "web-pages-a.warc.gz"]
+    for name in files:
+        shutil.copy(CRAWL / name, landing / name)
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "QUALITY_REFERENCE": str(QUALITY),
+           "REPHRASE_MODEL": tiny_model, "CRAWL_BATCH_FILES": "2"}
+    where = ["--landing", str(landing), "--lake", str(tmp_path / "lake")]
+    stages = "crawl_docs,dedup_signatures,dedup_buckets,dedup_clusters,quality_classifier,seeds,rephrased,rephrased_unigrams"
+    done = cli("run", *where, "--strategies", "summary", "--chunk-docs", "8", "--max-output-tokens", "8", "--select", stages, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    batch, single = "c4-en-sample-1000.jsonl.gz+1", "web-pages-a.warc.gz"
+    assert ": 2 shards;" in done.stdout and f"ok     seeds[{batch}]" in done.stdout and f"ok     seeds[{single}]" in done.stdout
+    assert f"rephrased[{batch}..{single} x summary]" in done.stdout and f"ok     rephrased_unigrams[{batch}|summary]" in done.stdout
+
+    lake = Lake(root=str(tmp_path / "lake"))
+    for asset in ("crawl_docs", "dedup_signatures", "seeds"):
+        assert lake.partition_values(asset, "shard") == files, asset
+    rephrased_rows = 0
+    for name in files:  # lineage names the file, not the batch
+        assert {r["shard"] for r in lake.read_partition("crawl_docs", {"shard": name}, columns=["shard"]).to_pylist()} == {name}
+        kept = {r["id"] for r in lake.read_partition("seeds", {"shard": name}).to_pylist() if r["kept"]}
+        made = lake.read_partition("rephrased", {"shard": name, "strategy": "summary"}).to_pylist()
+        assert {r["source_id"] for r in made} == kept, name
+        assert lake.has_partition("rephrased_unigrams", {"shard": name, "strategy": "summary"})
+        rephrased_rows += len(made)
+    assert rephrased_rows > 0
+    instance = DagsterInstance.from_config(str(tmp_path / "home"))
+    try:
+        assert instance.get_dynamic_partitions("crawl_shards") == [batch, single]
+        seeds_run = instance.get_latest_materialization_event(AssetKey("seeds"))
+        assert seeds_run.dagster_event.partition == single
+    finally:
+        instance.dispose()
+
+    def status() -> dict:
+        out = cli("status", *where, "--max-output-tokens", "8", "--json", env=env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return json.loads(out.stdout[out.stdout.index("{"):])
+
+    now = status()
+    assert now["shards"] == 2 and now["unregistered_shards"] == 0
+    for asset in ("crawl_docs", "dedup_signatures", "seeds"):
+        assert (now["assets"][asset]["partitions"], now["assets"][asset]["current"]) == (2, 2), asset
+    assert now["assets"]["dedup_clusters"]["current"] == 1 and now["assets"]["dedup_buckets"]["missing"] == 0
+    rephrased = now["assets"]["rephrased"]
+    assert rephrased["current"] == 2 and rephrased["missing"] == rephrased["partitions"] - 2
+    assert rephrased["missing_sample"][0] == f"{batch}|continuation"
+
+    # A file landed later is a partition of its own; the batches registered before stay as they are.
+    shutil.copy(CRAWL / "cc-main-2019-30-docs.jsonl.gz", landing)
+    later = cli("run", *where, "--select", "crawl_docs", env=env)
+    assert later.returncode == 0, later.stdout + later.stderr
+    assert "ok     crawl_docs[cc-main-2019-30-docs.jsonl.gz]" in later.stdout and ": 3 shards;" in later.stdout
+    instance = DagsterInstance.from_config(str(tmp_path / "home"))
+    try:
+        assert instance.get_dynamic_partitions("crawl_shards") == [batch, single, "cc-main-2019-30-docs.jsonl.gz"]
+    finally:
+        instance.dispose()
+    after = status()["assets"]
+    assert (after["crawl_docs"]["current"], after["seeds"]["current"], after["seeds"]["missing_sample"]) == (3, 2, ["cc-main-2019-30-docs.jsonl.gz"])
