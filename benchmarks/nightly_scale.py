@@ -33,7 +33,7 @@ from benchmarks.common import write_result  # noqa: E402
 def one(n: int, built: bool) -> dict:
     from dagster import DagsterInstance, build_sensor_context
 
-    from benchmarks.status_scale import _child
+    from benchmarks.status_scale import _child, partition_keys
     from dataset_assets.defs.nightly import nightly_backfill
     from dataset_assets.definitions import defs
     from resources.lake import Lake
@@ -45,7 +45,7 @@ def one(n: int, built: bool) -> dict:
         # The catalog is written by another process (status_scale's builder), so this process's
         # peak memory is the tick's own.
         _child("--build", str(n), "1" if built else "0", root, engine.generator)
-        shards = [f"CC-MAIN-2026-44-{i:06d}.warc.gz" for i in range(n)]
+        shards = partition_keys(n)
         instance = DagsterInstance.local_temp(home)
         start = time.perf_counter()
         instance.add_dynamic_partitions("crawl_shards", shards)
@@ -96,18 +96,19 @@ def landing(n: int) -> dict:
 
     from dataset_assets import settings
     from dataset_assets.defs.crawl import crawl_landing_sensor
+    from resources.lake import Lake
     from resources.landing import CrawlLanding
 
-    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as home:
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as lake:
         for i in range(n):
             Path(folder, f"CC-MAIN-2026-44-{i:06d}.warc.gz").touch()
         instance = DagsterInstance.local_temp(home)
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        with build_sensor_context(instance=instance, resources={"landing": CrawlLanding(location=folder)}) as context:
+        with build_sensor_context(instance=instance, resources={"landing": CrawlLanding(location=folder), "lake": Lake(root=lake)}) as context:
             start = time.perf_counter()
             result = crawl_landing_sensor(context)
             tick_s = time.perf_counter() - start
-        return {"shards": n, "case": "landing tick", "tick_s": round(tick_s, 2), "registered": len(result.run_requests),
+        return {"shards": n, "case": "landing tick", "tick_s": round(tick_s, 2), "partitions_registered": len(result.run_requests),
                 "batch": settings.landing_batch(), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                 "rss_before_tick_mib": round(base, 1)}
 
@@ -131,13 +132,15 @@ def backfill_iteration(n: int) -> dict:
     from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
     from dagster._daemon.backfill import execute_backfill_iteration
 
+    from benchmarks.status_scale import _child, partition_keys
     from dataset_assets.definitions import defs
     from dataset_assets.defs.nightly import nightly_backfill
     from resources.lake import Lake
     from tests.support.engines import ScriptedEngine
 
+    _child("--build", str(n), "0", root)  # an empty catalog, and the batch registry when batches are on
     instance = DagsterInstance.get()
-    instance.add_dynamic_partitions("crawl_shards", [f"CC-MAIN-2026-44-{i:06d}.warc.gz" for i in range(n)])
+    instance.add_dynamic_partitions("crawl_shards", partition_keys(n))
     with build_sensor_context(instance=instance, resources={"lake": Lake(root=root), "engine": ScriptedEngine()},
                               repository_def=defs.get_repository_def(), cursor="0") as context:
         request = nightly_backfill(context).run_requests[0]
@@ -160,6 +163,7 @@ def backfill_iteration(n: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="1000,10000,100000")
+    parser.add_argument("--batch-files", type=int, default=1, help="landing files per crawl_shards partition (CRAWL_BATCH_FILES)")
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -167,6 +171,9 @@ def main() -> int:
         cases = {"landing": landing, "backfill": backfill_iteration}
         print(json.dumps(cases[case](n) if case in cases else one(n, case == "1")))
         return 0
+    from benchmarks.status_scale import batch_option
+
+    name = batch_option(parser, args, "nightly_scale")
     runs = []
     for n in (int(s) for s in args.scales.split(",")):
         for built in ("landing", "1", "0", "backfill"):
@@ -177,7 +184,7 @@ def main() -> int:
             result = json.loads(done.stdout.strip().splitlines()[-1])
             print(json.dumps(result), flush=True)
             runs.append(result)
-    write_result("nightly_scale", {"runs": runs, "command": f"python benchmarks/nightly_scale.py --scales {args.scales}"})
+    write_result(name, {"runs": runs, "command": f"python benchmarks/nightly_scale.py --scales {args.scales} --batch-files {args.batch_files}"})
     return 0
 
 

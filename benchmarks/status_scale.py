@@ -102,11 +102,32 @@ class CountingHandler(pafs.FileSystemHandler):
         return self.fs.copy_file(src, dest)
 
 
+def shard_files(n: int) -> list[str]:
+    return [f"CC-MAIN-2026-44-{i:06d}.warc.gz" for i in range(n)]
+
+
+def partition_keys(n: int) -> list[str]:
+    """The crawl_shards keys of n files: one per file, or one per batch of CRAWL_BATCH_FILES files."""
+    from dataset_assets import batches, settings
+
+    return [batches.key_of(g) for g in batches.group(shard_files(n), settings.crawl_batch_files())]
+
+
+def batch_option(parser: argparse.ArgumentParser, args: argparse.Namespace, name: str) -> str:
+    """--batch-files N sets CRAWL_BATCH_FILES for this process and its children; the result's name says it."""
+    import os
+
+    if args.batch_files > 1:
+        os.environ["CRAWL_BATCH_FILES"] = str(args.batch_files)
+        return f"{name}_batches_{args.batch_files}"
+    return name
+
+
 def records(n: int, strategies: dict, generator: str, bands: list[str]) -> list[dict]:
     from dataset_assets.lake_walk import facts_buckets
     from dataset_assets.rephrase.strategies import prompt_hash
 
-    shards = [f"CC-MAIN-2026-44-{i:06d}.warc.gz" for i in range(n)]
+    shards = shard_files(n)
     fingerprints = {s: f"d{i:015d}" for i, s in enumerate(shards)}
     out = []
     for s in shards:
@@ -131,14 +152,19 @@ def _setup():
 
 
 def build(n: int, built: bool, root: str, generator: str = "") -> dict:
-    """Write the catalog of N shards (one compacted file, as a rebuild writes it)."""
-    from dataset_assets import catalog
+    """Write the catalog of N shard files (one compacted file, as a rebuild writes it) and, with
+    CRAWL_BATCH_FILES > 1, the batch registry (as the landing sensor writes it, a tick at a time)."""
+    from dataset_assets import batches, catalog, settings
     from resources.lake import Lake
 
     strategies, bands, default_generator = _setup()
     rows = records(n, strategies, generator or default_generator, bands)[0] if built else []
     start = time.perf_counter()
     catalog.replace_all(Lake(root=root), rows)
+    groups = batches.group(shard_files(n), settings.crawl_batch_files())
+    per_tick = max(1, settings.landing_batch() // settings.crawl_batch_files())
+    for i in range(0, len(groups), per_tick):
+        batches.register(Lake(root=root), groups[i : i + per_tick])
     return {"catalog_write_s": round(time.perf_counter() - start, 2),
             "catalog_bytes": sum(f.stat().st_size for f in Path(root, catalog.CATALOG).rglob("*.parquet"))}
 
@@ -149,7 +175,7 @@ def measure(n: int, root: str) -> dict:
     from resources.lake import Lake
 
     strategies, bands, generator = _setup()
-    shards = [f"CC-MAIN-2026-44-{i:06d}.warc.gz" for i in range(n)]
+    shards = partition_keys(n)
     lake = Lake(root=root)
     handler = CountingHandler(lake.fs)
     lake._fs = pafs.PyFileSystem(handler)
@@ -177,6 +203,7 @@ def _child(*args: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="1000,10000,100000")
+    parser.add_argument("--batch-files", type=int, default=1, help="landing files per crawl_shards partition (CRAWL_BATCH_FILES)")
     parser.add_argument("--build", nargs="+", help=argparse.SUPPRESS)  # internal: N built ROOT [GENERATOR]
     parser.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)  # internal: N ROOT
     args = parser.parse_args()
@@ -186,16 +213,17 @@ def main() -> int:
     if args.measure:
         print(json.dumps(measure(int(args.measure[0]), args.measure[1])))
         return 0
+    name = batch_option(parser, args, "status_scale")
     runs = []
     for n in (int(s) for s in args.scales.split(",")):
         for built in ("0", "1"):
             with tempfile.TemporaryDirectory() as root:
-                result = {"shards": n, "case": "everything built" if built == "1" else "nothing built"}
+                result = {"shards": n, "partitions": len(partition_keys(n)), "case": "everything built" if built == "1" else "nothing built"}
                 result.update(_child("--build", str(n), built, root))
                 result.update(_child("--measure", str(n), root))
             print(json.dumps(result), flush=True)
             runs.append(result)
-    write_result("status_scale", {"runs": runs, "command": f"python benchmarks/status_scale.py --scales {args.scales}"})
+    write_result(name, {"runs": runs, "command": f"python benchmarks/status_scale.py --scales {args.scales} --batch-files {args.batch_files}"})
     return 0
 
 

@@ -274,8 +274,8 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
     if state == context.cursor:
         return SkipReason("dedup_clusters unchanged since the last tick")
     # Files whose seeds are to be (re)built, as the partitions (batches of files) that hold them.
-    order = context.instance.get_dynamic_partitions(crawl_shards.name)
-    batch_of = batches.read(lake).batch_of(order)
+    order, registry = context.instance.get_dynamic_partitions(crawl_shards.name), batches.read(lake)
+    batch_of = registry.batch_of(order)
     files = seeds_to_redo(fingerprints, catalog.facts(recorded, "seeds"))
     needed = {batch_of[f] for f in files if f in batch_of}
     gone = sum(1 for f in files if f not in batch_of)  # signed, then deleted from the partitions
@@ -293,15 +293,8 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
         f"partitions, {len(needed) - len(requested)} of them already in an unfinished run or backfill"
         + (f"; {gone} files no longer registered" if gone else "") + f"; requesting {asked} partitions in {len(chosen)} runs"
     )
-    versions = {key: "+".join(fingerprints.get(f, "") for f in group) for key, group in _files_by_key(batch_of).items()}
+    versions = {key: "+".join(fingerprints.get(f, "") for f in registry.files(key)) for key in requested}
     return SensorResult(
         run_requests=[shard_run_request(group, "dedup", versions) for group in chosen],
         cursor=state if asked == len(needed) else context.cursor,
     )
-
-
-def _files_by_key(batch_of: dict[str, str]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for f, key in batch_of.items():
-        out.setdefault(key, []).append(f)
-    return out

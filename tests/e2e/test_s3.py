@@ -345,17 +345,17 @@ def test_staging_keeps_no_directory_markers_after_success(local_s3, graph):
 
 
 def test_landing_sensor_sees_the_s3_shards(local_s3, graph):
-    landing = s3_resources(local_s3.url)["landing"]
+    landing, lake = s3_resources(local_s3.url)["landing"], s3_resources(local_s3.url)["lake"]
     instance = DagsterInstance.ephemeral()
-    first = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}))
+    first = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}))
     assert sorted(r.partition_key for r in first.run_requests) == SHARDS  # the .part upload is not a shard
     assert first.dynamic_partitions_requests[0].partition_keys == SHARDS
     instance.add_dynamic_partitions(crawl_shards.name, SHARDS)
-    again = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}))
+    again = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}))
     assert not getattr(again, "run_requests", None)  # nothing new: a SkipReason
     local_s3.upload(CRAWL / WARC, "landing/2024/late arrival.warc.gz")
     try:
-        late = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}))
+        late = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}))
         assert [r.partition_key for r in late.run_requests] == ["2024__late_arrival.warc.gz"]
     finally:
         local_s3.client().delete_object(Bucket="bucket", Key="landing/2024/late arrival.warc.gz")
@@ -370,7 +370,7 @@ def test_landing_sensor_lists_only_keys_after_its_cursor_on_s3(local_s3, monkeyp
     names = [f"seg-{i:03d}.warc.gz" for i in range(25)]
     for name in names:
         local_s3.client().put_object(Bucket="bucket", Key=f"cursor-landing/{name}", Body=b"")
-    landing = s3_resources(local_s3.url, landing_prefix="cursor-landing")["landing"]
+    landing, lake = (s3_resources(local_s3.url, landing_prefix="cursor-landing")[k] for k in ("landing", "lake"))
     calls: list[dict] = []
     real = S3Resource.get_client
 
@@ -385,7 +385,7 @@ def test_landing_sensor_lists_only_keys_after_its_cursor_on_s3(local_s3, monkeyp
     cursor, registered = None, []
     for expected in (10, 10, 5):
         calls.clear()
-        result = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}, cursor=cursor))
+        result = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=cursor))
         keys = result.dynamic_partitions_requests[0].partition_keys
         assert len(keys) == expected and len(calls) == 1, (keys, calls)
         assert calls[0].get("StartAfter") == (f"cursor-landing/{registered[-1]}" if registered else None)
@@ -395,15 +395,15 @@ def test_landing_sensor_lists_only_keys_after_its_cursor_on_s3(local_s3, monkeyp
     assert registered == names
     # Nothing after the cursor: the first such tick lists the whole landing once (pyarrow), then the
     # next ones ask S3 only for keys after the cursor until LANDING_RECONCILE_SECONDS have passed.
-    idle = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}, cursor=cursor))
+    idle = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=cursor))
     assert not idle.run_requests and "whole landing" in idle.skip_reason.skip_message
     local_s3.client().put_object(Bucket="bucket", Key="cursor-landing/early-upload.warc.gz", Body=b"")  # sorts before the cursor
     calls.clear()
-    quiet = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}, cursor=idle.cursor))
+    quiet = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=idle.cursor))
     assert not quiet.run_requests and len(calls) == 1 and calls[0]["StartAfter"] == "cursor-landing/seg-024.warc.gz"
     monkeypatch.setenv("LANDING_RECONCILE_SECONDS", "1")
     time.sleep(1.1)
-    late = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing}, cursor=quiet.cursor))
+    late = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=quiet.cursor))
     assert [r.partition_key for r in late.run_requests] == ["early-upload.warc.gz"]
 
 
