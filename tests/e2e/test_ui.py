@@ -425,3 +425,31 @@ def test_no_credential_is_shown_in_the_ui(page, dagster_dev, artifacts):
     assert SECRET not in dagster_dev.log_path.read_text(errors="replace")
     leaked = [str(p) for p in dagster_dev.home.rglob("*") if p.is_file() and SECRET.encode() in p.read_bytes()]
     assert leaked == []
+
+
+def test_a_batch_partition_key_survives_the_partitions_page_and_a_reload(page, dagster_dev, artifacts):
+    """With CRAWL_BATCH_FILES > 1 a partition key names its first file and how many follow
+    (`<file>+N`): the UI lists it, selects it, and reads it back from its own URL ("+" must not
+    turn into a space on the way)."""
+    from dagster import DagsterInstance
+
+    from dataset_assets import batches
+    from dataset_assets.graph import crawl_shards
+    from resources.lake import Lake
+
+    files = ["zz-batch-a.jsonl.gz", "zz-batch-b.jsonl.gz"]  # never landed: only their key is shown
+    key = batches.register(Lake(root=dagster_dev.env["DATASET_LAKE"]), [files])[0]
+    assert key == "zz-batch-a.jsonl.gz+1"
+    instance = DagsterInstance.from_config(str(dagster_dev.home))
+    instance.add_dynamic_partitions(crawl_shards.name, [key])
+    try:
+        page.goto(f"{dagster_dev.url}/assets/crawl_docs?view=partitions")
+        page.get_by_text(key, exact=True).first.click()
+        page.wait_for_url(re.compile(r"partition=zz-batch-a\.jsonl\.gz%2B1"))
+        page.reload()
+        page.get_by_text(key, exact=True).first.wait_for()
+        sync_api.expect(page.get_by_text(key, exact=True)).not_to_have_count(1)  # the list and the selected partition's panel
+        shot(page, artifacts, "crawl_docs-batch-partition")
+    finally:
+        instance.delete_dynamic_partition(crawl_shards.name, key)
+        instance.dispose()
