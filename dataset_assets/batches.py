@@ -34,9 +34,14 @@ SCHEMA = pa.schema([("batch", pa.string()), ("file", pa.string())])
 COMPACT_AT = 16
 
 
+# Shard keys are sanitised to [A-Za-z0-9._-] (resources/paths.py), so only a batch of several files has
+# this in its key: keys without it are single files, and need no read of the registry.
+MARK = "+"
+
+
 def key_of(files: list[str]) -> str:
     """A batch's partition key: its first file's name, and how many files follow it."""
-    return files[0] if len(files) == 1 else f"{files[0]}+{len(files) - 1}"
+    return files[0] if len(files) == 1 else f"{files[0]}{MARK}{len(files) - 1}"
 
 
 def group(files: list[str], size: int) -> list[list[str]]:
@@ -80,6 +85,15 @@ def _members(lake, files: list[str]) -> dict[str, list[str]]:
             found.setdefault(batch, []).append(f)
         members.update(found)
     return members
+
+
+def for_keys(lake, keys: Iterable[str]) -> Batches:
+    """What these partition keys ("batch" or "batch|strategy") hold: the registry when one of them is
+    a batch of several files, else nothing to read (the default of a partition per file never
+    touches the lake here, so a run against an unreachable lake fails in its own step, by name)."""
+    if any(MARK in str(key).partition("|")[0] for key in keys):
+        return read(lake)
+    return Batches({})
 
 
 def read(lake) -> Batches:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import sys
 import time
@@ -57,6 +58,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     defs = importlib.import_module("dataset_assets.definitions").defs
     instance = DagsterInstance.get()
     keys = register_shards(instance, defs.resources["landing"], defs.resources["lake"])
+    if keys is None:
+        return 1
     stage_names = [name for name, _ in STAGES]
     selected = [s.strip() for s in args.select.split(",")] if args.select else stage_names
     unknown = [s for s in selected if s not in stage_names]
@@ -95,8 +98,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    import json
-
     _prepare_environment(args)
     from dagster import DagsterInstance
 
@@ -109,9 +110,8 @@ def _status(args: argparse.Namespace) -> int:
     _ensure_catalog(defs.resources["lake"])
     registered = DagsterInstance.get().get_dynamic_partitions(crawl_shards.name)
     landed = defs.resources["landing"].files()
-    # Registered partitions (a batch of files each with CRAWL_BATCH_FILES > 1), then every landed
-    # file no partition holds yet, as the partition of one file it would become.
-    batch_of = batches.read(defs.resources["lake"]).batch_of(registered)
+    # Registered partitions (batches of files with CRAWL_BATCH_FILES > 1), then landed files no partition holds.
+    batch_of = batches.for_keys(defs.resources["lake"], registered).batch_of(registered)
     unregistered = sorted(set(landed) - set(batch_of))
     shards = [*registered, *unregistered]
     if settings.uses_default_model() and settings.rephrase_engine() == "vllm":

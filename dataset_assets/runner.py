@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Optional
 
 from dagster import AssetKey
 
@@ -32,15 +33,24 @@ STAGES = [
 
 
 
-def register_shards(instance, landing, lake) -> list[str]:
+def register_shards(instance, landing, lake) -> Optional[list[str]]:
     """Add a partition for the shard files in the landing location that have none, CRAWL_BATCH_FILES
-    files each (`batches.py`); returns the partition keys of every file there, in partition order."""
+    files each (`batches.py`); returns the partition keys of every file there, in partition order, or
+    None (the cause on stderr) when batches are on and the lake's batch registry cannot be reached."""
+    try:
+        return _register(instance, landing, lake)
+    except OSError as exc:
+        print(f"could not register the landing's files in batches: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return None
+
+
+def _register(instance, landing, lake) -> list[str]:
     from dataset_assets import batches
     from dataset_assets.graph import crawl_shards
 
     files = sorted(landing.files())
     registered = instance.get_dynamic_partitions(crawl_shards.name)
-    batch_of = batches.read(lake).batch_of(registered)
+    batch_of = batches.for_keys(lake, registered).batch_of(registered)
     new = [f for f in files if f not in batch_of]
     if new:
         groups = batches.group(new, settings.crawl_batch_files())
@@ -117,7 +127,7 @@ class StageRunner:
 
         # A partition (a batch of shard files) is counted once every file of it is rephrased.
         finished = {(shard, strategy) for shard, strategy, _ in finished_partitions(self.lake)}
-        registry = batches.read(self.lake)
+        registry = batches.for_keys(self.lake, self.shards)
         for key in self.shards:
             for strategy in sorted(chosen):
                 if all((f, strategy) in finished for f in registry.files(key)):

@@ -40,7 +40,7 @@ def each_shard(context: AssetExecutionContext, lake, one: Callable[[str], ShardR
     metadata sums the counts and lists each file, and the run fails at the end naming the files
     that failed. Numbers that do not add up over shards (shares,
     means, rates) are set by `run_totals(sums, per_shard)`, which returns the run's totals."""
-    registry = batches.read(lake)
+    registry = batches.for_keys(lake, context.partition_keys)
     shards = [f for key in context.partition_keys for f in registry.expand(key)]
     if len(shards) == 1:
         metadata, version = one(shards[0])

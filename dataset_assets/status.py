@@ -68,7 +68,7 @@ def graph_status(lake, shards: list[str], strategies: dict, generator: str, band
     the batch registry). `shards` are partition keys; a batch partition is judged file by file, as
     its files are recorded, then rolled up: missing if a file is, else outdated if a file is."""
     table = catalog.read(lake)
-    registry = batches.read(lake)
+    registry = batches.for_keys(lake, shards)
     files = registry.files_of(shards)
     recorded = {asset: catalog.facts(table, asset) for asset in BACKFILLED if asset != "rephrased"}
     out = shard_status(recorded, files, band_partitions)

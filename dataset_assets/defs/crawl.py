@@ -153,7 +153,8 @@ def new_landing_keys(landing: CrawlLanding, known: set[str], cursor: dict, batch
 def crawl_landing_sensor(context: SensorEvaluationContext, landing: CrawlLanding, lake: Lake):
     cursor = _landing_cursor(context.cursor)
     batch, size = settings.landing_batch(), settings.crawl_batch_files()
-    known = set(batches.read(lake).files_of(context.instance.get_dynamic_partitions(crawl_shards.name)))
+    registered = context.instance.get_dynamic_partitions(crawl_shards.name)
+    known = set(batches.for_keys(lake, registered).files_of(registered))
     found, how = new_landing_keys(landing, known, cursor, batch, time.time())
     if not found:
         return SensorResult(skip_reason=SkipReason(f"no new shard files in {landing.location} ({how})"), cursor=json.dumps(cursor))

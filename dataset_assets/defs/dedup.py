@@ -274,8 +274,8 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
     if state == context.cursor:
         return SkipReason("dedup_clusters unchanged since the last tick")
     # Files whose seeds are to be (re)built, as the partitions (batches of files) that hold them.
-    order, registry = context.instance.get_dynamic_partitions(crawl_shards.name), batches.read(lake)
-    batch_of = registry.batch_of(order)
+    order = context.instance.get_dynamic_partitions(crawl_shards.name)
+    batch_of = (registry := batches.for_keys(lake, order)).batch_of(order)
     files = seeds_to_redo(fingerprints, catalog.facts(recorded, "seeds"))
     needed = {batch_of[f] for f in files if f in batch_of}
     gone = sum(1 for f in files if f not in batch_of)  # signed, then deleted from the partitions

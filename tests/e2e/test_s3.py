@@ -505,6 +505,25 @@ def test_cli_failure_summary_names_the_cause(cli_against_a_dead_endpoint):
     assert reasons and all("NETWORK_CONNECTION" in line for line in reasons), reasons
 
 
+def test_cli_with_batches_says_the_registry_is_unreachable(local_s3, tmp_path):
+    """With CRAWL_BATCH_FILES > 1 registration writes the lake's batch registry: a dead endpoint stops
+    the run before any step, with the cause and no traceback (and no partition registered)."""
+    (tmp_path / "landing").mkdir()
+    shutil.copy(CRAWL / WARC, tmp_path / "landing" / WARC)
+    env = local_s3.env(DAGSTER_HOME=str(tmp_path / "home"), DATASET_LAKE="s3://bucket/dead-lake", CRAWL_LANDING=str(tmp_path / "landing"),
+                       S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", CRAWL_BATCH_FILES="2")
+    shutil.copy(CRAWL / JSONL, tmp_path / "landing" / JSONL)
+    done = subprocess.run([sys.executable, "-m", "dataset_assets.cli", "run", "--select", "crawl_docs"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "could not register the landing's files in batches" in done.stderr, done.stdout + done.stderr
+    assert "NETWORK_CONNECTION" in done.stderr and "Traceback" not in done.stderr and local_s3.secret not in done.stderr
+    instance = DagsterInstance.from_config(str(tmp_path / "home"))
+    try:
+        assert instance.get_dynamic_partitions(crawl_shards.name) == []
+    finally:
+        instance.dispose()
+
+
 def files_containing(directory: Path, needle: str) -> list[str]:
     found = []
     for path in Path(directory).rglob("*"):
