@@ -38,8 +38,8 @@ def each_shard(context: AssetExecutionContext, lake, one: Callable[[str], ShardR
     `batches.py`). One file: its own result, exactly as before. Several: every file is tried (a bad
     file does not stop the files after it, whose data and status records are committed), the
     metadata sums the counts and lists each file, and the run fails at the end naming the files
-    that failed. Numbers that do not add up over shards (shares,
-    means, rates) are set by `run_totals(sums, per_shard)`, which returns the run's totals."""
+    that failed. Numbers that do not add up over files (shares, means, rates) are set by
+    `run_totals(sums, per_shard)`, which returns the run's totals."""
     registry = batches.for_keys(lake, context.partition_keys)
     shards = [f for key in context.partition_keys for f in registry.expand(key)]
     if len(shards) == 1:
