@@ -6,49 +6,26 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow as pa
 import pytest
 from dagster import materialize
 
 from dataset_assets.defs.quality import quality_classifier
 from dataset_assets.defs.seeds import seeds
-from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec
-from resources.lake import Lake
-from tests.conftest import QUALITY, SHARED, distinct_english
+from tests.conftest import QUALITY, distinct_english
+from tests.support.hf_models import two_shard_lake, write_bert
 
 pytest.importorskip("transformers", reason="the Hugging Face scorer needs the cpu (or gpu) extra")
 
 
-def write_classifier(directory, num_labels: int) -> str:
-    """A 1-layer BERT-shaped classifier on GPT-2's tokenizer, random weights, saved like any HF model."""
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
-
-    tok = PreTrainedTokenizerFast(
-        tokenizer_file=str(SHARED / "tokenizers" / "gpt2-tokenizer.json"),
-        pad_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=128,
-    )
-    labels = {0: "low", 1: "high"} if num_labels == 2 else {0: "LABEL_0"}
-    config = BertConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128, num_labels=num_labels, id2label=labels, label2id={v: k for k, v in labels.items()},
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).eval().save_pretrained(str(directory))
-    tok.save_pretrained(str(directory))
-    return str(directory)
-
-
 def test_regression_and_classification_scores_are_in_range_and_batching_does_not_change_them(tmp_path):
     texts = [distinct_english(i) for i in range(7)] + ["", "short"]
-    reg = write_classifier(tmp_path / "reg", 1)
+    reg = write_bert(tmp_path / "reg", 1)
     one = HFClassifier(HFScorerSpec(reg, score_range=(-1.0, 1.0), max_length=64, batch_size=1)).scores(texts)
     many = HFClassifier(HFScorerSpec(reg, score_range=(-1.0, 1.0), max_length=64, batch_size=4)).scores(texts)
     assert one.shape == (9,) and np.all((one >= 0) & (one <= 1))
     assert np.allclose(one, many, atol=1e-4)  # padding inside a batch does not move a document's score
-    cls = write_classifier(tmp_path / "cls", 2)
+    cls = write_bert(tmp_path / "cls", 2)
     high = HFClassifier(HFScorerSpec(cls, positive_label="high", max_length=64)).scores(texts)
     low = HFClassifier(HFScorerSpec(cls, positive_label="low", max_length=64)).scores(texts)
     assert high[7] == low[7] == 0.0 and one[7] == 0.0  # the empty document scores 0, it does not crash the batch
@@ -61,17 +38,8 @@ def test_regression_and_classification_scores_are_in_range_and_batching_does_not
 
 
 def test_the_classifier_asset_calibrates_a_supplied_hf_model_and_seeds_use_it(tmp_path):
-    lake = Lake(root=str(tmp_path / "lake"))
-    for shard in ("sa", "sb"):
-        rows = []
-        for i in range(40):
-            text = distinct_english(i + (0 if shard == "sa" else 40))
-            row = {name: None for name in DOCUMENT_SCHEMA.names}
-            row.update(id=f"{shard}-{i}", text=text, url=f"http://x/{shard}/{i}", shard=shard, crawl="CC-TEST", lang="en",
-                       lang_score=0.99, content_hash=str(i), chars=len(text), capped=False)
-            rows.append(row)
-        lake.write_partition("crawl_docs", {"shard": shard}, pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA).to_batches(), DOCUMENT_SCHEMA)
-    model = write_classifier(tmp_path / "edu", 1)
+    lake = two_shard_lake(tmp_path / "lake")
+    model = write_bert(tmp_path / "edu", 1)
     config = {"hf_model_path": model, "hf_score_range": [-1.0, 1.0], "hf_max_length": 64, "hf_batch_size": 16,
               "reference": str(QUALITY / "wikitext-2-valid.txt"), "min_crawl_documents": 50}
     from dagster import DagsterInstance
