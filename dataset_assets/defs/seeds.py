@@ -116,7 +116,7 @@ class _Scorer:
         try:
             self.model, calibration = load_quality_model(lake, tmp)
             self.combined = load_combined(lake, calibration, tmp)
-        except QualityModelMissing as exc:
+        except (QualityModelMissing, ValueError, ImportError) as exc:  # ValueError: a stored signal that cannot be used
             raise Failure(str(exc)) from exc
         self.by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
         self.calibration = calibration

@@ -14,7 +14,7 @@ import pyarrow as pa
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
 from dataset_assets.quality import classifier
 from dataset_assets.quality.heuristics import GopherRules, gopher_reason
-from dataset_assets.quality.signals import LENGTH, REFERENCE_LM, CombinedScore
+from dataset_assets.quality.signals import EMBEDDING, LENGTH, REFERENCE_LM, CombinedScore
 
 SEED_SCHEMA = DOCUMENT_SCHEMA.append(pa.field("quality_score", pa.float32()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("quality_percentile", pa.float32()))
@@ -27,6 +27,8 @@ SEED_SCHEMA = SEED_SCHEMA.append(pa.field("duplicate_of", pa.string()))
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("lm_score", pa.float32()))
 # The length signal's own score: the document's words, counted up to 2,000 (null without it).
 SEED_SCHEMA = SEED_SCHEMA.append(pa.field("length_score", pa.float32()))
+# The opt-in embedding signal's own score: its regression's logit (null without it).
+SEED_SCHEMA = SEED_SCHEMA.append(pa.field("embedding_score", pa.float32()))
 
 # Parquet footer key of a seeds part file: the fingerprint of its kept set (see kept_fingerprint).
 KEPT_FINGERPRINT = "kept_fingerprint"
@@ -83,8 +85,8 @@ def select_seeds(
 ) -> pa.RecordBatch:
     """Every input document with its score, percentile (against its crawl's calibration where the
     classifier has one, else the whole lake's), `kept` flag and `drop_reason`. With `combined`, the
-    percentile is that of the combined signals, and `lm_score` and `length_score` hold those signals'
-    own scores (null for a signal the classifier was calibrated without).
+    percentile is that of the combined signals, and `lm_score`, `length_score` and `embedding_score`
+    hold those signals' own scores (null for a signal the classifier was calibrated without).
 
     `duplicates` maps a removed document's id to (`duplicate` | `near_duplicate`, representative
     id), from the dedup clusters; that reason comes first, before the quality and Gopher rules."""
@@ -116,6 +118,7 @@ def select_seeds(
         duplicate_of=pa.array(folded_into, pa.string()),
         lm_score=_signal_column(signal_scores.get(REFERENCE_LM), len(texts)),
         length_score=_signal_column(signal_scores.get(LENGTH), len(texts)),
+        embedding_score=_signal_column(signal_scores.get(EMBEDDING), len(texts)),
     )
     return pa.RecordBatch.from_pydict(columns, schema=SEED_SCHEMA)
 

@@ -4,8 +4,9 @@ percentiles are combined by a stated rule, and the combined value is calibrated 
 rule's `top_fraction` still keeps that share of a crawl.
 
 Signals besides the classifier: `reference_lm` (a bigram LM of the reference text, CCNet-style: mean
-log-probability per word) and `length` (the words a document has, counted up to LENGTH_CAP: people
-judge a page by what it has to say, and a page too short to say anything is rarely what they keep).
+log-probability per word), `length` (the words a document has, counted up to LENGTH_CAP: people
+judge a page by what it has to say, and a page too short to say anything is rarely what they keep),
+and the opt-in `embedding` (a sentence encoder's view of how the page opens, quality/embedding.py).
 
 Rules: `mean` (the default: the mean of the signals' percentiles) or `max` (Nemotron-CC's: a
 document is as good as its best signal says). On the development set in benchmarks/ the `mean` of
@@ -22,12 +23,13 @@ from typing import Optional
 import numpy as np
 
 from dataset_assets.quality import classifier
+from dataset_assets.quality.embedding import EMBEDDING, EmbeddingSignal
 from dataset_assets.quality.reference_lm import ReferenceLM
 
 RULES = ("mean", "max")
 REFERENCE_LM = "reference_lm"
 LENGTH = "length"
-SIGNALS = (REFERENCE_LM, LENGTH)
+SIGNALS = (REFERENCE_LM, LENGTH, EMBEDDING)
 # Words counted per document, at most: beyond about 2,000 words a page is not judged better for its
 # length. They are counted in the first LENGTH_CHARS characters, so the cost per document is bounded.
 LENGTH_CAP = 2000
@@ -69,14 +71,19 @@ def combine(percentiles: list[np.ndarray], rule: str) -> np.ndarray:
     return stacked.mean(axis=0) if rule == "mean" else stacked.max(axis=0)
 
 
-def scorers(names: list[str], lm: Optional[ReferenceLM]) -> dict[str, Callable[[list[str]], np.ndarray]]:
-    """The score function of each named signal (the reference LM's needs the model)."""
+def scorers(names: list[str], lm: Optional[ReferenceLM],
+            embedding: Optional[EmbeddingSignal] = None) -> dict[str, Callable[[list[str]], np.ndarray]]:
+    """The score function of each named signal (the reference LM's and the embedding's need their models)."""
     out = {}
     for name in names:
         if name == REFERENCE_LM:
             if lm is None:
                 raise ValueError("quality signals: reference_lm needs the reference LM")
             out[name] = lm.scores
+        elif name == EMBEDDING:
+            if embedding is None:
+                raise ValueError("quality signals: embedding needs the trained embedding signal")
+            out[name] = embedding.scores
         elif name == LENGTH:
             out[name] = length_scores
         else:
@@ -109,10 +116,12 @@ class CombinedScore:
 
 
 def fit_combined(names: list[str], lm: Optional[ReferenceLM], fasttext: SignalCalibration, fasttext_scores: np.ndarray, texts: list[str],
-                 crawls: list[str], shards: list[str], rule: str, min_documents: int, min_shards: int) -> CombinedScore:
-    """Calibrate each named signal and the combined value on the calibration sample."""
-    score = scorers(names, lm)
-    scores = {name: fn(texts) for name, fn in score.items()}
+                 crawls: list[str], shards: list[str], rule: str, min_documents: int, min_shards: int,
+                 embedding: Optional[EmbeddingSignal] = None, known: Optional[dict[str, np.ndarray]] = None) -> CombinedScore:
+    """Calibrate each named signal and the combined value on the calibration sample (`known`: scores
+    of these texts already computed, by signal name)."""
+    score, known = scorers(names, lm, embedding), known or {}
+    scores = {name: known[name] if name in known else fn(texts) for name, fn in score.items()}
     calibration = {name: SignalCalibration.fit(values, crawls, shards, min_documents, min_shards) for name, values in scores.items()}
     mixed = _mix(calibration, rule, fasttext.percentiles(fasttext_scores, crawls), scores, crawls)
     return CombinedScore(score, calibration, rule, SignalCalibration.fit(mixed, crawls, shards, min_documents, min_shards))
@@ -130,8 +139,8 @@ def signal_names(data: dict) -> list[str]:
     return list(data.get("order") or [REFERENCE_LM])
 
 
-def from_json(lm: Optional[ReferenceLM], data: dict) -> CombinedScore:
+def from_json(lm: Optional[ReferenceLM], data: dict, embedding: Optional[EmbeddingSignal] = None) -> CombinedScore:
     """A stored combination (see signal_names for one written before `order` was stored)."""
     names = signal_names(data)
-    return CombinedScore(scorers(names, lm), {n: SignalCalibration.from_json(data[n]) for n in names}, data["rule"],
+    return CombinedScore(scorers(names, lm, embedding), {n: SignalCalibration.from_json(data[n]) for n in names}, data["rule"],
                          SignalCalibration.from_json(data["combined"]))

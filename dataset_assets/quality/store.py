@@ -7,6 +7,7 @@ import os
 import random
 
 from dataset_assets.quality import classifier
+from dataset_assets.quality.embedding import EMBEDDING, EmbeddingSignal
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec
 from dataset_assets.quality.reference_lm import ReferenceLM
 from dataset_assets.quality.signals import REFERENCE_LM, CombinedScore, from_json, signal_names
@@ -16,6 +17,7 @@ ASSET = "quality_classifier"
 MODEL = [ASSET, "model.bin"]
 CALIBRATION = [ASSET, "calibration.json"]
 REFERENCE_LM_FILE = [ASSET, "reference_lm.npz"]
+EMBEDDING_MODEL = "embedding_model"  # the signals entry's key of the trained embedding signal (its encoder and regression)
 
 
 class QualityModelMissing(FileNotFoundError):
@@ -72,4 +74,5 @@ def load_combined(lake: Lake, calibration: dict, local_dir: str) -> CombinedScor
         if not lake.exists(REFERENCE_LM_FILE):
             raise QualityModelMissing(f"no reference LM at {lake.uri(*REFERENCE_LM_FILE)}: materialise quality_classifier again")
         lm = ReferenceLM.load(lake.download(REFERENCE_LM_FILE, os.path.join(local_dir, "reference_lm.npz")))
-    return from_json(lm, signals)
+    embedding = EmbeddingSignal.from_json(signals[EMBEDDING_MODEL]) if EMBEDDING in signal_names(signals) else None
+    return from_json(lm, signals, embedding)
