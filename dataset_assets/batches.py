@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Iterable
 
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 BATCHES = "_batches"
@@ -72,8 +71,7 @@ class Batches:
 
 
 def _files(lake) -> list[str]:
-    infos = lake.fs.get_file_info(pafs.FileSelector(lake.path(BATCHES), allow_not_found=True))
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet"))
+    return lake.parquet_files(BATCHES)
 
 
 def _members(lake, files: list[str]) -> dict[str, list[str]]:

@@ -69,8 +69,7 @@ class CatalogDamaged(RuntimeError):
 
 
 def _files(lake, kind: str) -> list[str]:
-    infos = lake.fs.get_file_info(pafs.FileSelector(lake.path(CATALOG, kind), allow_not_found=True))
-    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet"))
+    return lake.parquet_files(CATALOG, kind)
 
 
 def _name() -> str:

@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if missing:
         print(f"unknown strategy(ies) {missing}; prompts/ has: {sorted(strategies)}", file=sys.stderr)
         return 2
-    print(f"landing {settings.landing_location()}: {len(keys)} shards; lake {settings.lake_root()}")
+    print(f"landing {settings.landing_location()}: {len(keys)} partitions; lake {settings.lake_root()}")
     try:
         _ensure_catalog(defs.resources["lake"])
     except OSError as exc:  # an unreachable lake: each step below fails and is named with its cause

@@ -232,6 +232,10 @@ class Lake(ConfigurableResource):
         infos = self.fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
         return [i for i in infos if i.type == pafs.FileType.File]
 
+    def parquet_files(self, *parts: str) -> list[str]:
+        """Every .parquet file directly in a lake folder, in name order (none when the folder does not exist)."""
+        return sorted(i.path for i in self._list(self.path(*parts)) if i.base_name.endswith(".parquet"))
+
     def partition_files(self, asset: str, partition: Mapping[str, str]) -> list[str]:
         return sorted(
             i.path
