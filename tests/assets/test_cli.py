@@ -221,7 +221,7 @@ def test_batches_of_files_are_partitions_and_the_lake_stays_per_file(tmp_path, t
     done = cli("run", *where, "--strategies", "summary", "--chunk-docs", "8", "--max-output-tokens", "8", "--select", stages, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     batch, single = "c4-en-sample-1000.jsonl.gz+1", "web-pages-a.warc.gz"
-    assert ": 2 shards;" in done.stdout and f"ok     seeds[{batch}]" in done.stdout and f"ok     seeds[{single}]" in done.stdout
+    assert ": 2 partitions;" in done.stdout and f"ok     seeds[{batch}]" in done.stdout and f"ok     seeds[{single}]" in done.stdout
     assert f"rephrased[{batch}..{single} x summary]" in done.stdout and f"ok     rephrased_unigrams[{batch}|summary]" in done.stdout
 
     lake = Lake(root=str(tmp_path / "lake"))
@@ -262,7 +262,7 @@ def test_batches_of_files_are_partitions_and_the_lake_stays_per_file(tmp_path, t
     shutil.copy(CRAWL / "cc-main-2019-30-docs.jsonl.gz", landing)
     later = cli("run", *where, "--select", "crawl_docs", env=env)
     assert later.returncode == 0, later.stdout + later.stderr
-    assert "ok     crawl_docs[cc-main-2019-30-docs.jsonl.gz]" in later.stdout and ": 3 shards;" in later.stdout
+    assert "ok     crawl_docs[cc-main-2019-30-docs.jsonl.gz]" in later.stdout and ": 3 partitions;" in later.stdout
     instance = DagsterInstance.from_config(str(tmp_path / "home"))
     try:
         assert instance.get_dynamic_partitions("crawl_shards") == [batch, single, "cc-main-2019-30-docs.jsonl.gz"]
