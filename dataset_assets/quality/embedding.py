@@ -18,6 +18,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from dataset_assets.quality.hf_classifier import batches, load_pretrained, model_digest
+
 EMBEDDING = "embedding"
 CHARS_PER_TOKEN = 10  # texts are cut to max_tokens * this before tokenising: more than any tokenizer needs
 
@@ -54,36 +56,33 @@ class Encoder:
     GPU when there is one. A text without content embeds as zeros."""
 
     def __init__(self, spec: EncoderSpec):
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel
 
-        if not (Path(spec.path) / "config.json").is_file():
-            raise FileNotFoundError(f"embedding model {spec.path}: not a model directory (no config.json)")
         self.spec = spec
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.tokenizer = AutoTokenizer.from_pretrained(spec.path)
-        self.model = AutoModel.from_pretrained(spec.path).to(self.device).eval()
+        self.tokenizer, self.model, self.device = load_pretrained(spec.path, AutoModel, "embedding model")
         self.dim = int(self.model.config.hidden_size)
 
     def embed(self, texts: list[str], progress: Optional[Callable[[int], None]] = None) -> np.ndarray:
         import torch
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        todo = [i for i, t in enumerate(texts) if t and t.strip()]
-        cut = self.spec.max_tokens * CHARS_PER_TOKEN
-        for start in range(0, len(todo), self.spec.batch_size):
-            index = todo[start : start + self.spec.batch_size]
-            enc = self.tokenizer([texts[i][:cut] for i in index], truncation=True, max_length=self.spec.max_tokens, padding=True,
-                                 return_tensors="pt")
-            enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        done = 0
+        for index, enc in batches(self.tokenizer, texts, self.spec.max_tokens, self.spec.batch_size, self.device,
+                                  cut=self.spec.max_tokens * CHARS_PER_TOKEN):
             with torch.no_grad():
                 states = self.model(**enc).last_hidden_state.float()
             mask = enc["attention_mask"].unsqueeze(-1).float()
             pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)
             out[index] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+            done += len(index)
             if progress:
-                progress(start + len(index))
+                progress(done)
         return out
+
+
+def _digest(path: str) -> str:
+    """The encoder directory's content hash, as the calibration stores it."""
+    return model_digest(path)[0][:16]
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 0.01, iterations: int = 30) -> tuple[np.ndarray, float]:
@@ -129,10 +128,8 @@ class EmbeddingSignal:
 
     @classmethod
     def from_json(cls, data: dict) -> "EmbeddingSignal":
-        from dataset_assets.quality.hf_classifier import model_digest
-
         spec = EncoderSpec(**data["model"])
-        digest = model_digest(spec.path)[0][:16] if (Path(spec.path) / "config.json").is_file() else None
+        digest = _digest(spec.path) if (Path(spec.path) / "config.json").is_file() else None
         if digest != data["model_sha256"]:
             found = f"content {digest}" if digest else "no model"
             raise ValueError(f"embedding model {spec.path}: the quality classifier was trained with content {data['model_sha256']}, "
@@ -144,12 +141,10 @@ def train_signal(encoder: Encoder, reference: list[str], crawl: list[str], l2: f
                  progress: Optional[Callable[[int], None]] = None) -> tuple[EmbeddingSignal, np.ndarray]:
     """The regression of reference text (1) against crawl documents (0), and its scores of those
     crawl documents (they calibrate the signal without a second pass of the encoder)."""
-    from dataset_assets.quality.hf_classifier import model_digest
-
-    positives = encoder.embed(reference, progress and (lambda n: progress(n)))
+    positives = encoder.embed(reference, progress)
     negatives = encoder.embed(crawl, progress and (lambda n: progress(len(reference) + n)))
     x = np.vstack([positives, negatives])
     y = np.concatenate([np.ones(len(positives)), np.zeros(len(negatives))])
     weights, bias = fit_logistic(x, y, l2)
-    signal = EmbeddingSignal(encoder, weights, bias, model_digest(encoder.spec.path)[0][:16])
+    signal = EmbeddingSignal(encoder, weights, bias, _digest(encoder.spec.path))
     return signal, signal.from_embeddings(negatives)

@@ -27,21 +27,39 @@ class HFScorerSpec:
         return {**asdict(self), "score_range": list(self.score_range)}
 
 
+def load_pretrained(path: str, auto_model, what: str):
+    """(tokenizer, model in eval mode, device) from a local model directory, the model on a GPU when
+    there is one. `what` names the setting the path came from, for the error."""
+    import torch
+    from transformers import AutoTokenizer
+
+    directory = Path(path).expanduser()
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{what} {path}: not a model directory (no config.json); give a local directory "
+            "with the model's config, weights and tokenizer (save_pretrained writes one)"
+        )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return AutoTokenizer.from_pretrained(str(directory)), auto_model.from_pretrained(str(directory)).to(device).eval(), device
+
+
+def batches(tokenizer, texts: list[str], max_length: int, batch_size: int, device: str, cut: Optional[int] = None):
+    """(positions, model inputs on `device`) per batch of the texts that have content, each text cut
+    to `cut` characters, then tokenised and truncated to `max_length` tokens. Texts without content
+    are left out: a zero-length input would fail inside the model, so callers leave their rows at 0."""
+    todo = [i for i, t in enumerate(texts) if t and t.strip()]
+    for start in range(0, len(todo), batch_size):
+        index = todo[start : start + batch_size]
+        enc = tokenizer([texts[i][:cut] for i in index], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        yield index, {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+
+
 class HFClassifier:
     def __init__(self, spec: HFScorerSpec):
-        import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoModelForSequenceClassification
 
-        path = Path(spec.path).expanduser()
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"hf_model_path {spec.path}: not a model directory (no config.json); give a local directory "
-                "with the model's config, weights and tokenizer (save_pretrained writes one)"
-            )
         self.spec = spec
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.tokenizer = AutoTokenizer.from_pretrained(str(path))
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(path)).to(self.device).eval()
+        self.tokenizer, self.model, self.device = load_pretrained(spec.path, AutoModelForSequenceClassification, "hf_model_path")
         labels = self.model.config.num_labels
         self.regression = labels == 1 or self.model.config.problem_type == "regression"
         if not self.regression:
@@ -61,14 +79,8 @@ class HFClassifier:
         mapped from `score_range`."""
         import torch
 
-        out = np.zeros(len(texts), dtype=np.float32)
-        # A text without content scores 0 (a zero-length input would fail inside the model).
-        todo = [i for i, t in enumerate(texts) if t and t.strip()]
-        for start in range(0, len(todo), self.spec.batch_size):
-            index = todo[start : start + self.spec.batch_size]
-            batch = [texts[i] for i in index]
-            enc = self.tokenizer(batch, truncation=True, max_length=self.spec.max_length, padding=True, return_tensors="pt")
-            enc = {k: v.to(self.device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        out = np.zeros(len(texts), dtype=np.float32)  # a text without content scores 0
+        for index, enc in batches(self.tokenizer, texts, self.spec.max_length, self.spec.batch_size, self.device):
             with torch.no_grad():
                 logits = self.model(**enc).logits.float()
             if self.regression:

