@@ -181,7 +181,7 @@ def _more_signals(context: AssetExecutionContext, lake: Lake, config: QualityCla
     deps=[CRAWL_DOCS],
     group_name="quality",
     kinds={"fasttext"},
-    code_version="3",
+    code_version="4",
     description="fastText quality model (reference text as __label__hq vs crawl text as __label__cc), a bigram LM of the "
     "reference text and document length as further signals, and the quantiles of each signal and of their combination.",
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 
 import pyarrow.parquet as pq
@@ -40,6 +41,24 @@ def metadata(result, asset_key):
     return {k: v.value for k, v in mats[-1].metadata.items()}
 
 
+SPAM = "spam.jsonl.gz"  # sorts after the other shards: the backfill range below ends with it
+_SPAM_WORDS = ("buy cheap best price online sale discount free shipping order now click here deal offer coupon code "
+               "watches shoes bags replica outlet store shop cart checkout login sign up subscribe newsletter casino bonus "
+               "win loans fast credit insurance quote seo traffic followers likes download crack keygen").split()
+
+
+def spam_pages(n: int) -> list[dict]:
+    """Keyword-stuffed shop and link-farm pages, each a different shuffle (no near duplicates of each
+    other): English words, long enough for crawl_docs, and nothing a person would keep."""
+    rng = random.Random(7)
+    pages = []
+    for i in range(n):
+        words = [rng.choice(_SPAM_WORDS) for _ in range(60 + 3 * i)]
+        lines = [" ".join(words[j:j + 12]).capitalize() + "!" for j in range(0, len(words), 12)]
+        pages.append({"id": f"spam{i}", "text": "Home | Shop | Cart | Login\n" + "\n".join(lines), "url": f"http://spam.example/{i}"})
+    return pages
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("graph")
@@ -51,13 +70,14 @@ def env(tmp_path_factory):
     shared = [{"id": f"s{i}", "text": distinct_english(i), "url": f"http://a/{i}"} for i in range(20)]
     write_jsonl_gz(landing / "overlap-a.jsonl.gz", shared)
     write_jsonl_gz(landing / "overlap-b.jsonl.gz", shared[:5] + [{"id": "new", "text": distinct_english(77), "url": "http://b"}])
+    write_jsonl_gz(landing / SPAM, spam_pages(24))
     (landing / "README.txt").write_text("not a shard")
     instance = DagsterInstance.ephemeral()
     resources = {"lake": Lake(root=str(root / "lake")), "landing": CrawlLanding(location=str(landing))}
     instance.add_dynamic_partitions(crawl_shards.name, sorted(resources["landing"].files()))
     e = {"root": root, "landing": landing, "instance": instance, "resources": resources, "lake": resources["lake"]}
     e["crawl"] = {}
-    for key in ("c4-en-sample-1000.jsonl.gz", "cc-main-2019-30-docs.jsonl.gz", "overlap-a.jsonl.gz", "overlap-b.jsonl.gz"):
+    for key in ("c4-en-sample-1000.jsonl.gz", "cc-main-2019-30-docs.jsonl.gz", "overlap-a.jsonl.gz", "overlap-b.jsonl.gz", SPAM):
         e["crawl"][key] = metadata(run(e, [crawl_docs], key), crawl_docs.key)
     e["classifier"] = metadata(
         run(e, [quality_classifier], run_config={"ops": {"quality_classifier": {"config": {"reference": str(QUALITY)}}}}),
@@ -201,14 +221,8 @@ def test_seeds_score_every_document_and_pass_the_blocking_check(env):
 
 
 def test_a_shard_that_keeps_nothing_warns_and_never_fails_the_run(env):
-    result = run(
-        env,
-        [seeds],
-        "cc-main-2019-30-docs.jsonl.gz",
-        # The crawl's top 0.2%: this shard of ordinary pages holds none of them.
-        run_config={"ops": {"seeds": {"config": {"top_fraction": 0.002}}}},
-        raise_on_error=False,
-    )
+    # The default keep rule (the lake's top 10% by the combined score) on a shard of spam pages.
+    result = run(env, [seeds], SPAM, raise_on_error=False)
     assert result.success  # a shard of low-quality pages is a correct outcome, not a broken one
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["seeds_valid"].passed and checks["seeds_valid"].metadata["rows_lost"].value == 0
@@ -227,7 +241,7 @@ def test_a_backfill_run_of_many_shards_scores_each_and_names_the_low_quality_one
     from dataset_assets.shard_runs import shard_backfill_policy
 
     assert seeds.backfill_policy == shard_backfill_policy()
-    shards = ["cc-main-2019-30-docs.jsonl.gz", "overlap-a.jsonl.gz", "overlap-b.jsonl.gz"]
+    shards = ["cc-main-2019-30-docs.jsonl.gz", "overlap-a.jsonl.gz", "overlap-b.jsonl.gz", SPAM]
     before = {r["partition"]: r["committed_ns"] for r in catalog.read(env["lake"]).to_pylist() if r["asset"] == "seeds"}
     result = materialize(
         ASSETS,
@@ -235,7 +249,6 @@ def test_a_backfill_run_of_many_shards_scores_each_and_names_the_low_quality_one
         resources=env["resources"],
         instance=env["instance"],
         tags={"dagster/asset_partition_range_start": shards[0], "dagster/asset_partition_range_end": shards[-1]},
-        run_config={"ops": {"seeds": {"config": {"top_fraction": 0.002}}}},
         raise_on_error=False,
     )
     assert result.success
@@ -243,7 +256,7 @@ def test_a_backfill_run_of_many_shards_scores_each_and_names_the_low_quality_one
     assert sorted(m.partition for m in mats if m.asset_key == AssetKey("seeds")) == shards
     documents = sum(env["crawl"][s]["rows"] for s in shards)
     meta = {k: v.value for k, v in mats[0].metadata.items()}
-    assert meta["shards"] == 3 and meta["rows"] == documents and sorted(meta["per_shard"]) == shards
+    assert meta["shards"] == 4 and meta["rows"] == documents and sorted(meta["per_shard"]) == shards
     assert meta["kept"] == sum(m["kept"] for m in meta["per_shard"].values()) and meta["kept_share"] == meta["kept"] / documents
     assert min(m["mean_quality_score"] for m in meta["per_shard"].values()) <= meta["mean_quality_score"] <= 1
     for shard in shards:
@@ -255,13 +268,13 @@ def test_a_backfill_run_of_many_shards_scores_each_and_names_the_low_quality_one
     assert sorted(c.check_name for c in checks) == ["seeds_kept_share", "seeds_valid"]
     by_name = {c.check_name: c for c in checks}
     valid = by_name["seeds_valid"]
-    assert valid.passed and valid.metadata["shards"].value == 3 and valid.metadata["documents"].value == documents
+    assert valid.passed and valid.metadata["shards"].value == 4 and valid.metadata["documents"].value == documents
     assert valid.metadata["rows_lost"].value == 0 and valid.metadata["failing"].value == {}
     warn = by_name["seeds_kept_share"]
     assert not warn.passed and warn.severity == AssetCheckSeverity.WARN
     failing = warn.metadata["failing"].value
-    assert "cc-main-2019-30-docs.jsonl.gz" in failing and failing["cc-main-2019-30-docs.jsonl.gz"]["kept"] == 0
-    assert warn.metadata["failing_shards"].value == len(failing) and "cc-main-2019-30-docs.jsonl.gz" in warn.description
+    assert SPAM in failing and failing[SPAM]["kept"] == 0 and failing[SPAM]["documents"] == env["crawl"][SPAM]["rows"]
+    assert warn.metadata["failing_shards"].value == len(failing) and SPAM in warn.description
 
 
 def test_integrity_failures_are_what_the_blocking_check_stops_for():

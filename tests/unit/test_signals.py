@@ -10,7 +10,7 @@ import pytest
 
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
 from dataset_assets.quality.reference import reference_documents
-from dataset_assets.quality.reference_lm import EMPTY_SCORE, ReferenceLM
+from dataset_assets.quality.reference_lm import EMPTY_SCORE, LEGACY_SCORE_CHARS, SCORE_CHARS, ReferenceLM
 from dataset_assets.quality.seeds import SEED_SCHEMA, KeepRule, select_seeds
 from dataset_assets.quality.signals import (LENGTH, LENGTH_CAP, REFERENCE_LM, SignalCalibration, combine, fit_combined, from_json,
                                              length_scores)
@@ -47,6 +47,23 @@ def test_the_reference_lm_round_trips_through_its_file(lm, reference, tmp_path):
     again = ReferenceLM.load(str(tmp_path / "lm.npz"))
     texts = reference[1::2][:20]
     assert np.array_equal(again.scores(texts), lm.scores(texts)) and again.vocab == lm.vocab
+    assert again.score_chars == lm.score_chars == SCORE_CHARS
+
+
+def test_the_reference_lm_reads_the_prefix_it_was_calibrated_with(lm, reference, tmp_path):
+    """A document's score depends only on its first score_chars characters, and a model file written
+    before the prefix was stored keeps scoring as it was calibrated (2,000 characters)."""
+    text = " ".join(reference[1::2])[: 3 * LEGACY_SCORE_CHARS]
+    tail = " zzqx vvkw qqpl" * 50
+    assert lm.score(text[:SCORE_CHARS] + tail) == lm.score(text[:SCORE_CHARS])
+    assert lm.score(text[:SCORE_CHARS - 20] + tail) < lm.score(text[:SCORE_CHARS - 20])
+    lm.save(str(tmp_path / "lm.npz"))
+    with np.load(str(tmp_path / "lm.npz")) as z:
+        old = {k: z[k] for k in z.files if k != "score_chars"}
+    np.savez_compressed(str(tmp_path / "old.npz"), **old)
+    legacy = ReferenceLM.load(str(tmp_path / "old.npz"))
+    assert legacy.score_chars == LEGACY_SCORE_CHARS > SCORE_CHARS
+    assert legacy.score(text) == legacy.score(text[:LEGACY_SCORE_CHARS]) != lm.score(text)
 
 
 def test_combine_rules():
