@@ -101,19 +101,15 @@ def _status(args: argparse.Namespace) -> int:
     _prepare_environment(args)
     from dagster import DagsterInstance
 
-    from dataset_assets import batches
     from dataset_assets.graph import crawl_shards, dedup_bands
-    from dataset_assets.status import graph_status, render
+    from dataset_assets.status import graph_status, landing_view, render
     from dataset_assets.rephrase.strategies import load_strategies
 
     defs = importlib.import_module("dataset_assets.definitions").defs
     _ensure_catalog(defs.resources["lake"])
     registered = DagsterInstance.get().get_dynamic_partitions(crawl_shards.name)
-    landed = defs.resources["landing"].files()
-    # Registered partitions (batches of files with CRAWL_BATCH_FILES > 1), then landed files no partition holds.
-    batch_of = batches.for_keys(defs.resources["lake"], registered).batch_of(registered)
-    unregistered = sorted(set(landed) - set(batch_of))
-    shards = [*registered, *unregistered]
+    view = landing_view(defs.resources["lake"], registered, defs.resources["landing"].files())
+    shards, unregistered, gone = view.shards, view.unregistered, view.gone
     if settings.uses_default_model() and settings.rephrase_engine() == "vllm":
         from resources.default_model import DEFAULT_REVISION, MODEL_NAME
 
@@ -121,10 +117,7 @@ def _status(args: argparse.Namespace) -> int:
     else:
         generator = defs.resources["engine"].generator
     status = graph_status(defs.resources["lake"], shards, load_strategies(settings.prompts_dir()), generator,
-                          dedup_bands.get_partition_keys(), args.max_output_tokens)
-    # Registered shard files whose landing file is gone (moved or deleted): what the lake holds for
-    # them stands, but their crawl_docs cannot be built or rebuilt until the file is back.
-    gone = sorted(set(batch_of) - set(landed))
+                          dedup_bands.get_partition_keys(), args.max_output_tokens, registry=view.registry)
     if args.json:
         print(json.dumps({"shards": len(shards), "unregistered_shards": len(unregistered), "registered_without_file": len(gone),
                           "registered_without_file_sample": gone[:10],

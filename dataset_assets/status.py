@@ -62,13 +62,34 @@ class AssetStatus:
         }
 
 
+@dataclass
+class Landing:
+    """The partitions to judge: the registered keys (batches of files with CRAWL_BATCH_FILES > 1),
+    then landed files no partition holds; and the registered files whose landing file is gone (moved
+    or deleted: what the lake holds for them stands, but their crawl_docs cannot be built or rebuilt
+    until the file is back)."""
+
+    registry: batches.Batches
+    shards: list[str]
+    unregistered: list[str]
+    gone: list[str]
+
+
+def landing_view(lake, registered: list[str], landed: list[str]) -> Landing:
+    registry = batches.for_keys(lake, registered)
+    batch_of = registry.batch_of(registered)
+    unregistered = sorted(set(landed) - set(batch_of))
+    return Landing(registry, [*registered, *unregistered], unregistered, sorted(set(batch_of) - set(landed)))
+
+
 def graph_status(lake, shards: list[str], strategies: dict, generator: str, band_partitions: list[str],
-                 max_output_tokens: Optional[int] = None) -> dict[str, AssetStatus]:
-    """The status of every backfilled partition, from one read of the lake's status catalog (and of
-    the batch registry). `shards` are partition keys; a batch partition is judged file by file, as
-    its files are recorded, then rolled up: missing if a file is, else outdated if a file is."""
+                 max_output_tokens: Optional[int] = None, registry: Optional[batches.Batches] = None) -> dict[str, AssetStatus]:
+    """The status of every backfilled partition, from one read of the lake's status catalog and of
+    the batch registry (none when the caller passes the `registry` it read). `shards` are partition
+    keys; a batch partition is judged file by file, as its files are recorded, then rolled up:
+    missing if a file is, else outdated if a file is."""
     table = catalog.read(lake)
-    registry = batches.for_keys(lake, shards)
+    registry = batches.for_keys(lake, shards) if registry is None else registry
     files = registry.files_of(shards)
     recorded = {asset: catalog.facts(table, asset) for asset in BACKFILLED if asset != "rephrased"}
     out = shard_status(recorded, files, band_partitions)

@@ -11,7 +11,7 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context
 from dataset_assets import batches, catalog, settings
 from dataset_assets.rephrase.strategies import load_strategies, prompt_hash
 from dataset_assets.graph import crawl_shards
-from dataset_assets.status import graph_status, rephrased_status
+from dataset_assets.status import graph_status, landing_view, rephrased_status
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 
@@ -70,6 +70,23 @@ def test_the_landing_sensor_registers_batches_and_never_regroups_them(tmp_path, 
 def _records(lake, asset: str, files: list[str], **facts) -> None:
     for f in files:
         catalog.record(lake, asset, f, "v1", **facts)
+
+
+def test_a_status_pass_reads_the_batch_registry_once(tmp_path, monkeypatch):
+    """`dataset-assets status`: the partitions to judge (registered keys, then landed files no
+    partition holds), the registered files whose landing file is gone, and the status itself, from
+    one read of the registry."""
+    lake = Lake(root=str(tmp_path / "lake"))
+    keys = batches.register(lake, [["a", "b"], ["c", "d"]])
+    _records(lake, "crawl_docs", ["a", "b", "c"])
+    reads = []
+    real = batches.read
+    monkeypatch.setattr(batches, "read", lambda lake: reads.append(1) or real(lake))
+    view = landing_view(lake, keys, ["a", "b", "c", "new"])  # d was moved away; "new" is not registered yet
+    assert (view.shards, view.unregistered, view.gone) == (["a+1", "c+1", "new"], ["new"], ["d"])
+    status = graph_status(lake, view.shards, {}, "gen", [], registry=view.registry)
+    assert len(reads) == 1
+    assert (status["crawl_docs"].current, status["crawl_docs"].pending) == (1, {"c+1": ("missing", []), "new": ("missing", [])})
 
 
 def test_status_judges_files_and_counts_batches(tmp_path):
