@@ -293,7 +293,7 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
         f"partitions, {len(needed) - len(requested)} of them already in an unfinished run or backfill"
         + (f"; {gone} files no longer registered" if gone else "") + f"; requesting {asked} partitions in {len(chosen)} runs"
     )
-    versions = {key: "+".join(fingerprints.get(f, "") for f in registry.files(key)) for key in requested}
+    versions = {key: "+".join(fingerprints.get(f, "") for f in registry.files(key)) for group in chosen for key in group}
     return SensorResult(
         run_requests=[shard_run_request(group, "dedup", versions) for group in chosen],
         cursor=state if asked == len(needed) else context.cursor,
