@@ -86,8 +86,9 @@ def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lak
     strategies = load_strategies(config.prompts_dir or settings.prompts_dir())
     # A batch partition's key stands for its files (batches.py): each (file, strategy) is rephrased,
     # committed and recorded on its own, one after another.
-    registry = batches.for_keys(lake, [split_key(k)[0] for k in context.partition_keys])
-    keys = sorted(split_key(f) for k in context.partition_keys for f in registry.expand("|".join(split_key(k))))
+    requested = [split_key(k) for k in context.partition_keys]
+    registry = batches.for_keys(lake, [shard for shard, _ in requested])
+    keys = sorted((f, name) for shard, name in requested for f in registry.files(shard))
     per_partition: dict[str, dict] = {}
     checks_by_partition: dict[str, dict] = {}
     total = PartitionStats()
