@@ -22,8 +22,8 @@ START, UNKNOWN = 0, 1  # reserved ids: sentence start and any word the reference
 EMPTY_SCORE = -20.0  # a document with no words: far below any real text
 # Scoring reads a document's first this many characters (about 150 words): the mean over a prefix
 # estimates the whole document's, at a bounded cost per document. 1,000 halves the cost of 2,000 at
-# the same agreement with people (benchmarks/README.md). A model stores the prefix it was trained and
-# calibrated with; one written before it was stored read LEGACY_SCORE_CHARS.
+# the same agreement with people (benchmarks/README.md). Training reads whole texts; a model stores the
+# prefix its scores (and so its calibration) read; one written before it was stored read LEGACY_SCORE_CHARS.
 SCORE_CHARS = 1000
 LEGACY_SCORE_CHARS = 2000
 
