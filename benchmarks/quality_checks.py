@@ -53,7 +53,8 @@ def main() -> int:
 
     from dataset_assets.crawl.langid import language_probabilities
     from dataset_assets.rephrase.strategies import load_strategies
-    from dataset_assets.rephrase.checks import PromptEcho, SourceView, safe_check_row
+    from dataset_assets.rephrase.checks import SourceView, safe_check_row
+    from dataset_assets.rephrase.echo import PromptEcho
     from dataset_assets.rephrase.partition_checks import template_duplicates
 
     rows = survey_rows(args.rows_lake)

@@ -223,7 +223,7 @@ def run_asset(engine, rows: list[dict], strat, chunk_docs: int, work: str, reset
     before the clock starts, reading them is timed (the asset reads them too). `reset` empties the
     engine's prefix cache (default: the in-process engine's). CPU seconds: this process and its children,
     or with `cpu_pid` (a server) that process tree plus this process."""
-    from dataset_assets.defs.rephrased import SEED_COLUMNS
+    from dataset_assets.defs.rephrase import SEED_COLUMNS
     from dataset_assets.rephrase.generate import rephrase_partition
 
     root = tempfile.mkdtemp(dir=work)
@@ -274,9 +274,9 @@ def dagster_materialisation(engine, rows: list[dict], output_tokens: int, chunk_
 
     from dataset_assets.defs.crawl import crawl_docs
     from dataset_assets.defs.quality import quality_classifier
-    from dataset_assets.defs.rephrased import rephrased
+    from dataset_assets.defs.rephrase import rephrased
     from dataset_assets.defs.seeds import seeds
-    from dataset_assets.graph import crawl_shards
+    from dataset_assets.orchestration.graph import crawl_shards
     from resources.landing import CrawlLanding
 
     root = tempfile.mkdtemp(dir=work)
@@ -326,7 +326,7 @@ def main() -> None:
     args = parser.parse_args()
     sides = args.sides.split(",")
     if args.chunk_docs is None:
-        from dataset_assets.defs.rephrased import RephrasedConfig
+        from dataset_assets.defs.rephrase import RephrasedConfig
 
         args.chunk_docs = RephrasedConfig().chunk_docs
 

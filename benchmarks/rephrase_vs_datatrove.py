@@ -291,7 +291,7 @@ def main() -> None:
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     if args.chunk_docs is None:
-        from dataset_assets.defs.rephrased import RephrasedConfig
+        from dataset_assets.defs.rephrase import RephrasedConfig
 
         args.chunk_docs = RephrasedConfig().chunk_docs
 

@@ -33,7 +33,7 @@ def main() -> int:
 
     from dataset_assets import settings
     from dataset_assets.defs.seeds import seeds
-    from dataset_assets.graph import crawl_shards
+    from dataset_assets.orchestration.graph import crawl_shards
     from resources.lake import Lake
 
     lake = Lake(root=args.lake)

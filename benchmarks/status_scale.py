@@ -108,7 +108,8 @@ def shard_files(n: int) -> list[str]:
 
 def partition_keys(n: int) -> list[str]:
     """The crawl_shards keys of n files: one per file, or one per batch of CRAWL_BATCH_FILES files."""
-    from dataset_assets import batches, settings
+    from dataset_assets import settings
+    from dataset_assets.status import batches
 
     return [batches.key_of(g) for g in batches.group(shard_files(n), settings.crawl_batch_files())]
 
@@ -124,7 +125,7 @@ def batch_option(parser: argparse.ArgumentParser, args: argparse.Namespace, name
 
 
 def records(n: int, strategies: dict, generator: str, bands: list[str]) -> list[dict]:
-    from dataset_assets.lake_walk import facts_buckets
+    from dataset_assets.status.lake_walk import facts_buckets
     from dataset_assets.rephrase.strategies import prompt_hash
 
     shards = shard_files(n)
@@ -145,7 +146,7 @@ def records(n: int, strategies: dict, generator: str, bands: list[str]) -> list[
 
 def _setup():
     from dataset_assets import settings
-    from dataset_assets.graph import dedup_bands
+    from dataset_assets.orchestration.graph import dedup_bands
     from dataset_assets.rephrase.strategies import load_strategies
 
     return load_strategies(settings.PROJECT_ROOT / "prompts"), dedup_bands.get_partition_keys(), "HuggingFaceTB/SmolLM2-135M-Instruct@bench"
@@ -154,7 +155,8 @@ def _setup():
 def build(n: int, built: bool, root: str, generator: str = "") -> dict:
     """Write the catalog of N shard files (one compacted file, as a rebuild writes it) and, with
     CRAWL_BATCH_FILES > 1, the batch registry (as the landing sensor writes it, a tick at a time)."""
-    from dataset_assets import batches, catalog, settings
+    from dataset_assets import settings
+    from dataset_assets.status import batches, catalog
     from resources.lake import Lake
 
     strategies, bands, default_generator = _setup()
@@ -171,7 +173,7 @@ def build(n: int, built: bool, root: str, generator: str = "") -> dict:
 
 def measure(n: int, root: str) -> dict:
     """One status pass in a fresh process: seconds, peak RSS, file operations."""
-    from dataset_assets.status import graph_status
+    from dataset_assets.status.judge import graph_status
     from resources.lake import Lake
 
     strategies, bands, generator = _setup()

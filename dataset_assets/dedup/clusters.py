@@ -206,3 +206,22 @@ def largest_clusters(decisions: pa.Table, top: int = 10, sample: int = 5) -> lis
         }
         for cluster_id, rows in ranked
     ]
+
+
+def removed_per_shard(decisions: pa.Table, covered: list[str]) -> dict[str, dict[str, int]]:
+    """Per covered shard, the exact and near duplicates its documents were folded away as."""
+    per_shard: Counter = Counter()
+    for shard, kind in zip(decisions.column("shard").to_pylist(), decisions.column("kind").to_pylist()):
+        if kind != "representative":
+            per_shard[(shard, kind)] += 1
+    return {s: {"duplicate": per_shard[(s, "duplicate")], "near_duplicate": per_shard[(s, "near_duplicate")]} for s in covered}
+
+
+def largest_markdown(largest: list[dict]) -> str:
+    """`largest_clusters` as a Markdown table (sizes, shards, kinds, sample URLs)."""
+    header = "| size | shards | exact | near | representative | sample URLs |\n|---|---|---|---|---|---|\n"
+    return header + "".join(
+        f"| {c['size']} | {c['shards']} | {c['exact']} | {c['near']} | `{c['representative']}` | "
+        f"{'<br>'.join(u or '' for u in c['urls'])} |\n"
+        for c in largest
+    )

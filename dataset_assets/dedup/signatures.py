@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
@@ -45,3 +46,14 @@ def signature_batches(batches: Iterable[pa.RecordBatch], params: MinHashParams) 
                 bands[b].append(key)
         columns = [rows["id"], rows["shard"], rows["url"], rows["date"], exact, counts, *bands]
         yield pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema)
+
+
+def counted_signature_batches(batches: Iterable[pa.RecordBatch], params: MinHashParams, counts: Counter,
+                              on_progress: Callable[[int], None]) -> Iterator[pa.RecordBatch]:
+    """`signature_batches`, counting `documents` and those `without_signature` (too short for an
+    n-gram) into `counts` and reporting the documents signed so far after each batch."""
+    for batch in signature_batches(batches, params):
+        counts["documents"] += batch.num_rows
+        counts["without_signature"] += sum(1 for n in batch.column("shingles").to_pylist() if n == 0)
+        on_progress(counts["documents"])
+        yield batch

@@ -81,3 +81,41 @@ def seeds_dedup_fingerprint(lake, shard: str) -> Optional[str]:
     if meta is None:
         return None
     return meta.get(DEDUP_FINGERPRINT.encode(), NOT_COVERED.encode()).decode()
+
+
+def read_buckets(lake, params: MinHashParams, band_partitions: list[str]) -> tuple[pa.Table, list[str]]:
+    """Every band partition's members and the shards they cover, refusing (ValueError, naming the
+    partition) a missing partition, other parameters (ParameterMismatch), or band partitions built
+    from different sets of shards (a half-updated band set)."""
+    tables, covered = [], None
+    for partition in band_partitions:
+        meta = footer(lake, BUCKETS, {"band": partition})
+        if meta is None:
+            raise ValueError(f"dedup_buckets[{partition}] is missing: materialise every dedup_buckets partition first")
+        if meta.get(PARAMS_KEY.encode(), b"").decode() != params.key():
+            raise ParameterMismatch(
+                f"dedup_buckets[{partition}] was made with other MinHash parameters than {params.key()}; materialise it again"
+            )
+        shards = json.loads(meta.get(COVERED_KEY.encode(), b"[]"))
+        if covered is not None and shards != covered:
+            raise ValueError(
+                f"dedup_buckets[{partition}] covers other shards than the other band partitions; materialise every partition again"
+            )
+        covered = shards
+        tables.append(lake.read_partition(BUCKETS, {"band": partition}))
+    members = pa.concat_tables(tables).sort_by([("band", "ascending"), ("root", "ascending"), ("id", "ascending")])
+    return members, covered or []
+
+
+def texts_loader(lake):
+    """`load({shard: [ids]}) -> {id: text}` over crawl_docs, for verifying near-duplicate candidates."""
+
+    def load(wanted: dict[str, list[str]]) -> dict[str, str]:
+        texts = {}
+        for shard, ids in wanted.items():
+            table = lake.read_partition("crawl_docs", {"shard": shard}, columns=["id", "text"])
+            table = table.filter(pa.compute.is_in(table.column("id"), pa.array(ids)))
+            texts.update(zip(table.column("id").to_pylist(), table.column("text").to_pylist()))
+        return texts
+
+    return load

@@ -24,10 +24,11 @@ from dagster import (
 
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats
 from dataset_assets.crawl.ingest import ingest_shard
-from dataset_assets import batches, catalog, settings
-from dataset_assets.graph import DEDUP_SIGNATURES, crawl_shards
+from dataset_assets import settings
+from dataset_assets.status import batches, catalog
+from dataset_assets.orchestration.graph import DEDUP_SIGNATURES, crawl_shards
 from dataset_assets.progress import Progress
-from dataset_assets.shard_runs import ShardResult, each_shard, shard_backfill_policy
+from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, shard_backfill_policy
 from dataset_assets.crawl.readers import ReadReport, UnsupportedShardError, shard_format
 from resources.lake import Lake
 from resources.landing import CrawlLanding

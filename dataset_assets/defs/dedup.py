@@ -12,7 +12,6 @@ import json
 from collections import Counter
 from typing import Optional
 
-import pyarrow as pa
 from dagster import (
     AllPartitionMapping,
     AssetDep,
@@ -32,11 +31,20 @@ from dagster import (
     asset,
 )
 
-from dataset_assets import batches, catalog, settings
+from dataset_assets import settings
+from dataset_assets.status import batches, catalog
 from dataset_assets.dedup import buckets as bucket_stage
-from dataset_assets.dedup.clusters import ClusterStats, cluster, largest_clusters, shard_fingerprints, size_distribution
+from dataset_assets.dedup.clusters import (
+    ClusterStats,
+    cluster,
+    largest_clusters,
+    largest_markdown,
+    removed_per_shard,
+    shard_fingerprints,
+    size_distribution,
+)
 from dataset_assets.dedup.minhash import PARAMS_KEY, MinHashParams
-from dataset_assets.dedup.signatures import READ_COLUMNS, signature_batches, signature_schema
+from dataset_assets.dedup.signatures import READ_COLUMNS, counted_signature_batches, signature_schema
 from dataset_assets.dedup.store import (
     BUCKETS,
     CLUSTERS,
@@ -44,15 +52,16 @@ from dataset_assets.dedup.store import (
     FINGERPRINTS_KEY,
     SIGNATURES,
     ParameterMismatch,
-    footer,
+    read_buckets,
     read_signature_keys,
+    texts_loader,
 )
-from dataset_assets.graph import BAND_GROUPS, CRAWL_DOCS, SEEDS, crawl_shards, dedup_bands
-from dataset_assets.in_flight import in_flight_partitions
-from dataset_assets.lake_walk import facts_buckets
-from dataset_assets.status import seeds_to_redo
+from dataset_assets.orchestration.graph import BAND_GROUPS, CRAWL_DOCS, SEEDS, crawl_shards, dedup_bands
+from dataset_assets.orchestration.in_flight import in_flight_partitions
+from dataset_assets.status.lake_walk import facts_buckets
+from dataset_assets.status.dedup_decisions import seeds_partitions_to_redo
 from dataset_assets.progress import Progress
-from dataset_assets.shard_runs import ShardResult, each_shard, first_groups, shard_backfill_policy, shard_groups, shard_run_request
+from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, first_groups, shard_backfill_policy, shard_groups, shard_run_request
 from dataset_assets.stats.plots import cluster_sizes_png, png_markdown
 from resources.lake import Lake
 
@@ -112,15 +121,9 @@ def _sign_one(context: AssetExecutionContext, config: MinHashConfig, lake: Lake,
     params = config.params()
     progress = Progress(context.log.info, f"{shard}: documents signed", total=lake.partition_rows("crawl_docs", {"shard": shard}))
     counts = Counter()
-
-    def batches():
-        for batch in signature_batches(lake.iter_partition_batches("crawl_docs", {"shard": shard}, READ_COLUMNS, 512), params):
-            counts["documents"] += batch.num_rows
-            counts["without_signature"] += sum(1 for n in batch.column("shingles").to_pylist() if n == 0)
-            progress.update(counts["documents"])
-            yield batch
-
-    written = lake.write_partition(SIGNATURES, {"shard": shard}, batches(), signature_schema(params), {PARAMS_KEY: params.key()})
+    docs = lake.iter_partition_batches("crawl_docs", {"shard": shard}, READ_COLUMNS, 512)
+    signed = counted_signature_batches(docs, params, counts, progress.update)
+    written = lake.write_partition(SIGNATURES, {"shard": shard}, signed, signature_schema(params), {PARAMS_KEY: params.key()})
     catalog.record(lake, SIGNATURES, shard, written.data_version, params=params.key())
     context.log.info(f"{shard}: {counts['documents']} documents signed, {counts['without_signature']} too short for a {params.ngram}-gram")
     return (
@@ -166,37 +169,6 @@ def dedup_buckets(context: AssetExecutionContext, config: MinHashConfig, lake: L
     )
 
 
-def _texts_for(lake: Lake):
-    def load(wanted: dict[str, list[str]]) -> dict[str, str]:
-        texts = {}
-        for shard, ids in wanted.items():
-            table = lake.read_partition("crawl_docs", {"shard": shard}, columns=["id", "text"])
-            table = table.filter(pa.compute.is_in(table.column("id"), pa.array(ids)))
-            texts.update(zip(table.column("id").to_pylist(), table.column("text").to_pylist()))
-        return texts
-
-    return load
-
-
-def _read_buckets(lake: Lake, params: MinHashParams) -> tuple[pa.Table, list[str]]:
-    """Every band partition's members, refusing a missing partition, other parameters, or band
-    partitions built from different sets of shards (a half-updated band set)."""
-    tables, covered = [], None
-    for partition in dedup_bands.get_partition_keys():
-        meta = footer(lake, BUCKETS, {"band": partition})
-        if meta is None:
-            raise Failure(description=f"dedup_buckets[{partition}] is missing: materialise every dedup_buckets partition first")
-        if meta.get(PARAMS_KEY.encode(), b"").decode() != params.key():
-            raise Failure(description=f"dedup_buckets[{partition}] was made with other MinHash parameters than {params.key()}; materialise it again")
-        shards = json.loads(meta.get(COVERED_KEY.encode(), b"[]"))
-        if covered is not None and shards != covered:
-            raise Failure(description=f"dedup_buckets[{partition}] covers other shards than the other band partitions; materialise every partition again")
-        covered = shards
-        tables.append(lake.read_partition(BUCKETS, {"band": partition}))
-    members = pa.concat_tables(tables).sort_by([("band", "ascending"), ("root", "ascending"), ("id", "ascending")])
-    return members, covered or []
-
-
 @asset(
     deps=[dedup_buckets, AssetDep(CRAWL_DOCS, partition_mapping=AllPartitionMapping())],
     group_name=GROUP,
@@ -208,9 +180,12 @@ def _read_buckets(lake: Lake, params: MinHashParams) -> tuple[pa.Table, list[str
 )
 def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: Lake) -> MaterializeResult:
     params = config.params()
-    members, covered = _read_buckets(lake, params)
+    try:
+        members, covered = read_buckets(lake, params, dedup_bands.get_partition_keys())
+    except ValueError as exc:
+        raise Failure(description=str(exc)) from exc
     stats = ClusterStats()
-    decisions = cluster(members, _texts_for(lake), params.ngram, config.verify_threshold, stats)
+    decisions = cluster(members, texts_loader(lake), params.ngram, config.verify_threshold, stats)
     fingerprints = shard_fingerprints(decisions, covered)
     meta = {PARAMS_KEY: params.key(), FINGERPRINTS_KEY: json.dumps(fingerprints), "verify_threshold": str(config.verify_threshold)}
     written = lake.write_partition(CLUSTERS, {}, decisions.to_batches(), decisions.schema, meta)
@@ -218,19 +193,9 @@ def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: 
     sizes = size_distribution(decisions)
     plot = cluster_sizes_png(sizes)
     lake.put_bytes([CLUSTERS, "cluster_sizes.png"], plot)
-    largest = largest_clusters(decisions)
-    per_shard = Counter()
-    for shard, kind in zip(decisions.column("shard").to_pylist(), decisions.column("kind").to_pylist()):
-        if kind != "representative":
-            per_shard[(shard, kind)] += 1
-    removed = {shard: {"duplicate": per_shard[(shard, "duplicate")], "near_duplicate": per_shard[(shard, "near_duplicate")]} for shard in covered}
     context.log.info(
         f"{len(covered)} shards: {sum(sizes.values())} clusters; removed {stats.removed['duplicate']} exact and "
         f"{stats.removed['near_duplicate']} near duplicates; {stats.near_pairs_checked} candidate pairs verified, {stats.near_pairs_rejected} rejected"
-    )
-    table_md = "| size | shards | exact | near | representative | sample URLs |\n|---|---|---|---|---|---|\n" + "".join(
-        f"| {c['size']} | {c['shards']} | {c['exact']} | {c['near']} | `{c['representative']}` | {'<br>'.join(u or '' for u in c['urls'])} |\n"
-        for c in largest
     )
     return MaterializeResult(
         metadata={
@@ -244,8 +209,8 @@ def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: 
             "pairs_rejected": stats.near_pairs_rejected,
             "verify_threshold": config.verify_threshold if config.verify_threshold is not None else "off",
             "cluster_sizes": MetadataValue.json({str(k): v for k, v in sizes.items()}),
-            "removed_per_shard": MetadataValue.json(removed),
-            "largest_clusters": MetadataValue.md(table_md),
+            "removed_per_shard": MetadataValue.json(removed_per_shard(decisions, covered)),
+            "largest_clusters": MetadataValue.md(largest_markdown(largest_clusters(decisions))),
             "cluster_size_plot": MetadataValue.md(png_markdown("cluster sizes", plot)),
             "plot_path": MetadataValue.path(lake.uri(CLUSTERS, "cluster_sizes.png")),
         },
@@ -275,10 +240,8 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
         return SkipReason("dedup_clusters unchanged since the last tick")
     # Files whose seeds are to be (re)built, as the partitions (batches of files) that hold them.
     order = context.instance.get_dynamic_partitions(crawl_shards.name)
-    batch_of = (registry := batches.for_keys(lake, order)).batch_of(order)
-    files = seeds_to_redo(fingerprints, catalog.facts(recorded, "seeds"))
-    needed = {batch_of[f] for f in files if f in batch_of}
-    gone = sum(1 for f in files if f not in batch_of)  # signed, then deleted from the partitions
+    redo = seeds_partitions_to_redo(fingerprints, catalog.facts(recorded, "seeds"), order, batches.for_keys(lake, order))
+    files, needed, gone = redo.files, redo.partitions, redo.gone
     # A seeds partition an unfinished run or backfill already covers (the nightly backfill builds seeds
     # after the clusters) is left to it; the cursor then stays, so the next tick looks again.
     busy = {k.partition_key for k in in_flight_partitions(context.instance, context.repository_def.asset_graph) if k.asset_key == SEEDS}
@@ -293,8 +256,7 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
         f"partitions, {len(needed) - len(requested)} of them already in an unfinished run or backfill"
         + (f"; {gone} files no longer registered" if gone else "") + f"; requesting {asked} partitions in {len(chosen)} runs"
     )
-    versions = {key: "+".join(fingerprints.get(f, "") for f in registry.files(key)) for group in chosen for key in group}
     return SensorResult(
-        run_requests=[shard_run_request(group, "dedup", versions) for group in chosen],
+        run_requests=[shard_run_request(group, "dedup", redo.versions(group)) for group in chosen],
         cursor=state if asked == len(needed) else context.cursor,
     )

@@ -25,7 +25,7 @@ from dataset_assets import settings
 from dataset_assets.mixtures.build import CODE_VERSION, build_mixtures
 from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe, recipe_names
 from dataset_assets.mixtures.pull import parquet_files
-from dataset_assets.graph import REPHRASED, SEEDS, strategy_names
+from dataset_assets.orchestration.graph import REPHRASED, SEEDS, strategy_names
 from dataset_assets.stats.unigrams import COUNTS_SCHEMA, count_unigrams, counts_batches, counts_metadata
 from resources.lake import Lake
 from resources.tokenizer import TokenizerResource

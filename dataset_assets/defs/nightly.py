@@ -8,80 +8,46 @@ which is what the single-run backfill policy and the UI's backfill page need.
 """
 
 import datetime
-from collections import Counter
 from typing import Optional
 
 from dagster import AssetKey, AssetSelection, DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from dataset_assets import settings
-from dataset_assets.dagster_internals import (
+from dataset_assets.orchestration.dagster_internals import (
     AssetGraphSubset,
     AssetKeyPartitionKey,
     BulkActionsFilter,
     get_latest_completed_cron_tick,
     get_next_cron_tick,
 )
-from dataset_assets.graph import CRAWL_DOCS, DEDUP_BUCKETS, DEDUP_CLUSTERS, DEDUP_SIGNATURES, REPHRASED, SEEDS, crawl_shards, dedup_bands, rephrased_partitions
-from dataset_assets.in_flight import UNFINISHED_BACKFILLS, in_flight_partitions
-from dataset_assets.catalog import CatalogDamaged, CatalogMissing
-from dataset_assets.status import graph_status
+from dataset_assets.orchestration.graph import CRAWL_DOCS, DEDUP_BUCKETS, DEDUP_CLUSTERS, DEDUP_SIGNATURES, REPHRASED, SEEDS, crawl_shards, dedup_bands, rephrased_partitions
+from dataset_assets.orchestration.in_flight import UNFINISHED_BACKFILLS, in_flight_partitions
+from dataset_assets.status.catalog import CatalogDamaged, CatalogMissing
+from dataset_assets.status.judge import graph_status
+from dataset_assets.status.nightly import MORE, backlog, slot_to_act_on
 from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
 from resources.llm import LLMEngine
 
 
-# Assets partitioned by shard (rephrased by "shard|strategy"): a bounded backfill takes whole shards.
-SHARD_ASSETS = ("crawl_docs", "dedup_signatures", "seeds", "rephrased")
-
-
-def _shard_of(key: str) -> str:
-    return key.split("|", 1)[0]
-
-
 def needed_partitions(lake: Lake, shards: list[str], engine_generator: str, limit: Optional[int] = None) -> tuple[set[AssetKeyPartitionKey], int]:
-    """(the partitions to backfill now, how many are missing or outdated in all). Every partition
-    `graph_status` finds missing or outdated: shards without documents, signatures or seeds; the
-    dedup bands and clusters when they do not cover every signed shard; seeds whose dedup decisions
-    changed; (shard x strategy) partitions missing or outdated.
-
-    With `limit`, the batch is the dedup partitions plus whole shards in key order (everything a
-    shard needs, so its chain completes in one backfill) up to about `limit` partitions; only the
-    batch's keys are built, so a tick's memory follows the limit, not the graph."""
+    """(the partitions to backfill now, how many are missing or outdated in all): every partition
+    `graph_status` finds missing or outdated, in whole shards up to about `limit` (`nightly.backlog`)."""
     status = graph_status(lake, shards, load_strategies(settings.prompts_dir()), engine_generator, dedup_bands.get_partition_keys())
-    shared = [(name, key) for name, st in status.items() if name not in SHARD_ASSETS for key in st.not_current()]
-    per_shard = Counter(_shard_of(key) for name in SHARD_ASSETS for key in status[name].not_current())
-    total = len(shared) + sum(per_shard.values())
-    chosen, size = set(), len(shared)
-    for shard in sorted(per_shard):
-        if limit is not None and chosen and size + per_shard[shard] > limit:
-            break
-        chosen.add(shard)
-        size += per_shard[shard]
-    wanted = {AssetKeyPartitionKey(AssetKey(name), key) for name, key in shared}
-    for name in SHARD_ASSETS:
-        for key in status[name].not_current():
-            if _shard_of(key) in chosen:
-                wanted.add(AssetKeyPartitionKey(AssetKey(name), rephrased_partitions.get_partition_key_from_str(key) if name == "rephrased" else key))
-    return wanted, total
+    pairs, total = backlog(status, limit)
+    return {AssetKeyPartitionKey(AssetKey(name), _partition_key(name, key)) for name, key in pairs}, total
+
+
+def _partition_key(asset: str, key: str):
+    return rephrased_partitions.get_partition_key_from_str(key) if asset == "rephrased" else key
 
 
 NIGHTLY_TAG = "nightly_backfill"
 
 
-# Cursor suffix: the slot's work was split and more of it is left for the next backfill.
-MORE = "+more"
-
-
 def due_slot(cron: str, now: datetime.datetime, cursor: Optional[str]) -> tuple[Optional[float], str]:
-    """(the cron slot to act on now, or None; the cursor to store). The first evaluation only
-    remembers the latest slot, so a new deployment waits for the next one, as a schedule would.
-    A slot whose work was split (cursor ending in MORE) is acted on again until none is left."""
-    if cursor and cursor.endswith(MORE):
-        return float(cursor[: -len(MORE)]), cursor[: -len(MORE)]
-    latest = get_latest_completed_cron_tick(cron, now, "UTC").timestamp()
-    if cursor is None or latest <= float(cursor):
-        return None, str(latest) if cursor is None else cursor
-    return latest, str(latest)
+    """(the cron slot to act on now, or None; the cursor to store): `nightly.slot_to_act_on`."""
+    return slot_to_act_on(get_latest_completed_cron_tick(cron, now, "UTC").timestamp(), cursor)
 
 
 @sensor(

@@ -1,8 +1,6 @@
 """`quality_classifier`: a fastText P(hq) model, trained DCLM-style or supplied, with its calibration."""
 
 
-import hashlib
-import json
 import os
 import random
 import tempfile
@@ -14,15 +12,15 @@ import numpy as np
 from dagster import AssetExecutionContext, Config, DataVersion, Failure, MaterializeResult, MetadataValue, asset
 
 from dataset_assets import settings
-from dataset_assets.graph import CRAWL_DOCS
+from dataset_assets.orchestration.graph import CRAWL_DOCS
 from dataset_assets.progress import Progress
 from dataset_assets.quality import classifier
 from dataset_assets.quality.embedding import EMBEDDING, Encoder, EncoderSpec, resolve_model, train_signal
 from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec, model_digest
 from dataset_assets.quality.reference import reference_documents
-from dataset_assets.quality.reference_lm import ReferenceLM
-from dataset_assets.quality.signals import LENGTH, LENGTH_CAP, REFERENCE_LM, RULES, SignalCalibration, fit_combined
-from dataset_assets.quality.store import CALIBRATION, EMBEDDING_MODEL, MODEL, REFERENCE_LM_FILE, fetch_model, sample_crawl_docs
+from dataset_assets.quality.signals import SignalCalibration
+from dataset_assets.quality.store import CALIBRATION, MODEL, REFERENCE_LM_FILE, fetch_model, sample_crawl_docs
+from dataset_assets.quality.training import DESCRIBED, check_rule, embedding_sample, extra_signal_names, fit_signals
 from resources.hashing import file_sha256
 from resources.lake import Lake
 
@@ -114,67 +112,71 @@ def _store_model(lake: Lake, obtained: _Model, local_model: str) -> tuple[str, i
     return file_sha256(Path(local_model))[:16], os.path.getsize(local_model)
 
 
-DESCRIBED = {REFERENCE_LM: "mean log-probability per word", LENGTH: f"words, up to {LENGTH_CAP:,}",
-             EMBEDDING: "sentence encoder + regression (logit)"}
-
-
 def _embedding(context: AssetExecutionContext, config: QualityClassifierConfig, model: str, hq: list[str], crawl: tuple, scores: np.ndarray):
     """The embedding signal trained on at most `embedding_docs` reference segments and crawl
     documents; the crawl sample it was trained on becomes the calibration sample of every signal,
     so the encoder reads each document once. (signal, that sample, its fastText scores, its
     embedding scores)."""
     try:
-        spec = EncoderSpec(resolve_model(model), config.embedding_tokens, config.embedding_batch_size)
-        encoder = Encoder(spec)
+        encoder = Encoder(EncoderSpec(resolve_model(model), config.embedding_tokens, config.embedding_batch_size))
     except ImportError as exc:
         raise Failure(f"embedding_model needs torch and transformers: pip install -e '.[cpu]' (or '.[gpu]'): {exc}") from exc
     except (FileNotFoundError, OSError, ValueError) as exc:
         raise Failure(f"quality_classifier: {exc}") from exc
-    rng = random.Random(config.seed)
-    picked = sorted(rng.sample(range(len(crawl[0])), min(len(crawl[0]), config.embedding_docs)))
-    sample = tuple([column[i] for i in picked] for column in crawl)
-    reference = rng.sample(hq, min(len(hq), config.embedding_docs))
+    picked, sample, sample_scores, reference = embedding_sample(crawl, scores, hq, config.embedding_docs, config.seed)
     progress = Progress(context.log.info, f"embedding ({encoder.device})", len(reference) + len(picked))
     signal, embedded = train_signal(encoder, reference, sample[0], progress=progress.update)
     context.log.info(progress.line())
-    return signal, sample, scores[picked], embedded
+    return signal, sample, sample_scores, embedded
 
 
 def _more_signals(context: AssetExecutionContext, lake: Lake, config: QualityClassifierConfig, hq: list[str], scores: np.ndarray,
                   fasttext: SignalCalibration, crawl: tuple, tmp: str) -> tuple[dict, dict, str]:
-    """Train the reference LM on the reference segments (when it is on), calibrate each signal and
-    the combined value on the crawl sample (`fasttext`: the classifier's calibration, already
-    computed), store them. (calibration entry, metadata, a digest of the entry and the LM file);
-    empty when every extra signal is switched off."""
+    """The further signals fitted (`training.fit_signals`) and stored: (calibration entry, metadata,
+    a digest of the entry and the LM file); empty when every extra signal is switched off."""
     embedding_model = config.embedding_model or settings.quality_embedding_model()
-    names = [name for name, on in ((REFERENCE_LM, config.reference_lm), (LENGTH, config.document_length),
-                                   (EMBEDDING, bool(embedding_model))) if on]
+    names = extra_signal_names(config.reference_lm, config.document_length, bool(embedding_model))
     if not names:
         return {}, {}, ""
-    if config.combine not in RULES:
-        raise Failure(f"quality_classifier: combine must be one of {RULES}, got {config.combine!r}")
+    try:
+        check_rule(config.combine)
+    except ValueError as exc:
+        raise Failure(str(exc)) from exc
     embedding, known = None, {}
     if embedding_model:
         embedding, crawl, scores, known[EMBEDDING] = _embedding(context, config, embedding_model, hq, crawl, scores)
-    texts, crawls, shards = crawl
-    lm = ReferenceLM.train(hq) if config.reference_lm else None
-    combined = fit_combined(names, lm, fasttext, scores, texts, crawls, shards, config.combine, config.min_crawl_documents,
-                            config.min_crawl_shards, embedding, known)
+    fitted = fit_signals(names, hq, fasttext, scores, crawl, config.combine, config.min_crawl_documents,
+                         config.min_crawl_shards, embedding, known)
     metadata = {"signals": MetadataValue.json({"fasttext": "P(hq)", **{n: DESCRIBED[n] for n in names}, "combine": config.combine})}
-    for name in names:
-        q = combined.calibration[name].quantiles
-        metadata[f"{name}_quantiles"] = MetadataValue.json({f"p{p}": round(q[p], 3) for p in (10, 50, 90)})
-    entry = combined.to_json()
+    metadata.update({f"{name}_quantiles": MetadataValue.json(q) for name, q in fitted.quantile_summary().items()})
     if embedding is not None:
-        entry[EMBEDDING_MODEL] = embedding.to_json()
-        metadata.update(embedding_model=MetadataValue.path(embedding.encoder.spec.path), embedding_calibration_documents=len(texts))
-    if lm is not None:
+        metadata.update(embedding_model=MetadataValue.path(embedding.encoder.spec.path), embedding_calibration_documents=len(crawl[0]))
+    if fitted.lm is not None:
         local = os.path.join(tmp, "reference_lm.npz")
-        lm.save(local)
+        fitted.lm.save(local)
         lake.put_file(REFERENCE_LM_FILE, local)
-        entry["reference_lm_sha256"] = file_sha256(Path(local))[:16]
-        metadata.update(reference_lm_vocabulary=len(lm.vocab), reference_lm_bigrams=int(len(lm.bigram_keys)))
-    return {"signals": entry}, metadata, hashlib.sha256(json.dumps(entry, sort_keys=True).encode()).hexdigest()[:16]
+        fitted.entry["reference_lm_sha256"] = file_sha256(Path(local))[:16]
+        metadata.update(reference_lm_vocabulary=len(fitted.lm.vocab), reference_lm_bigrams=int(len(fitted.lm.bigram_keys)))
+    return {"signals": fitted.entry}, metadata, fitted.digest()
+
+
+def _calibration(config: QualityClassifierConfig, obtained: _Model, quantiles: list, by_crawl: dict, documents: int,
+                 digest: str, signals: dict, metrics: dict) -> dict:
+    """What `calibration.json` holds: the model (kind, source, content digest), its quantiles over the
+    lake and per crawl, the further signals' entry and the held-out metrics."""
+    hf_spec = obtained.hf_spec
+    return {
+        "kind": "huggingface" if hf_spec else "fasttext",
+        **({"huggingface": hf_spec.to_json()} if hf_spec else {}),
+        "hq_label": config.hq_label,
+        "quantiles": quantiles,
+        "by_crawl": by_crawl,
+        "calibration_documents": documents,
+        "source": obtained.source,
+        "model_sha256": digest,
+        **signals,
+        **metrics,
+    }
 
 
 @asset(
@@ -203,23 +205,12 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         fasttext = SignalCalibration(quantiles, {crawl: c["quantiles"] for crawl, c in by_crawl.items()})
         crawl = (crawl_texts, crawl_names, crawl_shards)
         signals, signal_metadata, signals_digest = _more_signals(context, lake, config, hq, scores, fasttext, crawl, tmp)
-    hf_spec = obtained.hf_spec
-    calibration = {
-        "kind": "huggingface" if hf_spec else "fasttext",
-        **({"huggingface": hf_spec.to_json()} if hf_spec else {}),
-        "hq_label": config.hq_label,
-        "quantiles": quantiles,
-        "by_crawl": by_crawl,
-        "calibration_documents": len(crawl_texts),
-        "source": obtained.source,
-        "model_sha256": digest,
-        **signals,
-        **metrics,
-    }
+    calibration = _calibration(config, obtained, quantiles, by_crawl, len(crawl_texts), digest, signals, metrics)
     lake.put_json(CALIBRATION, calibration)
     if not config.reference_lm and lake.exists(REFERENCE_LM_FILE):  # a previous calibration's LM: nothing reads it now
         lake.fs.delete_file(lake.path(*REFERENCE_LM_FILE))
     context.log.info(f"quality classifier ({obtained.source}): {metrics}; median P(hq) {quantiles[50]:.3f}")
+    hf_spec = obtained.hf_spec
     return MaterializeResult(
         metadata={
             "source": obtained.source,

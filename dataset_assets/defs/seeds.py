@@ -25,15 +25,16 @@ from dagster import (
     asset,
 )
 
-from dataset_assets import catalog
-from dataset_assets.graph import CRAWL_DOCS, DEDUP_CLUSTERS, QUALITY_CLASSIFIER, crawl_shards
+from dataset_assets.status import catalog
+from dataset_assets.orchestration.graph import CRAWL_DOCS, DEDUP_CLUSTERS, QUALITY_CLASSIFIER, crawl_shards
 from dataset_assets.progress import Progress
-from dataset_assets.shard_runs import ShardResult, each_shard, shard_backfill_policy
+from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, shard_backfill_policy
 from dataset_assets.dedup.store import DEDUP_FINGERPRINT, NOT_COVERED, decisions_for_shard
 from dataset_assets.quality.heuristics import GopherRules
-from dataset_assets.quality.store import QualityModelMissing, load_combined, load_quality_model
-from dataset_assets.quality.seeds import KEPT_FINGERPRINT, SEED_SCHEMA, KeepRule, select_seeds, table_kept_fingerprint
-from dataset_assets.quality.signals import signal_names
+from dataset_assets.quality.scorer import SeedScorer
+from dataset_assets.quality.seed_checks import expected_kept_share, kept_share_check, signals_described, validate_seeds
+from dataset_assets.quality.store import QualityModelMissing
+from dataset_assets.quality.seeds import KEPT_FINGERPRINT, SEED_SCHEMA, KeepRule, table_kept_fingerprint
 from resources.lake import Lake
 
 ASSET = "seeds"
@@ -59,36 +60,6 @@ class SeedsConfig(Config):
     warn_kept_ratio: float = 0.25
 
 
-def validate_seeds(table: pa.Table, source_rows: int) -> tuple[bool, dict]:
-    """Integrity only, which is what a blocking check may stop the graph for: no duplicate ids,
-    scores in [0, 1], and every crawl_docs row present. How many seeds a shard keeps is an outcome
-    (a shard of spam keeps none), judged by the non-blocking kept-share check instead."""
-    ids = table.column("id").to_pylist()
-    duplicates = len(ids) - len(set(ids))
-    scores = table.column("quality_score").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
-    out_of_range = int(((scores < 0) | (scores > 1) | np.isnan(scores)).sum())
-    kept = int(sum(table.column("kept").to_pylist()))
-    lost = source_rows - table.num_rows
-    ok = duplicates == 0 and out_of_range == 0 and lost == 0
-    return ok, {"duplicate_ids": duplicates, "scores_out_of_range": out_of_range, "rows_lost": lost, "kept": kept, "documents": source_rows}
-
-
-def expected_kept_share(rule: KeepRule, quantiles: list[float]) -> float:
-    """The share of the crawl the keep rule keeps before the Gopher rules: top_fraction, or the share
-    of the crawl's calibration quantiles at or above min_score."""
-    if rule.top_fraction is not None:
-        return rule.top_fraction
-    return float(np.mean(np.asarray(quantiles) >= rule.min_score))
-
-
-def kept_share_check(kept: int, documents: int, expected: float, ratio: float, min_documents: int) -> tuple[bool, dict]:
-    share = kept / documents if documents else 0.0
-    judged = documents >= min_documents and expected > 0
-    ok = not judged or share >= ratio * expected
-    return ok, {"kept": kept, "documents": documents, "kept_share": round(share, 4), "crawl_kept_share": round(expected, 4),
-                "warn_below": round(ratio * expected, 4), "judged": judged}
-
-
 def _gopher(config: SeedsConfig) -> GopherRules:
     return GopherRules(
         config.min_words,
@@ -100,35 +71,6 @@ def _gopher(config: SeedsConfig) -> GopherRules:
         config.min_alpha_word_fraction,
         config.min_stop_words,
     )
-
-
-def _signals_described(signals: dict | None) -> str:
-    if not signals:
-        return "the classifier alone"
-    names = " + ".join(n.replace("_", " ") for n in signal_names(signals))
-    return f"classifier + {names} ({signals['rule']} of percentiles)"
-
-
-class _Scorer:
-    """The quality model, its calibration and the combined signals: loaded once per run."""
-
-    def __init__(self, lake: Lake, tmp: str):
-        try:
-            self.model, calibration = load_quality_model(lake, tmp)
-            self.combined = load_combined(lake, calibration, tmp)
-        except (QualityModelMissing, ValueError, ImportError) as exc:  # ValueError: a stored signal that cannot be used
-            raise Failure(str(exc)) from exc
-        self.by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
-        self.calibration = calibration
-
-    def score(self, context: AssetExecutionContext, shard: str, docs: pa.Table, rule: KeepRule, gopher: GopherRules, duplicates) -> list:
-        progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
-        scored = []
-        for batch in docs.to_batches(max_chunksize=2048):
-            scored.append(select_seeds(batch, self.model, self.calibration["quantiles"], rule, gopher, self.calibration["hq_label"],
-                                       self.by_crawl, duplicates, self.combined))
-            progress.update(sum(b.num_rows for b in scored))
-        return scored
 
 
 def _check_results(shard: str, ok: bool, facts: dict, share_ok: bool, share_facts: dict) -> list[AssetCheckResult]:
@@ -198,7 +140,10 @@ def run_check_results(by_shard: dict[str, list[AssetCheckResult]]) -> list[Asset
 def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> MaterializeResult:
     checks: dict[str, list[AssetCheckResult]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        scorer = _Scorer(lake, tmp)
+        try:
+            scorer = SeedScorer(lake, tmp)
+        except (QualityModelMissing, ValueError, ImportError) as exc:  # ValueError: a stored signal that cannot be used
+            raise Failure(str(exc)) from exc
         result = each_shard(context, lake, lambda shard: _seeds_one(context, config, lake, scorer, shard, checks), _run_totals)
     return MaterializeResult(metadata=result.metadata, data_version=result.data_version, check_results=run_check_results(checks))
 
@@ -210,7 +155,7 @@ def _run_totals(sums: dict, per_shard: dict) -> dict:
     return {**sums, "kept_share": sums["kept"] / rows if rows else 0.0, "mean_quality_score": mean}
 
 
-def _seeds_one(context: AssetExecutionContext, config: SeedsConfig, lake: Lake, scorer: _Scorer, shard: str,
+def _seeds_one(context: AssetExecutionContext, config: SeedsConfig, lake: Lake, scorer: SeedScorer, shard: str,
                checks: dict[str, list[AssetCheckResult]]) -> ShardResult:
     """One shard's seeds, committed and recorded; its check results go into `checks`."""
     rule = KeepRule(top_fraction=config.top_fraction, min_score=config.min_score)
@@ -221,8 +166,8 @@ def _seeds_one(context: AssetExecutionContext, config: SeedsConfig, lake: Lake, 
             f"{shard} is not in dedup_clusters yet: its seeds are not deduplicated. Materialise dedup_signatures[{shard}], "
             "dedup_buckets and dedup_clusters; the dedup sensor and the nightly backfill then rebuild these seeds."
         )
-    scored = scorer.score(context, shard, docs, rule, _gopher(config), duplicates)
-    by_crawl = scorer.by_crawl
+    progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
+    scored = scorer.score(docs, rule, _gopher(config), duplicates, progress.update)
     table = pa.Table.from_batches(scored, schema=SEED_SCHEMA)
     fingerprint = {KEPT_FINGERPRINT: table_kept_fingerprint(table), DEDUP_FINGERPRINT: dedup_fingerprint}
     written = lake.write_partition(ASSET, {"shard": shard}, table.to_batches(), SEED_SCHEMA, fingerprint)
@@ -236,17 +181,24 @@ def _seeds_one(context: AssetExecutionContext, config: SeedsConfig, lake: Lake, 
         facts["kept"], own, expected_kept_share(rule, scorer.calibration["quantiles"]), config.warn_kept_ratio, config.check_min_documents
     )
     checks[shard] = _check_results(shard, ok, facts, share_ok, share_facts)
-    scores = table.column("quality_score").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(1)
     context.log.info(f"{shard}: {facts['kept']} of {docs.num_rows} documents kept; drops {dict(reasons)}")
-    metadata = {
+    metadata = _shard_metadata(config, lake, scorer, shard, docs, table, written, facts["kept"], reasons, dedup_fingerprint)
+    return metadata, written.data_version
+
+
+def _shard_metadata(config: SeedsConfig, lake: Lake, scorer: SeedScorer, shard: str, docs: pa.Table, table: pa.Table, written,
+                    kept: int, reasons: Counter, dedup_fingerprint: str) -> dict:
+    scores = table.column("quality_score").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(1)
+    by_crawl = scorer.by_crawl
+    return {
         "rows": written.rows,
-        "kept": facts["kept"],
-        "kept_share": facts["kept"] / docs.num_rows if docs.num_rows else 0.0,
+        "kept": kept,
+        "kept_share": kept / docs.num_rows if docs.num_rows else 0.0,
         "drop_counts": MetadataValue.json(dict(reasons)),
         "bytes": written.bytes,
         "path": MetadataValue.path(lake.uri(*lake.partition_parts(ASSET, {"shard": shard}))),
         "mean_quality_score": float(scores.mean()),
-        "quality_signals": _signals_described(scorer.calibration.get("signals")),
+        "quality_signals": signals_described(scorer.calibration.get("signals")),
         "deduplicated": dedup_fingerprint != NOT_COVERED,
         "removed_exact": reasons.get("duplicate", 0),
         "removed_near": reasons.get("near_duplicate", 0),
@@ -256,4 +208,3 @@ def _seeds_one(context: AssetExecutionContext, config: SeedsConfig, lake: Lake, 
             {crawl: ("its crawl" if crawl in by_crawl else "the whole lake") for crawl in sorted(set(docs.column("crawl").to_pylist()))}
         ),
     }
-    return metadata, written.data_version

@@ -25,10 +25,10 @@ import pyarrow.fs as pafs
 from dataset_assets.mixtures.card import dataset_card
 from dataset_assets.mixtures.index import load_index, token_counter
 from dataset_assets.mixtures.pull import CARD, LATEST, MANIFEST, MIXTURES, finished_versions, version_dirs
-from dataset_assets.mixtures.recipe import NATURAL, Recipe, UpstreamError, check_availability
+from dataset_assets.mixtures.recipe import NATURAL, Recipe, UpstreamError
 from dataset_assets.mixtures.sampling import CODE_VERSION, MIXTURE_SCHEMA, mixture_identity, mixture_rows, sample, text_sources
 from dataset_assets.mixtures.shards import entry, fixed_size_tables, write_shards
-from dataset_assets.mixtures.upstream import Partition, upstream_partitions
+from dataset_assets.mixtures.upstream import Partition, check_availability, upstream_partitions
 from resources.lake import STAGING, Lake
 
 __all__ = ["CODE_VERSION", "MIXTURE_SCHEMA", "Published", "build_mixtures"]

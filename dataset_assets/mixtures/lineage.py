@@ -36,6 +36,16 @@ def _changed_note(lake: Lake, manifest: dict, asset: str, key: dict[str, str]) -
     return {} if now == recorded else {"note": f"{asset} partition changed since this version (data version {recorded} then, {now} now)"}
 
 
+def _rephrased_step(lake: Lake, manifest: dict, row: dict) -> dict:
+    key = {"shard": row["shard"], "strategy": row["component"]}
+    found = _find(lake, lake.partition_files("rephrased", key), row["rephrased_id"])
+    fields = ("id", "source_id", "shard", "strategy", "prompt_hash", "generator", "finish_reason", "completion_tokens")
+    step = {k: found.get(k) for k in fields} if found else {"id": row["rephrased_id"], "missing": "not in the lake any more"}
+    if found:
+        step["text"] = _preview(found["text"])
+    return {"level": "rephrased", **step, **_changed_note(lake, manifest, "rephrased", key)}
+
+
 def trace(lake: Lake, mixture: str, row_id: str) -> list[dict]:
     """[mixture row, rephrased row (synthetic rows only), seed, crawl record], each a dict with `level`."""
     name, version, manifest = resolve(lake, mixture)
@@ -52,13 +62,7 @@ def trace(lake: Lake, mixture: str, row_id: str) -> list[dict]:
         }
     ]
     if row["rephrased_id"]:
-        key = {"shard": shard, "strategy": row["component"]}
-        found = _find(lake, lake.partition_files("rephrased", key), row["rephrased_id"])
-        fields = ("id", "source_id", "shard", "strategy", "prompt_hash", "generator", "finish_reason", "completion_tokens")
-        step = {k: found.get(k) for k in fields} if found else {"id": row["rephrased_id"], "missing": "not in the lake any more"}
-        if found:
-            step["text"] = _preview(found["text"])
-        chain.append({"level": "rephrased", **step, **_changed_note(lake, manifest, "rephrased", key)})
+        chain.append(_rephrased_step(lake, manifest, row))
     seed = _find(lake, lake.partition_files("seeds", {"shard": shard}), row["seed_id"])
     if seed is None:
         chain.append({"level": "seed", "id": row["seed_id"], "shard": shard, "missing": "not in the lake any more"})

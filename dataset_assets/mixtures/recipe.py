@@ -32,7 +32,6 @@ a component whose share is 0 is left out. Each variant has its own versions and 
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -215,7 +214,17 @@ def parse_recipe(data: Mapping, name: str, where: str = "<recipe>", known_strate
         weights = ", ".join(f"{c.label}={c.weight:g}" for c in components)
         raise fail("components.weight", f"weights must sum to 1 (tolerance {WEIGHT_TOLERANCE:g}), got {total:.6g} ({weights})")
 
-    points = tuple(parsed.sweep)
+    points = _sweep_points(parsed.sweep, components, fail)
+    shards = parsed.shards
+    if shards is not None:
+        if not shards or not all(shards):
+            raise fail("shards", "expected a non-empty list of shard keys (or leave it out to use every shard)")
+        shards = tuple(sorted(set(shards)))
+    return Recipe(name, parsed.description, parsed.budget_tokens, parsed.seed, parsed.max_repetition, parsed.shard_rows, components, points, shards, where)
+
+
+def _sweep_points(sweep: list[float], components: tuple[Component, ...], fail) -> tuple[float, ...]:
+    points = tuple(sweep)
     for i, p in enumerate(points):
         if not 0 <= p <= 100:
             raise fail(f"sweep[{i}]", f"a synthetic share in percent must lie in [0, 100], got {p:g}")
@@ -223,14 +232,7 @@ def parse_recipe(data: Mapping, name: str, where: str = "<recipe>", known_strate
         raise fail("sweep", f"repeated points in {list(points)}")
     if points and not ({c.source for c in components} >= {NATURAL, REPHRASED}):
         raise fail("sweep", "a sweep varies the natural/rephrased split: the recipe needs a natural and at least one rephrased component")
-
-    shards = parsed.shards
-    if shards is not None:
-        if not shards or not all(shards):
-            raise fail("shards", "expected a non-empty list of shard keys (or leave it out to use every shard)")
-        shards = tuple(sorted(set(shards)))
-
-    return Recipe(name, parsed.description, parsed.budget_tokens, parsed.seed, parsed.max_repetition, parsed.shard_rows, components, points, shards, where)
+    return points
 
 
 def _components(raw: list[ComponentFile], fail, known_strategies) -> tuple[Component, ...]:
@@ -257,29 +259,3 @@ def _components(raw: list[ComponentFile], fail, known_strategies) -> tuple[Compo
             raise fail(f"{at}", f"component {component.label!r} appears twice; merge the entries")
         out.append(component)
     return tuple(out)
-
-
-def check_availability(recipe: Recipe, available: Mapping[str, int], rows: Mapping[str, int]) -> dict[str, int]:
-    """Target tokens per component; raises naming every component the lake cannot supply in time."""
-    problems = []
-    targets = recipe.targets()
-    if not any(targets.values()):
-        where = recipe.path or recipe.name
-        raise RecipeError(f"{where}: field `budget_tokens`: {recipe.budget_tokens} tokens give no component a whole token")
-    for label, needed in targets.items():
-        have = available.get(label, 0)
-        if rows.get(label, 0) == 0 or have == 0:
-            problems.append(f"component {label!r} is empty: no kept rows upstream (needs {needed:,} tokens)")
-        elif needed > recipe.max_repetition * have:
-            problems.append(
-                f"component {label!r} needs {needed:,} tokens but has {have:,} available "
-                f"({math.floor(recipe.max_repetition * have):,} with max_repetition {recipe.max_repetition:g}, "
-                f"{needed / have:.2f}x would be needed)"
-            )
-    if problems:
-        raise RecipeError(
-            f"{recipe.path or recipe.name}: mixture {recipe.name!r} (budget_tokens {recipe.budget_tokens:,}) cannot be met: "
-            + "; ".join(problems)
-            + ". Lower budget_tokens, raise max_repetition, or materialise more upstream data."
-        )
-    return targets

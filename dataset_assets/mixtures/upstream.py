@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Optional
 
 from dataset_assets.mixtures.pull import file_sha256
-from dataset_assets.mixtures.recipe import NATURAL, Recipe, UpstreamError
+from dataset_assets.mixtures.recipe import NATURAL, Recipe, RecipeError, UpstreamError
 from resources.lake import Lake
 
 # The rephrased asset writes this file last in each partition (dataset_assets/rephrase/generate.py):
@@ -93,3 +95,29 @@ def upstream_partitions(lake: Lake, recipe: Recipe, excluded: Optional[list] = N
     # Hashing is I/O and sha256, both of which release the GIL: two threads hash two partitions at once.
     with ThreadPoolExecutor(max_workers=2) as pool:
         return list(pool.map(version, found))
+
+
+def check_availability(recipe: Recipe, available: Mapping[str, int], rows: Mapping[str, int]) -> dict[str, int]:
+    """Target tokens per component; raises naming every component the lake cannot supply in time."""
+    problems = []
+    targets = recipe.targets()
+    if not any(targets.values()):
+        where = recipe.path or recipe.name
+        raise RecipeError(f"{where}: field `budget_tokens`: {recipe.budget_tokens} tokens give no component a whole token")
+    for label, needed in targets.items():
+        have = available.get(label, 0)
+        if rows.get(label, 0) == 0 or have == 0:
+            problems.append(f"component {label!r} is empty: no kept rows upstream (needs {needed:,} tokens)")
+        elif needed > recipe.max_repetition * have:
+            problems.append(
+                f"component {label!r} needs {needed:,} tokens but has {have:,} available "
+                f"({math.floor(recipe.max_repetition * have):,} with max_repetition {recipe.max_repetition:g}, "
+                f"{needed / have:.2f}x would be needed)"
+            )
+    if problems:
+        raise RecipeError(
+            f"{recipe.path or recipe.name}: mixture {recipe.name!r} (budget_tokens {recipe.budget_tokens:,}) cannot be met: "
+            + "; ".join(problems)
+            + ". Lower budget_tokens, raise max_repetition, or materialise more upstream data."
+        )
+    return targets

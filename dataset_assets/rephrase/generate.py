@@ -15,16 +15,15 @@ from typing import Optional
 
 import pyarrow as pa
 
-from dataset_assets import catalog
 from dataset_assets.crawl.langid import language_probabilities  # lid.176, loaded on first use
 from dataset_assets.rephrase.postfilters import postfilter_flags, strip_preambles
 from dataset_assets.quality.seeds import kept_fingerprint
-from dataset_assets.lake_walk import facts_rephrased
 from dataset_assets.rephrase.chunks import ChunkPlan, chunk_plans, plan_items
-from dataset_assets.rephrase.store import ASSET, MANIFEST, REPHRASED_SCHEMA, SCORE_COLUMNS, chunk_metadata, committed
+from dataset_assets.rephrase.store import ASSET, MANIFEST, REPHRASED_SCHEMA, SCORE_COLUMNS, apply_partition_checks, chunk_metadata, committed
 from dataset_assets.rephrase.strategies import Strategy, prompt_hash, render
-from dataset_assets.rephrase.checks import PromptEcho, RowScores, SourceView, first_reason, safe_check_row
-from dataset_assets.rephrase.partition_checks import judge, partition_measures, template_duplicates
+from dataset_assets.rephrase.checks import RowScores, SourceView, first_reason, safe_check_row
+from dataset_assets.rephrase.echo import PromptEcho
+from dataset_assets.rephrase.partition_checks import judge, partition_measures
 from resources.llm import ChatRequest, Completion, EngineUnavailable
 
 @dataclass
@@ -43,6 +42,7 @@ class PartitionStats:
     dropped_samples: dict = field(default_factory=dict)  # drop reason -> up to two dropped texts
     quality: dict = field(default_factory=dict)  # partition_checks.partition_measures of the partition
     checks: dict = field(default_factory=dict)  # partition_checks.judge: severity of each partition check
+    manifest: dict = field(default_factory=dict)  # the finished partition's _manifest.json, once written
 
 
 def sampling_json(strategy: Strategy) -> str:
@@ -195,8 +195,8 @@ def rephrase_partition(
         if path.rsplit("/", 1)[-1] not in wanted:
             lake.fs.delete_file(path)  # chunks of an earlier, longer plan
     manifest = _manifest(strategy, generator, seeds, len(chunks), stats)
-    lake.put_json(manifest_parts, manifest)  # the partition is finished; then its catalog record
-    catalog.record(lake, ASSET, f"{shard}|{strategy.name}", **facts_rephrased(manifest))
+    lake.put_json(manifest_parts, manifest)  # the partition is finished; its caller records it in the catalog
+    stats.manifest = manifest
     return stats
 
 
@@ -234,42 +234,6 @@ def _manifest(strategy: Strategy, generator: str, seeds: list[dict], chunks: int
         "quality": stats.quality,
         "checks": stats.checks,
     }
-
-
-ROW_COLUMNS = ["id", "source_id", "text", "kept", "drop_reason", "flags", "duplicate_of", "completion_tokens", *SCORE_COLUMNS]
-
-
-def apply_partition_checks(lake, directory: str, tables: list[tuple[ChunkPlan, pa.Table, dict]], strategy: Strategy) -> list[dict]:
-    """Mark template duplicates across every chunk of the partition and rewrite the chunks whose rows
-    changed (same footer, so they stay reusable); returns the partition's rows with final verdicts.
-    Idempotent: verdicts of an earlier pass are recomputed from the row checks, never stacked."""
-    rows_by_chunk = [(chunk, table, expected, table.select(ROW_COLUMNS).to_pylist()) for chunk, table, expected in tables]
-    candidates = [
-        (r["id"], r["source_id"], r["text"])
-        for _, _, _, rows in rows_by_chunk
-        for r in rows
-        if not [f for f in (r["flags"] or []) if f != "template_duplicate"]
-    ]
-    duplicate_of = template_duplicates(candidates, strategy.checks)
-    out = []
-    for chunk, table, expected, rows in rows_by_chunk:
-        changed = False
-        for r in rows:
-            flags = [f for f in (r["flags"] or []) if f != "template_duplicate"]
-            if r["id"] in duplicate_of:
-                flags.append("template_duplicate")
-            verdict = (not flags, first_reason(flags), duplicate_of.get(r["id"]))
-            if verdict != (r["kept"], r["drop_reason"], r["duplicate_of"]) or flags != (r["flags"] or []):
-                changed = True
-            r["flags"], (r["kept"], r["drop_reason"], r["duplicate_of"]) = flags, verdict
-        if changed:
-            full = table.to_pylist()
-            for row, r in zip(full, rows):
-                row.update(flags=r["flags"], kept=r["kept"], drop_reason=r["drop_reason"], duplicate_of=r["duplicate_of"])
-            fixed = pa.Table.from_pylist(full, schema=REPHRASED_SCHEMA)
-            lake.write_parquet(f"{directory}/{chunk.file_name}", fixed.to_batches(), REPHRASED_SCHEMA, expected)
-        out.extend(rows)
-    return out
 
 
 def _count_tokens(stats: PartitionStats, table: pa.Table) -> None:

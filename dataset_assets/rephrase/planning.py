@@ -1,10 +1,9 @@
-"""Which partitions are missing or outdated, and how to cover them with few engine loads."""
+"""How to cover the missing or outdated (shard, strategy) partitions with few engine loads: rectangles
+of shard ranges x strategy ranges, and the tags that ask Dagster for one."""
 
 from __future__ import annotations
 
 from typing import Optional
-
-from dataset_assets.rephrase.strategies import Strategy
 
 
 def rectangles(needed: set[tuple[str, str]], shard_order: list[str], strategy_order: list[str]) -> list[tuple[list[str], list[str]]]:
@@ -43,14 +42,3 @@ def range_tags(shards: list[str], strategies: list[str]) -> dict[str, str]:
         "dagster/asset_partition_range_start": f"{shards[0]}|{strategies[0]}",
         "dagster/asset_partition_range_end": f"{shards[-1]}|{strategies[-1]}",
     }
-
-
-def rephrase_needed(
-    lake, strategies: dict[str, Strategy], shards: list[str], generator: str, max_output_tokens: Optional[int] = None
-) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
-    """(shard, strategy) pairs that are missing or outdated, and the summary of all pairs: the status
-    catalog's answer, exactly what `dataset-assets status` and the nightly backfill see."""
-    from dataset_assets.status import graph_status
-
-    rephrased = graph_status(lake, shards, strategies, generator, [], max_output_tokens)["rephrased"]
-    return {tuple(key.split("|", 1)) for key in rephrased.not_current()}, rephrased.summary(sample=0)

@@ -11,7 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataset_assets.quality.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, table_kept_fingerprint
+from dataset_assets.rephrase.checks import first_reason
 from dataset_assets.rephrase.chunks import ChunkPlan
+from dataset_assets.rephrase.partition_checks import template_duplicates
 from dataset_assets.rephrase.strategies import Strategy, prompt_hash
 
 ASSET = "rephrased"
@@ -124,3 +126,38 @@ def finished_partitions(lake) -> Iterator[tuple[str, str, dict]]:
             if lake.exists(parts):
                 yield shard_dir[len("shard=") :], strategy_dir[len("strategy=") :], lake.get_json(parts)
 
+
+ROW_COLUMNS = ["id", "source_id", "text", "kept", "drop_reason", "flags", "duplicate_of", "completion_tokens", *SCORE_COLUMNS]
+
+
+def apply_partition_checks(lake, directory: str, tables: list[tuple[ChunkPlan, pa.Table, dict]], strategy: Strategy) -> list[dict]:
+    """Mark template duplicates across every chunk of the partition and rewrite the chunks whose rows
+    changed (same footer, so they stay reusable); returns the partition's rows with final verdicts.
+    Idempotent: verdicts of an earlier pass are recomputed from the row checks, never stacked."""
+    rows_by_chunk = [(chunk, table, expected, table.select(ROW_COLUMNS).to_pylist()) for chunk, table, expected in tables]
+    candidates = [
+        (r["id"], r["source_id"], r["text"])
+        for _, _, _, rows in rows_by_chunk
+        for r in rows
+        if not [f for f in (r["flags"] or []) if f != "template_duplicate"]
+    ]
+    duplicate_of = template_duplicates(candidates, strategy.checks)
+    out = []
+    for chunk, table, expected, rows in rows_by_chunk:
+        changed = False
+        for r in rows:
+            flags = [f for f in (r["flags"] or []) if f != "template_duplicate"]
+            if r["id"] in duplicate_of:
+                flags.append("template_duplicate")
+            verdict = (not flags, first_reason(flags), duplicate_of.get(r["id"]))
+            if verdict != (r["kept"], r["drop_reason"], r["duplicate_of"]) or flags != (r["flags"] or []):
+                changed = True
+            r["flags"], (r["kept"], r["drop_reason"], r["duplicate_of"]) = flags, verdict
+        if changed:
+            full = table.to_pylist()
+            for row, r in zip(full, rows):
+                row.update(flags=r["flags"], kept=r["kept"], drop_reason=r["drop_reason"], duplicate_of=r["duplicate_of"])
+            fixed = pa.Table.from_pylist(full, schema=REPHRASED_SCHEMA)
+            lake.write_parquet(f"{directory}/{chunk.file_name}", fixed.to_batches(), REPHRASED_SCHEMA, expected)
+        out.extend(rows)
+    return out

@@ -102,11 +102,15 @@ def write_tiny_model(
     model = model.to(getattr(torch, dtype)).eval()
     model.generation_config.do_sample = True
     model.save_pretrained(out_dir, safe_serialization=True)
-    # Named as what it is wherever a row records its generator: random weights, not a language model.
+    _write_marker(out_dir, seed)
+    return out_dir
+
+
+def _write_marker(out_dir: str, seed: int) -> None:
+    """Named as what it is wherever a row records its generator: random weights, not a language model."""
     from resources.default_model import MARKER
     from resources.hashing import file_sha256
 
     weights = file_sha256(Path(out_dir) / "model.safetensors")
     with open(os.path.join(out_dir, MARKER), "w") as f:
         json.dump({"name": "tiny-random-llama", "revision": f"seed{seed}-{weights[:12]}", "note": "random weights: its text is noise"}, f)
-    return out_dir

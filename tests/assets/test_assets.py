@@ -10,11 +10,11 @@ import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context, materialize
 
 from dataset_assets.defs.crawl import crawl_docs
-from dataset_assets.graph import dedup_bands
+from dataset_assets.orchestration.graph import dedup_bands
 from dataset_assets.defs.dedup import dedup_buckets, dedup_clusters, dedup_signatures
 from dataset_assets.defs.quality import quality_classifier
 from dataset_assets.defs.seeds import seeds
-from dataset_assets.graph import crawl_shards
+from dataset_assets.orchestration.graph import crawl_shards
 from dataset_assets.defs.crawl import crawl_landing_sensor
 from resources.lake import Lake
 from resources.landing import CrawlLanding
@@ -237,8 +237,8 @@ def test_a_backfill_run_of_many_shards_scores_each_and_names_the_low_quality_one
     summing the counts, and the kept-share WARN names the shard that kept too little."""
     from dagster import AssetKey
 
-    from dataset_assets import catalog
-    from dataset_assets.shard_runs import shard_backfill_policy
+    from dataset_assets.status import catalog
+    from dataset_assets.orchestration.shard_runs import shard_backfill_policy
 
     assert seeds.backfill_policy == shard_backfill_policy()
     shards = ["cc-main-2019-30-docs.jsonl.gz", "overlap-a.jsonl.gz", "overlap-b.jsonl.gz", SPAM]
@@ -275,26 +275,6 @@ def test_a_backfill_run_of_many_shards_scores_each_and_names_the_low_quality_one
     failing = warn.metadata["failing"].value
     assert SPAM in failing and failing[SPAM]["kept"] == 0 and failing[SPAM]["documents"] == env["crawl"][SPAM]["rows"]
     assert warn.metadata["failing_shards"].value == len(failing) and SPAM in warn.description
-
-
-def test_integrity_failures_are_what_the_blocking_check_stops_for():
-    import pyarrow as pa
-
-    from dataset_assets.defs.seeds import kept_share_check, validate_seeds
-    from dataset_assets.quality.seeds import SEED_SCHEMA
-
-    def table(ids, scores):
-        rows = [{**{n: None for n in SEED_SCHEMA.names}, "id": i, "quality_score": s, "kept": False} for i, s in zip(ids, scores)]
-        return pa.Table.from_pylist(rows, schema=SEED_SCHEMA)
-
-    assert validate_seeds(table(["a", "b"], [0.1, 0.9]), 2)[0]
-    assert validate_seeds(table(["a", "b"], [0.1, 0.9]), 2)[1]["kept"] == 0  # keeping nothing is not a failure
-    assert validate_seeds(table(["a", "a"], [0.1, 0.9]), 2)[1]["duplicate_ids"] == 1
-    assert not validate_seeds(table(["a", "b"], [0.1, 1.5]), 2)[0]
-    ok, facts = validate_seeds(table(["a"], [0.1]), 2)
-    assert not ok and facts["rows_lost"] == 1
-    assert kept_share_check(0, 5, 0.1, 0.25, 10)[0]  # too small a shard to judge
-    assert not kept_share_check(1, 200, 0.1, 0.25, 10)[0] and kept_share_check(6, 200, 0.1, 0.25, 10)[0]
 
 
 def test_supplied_model_is_loaded_instead_of_trained(env, tmp_path):
@@ -404,8 +384,8 @@ def test_a_backfill_run_of_many_shards_commits_each_and_names_the_bad_file(tmp_p
     is not a shard fails the run by name without losing the shards after it."""
     from dagster import AssetKey
 
-    from dataset_assets import catalog
-    from dataset_assets.shard_runs import shard_backfill_policy
+    from dataset_assets.status import catalog
+    from dataset_assets.orchestration.shard_runs import shard_backfill_policy
 
     assert shard_backfill_policy().max_partitions_per_run == 100 and crawl_docs.backfill_policy == shard_backfill_policy()
     landing = tmp_path / "landing"

@@ -18,16 +18,16 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from dataset_assets.defs.crawl import crawl_docs
-from dataset_assets.graph import dedup_bands
+from dataset_assets.orchestration.graph import dedup_bands
 from dataset_assets.defs.dedup import dedup_buckets, dedup_clusters, dedup_signatures
 from dataset_assets.dedup import buckets as bucket_stage
 from dataset_assets.dedup.clusters import ClusterStats, cluster, shard_fingerprints
 from dataset_assets.dedup.minhash import MinHasher, MinHashParams, jaccard, shingles
 from dataset_assets.dedup.signatures import signature_batches
-from dataset_assets import catalog
+from dataset_assets.status import catalog
 from dataset_assets.dedup.store import CLUSTERS, SIGNATURES, ParameterMismatch, read_signature_keys
-from dataset_assets.status import seeds_to_redo
-from dataset_assets.graph import crawl_shards
+from dataset_assets.status.dedup_decisions import seeds_to_redo
+from dataset_assets.orchestration.graph import crawl_shards
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 from tests.conftest import CRAWL, ROOT, distinct_english, write_jsonl_gz
@@ -173,6 +173,44 @@ def test_signature_files_of_other_parameters_are_refused_never_mixed(tmp_path):
         read_signature_keys(lake, ["s1", "s2"], PARAMS, ["band_00"])
     assert "s2" in str(err.value) and '"ngram": 3' in str(err.value) and "never mixed" in str(err.value)
     assert read_signature_keys(lake, ["s1"], PARAMS, ["band_00"]).num_rows == 1
+
+
+def test_band_partitions_of_other_parameters_or_other_shards_are_refused_by_name(tmp_path):
+    from dataset_assets.dedup.minhash import PARAMS_KEY
+    from dataset_assets.dedup.store import BUCKETS, COVERED_KEY, read_buckets
+
+    lake = Lake(root=str(tmp_path / "lake"))
+    empty = bucket_stage.MEMBER_SCHEMA.empty_table()
+
+    def band(key, params=PARAMS, covered=("s1",)):
+        meta = {PARAMS_KEY: params.key(), COVERED_KEY: json.dumps(list(covered))}
+        lake.write_partition(BUCKETS, {"band": key}, empty.to_batches(), bucket_stage.MEMBER_SCHEMA, meta)
+
+    with pytest.raises(ValueError, match=r"dedup_buckets\[exact\] is missing"):
+        read_buckets(lake, PARAMS, ["exact"])
+    band("exact")
+    band("near-00", MinHashParams(ngram=3))
+    with pytest.raises(ParameterMismatch, match=r"dedup_buckets\[near-00\] was made with other MinHash parameters"):
+        read_buckets(lake, PARAMS, ["exact", "near-00"])
+    band("near-00", covered=("s1", "s2"))
+    with pytest.raises(ValueError, match=r"dedup_buckets\[near-00\] covers other shards"):
+        read_buckets(lake, PARAMS, ["exact", "near-00"])
+    band("near-00")
+    members, covered = read_buckets(lake, PARAMS, ["exact", "near-00"])
+    assert members.num_rows == 0 and covered == ["s1"]
+
+
+def test_removed_per_shard_and_the_largest_clusters_table():
+    from dataset_assets.dedup.clusters import largest_markdown, removed_per_shard
+
+    decisions = pa.table({"shard": ["a", "a", "b", "b"], "kind": ["representative", "duplicate", "near_duplicate", "duplicate"]})
+    assert removed_per_shard(decisions, ["a", "b", "c"]) == {
+        "a": {"duplicate": 1, "near_duplicate": 0},
+        "b": {"duplicate": 1, "near_duplicate": 1},
+        "c": {"duplicate": 0, "near_duplicate": 0},
+    }
+    table = largest_markdown([{"size": 3, "shards": 2, "exact": 1, "near": 1, "representative": "x", "urls": ["http://u", None]}])
+    assert table.splitlines()[2] == "| 3 | 2 | 1 | 1 | `x` | http://u<br> |"
 
 
 @pytest.fixture()
@@ -338,7 +376,7 @@ def test_the_dedup_seeds_sensor_requests_consecutive_shards_as_range_runs_in_bou
 
     from dataset_assets import definitions
     from dataset_assets.defs.dedup import dedup_seeds_sensor
-    from dataset_assets.shard_runs import shard_groups
+    from dataset_assets.orchestration.shard_runs import shard_groups
 
     assert shard_groups(list("abcdef"), set("abdef"), 2) == [["a", "b"], ["d", "e"], ["f"]]
     assert shard_groups(list("abc"), set(), 2) == []

@@ -13,6 +13,8 @@ from dagster._core.execution.backfill import BulkActionStatus
 
 from dataset_assets.rephrase.planning import rectangles
 from dataset_assets.rephrase.generate import rephrase_partition
+from dataset_assets.status import catalog
+from dataset_assets.status.lake_walk import facts_rephrased
 from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
 from tests.conftest import ROOT
@@ -22,7 +24,7 @@ from tests.unit.test_rephrase import seeds as seed_rows
 
 def write_docs_and_seeds(lake: Lake, shard: str) -> None:
     """What crawl_docs and seeds commit for a shard: their data, then their status catalog records."""
-    from dataset_assets import catalog
+    from dataset_assets.status import catalog
     from dataset_assets.quality.seeds import SEED_SCHEMA, kept_fingerprint
 
     rows = [{**{n: None for n in SEED_SCHEMA.names}, **r, "shard": shard} for r in seed_rows(2)]
@@ -79,7 +81,8 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
     engine = ScriptedEngine()
     strategies = load_strategies(ROOT / "prompts")
     for name in strategies:
-        rephrase_partition(lake, engine, strategies[name], "s1", seed_rows(2), chunk_docs=4)
+        stats = rephrase_partition(lake, engine, strategies[name], "s1", seed_rows(2), chunk_docs=4)
+        catalog.record(lake, "rephrased", f"s1|{name}", **facts_rephrased(stats.manifest))  # as the asset does
     # s2 has no rephrased partition yet, s3 has nothing at all; s1 is current except one edited prompt.
     prompts = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts)
@@ -90,7 +93,7 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
         request = tick(instance, lake, engine).run_requests[0]
         parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
         # No shard has dedup signatures yet: each gets them, and the bands and clusters are rebuilt over all.
-        from dataset_assets.graph import dedup_bands
+        from dataset_assets.orchestration.graph import dedup_bands
 
         dedup = {("dedup_signatures", s) for s in ("s1", "s2", "s3")} | {("dedup_clusters", "None")}
         dedup |= {("dedup_buckets", band) for band in dedup_bands.get_partition_keys()}
@@ -142,7 +145,7 @@ def test_a_large_nightly_backfill_is_split_into_bounded_parts_launched_one_after
     from dagster._core.execution.backfill import PartitionBackfill
 
     from dataset_assets.defs.nightly import MORE
-    from dataset_assets.graph import dedup_bands
+    from dataset_assets.orchestration.graph import dedup_bands
 
     lake = Lake(root=str(tmp_path / "lake"))
     write_docs_and_seeds(lake, "s0")  # so the catalog exists; s0 still needs signatures and rephrasings
@@ -260,7 +263,7 @@ def test_a_running_multi_shard_backfill_run_is_in_flight():
     from dagster._core.test_utils import create_run_for_test
 
     from dataset_assets import definitions
-    from dataset_assets.in_flight import in_flight_partitions
+    from dataset_assets.orchestration.in_flight import in_flight_partitions
 
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("crawl_shards", ["a", "b", "c", "d"])

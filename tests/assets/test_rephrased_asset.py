@@ -9,9 +9,9 @@ from dagster import AssetKey, DagsterInstance, Definitions
 
 from dataset_assets.defs.crawl import crawl_docs
 from dataset_assets.defs.quality import quality_classifier
-from dataset_assets.defs.rephrased import rephrased
+from dataset_assets.defs.rephrase import rephrased
 from dataset_assets.defs.seeds import seeds
-from dataset_assets.graph import crawl_shards
+from dataset_assets.orchestration.graph import crawl_shards
 from dataset_assets.quality.seeds import SEED_SCHEMA
 from resources.lake import Lake
 from resources.landing import CrawlLanding

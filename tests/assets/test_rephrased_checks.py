@@ -8,9 +8,9 @@ from dagster import AssetCheckSeverity, AssetKey, DagsterInstance, Definitions
 
 from dataset_assets.defs.crawl import crawl_docs
 from dataset_assets.defs.quality import quality_classifier
-from dataset_assets.defs.rephrased import rephrased
+from dataset_assets.defs.rephrase import rephrased
 from dataset_assets.defs.seeds import seeds
-from dataset_assets.graph import crawl_shards
+from dataset_assets.orchestration.graph import crawl_shards
 from dataset_assets.rephrase.store import finished_partitions
 from dataset_assets.quality.seeds import SEED_SCHEMA
 from dataset_assets.stats.synthetic import mixture_quality, quality_png, strategy_quality

@@ -14,7 +14,7 @@ from dagster import DagsterInstance, materialize
 from tokenizers import Tokenizer
 
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
-from dataset_assets.graph import crawl_shards, strategies
+from dataset_assets.orchestration.graph import crawl_shards, strategies
 from dataset_assets.rephrase.store import REPHRASED_SCHEMA
 from dataset_assets.quality.seeds import SEED_SCHEMA
 from dataset_assets.stats import STATS_SCHEMA
@@ -91,7 +91,7 @@ def stats_module(references_dir):
     """The module re-imported with STATS_REFERENCES set: its partitions are read when it loads."""
     patch = pytest.MonkeyPatch()
     patch.setenv("STATS_REFERENCES", str(references_dir))
-    module = importlib.reload(importlib.import_module("dataset_assets.defs.statistics"))
+    module = importlib.reload(importlib.import_module("dataset_assets.defs.stats"))
     yield module
     patch.undo()
     importlib.reload(module)
@@ -150,7 +150,7 @@ def test_natural_counts_equal_a_direct_tokenizers_count(env):
 
 def test_a_backfill_run_counts_each_shard_of_its_range_as_a_one_shard_run_would(env):
     """What automation's backfills and the multi-run policy launch: one run over a range of shards."""
-    from dataset_assets.shard_runs import shard_backfill_policy
+    from dataset_assets.orchestration.shard_runs import shard_backfill_policy
 
     m = env["module"]
     assert m.natural_unigrams.backfill_policy == shard_backfill_policy() == m.seed_unigrams.backfill_policy

@@ -28,8 +28,8 @@ from dagster import AssetKey, DagsterInstance
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunsFilter
 
-from dataset_assets import batches
-from dataset_assets.in_flight import keys_in_range
+from dataset_assets.status import batches
+from dataset_assets.orchestration.in_flight import keys_in_range
 from resources.lake import Lake
 from tests.conftest import CRAWL, QUALITY, ROOT
 from tests.support.processes import stop_process_tree
@@ -50,7 +50,7 @@ PREPARE = r"""
 import sys
 from dagster import AssetKey, DagsterInstance
 from dataset_assets.definitions import defs
-from dataset_assets.graph import crawl_shards
+from dataset_assets.orchestration.graph import crawl_shards
 
 instance = DagsterInstance.get()
 instance.add_dynamic_partitions(crawl_shards.name, [sys.argv[1]])

@@ -26,9 +26,9 @@ from dagster import AssetKey, DagsterInstance, Definitions, EnvVar, MultiPartiti
 from dataset_assets import settings
 from dataset_assets.defs.crawl import crawl_docs
 from dataset_assets.defs.quality import quality_classifier
-from dataset_assets.defs.rephrased import rephrased
+from dataset_assets.defs.rephrase import rephrased
 from dataset_assets.defs.seeds import seeds
-from dataset_assets.graph import crawl_shards
+from dataset_assets.orchestration.graph import crawl_shards
 from dataset_assets.rephrase.store import MANIFEST, REPHRASED_SCHEMA, finished_partitions
 from dataset_assets.quality.seeds import SEED_SCHEMA
 from dataset_assets.defs.crawl import crawl_landing_sensor
@@ -414,8 +414,8 @@ def test_one_status_pass_makes_the_same_number_of_s3_requests_at_any_size(local_
     import urllib.request
 
     from benchmarks.status_scale import _setup, records
-    from dataset_assets import catalog
-    from dataset_assets.status import graph_status
+    from dataset_assets.status import catalog
+    from dataset_assets.status.judge import graph_status
 
     def moto(action: str) -> bytes:
         method = "GET" if action == "download-recording" else "POST"

@@ -70,7 +70,7 @@ def registered_assets() -> list[str]:
 PREPARE = r"""
 import importlib, sys
 from dagster import AssetKey, DagsterInstance
-from dataset_assets.graph import crawl_shards
+from dataset_assets.orchestration.graph import crawl_shards
 
 module, shards, fresh, target = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 defs = importlib.import_module(module).defs
@@ -433,8 +433,8 @@ def test_a_batch_partition_key_survives_the_partitions_page_and_a_reload(page, d
     turn into a space on the way)."""
     from dagster import DagsterInstance
 
-    from dataset_assets import batches
-    from dataset_assets.graph import crawl_shards
+    from dataset_assets.status import batches
+    from dataset_assets.orchestration.graph import crawl_shards
     from resources.lake import Lake
 
     files = ["zz-batch-a.jsonl.gz", "zz-batch-b.jsonl.gz"]  # never landed: only their key is shown

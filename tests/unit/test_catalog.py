@@ -9,12 +9,12 @@ import threading
 import pyarrow as pa
 import pytest
 
-from dataset_assets import catalog
-from dataset_assets.lake_walk import facts_rephrased
+from dataset_assets.status import catalog
+from dataset_assets.status.lake_walk import facts_rephrased
 from dataset_assets.rephrase.generate import rephrase_partition
 from dataset_assets.rephrase.store import partition_status
 from dataset_assets.rephrase.strategies import load_strategies
-from dataset_assets.status import graph_status
+from dataset_assets.status.judge import graph_status
 from resources.lake import Lake
 from tests.support.engines import ScriptedEngine
 from tests.unit.test_rephrase import PROMPTS, seeds
@@ -36,7 +36,8 @@ def rephrased_lake(tmp_path):
     for shard in SHARDS:
         write_shard(lake, "crawl_docs", shard)
         for strategy in chosen.values():
-            rephrase_partition(lake, engine, strategy, shard, seeds(2), chunk_docs=4)
+            stats = rephrase_partition(lake, engine, strategy, shard, seeds(2), chunk_docs=4)
+            catalog.record(lake, "rephrased", f"{shard}|{strategy.name}", **facts_rephrased(stats.manifest))  # as the asset does
     return lake, engine, chosen
 
 

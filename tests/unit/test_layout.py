@@ -1,8 +1,11 @@
 """The rules the layout stands on, checked on the code itself, so a change that breaks one fails here.
 
-Pure packages never import Dagster or `defs`; a `defs` module never imports another; `resources/`
-never imports `dataset_assets`; Dagster's private names come in through one module; every
-environment variable is read in `settings.py`; no function over 60 lines, no module over 300.
+Dagster is imported only in `defs/`, `definitions.py`, `cli.py` and `orchestration/` (and in
+`resources/`); every other module of the package is Dagster-free. No import runs back up: a pure
+stage package never imports the status bookkeeping, the Dagster helpers, `defs` or the CLI, and the
+status bookkeeping never imports the Dagster helpers. A `defs` module never imports another;
+`resources/` never imports `dataset_assets`; Dagster's private names come in through one module;
+every environment variable is read in `settings.py`; no function over 60 lines, no module over 300.
 """
 
 from __future__ import annotations
@@ -16,7 +19,10 @@ import pytest
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "dataset_assets"
-PURE = ["crawl", "quality", "rephrase", "dedup", "stats", "mixtures", "status.py", "progress.py", "settings.py", "file_schema.py"]
+STAGES = ["crawl", "quality", "rephrase", "dedup", "stats", "mixtures"]
+PURE = [*STAGES, "status", "progress.py", "settings.py", "file_schema.py", "__init__.py"]
+# Where Dagster may be imported inside the package: its glue, the code location, the CLI, the helpers they share.
+DAGSTER_HOMES = ["defs", "orchestration", "definitions.py", "cli"]
 SOURCES = sorted([*PACKAGE.rglob("*.py"), *(ROOT / "resources").rglob("*.py")])
 
 
@@ -52,6 +58,22 @@ def test_pure_packages_never_import_dagster_or_defs():
     assert bad == []
 
 
+def test_every_module_outside_the_dagster_homes_is_listed_as_pure():
+    """A new top-level module or package must say which side it is on (a pure one is then held to it)."""
+    entries = {p.name for p in PACKAGE.iterdir() if p.suffix == ".py" or (p.is_dir() and any(p.glob("*.py")))}
+    assert entries == set(PURE) | set(DAGSTER_HOMES)
+
+
+def test_no_import_runs_back_up():
+    """Stage packages are used by the bookkeeping, the helpers, `defs` and the CLI, never the reverse;
+    the status bookkeeping is used by the Dagster helpers, never the reverse."""
+    above_stages = ("dataset_assets.status", "dataset_assets.orchestration", "dataset_assets.defs", "dataset_assets.definitions", "dataset_assets.cli")
+    bad = [f"{rel(f)} imports {m}" for entry in STAGES for f in files_of(entry) for m in imports(f) if m.startswith(above_stages)]
+    above_status = ("dataset_assets.orchestration", "dataset_assets.defs", "dataset_assets.definitions", "dataset_assets.cli")
+    bad += [f"{rel(f)} imports {m}" for f in files_of("status") for m in imports(f) if m.startswith(above_status)]
+    assert bad == []
+
+
 def test_a_defs_module_never_imports_another():
     defs = sorted((PACKAGE / "defs").glob("*.py"))
     assert len(defs) >= 8
@@ -68,7 +90,7 @@ def test_private_dagster_names_come_through_one_module():
     bad = [rel(f) for f in SOURCES if any(m.startswith("dagster._") for m in imports(f)) and f.name != "dagster_internals.py"]
     assert bad == []
     # And that module still finds every one of them in the installed Dagster.
-    from dataset_assets import dagster_internals
+    from dataset_assets.orchestration import dagster_internals
 
     for name in dagster_internals.__all__:
         assert getattr(dagster_internals, name) is not None, name

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dataset_assets.mixtures.recipe import RecipeError, check_availability, load_recipe, parse_recipe
+from dataset_assets.mixtures.recipe import RecipeError, load_recipe, parse_recipe
+from dataset_assets.mixtures.upstream import check_availability
 from tests.conftest import ROOT
 from tests.support.mixture_lake import STRATEGIES, write_recipe
 

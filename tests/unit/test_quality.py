@@ -133,3 +133,65 @@ def test_each_crawl_is_calibrated_against_itself_and_a_one_file_crawl_against_th
     mixed = calibrated_percentiles(low[:50], ["A"] * 50, lake_wide, {"A": quantiles["A"]})
     alone = calibrated_percentiles(low[:50], ["A"] * 50, quantiles["A"], None)
     assert np.allclose(mixed, alone)  # crawl B's arrival does not move crawl A's percentiles
+
+
+def test_integrity_failures_are_what_the_blocking_check_stops_for():
+    from dataset_assets.quality.seed_checks import kept_share_check, validate_seeds
+    from dataset_assets.quality.seeds import SEED_SCHEMA
+
+    def table(ids, scores):
+        rows = [{**{n: None for n in SEED_SCHEMA.names}, "id": i, "quality_score": s, "kept": False} for i, s in zip(ids, scores)]
+        return pa.Table.from_pylist(rows, schema=SEED_SCHEMA)
+
+    assert validate_seeds(table(["a", "b"], [0.1, 0.9]), 2)[0]
+    assert validate_seeds(table(["a", "b"], [0.1, 0.9]), 2)[1]["kept"] == 0  # keeping nothing is not a failure
+    assert validate_seeds(table(["a", "a"], [0.1, 0.9]), 2)[1]["duplicate_ids"] == 1
+    assert not validate_seeds(table(["a", "b"], [0.1, 1.5]), 2)[0]
+    ok, facts = validate_seeds(table(["a"], [0.1]), 2)
+    assert not ok and facts["rows_lost"] == 1
+    assert kept_share_check(0, 5, 0.1, 0.25, 10)[0]  # too small a shard to judge
+    assert not kept_share_check(1, 200, 0.1, 0.25, 10)[0] and kept_share_check(6, 200, 0.1, 0.25, 10)[0]
+
+
+def test_the_expected_kept_share_is_the_top_fraction_or_the_calibration_above_min_score():
+    from dataset_assets.quality.seed_checks import expected_kept_share
+
+    quantiles = [i / 100 for i in range(101)]
+    assert expected_kept_share(KeepRule(top_fraction=0.1), quantiles) == 0.1
+    assert abs(expected_kept_share(KeepRule(top_fraction=None, min_score=0.8), quantiles) - 21 / 101) < 1e-9
+
+
+def test_the_signals_are_described_in_words():
+    from dataset_assets.quality.seed_checks import signals_described
+
+    assert signals_described(None) == "the classifier alone"
+    assert signals_described({"order": ["reference_lm", "length"], "rule": "mean"}) == "classifier + reference lm + length (mean of percentiles)"
+
+
+def test_the_seed_scorer_loads_the_lake_model_once_and_scores_in_batches(tmp_path, monkeypatch):
+    from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
+    from dataset_assets.quality import scorer as scorer_module
+    from dataset_assets.quality.store import CALIBRATION, MODEL, QualityModelMissing
+    from resources.lake import Lake
+
+    lake = Lake(root=str(tmp_path / "lake"))
+    with pytest.raises(QualityModelMissing, match="materialise quality_classifier first"):
+        scorer_module.SeedScorer(lake, str(tmp_path))
+    hq = [english(i, "physics") for i in range(50)]
+    cc = [" ".join(["buy now cheap deal"] * 40) + f" {i}" for i in range(50)]
+    model = classifier.train(classifier.split_examples(hq, cc, 0.1, 0)[0], classifier.TrainParams(epoch=5), str(tmp_path / "m.bin"))
+    lake.put_file(MODEL, str(tmp_path / "m.bin"))
+    lake.put_json(CALIBRATION, {"kind": "fasttext", "hq_label": classifier.HQ, "quantiles": classifier.quantiles(classifier.p_hq(model, hq + cc))})
+    scorer = scorer_module.SeedScorer(lake, str(tmp_path))
+    assert scorer.combined is None and scorer.by_crawl == {}
+    monkeypatch.setattr(scorer_module, "BATCH_ROWS", 2)
+    texts = [english(90 + i, "physics") + " " + english(80 + i, "physics") for i in range(5)]
+    docs = pa.Table.from_pylist(
+        [{name: (t if name == "text" else None) for name in DOCUMENT_SCHEMA.names} | {"id": str(i)} for i, t in enumerate(texts)],
+        schema=DOCUMENT_SCHEMA,
+    )
+    seen = []
+    batches = scorer.score(docs, KeepRule(top_fraction=0.5), GopherRules(), {}, seen.append)
+    assert [b.num_rows for b in batches] == [2, 2, 1] and seen == [2, 4, 5]
+    assert [r["id"] for b in batches for r in b.to_pylist()] == [str(i) for i in range(5)]
+

@@ -161,3 +161,33 @@ def test_a_calibration_stored_before_the_length_signal_still_combines_the_lm_alo
     del stored["order"]  # what quality_classifier code version 2 wrote
     scores, _ = from_json(lm, stored).place(fasttext.percentiles(ft, crawls), texts, crawls)
     assert list(scores) == [REFERENCE_LM]
+
+
+def test_extra_signal_names_follow_the_switches_in_combination_order():
+    from dataset_assets.quality.training import extra_signal_names
+
+    assert extra_signal_names(True, True, False) == ["reference_lm", "length"]
+    assert extra_signal_names(False, True, True) == ["length", "embedding"]
+    assert extra_signal_names(False, False, False) == []
+
+
+def test_an_unknown_combination_rule_is_refused_by_name():
+    from dataset_assets.quality.training import check_rule
+
+    with pytest.raises(ValueError, match="combine must be one of .*'median'"):
+        check_rule("median")
+
+
+def test_fitted_signals_store_each_calibration_and_a_digest_that_follows_them():
+    from dataset_assets.quality.training import fit_signals
+
+    texts = [" ".join(["word"] * n) for n in range(1, 201)]
+    crawl = (texts, ["c"] * 200, [f"s{i % 3}" for i in range(200)])
+    scores = np.linspace(0, 1, 200)
+    fasttext = SignalCalibration.fit(scores, crawl[1], crawl[2], 100, 2)
+    fitted = fit_signals(["length"], ["reference text"], fasttext, scores, crawl, "mean", 100, 2)
+    assert fitted.lm is None and fitted.entry["order"] == ["length"] and fitted.entry["rule"] == "mean"
+    summary = fitted.quantile_summary()["length"]
+    assert summary["p10"] < summary["p50"] < summary["p90"] <= 200
+    other = fit_signals(["length"], ["reference text"], fasttext, scores, crawl, "max", 100, 2)
+    assert other.digest() != fitted.digest()

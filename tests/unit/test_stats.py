@@ -187,3 +187,28 @@ def test_plots_are_png_images():
     zipf = zipf_png({"natural": v(9, 4, 1), "wiki": v(5, 5, 1)}, {"wiki": "reference"})
     kl = kl_png([("natural", "wiki", 0.4), ("faq", "wiki", 1.2), ("wiki", "wiki", 0.0)])
     assert zipf.startswith(PNG_MAGIC) and kl.startswith(PNG_MAGIC)
+
+
+def test_counting_into_the_lake_writes_a_self_describing_vector_and_reports_progress(tmp_path):
+    from types import SimpleNamespace
+
+    from dataset_assets.stats.counting import count_into_lake, reference_text_batches
+    from resources.lake import Lake
+
+    # A character-level stand-in for a loaded tokenizer: ids are byte values.
+    tok = SimpleNamespace(name="bytes", vocab_size=256, fingerprint="fp1",
+                          encode_batch=lambda texts: [list(t.encode()) for t in texts])
+    source = tmp_path / "ref.txt"
+    source.write_text("abc abc abc abc\n\n" * 3 + "zz zz zz zz zz\n")
+    lake, seen = Lake(root=str(tmp_path / "lake")), []
+    result = count_into_lake(lake, tok, 2, "reference_unigrams", {"reference": "ref"},
+                             lambda read: reference_text_batches(source, 2, read), lambda n, line: seen.append((n, line)))
+    summary = result.summary()
+    assert summary["documents"] == 4 and summary["tokens"] == 3 * 15 + 14
+    assert summary["distinct_tokens"] == 5  # a, b, c, space, z
+    assert seen[-1][0] == 4 and "4 documents" in seen[-1][1]
+    stored = counts_from_table(lake.read_partition("reference_unigrams", {"reference": "ref"}))
+    assert stored.counts.counts[ord("z")] == 10 and (stored.tokenizer, stored.fingerprint, stored.counts.documents) == ("bytes", "fp1", 4)
+    other = count_into_lake(lake, SimpleNamespace(**{**vars(tok), "fingerprint": "fp2"}), 2, "reference_unigrams", {"reference": "ref"},
+                            lambda read: reference_text_batches(source, 2, read), lambda n, line: None)
+    assert other.data_version() != result.data_version()  # the same counts under another tokenizer are other data

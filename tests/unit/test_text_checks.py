@@ -9,7 +9,8 @@ import pytest
 from dataset_assets.crawl.langid import language_probabilities
 from dataset_assets.rephrase.postfilters import Postfilter, postfilter_flags
 from dataset_assets.rephrase.strategies import load_strategy
-from dataset_assets.rephrase.checks import CheckConfig, PromptEcho, SourceView, check_row, first_reason, numbers, safe_check_row
+from dataset_assets.rephrase.checks import CheckConfig, SourceView, check_row, first_reason, numbers, safe_check_row
+from dataset_assets.rephrase.echo import PromptEcho
 from dataset_assets.rephrase.partition_checks import judge, output_formats, partition_measures, template_duplicates
 from tests.conftest import ROOT, distinct_english
 

@@ -16,8 +16,9 @@ from typing import Optional
 
 from dagster import AssetExecutionContext, BackfillPolicy, DataVersion, Failure, MaterializeResult, MetadataValue, RunRequest
 
-from dataset_assets import batches, settings
-from dataset_assets.in_flight import RANGE_END, RANGE_START
+from dataset_assets import settings
+from dataset_assets.status import batches
+from dataset_assets.orchestration.in_flight import RANGE_END, RANGE_START
 
 # What one shard's work returns: its metadata and its data version.
 ShardResult = tuple[dict, str]
@@ -35,7 +36,7 @@ def _plain(metadata: dict) -> dict:
 def each_shard(context: AssetExecutionContext, lake, one: Callable[[str], ShardResult],
                run_totals: Optional[Callable[[dict, dict], dict]] = None) -> MaterializeResult:
     """`one(shard)` for every shard file of the run's partitions (a batch partition is its files,
-    `batches.py`). One file: its own result, exactly as before. Several: every file is tried (a bad
+    `status/batches.py`). One file: its own result, exactly as before. Several: every file is tried (a bad
     file does not stop the files after it, whose data and status records are committed), the
     metadata sums the counts and lists each file, and the run fails at the end naming the files
     that failed. Numbers that do not add up over files (shares, means, rates) are set by

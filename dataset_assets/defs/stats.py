@@ -1,8 +1,6 @@
 """Unigram count vectors per corpus partition, and `corpus_stats`: each corpus against each reference."""
 
 
-import hashlib
-import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Optional
 
@@ -25,17 +23,19 @@ from dagster import (
     asset,
 )
 
-from dataset_assets import catalog, settings
-from dataset_assets.graph import CRAWL_DOCS, MIXTURES, REPHRASED, SEEDS, crawl_shards, rephrased_partitions
+from dataset_assets import settings
+from dataset_assets.status import catalog
+from dataset_assets.orchestration.graph import CRAWL_DOCS, MIXTURES, REPHRASED, SEEDS, crawl_shards, rephrased_partitions
 from dataset_assets.progress import Progress
-from dataset_assets.shard_runs import ShardResult, each_shard, shard_backfill_policy
-from dataset_assets.stats import STATS_SCHEMA, corpus_rows, rows_table
-from dataset_assets.stats.corpora import STATS, StaleVectors, gather_corpora, lake_texts, synthetic_quality, top_tokens_markdown
-from dataset_assets.stats.divergence import DEFAULT_ALPHA, ZIPF_MAX_RANK, smoothing_note
-from dataset_assets.stats.plots import kl_png, png_markdown, zipf_png
-from dataset_assets.stats.references import reference_corpus_documents, reference_sources
+from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, shard_backfill_policy
+from dataset_assets.stats import STATS_SCHEMA
+from dataset_assets.stats.corpora import STATS, lake_texts, top_tokens_markdown
+from dataset_assets.stats.counting import count_into_lake, reference_text_batches
+from dataset_assets.stats.divergence import DEFAULT_ALPHA, ZIPF_MAX_RANK
+from dataset_assets.stats.plots import png_markdown
+from dataset_assets.stats.references import reference_sources
+from dataset_assets.stats.report import CorpusReport, NoCounts, StaleVectors, corpus_report
 from dataset_assets.stats.synthetic import markdown_table
-from dataset_assets.stats.unigrams import COUNTS_SCHEMA, count_unigrams, counts_batches, counts_metadata
 from resources.lake import Lake
 from resources.tokenizer import TokenizerResource
 
@@ -66,36 +66,15 @@ def count_and_write(
     total_rows: Optional[int],
     unit: str = "rows read",
 ) -> MaterializeResult:
-    tok = tokenizer.load()
     label = "/".join(partition.values())
     progress = Progress(context.log.info, f"{asset_name} {label}: {unit}", total=total_rows)
-    read = [0]
-    start = time.perf_counter()
-    counted = count_unigrams(
-        texts(read),
-        tok.encode_batch,
-        tok.vocab_size,
-        tokenizer.batch_size,
-        on_batch=lambda c: progress.update(read[0] or c.documents, f"{c.documents:,} documents, {c.tokens:,} tokens"),
-    )
-    seconds = time.perf_counter() - start
-    meta = counts_metadata(tok.name, tok.vocab_size, tok.fingerprint, counted.documents)
-    written = lake.write_partition(asset_name, partition, counts_batches(counted.counts), COUNTS_SCHEMA, meta)
-    catalog.record(lake, asset_name, "|".join(partition.values()), written.data_version)
-    context.log.info(f"{asset_name} {label}: {counted.documents:,} documents, {counted.tokens:,} tokens in {seconds:.1f} s")
+    result = count_into_lake(lake, tokenizer.load(), tokenizer.batch_size, asset_name, partition, texts, progress.update)
+    catalog.record(lake, asset_name, "|".join(partition.values()), result.written.data_version)
+    counted = result.counted
+    context.log.info(f"{asset_name} {label}: {counted.documents:,} documents, {counted.tokens:,} tokens in {result.seconds:.1f} s")
     return MaterializeResult(
-        metadata={
-            "documents": counted.documents,
-            "tokens": counted.tokens,
-            "distinct_tokens": counted.types,
-            "tokenizer": tok.name,
-            "vocab_size": tok.vocab_size,
-            "seconds": round(seconds, 3),
-            "tokens_per_s": round(counted.tokens / seconds, 1) if seconds > 0 else 0.0,
-            "path": MetadataValue.path(lake.uri(*lake.partition_parts(asset_name, partition))),
-        },
-        # The same counts under another tokenizer are other data.
-        data_version=DataVersion(hashlib.sha256(f"{written.data_version}:{tok.fingerprint}".encode()).hexdigest()[:16]),
+        metadata={**result.summary(), "path": MetadataValue.path(lake.uri(*lake.partition_parts(asset_name, partition)))},
+        data_version=DataVersion(result.data_version()),
     )
 
 
@@ -178,14 +157,7 @@ def reference_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: To
         raise Failure(f"reference {name!r} is not in {directory} any more: restore it or set STATS_REFERENCES (--references)")
 
     def texts(read: list[int]) -> Iterator[list[str]]:
-        batch: list[str] = []
-        for doc in reference_corpus_documents(source):
-            read[0] += 1
-            batch.append(doc)
-            if len(batch) >= tokenizer.batch_size:
-                yield batch
-                batch = []
-        yield batch
+        return reference_text_batches(source, tokenizer.batch_size, read)
 
     return count_and_write(context, lake, tokenizer, "reference_unigrams", {"reference": name}, texts, None, "documents read")
 
@@ -223,7 +195,7 @@ def table_metadata(rows: list[dict]) -> MetadataValue:
 def corpus_stats(context: AssetExecutionContext, config: CorpusStatsConfig, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
     tok = tokenizer.load()
     try:
-        corpora = gather_corpora(lake, tok.fingerprint, tok.vocab_size)
+        report = corpus_report(lake, tok, config.smoothing_alpha, config.top_k)
     except StaleVectors as exc:
         listed = "; ".join(exc.args[0][:10])
         raise Failure(
@@ -231,44 +203,34 @@ def corpus_stats(context: AssetExecutionContext, config: CorpusStatsConfig, lake
             f"(vocab {tok.vocab_size}): {listed}. Rematerialise them with the current `tokenizer` resource, "
             "or point the resource back at the tokenizer they were counted with."
         ) from exc
-    if not corpora:
-        raise Failure(
-            "no unigram counts in the lake: materialise natural_unigrams, seed_unigrams, rephrased_unigrams "
-            "or reference_unigrams first"
-        )
-    refs = [c for c in corpora if c.kind == "reference"]
-    rows = corpus_rows(corpora, refs, tok.decode_token, tok.name, config.smoothing_alpha, config.top_k)
-    note = smoothing_note(config.smoothing_alpha)
-    written = lake.write_partition(STATS, {}, rows_table(rows).to_batches(), STATS_SCHEMA, {"smoothing": note, "tokenizer": tok.name})
-    catalog.record(lake, STATS, "", written.data_version)
-    zipf = zipf_png({c.name: c.counts for c in corpora}, {c.name: c.kind for c in corpora}, f"Zipf curves ({tok.name} tokens)")
-    bars = [(r["corpus"], r["reference"], r["kl_bits"]) for r in rows if r["reference"]]
-    kl = kl_png(bars, f"KL(reference || corpus), {tok.name} tokens")
-    lake.put_bytes([STATS, "zipf.png"], zipf)
-    lake.put_bytes([STATS, "kl.png"], kl)
-    quality, quality_plot = synthetic_quality(lake)
+    except NoCounts as exc:
+        raise Failure(str(exc)) from exc
+    catalog.record(lake, STATS, "", report.written.data_version)
+    corpora, refs, rows = report.corpora, report.references, report.rows
     context.log.info(f"corpus_stats: {len(corpora)} corpora x {max(len(refs), 1)} references -> {len(rows)} rows")
-    return MaterializeResult(
-        metadata={
-            "rows": len(rows),
-            "corpora": MetadataValue.json({c.name: c.kind for c in corpora}),
-            "references": MetadataValue.json([r.name for r in refs]),
-            "table": table_metadata(rows),
-            "top_kl_tokens": MetadataValue.md(top_tokens_markdown(rows)),
-            "zipf_plot": MetadataValue.md(png_markdown("zipf", zipf)),
-            "kl_plot": MetadataValue.md(png_markdown("kl", kl)),
-            "synthetic_quality": MetadataValue.md(markdown_table(quality["strategies"])),
-            "synthetic_quality_plot": MetadataValue.md(png_markdown("quality", quality_plot)),
-            "synthetic_quality_by_mixture": MetadataValue.json(quality["mixtures"]),
-            "smoothing": note,
-            "zipf_fit": f"least squares of log frequency on log rank, ranks 1..min({ZIPF_MAX_RANK}, distinct tokens)",
-            "support_shrinkage": "strategy vs kept seeds of the same shards: support_lost = share of the seeds' "
-            "distinct tokens absent from the strategy; types_ratio = strategy types / seed types",
-            "tokenizer": tok.name,
-            "path": MetadataValue.path(lake.uri(STATS, "part-00000.parquet")),
-            "plots": MetadataValue.json(
-                {"zipf": lake.uri(STATS, "zipf.png"), "kl": lake.uri(STATS, "kl.png"), "quality": lake.uri(STATS, "quality.png")}
-            ),
-        },
-        data_version=DataVersion(written.data_version),
-    )
+    return MaterializeResult(metadata=_stats_metadata(lake, report, tok.name), data_version=DataVersion(report.written.data_version))
+
+
+def _stats_metadata(lake: Lake, report: CorpusReport, tokenizer_name: str) -> dict:
+    rows, quality = report.rows, report.quality
+    return {
+        "rows": len(rows),
+        "corpora": MetadataValue.json({c.name: c.kind for c in report.corpora}),
+        "references": MetadataValue.json([r.name for r in report.references]),
+        "table": table_metadata(rows),
+        "top_kl_tokens": MetadataValue.md(top_tokens_markdown(rows)),
+        "zipf_plot": MetadataValue.md(png_markdown("zipf", report.zipf)),
+        "kl_plot": MetadataValue.md(png_markdown("kl", report.kl)),
+        "synthetic_quality": MetadataValue.md(markdown_table(quality["strategies"])),
+        "synthetic_quality_plot": MetadataValue.md(png_markdown("quality", report.quality_plot)),
+        "synthetic_quality_by_mixture": MetadataValue.json(quality["mixtures"]),
+        "smoothing": report.smoothing,
+        "zipf_fit": f"least squares of log frequency on log rank, ranks 1..min({ZIPF_MAX_RANK}, distinct tokens)",
+        "support_shrinkage": "strategy vs kept seeds of the same shards: support_lost = share of the seeds' "
+        "distinct tokens absent from the strategy; types_ratio = strategy types / seed types",
+        "tokenizer": tokenizer_name,
+        "path": MetadataValue.path(lake.uri(STATS, "part-00000.parquet")),
+        "plots": MetadataValue.json(
+            {"zipf": lake.uri(STATS, "zipf.png"), "kl": lake.uri(STATS, "kl.png"), "quality": lake.uri(STATS, "quality.png")}
+        ),
+    }

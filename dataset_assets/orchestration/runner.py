@@ -35,7 +35,7 @@ STAGES = [
 
 def register_shards(instance, landing, lake) -> Optional[list[str]]:
     """Add a partition for the shard files in the landing location that have none, CRAWL_BATCH_FILES
-    files each (`batches.py`); returns the partition keys of every file there, in partition order, or
+    files each (`status/batches.py`); returns the partition keys of every file there, in partition order, or
     None (the cause on stderr) when batches are on and the lake's batch registry cannot be reached."""
     try:
         return _register(instance, landing, lake)
@@ -45,8 +45,8 @@ def register_shards(instance, landing, lake) -> Optional[list[str]]:
 
 
 def _register(instance, landing, lake) -> list[str]:
-    from dataset_assets import batches
-    from dataset_assets.graph import crawl_shards
+    from dataset_assets.status import batches
+    from dataset_assets.orchestration.graph import crawl_shards
 
     files = sorted(landing.files())
     registered = instance.get_dynamic_partitions(crawl_shards.name)
@@ -122,7 +122,7 @@ class StageRunner:
                 self._rephrase(name, strategies, chosen, chunk_docs, max_output_tokens)
 
     def _finished_rephrased(self, name: str, chosen: list[str]) -> None:
-        from dataset_assets import batches
+        from dataset_assets.status import batches
         from dataset_assets.rephrase.store import finished_partitions
 
         # A partition (a batch of shard files) is counted once every file of it is rephrased.
@@ -135,7 +135,8 @@ class StageRunner:
 
     def _rephrase(self, name: str, strategies: dict, chosen: list[str], chunk_docs: int, max_output_tokens) -> None:
         """The missing or outdated (shard, strategy) pairs, as few rectangles (one engine load each)."""
-        from dataset_assets.rephrase.planning import range_tags, rectangles, rephrase_needed
+        from dataset_assets.rephrase.planning import range_tags, rectangles
+        from dataset_assets.status.judge import rephrase_needed
 
         engine = self.defs.resources["engine"]
         wanted = {k: strategies[k] for k in chosen}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dagster import DagsterInstance, PartitionKeyRange, RunsFilter
 
-from dataset_assets.dagster_internals import (
+from dataset_assets.orchestration.dagster_internals import (
     NOT_FINISHED_STATUSES,
     AssetKeyPartitionKey,
     BulkActionsFilter,

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from dataset_assets import batches, catalog
+from dataset_assets.status import batches, catalog
+from dataset_assets.status.dedup_decisions import seeds_to_redo
 from dataset_assets.dedup.store import BUCKETS, CLUSTERS, SIGNATURES
-from dataset_assets.lake_walk import covered_digest
+from dataset_assets.status.lake_walk import covered_digest
 from dataset_assets.rephrase.chunks import with_output_cap
 from dataset_assets.rephrase.strategies import prompt_hash
 
@@ -213,19 +214,6 @@ def rephrased_status(table, shards: list[str], strategies: dict, generator: str,
     return out
 
 
-def seeds_to_redo(fingerprints: dict[str, str], seeds: dict[str, dict]) -> dict[str, str]:
-    """Shards the clusters cover whose seeds are missing or were made with other dedup decisions:
-    {shard: "missing" | "outdated"}. Exactly the seeds partitions a new clustering affects."""
-    out = {}
-    for shard, fingerprint in fingerprints.items():
-        made = seeds.get(shard)
-        if made is None:
-            out[shard] = "missing"
-        elif made.get("dedup_fingerprint") != fingerprint:
-            out[shard] = "outdated"
-    return out
-
-
 def render(status: dict[str, AssetStatus]) -> str:
     lines = [f"{'asset':18} {'partitions':>10} {'current':>8} {'outdated':>9} {'missing':>8}  why outdated"]
     for name, st in status.items():
@@ -233,3 +221,12 @@ def render(status: dict[str, AssetStatus]) -> str:
         why = ", ".join(f"{k}: {v}" for k, v in sorted(s["why_outdated"].items()))
         lines.append(f"{name:18} {s['partitions']:>10} {s['current']:>8} {s['outdated']:>9} {s['missing']:>8}  {why}")
     return "\n".join(lines)
+
+
+def rephrase_needed(
+    lake, strategies: dict, shards: list[str], generator: str, max_output_tokens: Optional[int] = None
+) -> tuple[set[tuple[str, str]], dict]:
+    """(shard, strategy) pairs that are missing or outdated, and the summary of all pairs: exactly
+    what `dataset-assets status` and the nightly backfill see (`dataset-assets run` rephrases these)."""
+    rephrased = graph_status(lake, shards, strategies, generator, [], max_output_tokens)["rephrased"]
+    return {tuple(key.split("|", 1)) for key in rephrased.not_current()}, rephrased.summary(sample=0)

@@ -24,12 +24,15 @@ from dagster import (
     asset,
 )
 
-from dataset_assets import batches, settings
-from dataset_assets.graph import SEEDS, rephrased_partitions
+from dataset_assets import settings
+from dataset_assets.status import batches
+from dataset_assets.orchestration.graph import SEEDS, rephrased_partitions
 from dataset_assets.progress import Progress
 from dataset_assets.rephrase.generate import PartitionStats, rephrase_partition
 from dataset_assets.rephrase.chunks import with_output_cap
 from dataset_assets.rephrase.store import ASSET
+from dataset_assets.status import catalog
+from dataset_assets.status.lake_walk import facts_rephrased
 from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
 from resources.llm import LLMEngine
@@ -84,7 +87,7 @@ def cost_per_billion(engine_seconds: float, completion_tokens: int, gpu_hour_pri
 )
 def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lake, engine: LLMEngine) -> MaterializeResult:
     strategies = load_strategies(config.prompts_dir or settings.prompts_dir())
-    # A batch partition's key stands for its files (batches.py): each (file, strategy) is rephrased,
+    # A batch partition's key stands for its files (status/batches.py): each (file, strategy) is rephrased,
     # committed and recorded on its own, one after another.
     requested = [split_key(k) for k in context.partition_keys]
     registry = batches.for_keys(lake, [shard for shard, _ in requested])
@@ -128,6 +131,7 @@ def _rephrase_one(context, config: RephrasedConfig, lake: Lake, engine: LLMEngin
 
     engine_before = engine.busy_seconds
     stats = rephrase_partition(lake, engine, strategy, shard, seed_rows, config.chunk_docs, on_chunk)
+    catalog.record(lake, ASSET, f"{shard}|{strategy.name}", **facts_rephrased(stats.manifest))  # after its manifest
     engine_seconds = engine.busy_seconds - engine_before
     context.log.info(
         f"{shard}|{strategy.name}: {stats.rows} rows, {stats.kept} kept, drops {dict(stats.drops)}, "

