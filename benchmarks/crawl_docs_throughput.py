@@ -82,7 +82,11 @@ def run_pinned(cmd: list[str], timeout: float) -> dict:
     """One pinned run; a run that hangs (datatrove's extractor sandbox has, under heavy load) is
     killed after `timeout` seconds and reported, not waited on forever."""
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", *cmd], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=HERE.parent,
+        ["taskset", "-c", "0", *cmd],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        cwd=HERE.parent,
         start_new_session=True,  # its own process group: a timeout kills datatrove's sandbox children too
     )
     try:
@@ -134,8 +138,12 @@ def main() -> None:
             "input": os.path.relpath(args.warc, HERE.parent),
             "load_average_at_end": os.getloadavg(),
             "summary": summary,
-            "wall_ratio_ours_vs_datatrove": round(summary["ours"]["records_per_s"] / summary["datatrove"]["records_per_s"], 2),
-            "cpu_ratio_ours_vs_datatrove": round(summary["ours"]["records_per_cpu_s"] / summary["datatrove"]["records_per_cpu_s"], 2),
+            "wall_ratio_ours_vs_datatrove": round(
+                summary["ours"]["records_per_s"] / summary["datatrove"]["records_per_s"], 2
+            ),
+            "cpu_ratio_ours_vs_datatrove": round(
+                summary["ours"]["records_per_cpu_s"] / summary["datatrove"]["records_per_cpu_s"], 2
+            ),
             "goal": "ours >= 2x datatrove records per second on one core",
             "runs": runs,
         },

@@ -7,6 +7,7 @@ Usage: benchmarks/.venvs/datatrove/bin/python benchmarks/datatrove_minhash.py ST
   4 filter (kept and removed documents written with their cluster ids). WORKDIR holds docs.jsonl.
 Prints one JSON line: CPU seconds, wall seconds and peak RSS of this process.
 """
+
 import json
 import os
 
@@ -17,6 +18,8 @@ def peak_mb() -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
 import sys
 import time
 
@@ -40,21 +43,38 @@ reader = lambda: JsonlReader(work, glob_pattern="docs.jsonl", compression=None) 
 pipelines = {
     1: ([reader(), MinhashDedupSignature(output_folder=d("sigs"), config=config)], 1),
     2: ([MinhashDedupBuckets(input_folder=d("sigs"), output_folder=d("buckets"), config=config)], config.num_buckets),
-    3: ([MinhashDedupCluster(input_folder=d("buckets"), output_folder=d("remove"), config=config, save_cluster_id=True)], 1),
+    3: (
+        [
+            MinhashDedupCluster(
+                input_folder=d("buckets"), output_folder=d("remove"), config=config, save_cluster_id=True
+            )
+        ],
+        1,
+    ),
     4: (
         [
             reader(),
-            MinhashDedupFilter(input_folder=d("remove"), exclusion_writer=JsonlWriter(d("removed"), compression=None), load_cluster_ids=True),
+            MinhashDedupFilter(
+                input_folder=d("remove"),
+                exclusion_writer=JsonlWriter(d("removed"), compression=None),
+                load_cluster_ids=True,
+            ),
             JsonlWriter(d("kept"), compression=None),
         ],
         1,
     ),
 }
 pipeline, tasks = pipelines[stage]
-LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1, logging_dir=d("logs", f"stage{stage}"), skip_completed=False).run()
-print(json.dumps({
-    "stage": stage,
-    "cpu_seconds": round(time.process_time() - cpu0, 3),
-    "seconds": round(time.perf_counter() - start, 3),
-    "peak_rss_mb": peak_mb(),
-}))
+LocalPipelineExecutor(
+    pipeline=pipeline, tasks=tasks, workers=1, logging_dir=d("logs", f"stage{stage}"), skip_completed=False
+).run()
+print(
+    json.dumps(
+        {
+            "stage": stage,
+            "cpu_seconds": round(time.process_time() - cpu0, 3),
+            "seconds": round(time.perf_counter() - start, 3),
+            "peak_rss_mb": peak_mb(),
+        }
+    )
+)

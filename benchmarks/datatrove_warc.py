@@ -23,6 +23,7 @@ Things that had to be adapted to run offline / from PyPI only:
   * resiliparse-unreleased: datatrove's Resiliparse extractor exists in the GitHub repo history but in no PyPI
     release; this is a verbatim-equivalent re-implementation on datatrove's BaseExtractor, for reference only.
 """
+
 import argparse
 import importlib.util
 import json
@@ -158,8 +159,17 @@ class ResiliparseUnreleased(BaseExtractor):
     def extract(self, text: str) -> str:
         from resiliparse.extract.html2text import extract_plain_text
 
-        return extract_plain_text(text, preserve_formatting=True, main_content=True, list_bullets=True,
-                                  alt_texts=False, links=False, form_fields=False, noscript=False, comments=True)
+        return extract_plain_text(
+            text,
+            preserve_formatting=True,
+            main_content=True,
+            list_bullets=True,
+            alt_texts=False,
+            links=False,
+            form_fields=False,
+            noscript=False,
+            comments=True,
+        )
 
 
 def make_extractor(name: str, timeout=None):
@@ -196,15 +206,22 @@ class CountSink(PipelineStep):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("warc")
-    ap.add_argument("--extractor", default="trafilatura-recall",
-                    choices=["trafilatura", "trafilatura-recall", "readability-inscriptis", "resiliparse-unreleased"])
+    ap.add_argument(
+        "--extractor",
+        default="trafilatura-recall",
+        choices=["trafilatura", "trafilatura-recall", "readability-inscriptis", "resiliparse-unreleased"],
+    )
     ap.add_argument("--mode", default="executor", choices=["executor", "direct"])
     ap.add_argument("--languages", nargs="+", default=["en"])
     ap.add_argument("--lid-model", default=None)
     ap.add_argument("--output", default=None, help="write kept docs with JsonlWriter into this folder")
     ap.add_argument("--all-html", action="store_true")
-    ap.add_argument("--extractor-timeout", type=float, default=None,
-                    help="per-document extraction timeout in s (wall clock!); default = datatrove's default for the extractor")
+    ap.add_argument(
+        "--extractor-timeout",
+        type=float,
+        default=None,
+        help="per-document extraction timeout in s (wall clock!); default = datatrove's default for the extractor",
+    )
     args = ap.parse_args()
     if args.all_html:
         _enable_all_html()
@@ -254,7 +271,8 @@ def main():
     res = {
         "tool": "datatrove",
         "version": md.version("datatrove"),
-        "extractor": type(pipeline[1]).__name__ + ("(favour_precision=False)" if args.extractor == "trafilatura-recall" else ""),
+        "extractor": type(pipeline[1]).__name__
+        + ("(favour_precision=False)" if args.extractor == "trafilatura-recall" else ""),
         "lid": f"fastText ft176 ({os.path.basename(lid_model)}), threshold 0.65, languages={args.languages}",
         "mode": args.mode,
         "records_in": records_in,
@@ -264,7 +282,9 @@ def main():
         "docs_out": docs_out,
         "lang_counts": dict(sorted(langs.items(), key=lambda x: -x[1])),
         "extractor_timeout_s": pipeline[1].timeout,
-        "step_seconds": {n: round(step_stats[i].time_stats.total, 3) for i, n in enumerate(["read", "extract", "lid", "count"])},
+        "step_seconds": {
+            n: round(step_stats[i].time_stats.total, 3) for i, n in enumerate(["read", "extract", "lid", "count"])
+        },
         "seconds": round(seconds, 3),
         "records_per_s": round(records_in / seconds, 2),
         "docs_out_per_s": round(docs_out / seconds, 2),

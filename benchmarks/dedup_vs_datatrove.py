@@ -31,6 +31,8 @@ def peak_mb() -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
 import subprocess
 import sys
 import time
@@ -55,8 +57,13 @@ def base_documents() -> list[dict]:
 
     docs = []
     for path in sorted((SHARED / "crawl").iterdir()):
-        for batch in ingest_shard(path.name, path.name, lambda p=path: str(p), DocumentRules(), DocumentStats(), ReadReport()):
-            docs += [{"text": t, "date": d} for t, d in zip(batch.column("text").to_pylist(), batch.column("date").to_pylist())]
+        for batch in ingest_shard(
+            path.name, path.name, lambda p=path: str(p), DocumentRules(), DocumentStats(), ReadReport()
+        ):
+            docs += [
+                {"text": t, "date": d}
+                for t, d in zip(batch.column("text").to_pylist(), batch.column("date").to_pylist())
+            ]
     return docs
 
 
@@ -87,6 +94,7 @@ def make_documents(scale: int, out: Path) -> int:
 
 # -- our stages, each run in a pinned child: `python dedup_vs_datatrove.py --stage NAME WORK` ---------------
 
+
 def our_stage(stage: str, work: Path) -> dict:
     start, cpu0 = time.perf_counter(), time.process_time()
     import pyarrow as pa
@@ -111,14 +119,25 @@ def our_stage(stage: str, work: Path) -> dict:
             if rows:
                 yield pa.RecordBatch.from_pylist(rows, schema=DOC_SCHEMA)
 
-        DOC_SCHEMA = pa.schema([("id", pa.string()), ("shard", pa.string()), ("url", pa.string()), ("date", pa.string()), ("text", pa.string())])
+        DOC_SCHEMA = pa.schema(
+            [
+                ("id", pa.string()),
+                ("shard", pa.string()),
+                ("url", pa.string()),
+                ("date", pa.string()),
+                ("text", pa.string()),
+            ]
+        )
         with pq.ParquetWriter(ours / "signatures.parquet", signature_schema(params), compression="zstd") as w:
             for batch in signature_batches(batches(), params):
                 w.write_batch(batch)
     elif stage == "buckets":
         for partition in bucket_stage.partition_names(PARTITION_GROUPS):
             columns = bucket_stage.key_columns(partition, params, PARTITION_GROUPS)
-            table = pq.read_table(ours / "signatures.parquet", columns=bucket_stage.ATTRIBUTES + [c for c in columns if c not in bucket_stage.ATTRIBUTES])
+            table = pq.read_table(
+                ours / "signatures.parquet",
+                columns=bucket_stage.ATTRIBUTES + [c for c in columns if c not in bucket_stage.ATTRIBUTES],
+            )
             members = bucket_stage.partition_members(table, partition, params, PARTITION_GROUPS)
             pq.write_table(members, ours / f"members-{partition}.parquet", compression="zstd")
     else:
@@ -141,14 +160,22 @@ def our_stage(stage: str, work: Path) -> dict:
         stats = ClusterStats()
         decisions = cluster(members, texts_for, params.ngram, verify, stats)
         pq.write_table(decisions, ours / f"{stage}.parquet")
-        return {**_usage(start, cpu0), "removed": dict(stats.removed), "pairs_verified": stats.near_pairs_checked,
-                "pairs_rejected": stats.near_pairs_rejected, "candidate_rows": stats.candidate_rows}
+        return {
+            **_usage(start, cpu0),
+            "removed": dict(stats.removed),
+            "pairs_verified": stats.near_pairs_checked,
+            "pairs_rejected": stats.near_pairs_rejected,
+            "candidate_rows": stats.candidate_rows,
+        }
     return _usage(start, cpu0)
 
 
 def _usage(start: float, cpu0: float) -> dict:
-    return {"cpu_seconds": round(time.process_time() - cpu0, 3), "seconds": round(time.perf_counter() - start, 3),
-            "peak_rss_mb": peak_mb()}
+    return {
+        "cpu_seconds": round(time.process_time() - cpu0, 3),
+        "seconds": round(time.perf_counter() - start, 3),
+        "peak_rss_mb": peak_mb(),
+    }
 
 
 def pinned(cmd: list[str]) -> dict:
@@ -159,6 +186,7 @@ def pinned(cmd: list[str]) -> dict:
 
 
 # -- agreement -------------------------------------------------------------------------------------------------
+
 
 def pairs(groups: list[list[str]]) -> int:
     return sum(len(g) * (len(g) - 1) // 2 for g in groups)
@@ -175,9 +203,18 @@ def agreement(a: dict[str, str], b: dict[str, str]) -> dict:
     both = defaultdict(int)
     for doc in a.keys() & b.keys():
         both[(a[doc], b[doc])] += 1
-    pa_, pb_, pboth = pairs(list(groups_a.values())), pairs(list(groups_b.values())), sum(n * (n - 1) // 2 for n in both.values())
+    pa_, pb_, pboth = (
+        pairs(list(groups_a.values())),
+        pairs(list(groups_b.values())),
+        sum(n * (n - 1) // 2 for n in both.values()),
+    )
     either = pa_ + pb_ - pboth
-    return {"pairs_ours": pa_, "pairs_datatrove": pb_, "pairs_both": pboth, "agreement": round(pboth / either, 4) if either else 1.0}
+    return {
+        "pairs_ours": pa_,
+        "pairs_datatrove": pb_,
+        "pairs_both": pboth,
+        "agreement": round(pboth / either, 4) if either else 1.0,
+    }
 
 
 def our_clusters(path: Path) -> dict[str, str]:
@@ -230,7 +267,9 @@ def main() -> None:
                 ensure_datatrove()
             subprocess.run([str(DT_PYTHON), "-m", "pip", "install", "-q", *DT_EXTRA], check=True)
             for stage in (1, 2, 3, 4):
-                row["datatrove"][f"stage{stage}"] = pinned([str(DT_PYTHON), str(HERE / "datatrove_minhash.py"), str(stage), str(work)])
+                row["datatrove"][f"stage{stage}"] = pinned(
+                    [str(DT_PYTHON), str(HERE / "datatrove_minhash.py"), str(stage), str(work)]
+                )
                 print(f"  datatrove stage {stage}: {row['datatrove'][f'stage{stage}']}", file=sys.stderr)
             dt3 = sum(row["datatrove"][f"stage{s}"]["cpu_seconds"] for s in (1, 2, 3))
             dt4 = dt3 + row["datatrove"]["stage4"]["cpu_seconds"]
@@ -242,12 +281,15 @@ def main() -> None:
             row["agreement_unverified"] = agreement(our_clusters(work / "ours" / "clusters.parquet"), dt)
             row["agreement_verified"] = agreement(our_clusters(work / "ours" / "clusters-verified.parquet"), dt)
         runs.append(row)
-    write_result("dedup_vs_datatrove", {
-        "command": "python benchmarks/dedup_vs_datatrove.py --scales " + args.scales,
-        "params": {"ngram": 5, "bands": 14, "rows": 8},
-        "note": "CPU seconds of each stage in its own process pinned to one core; ratio > 1 means ours is faster",
-        "runs": runs,
-    })
+    write_result(
+        "dedup_vs_datatrove",
+        {
+            "command": "python benchmarks/dedup_vs_datatrove.py --scales " + args.scales,
+            "params": {"ngram": 5, "bands": 14, "rows": 8},
+            "note": "CPU seconds of each stage in its own process pinned to one core; ratio > 1 means ours is faster",
+            "runs": runs,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,11 @@ TOKENIZER = str(SHARED / "tokenizers" / "gpt2-tokenizer.json")
 
 def vocabulary() -> tuple[np.ndarray, np.ndarray]:
     """WikiText-2 and ABC news words with their frequencies: text drawn from it has real token statistics."""
-    text = (SHARED / "quality" / "wikitext-2-valid.txt").read_text() + " " + (SHARED / "quality" / "abc-news-lee.txt").read_text()
+    text = (
+        (SHARED / "quality" / "wikitext-2-valid.txt").read_text()
+        + " "
+        + (SHARED / "quality" / "abc-news-lee.txt").read_text()
+    )
     words, counts = np.unique(np.array(text.split()), return_counts=True)
     return words, counts / counts.sum()
 
@@ -76,7 +80,9 @@ def make_lake(root: Path, shards: int, docs: int, seed: int = 0) -> tuple[Lake, 
                  "format": "warc", "chars": len(body), "capped": False, "quality_score": 0.9, "quality_percentile": 95.0,
                  "kept": kept, "drop_reason": None if kept else "low_quality"}
             )  # fmt: skip
-        lake.write_partition("seeds", {"shard": shard}, pa.Table.from_pylist(seeds, schema=SEED_SCHEMA).to_batches(), SEED_SCHEMA)
+        lake.write_partition(
+            "seeds", {"shard": shard}, pa.Table.from_pylist(seeds, schema=SEED_SCHEMA).to_batches(), SEED_SCHEMA
+        )
         rows_written += len(seeds)
         kept_seeds = [r for r in seeds if r["kept"]]
         for strategy in STRATEGIES:
@@ -91,7 +97,9 @@ def make_lake(root: Path, shards: int, docs: int, seed: int = 0) -> tuple[Lake, 
                      "drop_reason": None if kept else "too_short"}
                 )  # fmt: skip
             key = {"shard": shard, "strategy": strategy}
-            lake.write_partition("rephrased", key, pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA)
+            lake.write_partition(
+                "rephrased", key, pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA
+            )
             lake.put_json([*lake.partition_parts("rephrased", key), "_manifest.json"], {"prompt_hash": f"{strategy}-1"})
             rows_written += len(rows)
     return lake, rows_written
@@ -130,7 +138,9 @@ def main() -> None:
         manifest = published.manifest
         version_dir = lake.path(MIXTURES, "bench", published.version)
         con = duckdb.connect()
-        picked = con.sql(f"SELECT component, shard, source_id AS id, repeat FROM read_parquet('{version_dir}/part-*.parquet')").to_arrow_table()
+        picked = con.sql(
+            f"SELECT component, shard, source_id AS id, repeat FROM read_parquet('{version_dir}/part-*.parquet')"
+        ).to_arrow_table()
         reuse_start = time.perf_counter()
         assert build_mixtures(lake, recipe, TOKENIZER)[0].reused
         reuse = time.perf_counter() - reuse_start

@@ -51,12 +51,20 @@ def one(n: int, built: bool) -> dict:
         instance.add_dynamic_partitions("crawl_shards", shards)
         register_s = time.perf_counter() - start
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        with build_sensor_context(instance=instance, resources={"lake": lake, "engine": engine},
-                                  repository_def=defs.get_repository_def(), cursor="0") as context:
+        with build_sensor_context(
+            instance=instance,
+            resources={"lake": lake, "engine": engine},
+            repository_def=defs.get_repository_def(),
+            cursor="0",
+        ) as context:
             start = time.perf_counter()
             result = nightly_backfill(context)
             tick_s = time.perf_counter() - start
-        requested = sum(1 for _ in result.run_requests[0].asset_graph_subset.iterate_asset_partitions()) if result.run_requests else 0
+        requested = (
+            sum(1 for _ in result.run_requests[0].asset_graph_subset.iterate_asset_partitions())
+            if result.run_requests
+            else 0
+        )
         extra = _while_unfinished(instance, lake, engine, defs, nightly_backfill, result) if result.run_requests else {}
         return {
             **extra,
@@ -78,16 +86,25 @@ def _while_unfinished(instance, lake, engine, defs, nightly_backfill, result) ->
     from dagster._serdes import serialize_value
 
     request = result.run_requests[0]
-    backfill = PartitionBackfill.from_asset_graph_subset("bench", time.time(), dict(request.tags), instance,
-                                                         request.asset_graph_subset, None, None, None)
+    backfill = PartitionBackfill.from_asset_graph_subset(
+        "bench", time.time(), dict(request.tags), instance, request.asset_graph_subset, None, None, None
+    )
     instance.add_backfill(backfill)
-    with build_sensor_context(instance=instance, resources={"lake": lake, "engine": engine},
-                              repository_def=defs.get_repository_def(), cursor=result.cursor) as context:
+    with build_sensor_context(
+        instance=instance,
+        resources={"lake": lake, "engine": engine},
+        repository_def=defs.get_repository_def(),
+        cursor=result.cursor,
+    ) as context:
         start = time.perf_counter()
         again = nightly_backfill(context)
         waiting_s = time.perf_counter() - start
-    return {"backfill_row_bytes": len(serialize_value(backfill)), "tick_while_unfinished_s": round(waiting_s, 3),
-            "cursor_keeps_more": (result.cursor or "").endswith("+more"), "launched_while_unfinished": len(again.run_requests or [])}
+    return {
+        "backfill_row_bytes": len(serialize_value(backfill)),
+        "tick_while_unfinished_s": round(waiting_s, 3),
+        "cursor_keeps_more": (result.cursor or "").endswith("+more"),
+        "launched_while_unfinished": len(again.run_requests or []),
+    }
 
 
 def landing(n: int) -> dict:
@@ -99,18 +116,30 @@ def landing(n: int) -> dict:
     from resources.lake import Lake
     from resources.landing import CrawlLanding
 
-    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as lake:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        tempfile.TemporaryDirectory() as home,
+        tempfile.TemporaryDirectory() as lake,
+    ):
         for i in range(n):
             Path(folder, f"CC-MAIN-2026-44-{i:06d}.warc.gz").touch()
         instance = DagsterInstance.local_temp(home)
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        with build_sensor_context(instance=instance, resources={"landing": CrawlLanding(location=folder), "lake": Lake(root=lake)}) as context:
+        with build_sensor_context(
+            instance=instance, resources={"landing": CrawlLanding(location=folder), "lake": Lake(root=lake)}
+        ) as context:
             start = time.perf_counter()
             result = crawl_landing_sensor(context)
             tick_s = time.perf_counter() - start
-        return {"shards": n, "case": "landing tick", "tick_s": round(tick_s, 2), "partitions_registered": len(result.run_requests),
-                "batch": settings.landing_batch(), "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "rss_before_tick_mib": round(base, 1)}
+        return {
+            "shards": n,
+            "case": "landing tick",
+            "tick_s": round(tick_s, 2),
+            "partitions_registered": len(result.run_requests),
+            "batch": settings.landing_batch(),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "rss_before_tick_mib": round(base, 1),
+        }
 
 
 def backfill_iteration(n: int) -> dict:
@@ -122,8 +151,10 @@ def backfill_iteration(n: int) -> dict:
 
     root, home = tempfile.mkdtemp(), tempfile.mkdtemp()
     os.environ.update(DATASET_LAKE=root, DAGSTER_HOME=home)
-    Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
-                                          "  class: QueuedRunCoordinator\n")
+    Path(home, "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
+        "  class: QueuedRunCoordinator\n"
+    )
     from dagster import DagsterInstance, build_sensor_context
     from dagster._core.execution.backfill import PartitionBackfill
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
@@ -141,29 +172,46 @@ def backfill_iteration(n: int) -> dict:
     _child("--build", str(n), "0", root)  # an empty catalog, and the batch registry when batches are on
     instance = DagsterInstance.get()
     instance.add_dynamic_partitions("crawl_shards", partition_keys(n))
-    with build_sensor_context(instance=instance, resources={"lake": Lake(root=root), "engine": ScriptedEngine()},
-                              repository_def=defs.get_repository_def(), cursor="0") as context:
+    with build_sensor_context(
+        instance=instance,
+        resources={"lake": Lake(root=root), "engine": ScriptedEngine()},
+        repository_def=defs.get_repository_def(),
+        cursor="0",
+    ) as context:
         request = nightly_backfill(context).run_requests[0]
-    backfill = PartitionBackfill.from_asset_graph_subset("bench", time.time(), dict(request.tags), instance,
-                                                         request.asset_graph_subset, None, None, None)
+    backfill = PartitionBackfill.from_asset_graph_subset(
+        "bench", time.time(), dict(request.tags), instance, request.asset_graph_subset, None, None, None
+    )
     instance.add_backfill(backfill)
-    origin = InProcessCodeLocationOrigin(loadable_target_origin=LoadableTargetOrigin(module_name="dataset_assets.definitions",
-                                         working_directory=str(Path(__file__).resolve().parents[1])), location_name="dataset_assets.definitions")
+    origin = InProcessCodeLocationOrigin(
+        loadable_target_origin=LoadableTargetOrigin(
+            module_name="dataset_assets.definitions", working_directory=str(Path(__file__).resolve().parents[1])
+        ),
+        location_name="dataset_assets.definitions",
+    )
     with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as workspace:
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         errors = [e for e in execute_backfill_iteration(workspace, logging.getLogger("backfill")) if e is not None]
         seconds = time.perf_counter() - start
-    return {"shards": n, "case": "backfill daemon, first iteration", "iteration_s": round(seconds, 2),
-            "backfill_partitions": sum(1 for _ in request.asset_graph_subset.iterate_asset_partitions()),
-            "runs_created": len(instance.get_runs()), "errors": [str(e)[:300] for e in errors],
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "rss_before_mib": round(base, 1)}
+    return {
+        "shards": n,
+        "case": "backfill daemon, first iteration",
+        "iteration_s": round(seconds, 2),
+        "backfill_partitions": sum(1 for _ in request.asset_graph_subset.iterate_asset_partitions()),
+        "runs_created": len(instance.get_runs()),
+        "errors": [str(e)[:300] for e in errors],
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_before_mib": round(base, 1),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="1000,10000,100000")
-    parser.add_argument("--batch-files", type=int, default=1, help="landing files per crawl_shards partition (CRAWL_BATCH_FILES)")
+    parser.add_argument(
+        "--batch-files", type=int, default=1, help="landing files per crawl_shards partition (CRAWL_BATCH_FILES)"
+    )
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -184,7 +232,13 @@ def main() -> int:
             result = json.loads(done.stdout.strip().splitlines()[-1])
             print(json.dumps(result), flush=True)
             runs.append(result)
-    write_result(name, {"runs": runs, "command": f"python benchmarks/nightly_scale.py --scales {args.scales} --batch-files {args.batch_files}"})
+    write_result(
+        name,
+        {
+            "runs": runs,
+            "command": f"python benchmarks/nightly_scale.py --scales {args.scales} --batch-files {args.batch_files}",
+        },
+    )
     return 0
 
 

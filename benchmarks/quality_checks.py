@@ -38,7 +38,9 @@ def survey_rows(lake_root: str) -> list[dict]:
 def seed_texts(lake_root: str) -> dict[str, str]:
     import duckdb
 
-    rows = duckdb.sql(f"select id, text from read_parquet('{lake_root}/seeds/*/*.parquet', hive_partitioning=true) where kept").fetchall()
+    rows = duckdb.sql(
+        f"select id, text from read_parquet('{lake_root}/seeds/*/*.parquet', hive_partitioning=true) where kept"
+    ).fetchall()
     return dict(rows)
 
 
@@ -61,10 +63,14 @@ def main() -> int:
     sources = seed_texts(args.seeds_lake)
     rows = [r for r in rows if r["source_id"] in sources] * args.copies
     if not rows:
-        print(f"no rephrased rows with their seeds under {args.rows_lake} / {args.seeds_lake}: run strategy_survey.py first")
+        print(
+            f"no rephrased rows with their seeds under {args.rows_lake} / {args.seeds_lake}: run strategy_survey.py first"
+        )
         return 2
     strategies = load_strategies()
-    echoes = {n: PromptEcho.from_messages([m.content for st in s.steps for m in st.messages]) for n, s in strategies.items()}
+    echoes = {
+        n: PromptEcho.from_messages([m.content for st in s.steps for m in st.messages]) for n, s in strategies.items()
+    }
     tokens = sum(r["completion_tokens"] for r in rows)
     language_probabilities("warm up the model")
     rates, row_share = [], []
@@ -73,7 +79,13 @@ def main() -> int:
         survivors = []
         for i, r in enumerate(rows):
             s = strategies[r["strategy"]]
-            scores = safe_check_row(r["text"], SourceView.of(sources[r["source_id"]], "en"), s.checks, echoes[r["strategy"]], language_probabilities)
+            scores = safe_check_row(
+                r["text"],
+                SourceView.of(sources[r["source_id"]], "en"),
+                s.checks,
+                echoes[r["strategy"]],
+                language_probabilities,
+            )
             if not scores.flags:
                 survivors.append((f"{i}", f"{r['source_id']}-{i}", r["text"]))
         row_seconds = time.process_time() - start
@@ -85,7 +97,11 @@ def main() -> int:
         "core": core,
         "rows": len(rows),
         "output_tokens": tokens,
-        "tokens_per_cpu_second": {"min": round(min(rates)), "median": round(statistics.median(rates)), "max": round(max(rates))},
+        "tokens_per_cpu_second": {
+            "min": round(min(rates)),
+            "median": round(statistics.median(rates)),
+            "max": round(max(rates)),
+        },
         "row_checks_share_of_time": round(statistics.median(row_share), 3),
         "goal_tokens_per_second": 20000,
     }

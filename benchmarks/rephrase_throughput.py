@@ -89,8 +89,13 @@ def seed_rows(n: int, min_tokens: int = 250, max_tokens: int = 500) -> list[dict
             if min_tokens <= len(tok.encode(doc["text"]).ids) <= max_tokens:
                 row = {name: None for name in SEED_SCHEMA.names}
                 row.update(
-                    id=f"{SHARD}-{len(rows):04d}", text=doc["text"], shard=SHARD, url=doc.get("url") or f"http://sample/{len(rows)}",
-                    quality_score=0.9, quality_percentile=95.0, kept=True,
+                    id=f"{SHARD}-{len(rows):04d}",
+                    text=doc["text"],
+                    shard=SHARD,
+                    url=doc.get("url") or f"http://sample/{len(rows)}",
+                    quality_score=0.9,
+                    quality_percentile=95.0,
+                    kept=True,
                 )
                 rows.append(row)
                 if len(rows) == n:
@@ -105,7 +110,9 @@ def write_seeds(lake_root: str, rows: list[dict]):
     from resources.lake import Lake
 
     lake = Lake(root=lake_root)
-    lake.write_partition("seeds", {"shard": SHARD}, pa.Table.from_pylist(rows, schema=SEED_SCHEMA).to_batches(), SEED_SCHEMA)
+    lake.write_partition(
+        "seeds", {"shard": SHARD}, pa.Table.from_pylist(rows, schema=SEED_SCHEMA).to_batches(), SEED_SCHEMA
+    )
     return lake
 
 
@@ -218,7 +225,9 @@ def run_bare(engine, requests, chunks: int = 1) -> dict:
     }
 
 
-def run_asset(engine, rows: list[dict], strat, chunk_docs: int, work: str, reset=None, cpu_pid: int | None = None) -> dict:
+def run_asset(
+    engine, rows: list[dict], strat, chunk_docs: int, work: str, reset=None, cpu_pid: int | None = None
+) -> dict:
     """One partition the way the asset runs it, engine warm, into a fresh lake; seeds are written
     before the clock starts, reading them is timed (the asset reads them too). `reset` empties the
     engine's prefix cache (default: the in-process engine's). CPU seconds: this process and its children,
@@ -241,7 +250,9 @@ def run_asset(engine, rows: list[dict], strat, chunk_docs: int, work: str, reset
     seconds = time.perf_counter() - start
     own = time.process_time() - own
     cpu = tree_cpu_seconds(cpu_pid) + (time.process_time() if cpu_pid is not None else 0.0) - cpu
-    table = lake.read_partition("rephrased", {"shard": SHARD, "strategy": strat.name}, columns=["error", "finish_reason"])
+    table = lake.read_partition(
+        "rephrased", {"shard": SHARD, "strategy": strat.name}, columns=["error", "finish_reason"]
+    )
     errors = [e for e in table.column("error").to_pylist() if e]
     shutil.rmtree(root, ignore_errors=True)
     return {
@@ -297,15 +308,37 @@ def dagster_materialisation(engine, rows: list[dict], output_tokens: int, chunk_
     wall = time.perf_counter() - start
     mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
     meta = {k: v.value for k, v in mats[0].metadata.items()} if mats else {}
-    keep = ("rows", "kept", "completion_tokens", "prompt_tokens", "engine_seconds", "wall_seconds", "output_tokens_per_s",
-            "engine_loads", "chunks_generated", "drop_counts")
+    keep = (
+        "rows",
+        "kept",
+        "completion_tokens",
+        "prompt_tokens",
+        "engine_seconds",
+        "wall_seconds",
+        "output_tokens_per_s",
+        "engine_loads",
+        "chunks_generated",
+        "drop_counts",
+    )
     try:
-        errors = [e for e in lake.read_partition("rephrased", {"shard": SHARD, "strategy": STRATEGY}, columns=["error"]).column("error").to_pylist() if e]
+        errors = [
+            e
+            for e in lake.read_partition("rephrased", {"shard": SHARD, "strategy": STRATEGY}, columns=["error"])
+            .column("error")
+            .to_pylist()
+            if e
+        ]
     except FileNotFoundError:
         errors = []
     shutil.rmtree(root, ignore_errors=True)
-    out = {"success": result.success, "errors": len(errors), "first_error": errors[0][:400] if errors else None, "wall_seconds": round(wall, 2), "engine_settings": engine_settings(engine),
-           "metadata": {k: meta.get(k) for k in keep}}
+    out = {
+        "success": result.success,
+        "errors": len(errors),
+        "first_error": errors[0][:400] if errors else None,
+        "wall_seconds": round(wall, 2),
+        "engine_settings": engine_settings(engine),
+        "metadata": {k: meta.get(k) for k in keep},
+    }
     if meta.get("completion_tokens"):
         out["output_tokens_per_s_over_wall"] = round(meta["completion_tokens"] / wall, 1)
     return out
@@ -314,15 +347,21 @@ def dagster_materialisation(engine, rows: list[dict], output_tokens: int, chunk_
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--docs", type=int, default=48)
-    parser.add_argument("--output-tokens", type=int, default=128, help="the strategy's output limit (max_output_tokens)")
+    parser.add_argument(
+        "--output-tokens", type=int, default=128, help="the strategy's output limit (max_output_tokens)"
+    )
     parser.add_argument("--chunk-docs", type=int, default=None, help="default: RephrasedConfig's chunk_docs")
     parser.add_argument("--small-chunk-docs", type=int, default=16, help="chunk size of the *_chunked diagnostics")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sides", default="bare,asset,asset_small_chunks,bare_chunked")
-    parser.add_argument("--model", default=None, help="model directory (default: the tiny model, written to a temp dir)")
+    parser.add_argument(
+        "--model", default=None, help="model directory (default: the tiny model, written to a temp dir)"
+    )
     parser.add_argument("--workaround-batched-tokens", type=int, default=32768)
     parser.add_argument("--skip-dagster", action="store_true")
-    parser.add_argument("--tag", default="", help="results go to rephrase_throughput_<tag>.json (e.g. smollm2 for the real model)")
+    parser.add_argument(
+        "--tag", default="", help="results go to rephrase_throughput_<tag>.json (e.g. smollm2 for the real model)"
+    )
     args = parser.parse_args()
     sides = args.sides.split(",")
     if args.chunk_docs is None:
@@ -346,7 +385,13 @@ def main() -> None:
     try:
         probe = run_asset(engine, rows, strat, args.chunk_docs, work)
     except Exception as exc:  # EngineUnavailable: the engine died and the partition failed
-        probe = {"completion_tokens": 0, "rows": 0, "drops": {}, "errors": 1, "first_error": f"{type(exc).__name__}: {exc}"[:600]}
+        probe = {
+            "completion_tokens": 0,
+            "rows": 0,
+            "drops": {},
+            "errors": 1,
+            "first_error": f"{type(exc).__name__}: {exc}"[:600],
+        }
     as_is = {
         "engine_settings": as_built,
         "engine_load_seconds": round(load_seconds, 1),
@@ -374,7 +419,7 @@ def main() -> None:
     # 2. the interleaved timed runs on one warm engine
     runs: dict[str, list[dict]] = {s: [] for s in sides}
     for rep in range(args.repeats):
-        order = sides[rep % len(sides):] + sides[: rep % len(sides)]
+        order = sides[rep % len(sides) :] + sides[: rep % len(sides)]
         for side in order:
             if side == "bare":
                 r = run_bare(engine, requests)
@@ -392,8 +437,11 @@ def main() -> None:
             r["cpu_seconds_per_1k_tokens"] = 1000 * r["cpu_seconds"] / max(r["completion_tokens"], 1)
             r["load_average_1m"] = os.getloadavg()[0]
             runs[side].append(r)
-            print(f"rep {rep} {side}: {r['completion_tokens']} tokens in {r['seconds']:.1f} s = {r['tokens_per_s']:.1f} tok/s "
-                  f"(load {r['load_average_1m']:.1f})", flush=True)
+            print(
+                f"rep {rep} {side}: {r['completion_tokens']} tokens in {r['seconds']:.1f} s = {r['tokens_per_s']:.1f} tok/s "
+                f"(load {r['load_average_1m']:.1f})",
+                flush=True,
+            )
             if r.get("errors"):
                 print(f"  errors: {r['errors']} first: {r['first_error']}", flush=True)
     settings_used = engine_settings(engine)
@@ -410,13 +458,18 @@ def main() -> None:
     rate = {s: round(med([r["tokens_per_s"] for r in rs]), 1) for s, rs in runs.items()}
     cpu_per_1k = {s: round(med([r["cpu_seconds_per_1k_tokens"] for r in rs]), 2) for s, rs in runs.items()}
     result = {
-        "command": (f"/tmp/vllm-venv/bin/python benchmarks/rephrase_throughput.py --docs {args.docs} --output-tokens {args.output_tokens} "
-                    f"--chunk-docs {args.chunk_docs} --small-chunk-docs {args.small_chunk_docs} --repeats {args.repeats} --sides {args.sides}"),
-        "model": generator_name(model) or "tiny random-weight Llama (dataset-assets tiny-model: hidden 256, 2 layers, head_dim 64, GPT-2 BPE)",
+        "command": (
+            f"/tmp/vllm-venv/bin/python benchmarks/rephrase_throughput.py --docs {args.docs} --output-tokens {args.output_tokens} "
+            f"--chunk-docs {args.chunk_docs} --small-chunk-docs {args.small_chunk_docs} --repeats {args.repeats} --sides {args.sides}"
+        ),
+        "model": generator_name(model)
+        or "tiny random-weight Llama (dataset-assets tiny-model: hidden 256, 2 layers, head_dim 64, GPT-2 BPE)",
         "strategy": strat.name,
         "documents": len(rows),
         "requests": len(requests),
-        "mean_prompt_tokens": round(statistics.mean(r["prompt_tokens"] / r["requests"] for r in runs.get("bare") or runs["asset"]), 1),
+        "mean_prompt_tokens": round(
+            statistics.mean(r["prompt_tokens"] / r["requests"] for r in runs.get("bare") or runs["asset"]), 1
+        ),
         "output_limit_tokens": strat.sampling.max_tokens,
         "chunk_docs": args.chunk_docs,
         "small_chunk_docs": args.small_chunk_docs,
@@ -428,7 +481,10 @@ def main() -> None:
         "repeats": args.repeats,
         "output_tokens_per_s_median": rate,
         "cpu_seconds_per_1k_output_tokens_median": cpu_per_1k,
-        "runs": {s: [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rs] for s, rs in runs.items()},
+        "runs": {
+            s: [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rs]
+            for s, rs in runs.items()
+        },
         "dagster_materialisation": dagster,
         "goal": "asset / bare >= 0.95",
     }

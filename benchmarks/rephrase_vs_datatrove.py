@@ -73,7 +73,7 @@ DATATROVE_VERSION = "0.10.1"
 DATATROVE_PACKAGES = [f"datatrove=={DATATROVE_VERSION}", "orjson", "httpx", "aiofiles"]
 
 # Run by the datatrove venv's interpreter: argv[1] is a JSON spec, the last stdout line the result.
-DATATROVE_RUNNER = r'''
+DATATROVE_RUNNER = r"""
 import json, sys, time
 
 from datatrove.data import Document
@@ -111,7 +111,7 @@ seconds = time.perf_counter() - start
 cpu = time.process_time() - cpu
 print(json.dumps({"seconds": seconds, "client_cpu_seconds": cpu, "completion_tokens": sum(completions), "requests": len(completions),
                   "inference_time": str(runner.stats.stats.get("inference_time"))}))
-'''
+"""
 
 
 def free_port() -> int:
@@ -128,7 +128,10 @@ def ensure_datatrove_venv() -> Path:
     if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
     base = shutil.which("python3") or "python3"
-    commands = [[base, "-m", "venv", str(DATATROVE_VENV)], [str(DATATROVE_VENV / "bin" / "pip"), "install", "-q", *DATATROVE_PACKAGES]]
+    commands = [
+        [base, "-m", "venv", str(DATATROVE_VENV)],
+        [str(DATATROVE_VENV / "bin" / "pip"), "install", "-q", *DATATROVE_PACKAGES],
+    ]
     for cmd in commands:
         print("+", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
@@ -143,10 +146,30 @@ class Server:
         self.port = free_port()
         self.model = model
         cores = f"0-{max((os.cpu_count() or 1) - 1, 0)}"
-        env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": cores, "VLLM_CPU_NUM_OF_RESERVED_CPU": "0", "VLLM_SERVER_DEV_MODE": "1"}
+        env = {
+            **os.environ,
+            "VLLM_CPU_OMP_THREADS_BIND": cores,
+            "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+            "VLLM_SERVER_DEV_MODE": "1",
+        }
         self.args = [
-            "--model", model, "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "bfloat16", "--enforce-eager",
-            "--max-model-len", "4096", "--max-num-seqs", "32", "--kv-cache-memory-bytes", str(1 << 30), "--seed", "0",
+            "--model",
+            model,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dtype",
+            "bfloat16",
+            "--enforce-eager",
+            "--max-model-len",
+            "4096",
+            "--max-num-seqs",
+            "32",
+            "--kv-cache-memory-bytes",
+            str(1 << 30),
+            "--seed",
+            "0",
             "--disable-uvicorn-access-log",
         ]
         if max_num_batched_tokens:
@@ -156,7 +179,10 @@ class Server:
         start = time.perf_counter()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vllm.entrypoints.openai.api_server", *self.args],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline:
@@ -206,14 +232,22 @@ class Server:
 def endpoint_engine(server: Server, concurrency: int):
     from resources.endpoint import OpenAIEndpointEngine
 
-    return OpenAIEndpointEngine(base_url=f"{server.base}/v1", model=server.model, max_concurrency=concurrency, timeout_seconds=600)
+    return OpenAIEndpointEngine(
+        base_url=f"{server.base}/v1", model=server.model, max_concurrency=concurrency, timeout_seconds=600
+    )
 
 
 def request_bodies(requests, model: str) -> list[dict]:
     """What OpenAIEndpointEngine._one posts for each request (kept in step with resources/endpoint.py)."""
     bodies = []
     for r in requests:
-        body = {"model": model, "messages": r.messages, "max_tokens": r.max_tokens, "temperature": r.temperature, "top_p": r.top_p}
+        body = {
+            "model": model,
+            "messages": r.messages,
+            "max_tokens": r.max_tokens,
+            "temperature": r.temperature,
+            "top_p": r.top_p,
+        }
         if getattr(r, "seed", None) is not None:
             body["seed"] = r.seed
         if getattr(r, "frequency_penalty", 0.0):
@@ -227,7 +261,9 @@ def request_bodies(requests, model: str) -> list[dict]:
 def run_ours(server: Server, concurrency: int, rows, strat, chunk_docs: int, work: str) -> dict:
     engine = endpoint_engine(server, concurrency)
     try:
-        return run_asset(engine, rows, strat, chunk_docs, work, reset=server.reset_prefix_cache, cpu_pid=server.proc.pid)
+        return run_asset(
+            engine, rows, strat, chunk_docs, work, reset=server.reset_prefix_cache, cpu_pid=server.proc.pid
+        )
     finally:
         engine.close()
 
@@ -257,7 +293,9 @@ def run_datatrove(python: Path, server: Server, concurrency: int, requests, bodi
     written = sum(1 for f in Path(spec["out"]).glob("*.jsonl") for _ in open(f))
     shutil.rmtree(tmp, ignore_errors=True)
     # server CPU over the whole subprocess (a little idle polling beyond runner.run) + the client's own
-    out.update(process_seconds=process_seconds, documents_written=written, cpu_seconds=server_cpu + out["client_cpu_seconds"])
+    out.update(
+        process_seconds=process_seconds, documents_written=written, cpu_seconds=server_cpu + out["client_cpu_seconds"]
+    )
     return out
 
 
@@ -267,7 +305,13 @@ def probe_as_is(model: str, rows, strat, chunk_docs: int, concurrency: int, work
     result: dict = {"server_args": server.args, "server_start_seconds": round(server.start_seconds, 1)}
     try:
         r = run_ours(server, concurrency, rows, strat, chunk_docs, work)
-        result.update(completion_tokens=r["completion_tokens"], rows=r["rows"], drops=r["drops"], errors=r["errors"], first_error=r["first_error"])
+        result.update(
+            completion_tokens=r["completion_tokens"],
+            rows=r["rows"],
+            drops=r["drops"],
+            errors=r["errors"],
+            first_error=r["first_error"],
+        )
     except Exception as exc:  # EndpointError once the server is gone
         result.update(exception=f"{type(exc).__name__}: {exc}"[:600])
     result["server_alive_after"] = server.alive()
@@ -283,11 +327,17 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=48)
     parser.add_argument("--output-tokens", type=int, default=128)
     parser.add_argument("--chunk-docs", type=int, default=None, help="default: RephrasedConfig's chunk_docs")
-    parser.add_argument("--concurrency", default="8,32", help="comma list; 32 is OpenAIEndpointEngine's default and the server's max_num_seqs")
+    parser.add_argument(
+        "--concurrency",
+        default="8,32",
+        help="comma list; 32 is OpenAIEndpointEngine's default and the server's max_num_seqs",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--model", default=None)
     parser.add_argument("--workaround-batched-tokens", type=int, default=32768)
-    parser.add_argument("--tag", default="", help="results go to rephrase_vs_datatrove_<tag>.json (variants of the main run)")
+    parser.add_argument(
+        "--tag", default="", help="results go to rephrase_vs_datatrove_<tag>.json (variants of the main run)"
+    )
     args = parser.parse_args()
     concurrencies = [int(c) for c in args.concurrency.split(",")]
     if args.chunk_docs is None:
@@ -330,8 +380,11 @@ def main() -> None:
                     r["cpu_seconds_per_1k_tokens"] = 1000 * r["cpu_seconds"] / max(r["completion_tokens"], 1)
                     r["load_average_1m"] = os.getloadavg()[0]
                     runs[str(c)][side].append(r)
-                    print(f"rep {rep} concurrency {c} {side}: {r['completion_tokens']} tokens in {r['seconds']:.1f} s = "
-                          f"{r['tokens_per_s']:.1f} tok/s (load {r['load_average_1m']:.1f})", flush=True)
+                    print(
+                        f"rep {rep} concurrency {c} {side}: {r['completion_tokens']} tokens in {r['seconds']:.1f} s = "
+                        f"{r['tokens_per_s']:.1f} tok/s (load {r['load_average_1m']:.1f})",
+                        flush=True,
+                    )
                     if r.get("errors"):
                         print(f"  errors: {r['errors']} first: {r['first_error']}", flush=True)
     finally:
@@ -351,14 +404,21 @@ def main() -> None:
             "cpu_seconds_per_1k_output_tokens_median": cpu,
         }
     result = {
-        "command": (f"/tmp/vllm-venv/bin/python benchmarks/rephrase_vs_datatrove.py --docs {args.docs} --output-tokens {args.output_tokens} "
-                    f"--chunk-docs {args.chunk_docs} --concurrency {args.concurrency} --repeats {args.repeats}"
-                    + (f" --tag {args.tag}" if args.tag else "")),
-        "datatrove": {"version": DATATROVE_VERSION, "venv": str(DATATROVE_VENV.relative_to(ROOT)),
-                      "install": f"python3 -m venv {DATATROVE_VENV.relative_to(ROOT)} && {DATATROVE_VENV.relative_to(ROOT)}/bin/pip install {' '.join(DATATROVE_PACKAGES)}",
-                      "runner": "InferenceRunner(server_type='endpoint', endpoint_url=http://127.0.0.1:<port>, use_chat=True), JsonlWriter output, no checkpoints_local_dir"},
-        "model": generator_name(model) or "tiny random-weight Llama (dataset-assets tiny-model: hidden 256, 2 layers, head_dim 64, GPT-2 BPE)",
-        "server": "python -m vllm.entrypoints.openai.api_server (vllm-cpu 0.32) " + " ".join(a if not a.startswith("/") else "<model>" for a in server_args),
+        "command": (
+            f"/tmp/vllm-venv/bin/python benchmarks/rephrase_vs_datatrove.py --docs {args.docs} --output-tokens {args.output_tokens} "
+            f"--chunk-docs {args.chunk_docs} --concurrency {args.concurrency} --repeats {args.repeats}"
+            + (f" --tag {args.tag}" if args.tag else "")
+        ),
+        "datatrove": {
+            "version": DATATROVE_VERSION,
+            "venv": str(DATATROVE_VENV.relative_to(ROOT)),
+            "install": f"python3 -m venv {DATATROVE_VENV.relative_to(ROOT)} && {DATATROVE_VENV.relative_to(ROOT)}/bin/pip install {' '.join(DATATROVE_PACKAGES)}",
+            "runner": "InferenceRunner(server_type='endpoint', endpoint_url=http://127.0.0.1:<port>, use_chat=True), JsonlWriter output, no checkpoints_local_dir",
+        },
+        "model": generator_name(model)
+        or "tiny random-weight Llama (dataset-assets tiny-model: hidden 256, 2 layers, head_dim 64, GPT-2 BPE)",
+        "server": "python -m vllm.entrypoints.openai.api_server (vllm-cpu 0.32) "
+        + " ".join(a if not a.startswith("/") else "<model>" for a in server_args),
         "server_start_seconds": round(server_start, 1),
         "strategy": strat.name,
         "documents": len(rows),
@@ -370,8 +430,13 @@ def main() -> None:
         "workaround": workaround,
         "repeats": args.repeats,
         "by_concurrency": summary,
-        "runs": {c: {s: [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rs] for s, rs in sides.items()}
-                 for c, sides in runs.items()},
+        "runs": {
+            c: {
+                s: [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()} for r in rs]
+                for s, rs in sides.items()
+            }
+            for c, sides in runs.items()
+        },
         "goal": "ours / datatrove >= 1.0",
         "goal_met": {c: v["ours_vs_datatrove"] >= 1.0 for c, v in summary.items()},
     }

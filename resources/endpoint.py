@@ -46,7 +46,9 @@ class OpenAIEndpointEngine(LLMEngine):
                 base_url=self.base_url.rstrip("/"),
                 headers=headers,
                 timeout=self.timeout_seconds,
-                limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
+                limits=httpx.Limits(
+                    max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency
+                ),
             )
         return self._client
 
@@ -100,7 +102,9 @@ class OpenAIEndpointEngine(LLMEngine):
                 last = f"http_{resp.status_code}: {_message(resp)}"
             if attempt < self.max_retries:
                 await asyncio.sleep(self.backoff_seconds * (2**attempt) * (1 + random.random() * 0.25))
-        raise EndpointError(f"{self.base_url}: request {req.request_id} failed after {self.max_retries + 1} attempts: {last}")
+        raise EndpointError(
+            f"{self.base_url}: request {req.request_id} failed after {self.max_retries + 1} attempts: {last}"
+        )
 
     async def _all(self, requests: list[ChatRequest]) -> list[Completion]:
         gate = asyncio.Semaphore(self.max_concurrency)

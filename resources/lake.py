@@ -262,14 +262,18 @@ class Lake(ConfigurableResource):
     def subdirectories(self, *parts: str, prefix: str = "") -> list[str]:
         """Names of the directories directly under a lake path (starting with `prefix`), sorted."""
         infos = self.fs.get_file_info(pafs.FileSelector(self.path(*parts), allow_not_found=True))
-        return sorted(i.base_name for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith(prefix))
+        return sorted(
+            i.base_name for i in infos if i.type == pafs.FileType.Directory and i.base_name.startswith(prefix)
+        )
 
     def all_part_files(self, asset: str) -> list[str]:
         """Every finished part file of an asset, at any depth, sorted."""
         selector = pafs.FileSelector(self.path(asset), recursive=True, allow_not_found=True)
         infos = self.fs.get_file_info(selector)
         return sorted(
-            i.path for i in infos if i.type == pafs.FileType.File and i.base_name.startswith("part-") and i.base_name.endswith(".parquet")
+            i.path
+            for i in infos
+            if i.type == pafs.FileType.File and i.base_name.startswith("part-") and i.base_name.endswith(".parquet")
         )
 
     def stored_partitions(self, asset: str) -> list[dict[str, str]]:
@@ -283,9 +287,7 @@ class Lake(ConfigurableResource):
                 found[tuple(keys.items())] = keys
         return [found[k] for k in sorted(found)]
 
-    def read_partition(
-        self, asset: str, partition: Mapping[str, str], columns: Optional[list[str]] = None
-    ) -> pa.Table:
+    def read_partition(self, asset: str, partition: Mapping[str, str], columns: Optional[list[str]] = None) -> pa.Table:
         files = self.partition_files(asset, partition)
         if not files:
             raise FileNotFoundError(

@@ -17,7 +17,9 @@ _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".incomplete")
 
 def _is_shard_path(rel: str) -> bool:
     """Not hidden (no part starting with . or _) and not still being written (.tmp, .part, ...)."""
-    return not any(part.startswith((".", "_")) for part in rel.split("/")) and not rel.lower().endswith(_IGNORED_SUFFIXES)
+    return not any(part.startswith((".", "_")) for part in rel.split("/")) and not rel.lower().endswith(
+        _IGNORED_SUFFIXES
+    )
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,9 @@ class CrawlLanding(ConfigurableResource):
             found[key] = LandingFile(key=key, path=info.path, name=rel, size=info.size or 0)
         return found
 
-    def files_after(self, after: Optional[str], limit: int, listed: Optional[dict[str, LandingFile]] = None) -> tuple[list[LandingFile], Optional[str]]:
+    def files_after(
+        self, after: Optional[str], limit: int, listed: Optional[dict[str, LandingFile]] = None
+    ) -> tuple[list[LandingFile], Optional[str]]:
         """At most `limit` shard files whose path under the landing sorts after `after`, in path
         order, and the last path listed (the next call's `after`; None when nothing was listed).
 
@@ -97,8 +101,12 @@ class CrawlLanding(ConfigurableResource):
     def _s3_files_after(self, after: Optional[str], limit: int) -> tuple[list[LandingFile], Optional[str]]:
         from dagster_aws.s3 import S3Resource
 
-        client = S3Resource(endpoint_url=self.s3_endpoint_url, aws_access_key_id=self.aws_access_key_id,
-                            aws_secret_access_key=self.aws_secret_access_key, region_name=self.aws_region or "us-east-1").get_client()
+        client = S3Resource(
+            endpoint_url=self.s3_endpoint_url,
+            aws_access_key_id=self.aws_access_key_id,
+            aws_secret_access_key=self.aws_secret_access_key,
+            region_name=self.aws_region or "us-east-1",
+        ).get_client()
         bucket, _, prefix = self.location[len("s3://") :].strip("/").partition("/")
         prefix = prefix + "/" if prefix else ""
         kwargs = {"Bucket": bucket, "Prefix": prefix, **({"StartAfter": prefix + after} if after else {})}
@@ -110,7 +118,11 @@ class CrawlLanding(ConfigurableResource):
                 last = rel
                 if not rel or rel.endswith("/") or not _is_shard_path(rel):
                     continue
-                chosen.append(LandingFile(key=sanitise_shard_key(rel), path=f"{bucket}/{obj['Key']}", name=rel, size=obj.get("Size", 0)))
+                chosen.append(
+                    LandingFile(
+                        key=sanitise_shard_key(rel), path=f"{bucket}/{obj['Key']}", name=rel, size=obj.get("Size", 0)
+                    )
+                )
                 if len(chosen) >= limit:
                     return chosen, last
         return chosen, last

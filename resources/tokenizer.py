@@ -38,7 +38,9 @@ def file_fingerprint(path: Path) -> str:
 @lru_cache(maxsize=1)
 def _byte_decoder() -> dict[str, int]:
     """GPT-2's byte-to-printable-character table, inverted: byte-level token strings back to bytes."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = {}, 0
     for b in range(256):
         if b in printable:
@@ -161,7 +163,9 @@ def load_tokenizer(path: str, pattern: Optional[str] = None, special_tokens: int
         candidates = [p / "tokenizer.json", *sorted(p.glob("*.tiktoken")), *sorted(p.glob("original/*.tiktoken"))]
         found = next((c for c in candidates if c.is_file()), None)
         if found is None:
-            raise FileNotFoundError(f"tokenizer path {path}: the directory holds no tokenizer.json and no *.tiktoken file")
+            raise FileNotFoundError(
+                f"tokenizer path {path}: the directory holds no tokenizer.json and no *.tiktoken file"
+            )
         p = found
     if not p.is_file():
         raise FileNotFoundError(f"tokenizer path {path} does not exist: set the `tokenizer` resource's path")
@@ -169,7 +173,9 @@ def load_tokenizer(path: str, pattern: Optional[str] = None, special_tokens: int
         return TiktokenTokenizer(p, pattern or LLAMA3_PATTERN, special_tokens)
     if p.suffix == ".json":
         return HuggingFaceTokenizer(p)
-    raise ValueError(f"tokenizer path {path}: expected a Hugging Face tokenizer.json, a model directory or a .tiktoken file")
+    raise ValueError(
+        f"tokenizer path {path}: expected a Hugging Face tokenizer.json, a model directory or a .tiktoken file"
+    )
 
 
 class TokenizerResource(ConfigurableResource):

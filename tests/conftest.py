@@ -51,7 +51,9 @@ def warc_record(
 def html_page(body_text: str, title: str = "Page", charset_meta: str = "") -> bytes:
     meta = f'<meta charset="{charset_meta}">' if charset_meta else ""
     paragraphs = "".join(f"<p>{p}</p>" for p in body_text.split("\n"))
-    return f"<html><head>{meta}<title>{title}</title></head><body><article>{paragraphs}</article></body></html>".encode()
+    return (
+        f"<html><head>{meta}<title>{title}</title></head><body><article>{paragraphs}</article></body></html>".encode()
+    )
 
 
 def write_warc_gz(path: Path, records: list[bytes]) -> Path:
@@ -88,7 +90,9 @@ def _wiki_paragraphs() -> list[str]:
         for line in (QUALITY / "wikitext-2-valid.txt").read_text(encoding="utf-8").splitlines():
             line = line.strip()
             if not line.startswith("=") and len(line.split()) >= 100:
-                _WIKI.append(line.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".").replace(" <unk>", ""))
+                _WIKI.append(
+                    line.replace(" @-@ ", "-").replace(" @,@ ", ",").replace(" @.@ ", ".").replace(" <unk>", "")
+                )
     return _WIKI
 
 

@@ -41,5 +41,3 @@ def lake_from(args: argparse.Namespace):
     from dataset_assets.defs.resources import lake_resource
 
     return lake_resource(args.lake)
-
-

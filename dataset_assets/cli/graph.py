@@ -51,7 +51,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:  # an unreachable lake: each step below fails and is named with its cause
         print(f"could not check the lake's status catalog: {str(exc).splitlines()[0]}", file=sys.stderr)
     runner = StageRunner(defs, instance, args.log_level, keys)
-    runner.run([name for name in stage_names if name in selected], strategies, chosen, args.chunk_docs, args.max_output_tokens)
+    runner.run(
+        [name for name in stage_names if name in selected], strategies, chosen, args.chunk_docs, args.max_output_tokens
+    )
     if runner.failures:
         print(f"{len(runner.failures)} step(s) failed: {', '.join(runner.failures)}", file=sys.stderr)
         return 1
@@ -89,17 +91,37 @@ def _status(args: argparse.Namespace) -> int:
         generator = f"{MODEL_NAME}@{DEFAULT_REVISION}"  # what its preparation will name it: no 30 s conversion to ask
     else:
         generator = defs.resources["engine"].generator
-    status = graph_status(defs.resources["lake"], shards, load_strategies(settings.prompts_dir()), generator,
-                          dedup_bands.get_partition_keys(), args.max_output_tokens, registry=view.registry)
+    status = graph_status(
+        defs.resources["lake"],
+        shards,
+        load_strategies(settings.prompts_dir()),
+        generator,
+        dedup_bands.get_partition_keys(),
+        args.max_output_tokens,
+        registry=view.registry,
+    )
     if args.json:
-        print(json.dumps({"shards": len(shards), "unregistered_shards": len(unregistered), "registered_without_file": len(gone),
-                          "registered_without_file_sample": gone[:10],
-                          "assets": {name: st.summary() for name, st in status.items()}}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "shards": len(shards),
+                    "unregistered_shards": len(unregistered),
+                    "registered_without_file": len(gone),
+                    "registered_without_file_sample": gone[:10],
+                    "assets": {name: st.summary() for name, st in status.items()},
+                },
+                indent=2,
+            )
+        )
     else:
-        print(f"{len(shards)} shards ({len(unregistered)} in the landing but not registered yet); lake {settings.lake_root()}")
+        print(
+            f"{len(shards)} shards ({len(unregistered)} in the landing but not registered yet); lake {settings.lake_root()}"
+        )
         if gone:
-            print(f"{len(gone)} registered shards have no file in the landing any more (moved or deleted; their crawl_docs "
-                  f"cannot be rebuilt until it is back): {', '.join(gone[:5])}{' ...' if len(gone) > 5 else ''}")
+            print(
+                f"{len(gone)} registered shards have no file in the landing any more (moved or deleted; their crawl_docs "
+                f"cannot be rebuilt until it is back): {', '.join(gone[:5])}{' ...' if len(gone) > 5 else ''}"
+            )
         print(render(status))
     return 0
 
@@ -136,10 +158,17 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     counts = {}
     for asset in table.column("asset").to_pylist():
         counts[asset] = counts.get(asset, 0) + 1
-    print(f"status catalog of {lake.uri()}: {table.num_rows:,} partitions recorded " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(
+        f"status catalog of {lake.uri()}: {table.num_rows:,} partitions recorded "
+        + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+    )
     if gone:
-        print(f"{len(gone)} recorded partitions have no data in the lake any more (deleted by hand?): "
-              + ", ".join(f"{a}[{p}]" for a, p in gone[:10]) + ". Run `dataset-assets catalog --rebuild`.", file=sys.stderr)
+        print(
+            f"{len(gone)} recorded partitions have no data in the lake any more (deleted by hand?): "
+            + ", ".join(f"{a}[{p}]" for a, p in gone[:10])
+            + ". Run `dataset-assets catalog --rebuild`.",
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -153,19 +182,27 @@ def add_parsers(sub) -> None:
     run.add_argument("--strategies", help="comma-separated strategies for rephrased (default: every prompts/*.toml)")
     run.add_argument("--chunk-docs", type=int, default=64, help="source documents per committed rephrasing chunk")
     run.add_argument("--max-output-tokens", type=int, help="cap every strategy's output limit (CPU demos)")
-    run.add_argument("--references", help="folder of reference corpora for statistics (default ../shared/data/reference)")
+    run.add_argument(
+        "--references", help="folder of reference corpora for statistics (default ../shared/data/reference)"
+    )
     run.add_argument("--recipes", help="folder of mixture recipes (default recipes/)")
     run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="per asset: partitions current, outdated (and why) and missing")
     status.add_argument("--landing", help="landing location (default CRAWL_LANDING)")
     status.add_argument("--lake", help="lake root (default DATASET_LAKE)")
-    status.add_argument("--max-output-tokens", type=int, help="the output cap `run` was given, if any (it is part of the prompt hash)")
+    status.add_argument(
+        "--max-output-tokens", type=int, help="the output cap `run` was given, if any (it is part of the prompt hash)"
+    )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
     cat = sub.add_parser("catalog", help="the lake's status catalog: counts, --verify, --compact or --rebuild")
     cat.add_argument("--lake", help="lake root (default DATASET_LAKE)")
     group = cat.add_mutually_exclusive_group()
-    group.add_argument("--rebuild", action="store_true", help="reconstruct the catalog from the lake (a full walk, once)")
-    group.add_argument("--verify", action="store_true", help="check that every recorded partition's data is still in the lake")
+    group.add_argument(
+        "--rebuild", action="store_true", help="reconstruct the catalog from the lake (a full walk, once)"
+    )
+    group.add_argument(
+        "--verify", action="store_true", help="check that every recorded partition's data is still in the lake"
+    )
     group.add_argument("--compact", action="store_true", help="fold the catalog's record files into one")
     cat.set_defaults(func=cmd_catalog)

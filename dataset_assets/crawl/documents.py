@@ -66,7 +66,9 @@ def _text_of(record: RawRecord) -> str:
     return record.payload
 
 
-def _document_batch(pending: list[tuple[RawRecord, str, bool]], info: ShardInfo, rules: DocumentRules, stats: DocumentStats) -> Optional[pa.RecordBatch]:
+def _document_batch(
+    pending: list[tuple[RawRecord, str, bool]], info: ShardInfo, rules: DocumentRules, stats: DocumentStats
+) -> Optional[pa.RecordBatch]:
     """Language-identify the pending texts (one batched call) and keep those in the wanted languages."""
     rows = []
     for (record, text, capped), (lang, score) in zip(pending, langid.identify([t for _, t, _ in pending])):
@@ -100,7 +102,9 @@ def _document_batch(pending: list[tuple[RawRecord, str, bool]], info: ShardInfo,
     return pa.RecordBatch.from_pylist(rows, schema=DOCUMENT_SCHEMA) if rows else None
 
 
-def _clean_text(item: Union[RawRecord, Skipped], rules: DocumentRules, stats: DocumentStats) -> Optional[tuple[str, bool]]:
+def _clean_text(
+    item: Union[RawRecord, Skipped], rules: DocumentRules, stats: DocumentStats
+) -> Optional[tuple[str, bool]]:
     """(normalised text, capped) of a record, or None with its drop counted by name."""
     if isinstance(item, Skipped):
         stats.drops[item.reason] += 1

@@ -30,7 +30,10 @@ def identify(texts: list[str]) -> list[tuple[str, float]]:
         return []
     lines = [t[:2000].replace("\n", " ") for t in texts]
     labels, probs = _model().predict(lines, k=1)
-    return [(lab[0].removeprefix("__label__") if lab else "unknown", min(float(p[0]), 1.0) if len(p) else 0.0) for lab, p in zip(labels, probs)]
+    return [
+        (lab[0].removeprefix("__label__") if lab else "unknown", min(float(p[0]), 1.0) if len(p) else 0.0)
+        for lab, p in zip(labels, probs)
+    ]
 
 
 def language_probabilities(text: str, k: int = 5) -> dict[str, float]:

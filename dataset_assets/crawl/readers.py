@@ -92,7 +92,9 @@ def read_parquet(
         names = set(pf.schema_arrow.names)
         text_col = next((f for f in text_fields if f in names), None)
         if text_col is None:
-            raise UnsupportedShardError(f"Parquet shard has no text column (looked for {', '.join(text_fields)}; has {sorted(names)})")
+            raise UnsupportedShardError(
+                f"Parquet shard has no text column (looked for {', '.join(text_fields)}; has {sorted(names)})"
+            )
         url_col = next((f for f in url_fields if f in names), None)
         id_col = next((f for f in id_fields if f in names), None)
         cols = [c for c in (text_col, url_col, id_col) if c]

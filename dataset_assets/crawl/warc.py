@@ -29,7 +29,17 @@ def _http_head(block: bytes) -> tuple[int, dict[str, str], int]:
     return status, headers, end + sep
 
 
-_BINARY_MAGIC = (b"%PDF", b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"PK\x03\x04", b"RIFF", b"\x00\x00\x01\x00", b"OggS", b"ID3")
+_BINARY_MAGIC = (
+    b"%PDF",
+    b"\x89PNG",
+    b"\xff\xd8\xff",
+    b"GIF8",
+    b"PK\x03\x04",
+    b"RIFF",
+    b"\x00\x00\x01\x00",
+    b"OggS",
+    b"ID3",
+)
 
 
 def _looks_binary(payload: bytes) -> bool:
@@ -76,13 +86,17 @@ def read_warc(source: Union[str, IO[bytes]], report: ReadReport, max_bytes: int)
             if len(block) < declared:
                 # The stream ended inside this record: it is the break, keep what came before.
                 report.truncated = True
-                report.error = report.error or f"record at offset {rec.stream_pos} cut short ({len(block)} of {declared} bytes)"
+                report.error = (
+                    report.error or f"record at offset {rec.stream_pos} cut short ({len(block)} of {declared} bytes)"
+                )
                 yield Skipped("truncated_record")
                 break
             url = rec.headers.get("WARC-Target-URI")
             rid = rec.headers.get("WARC-Record-ID")
             date = rec.headers.get("WARC-Date")  # kept verbatim: ClueWeb09 dates are malformed
-            common = dict(key=rid or f"offset:{rec.stream_pos}", url=url, offset=rec.stream_pos, date=date, warc_record_id=rid)
+            common = dict(
+                key=rid or f"offset:{rec.stream_pos}", url=url, offset=rec.stream_pos, date=date, warc_record_id=rid
+            )
             if rtype == WarcRecordType.conversion:
                 yield RawRecord(payload=block.decode("utf-8", "replace"), kind="text", **common)
                 continue

@@ -70,5 +70,11 @@ def partition_members(table: pa.Table, partition: str, params: MinHashParams, ba
     """All bucket members of one band partition, from the signature rows of every shard."""
     parts = []
     for key in key_columns(partition, params, band_groups):
-        parts.append(bucket_members(table.select(ATTRIBUTES + ([key] if key not in ATTRIBUTES else [])), key, key if partition != EXACT else EXACT))
+        parts.append(
+            bucket_members(
+                table.select(ATTRIBUTES + ([key] if key not in ATTRIBUTES else [])),
+                key,
+                key if partition != EXACT else EXACT,
+            )
+        )
     return pa.concat_tables(parts) if parts else MEMBER_SCHEMA.empty_table()

@@ -152,7 +152,11 @@ def _decisions(uf: UnionFind, attrs: list[tuple], stats: ClusterStats) -> pa.Tab
         rep_id, rep_key = attrs[rep][0], attrs[rep][4]
         for i in sorted(group, key=lambda j: attrs[j][0]):
             doc_id, shard, url, _, key = attrs[i]
-            kind = "representative" if i == rep else ("duplicate" if key is not None and key == rep_key else "near_duplicate")
+            kind = (
+                "representative"
+                if i == rep
+                else ("duplicate" if key is not None and key == rep_key else "near_duplicate")
+            )
             if i != rep:
                 stats.removed[kind] += 1
             for name, value in zip(
@@ -168,7 +172,9 @@ def shard_fingerprints(decisions: pa.Table, shards: list[str]) -> dict[str, str]
     and whom each is folded into. A shard the clusters cover but remove nothing from has the empty
     fingerprint; one they do not cover has none (so its seeds are not deduplicated yet)."""
     removed: dict[str, list[tuple]] = defaultdict(list)
-    for doc_id, shard, kind, of in zip(*(decisions.column(c).to_pylist() for c in ("id", "shard", "kind", "duplicate_of"))):
+    for doc_id, shard, kind, of in zip(
+        *(decisions.column(c).to_pylist() for c in ("id", "shard", "kind", "duplicate_of"))
+    ):
         if of is not None:
             removed[shard].append((doc_id, kind, of))
     out = {}
@@ -214,7 +220,10 @@ def removed_per_shard(decisions: pa.Table, covered: list[str]) -> dict[str, dict
     for shard, kind in zip(decisions.column("shard").to_pylist(), decisions.column("kind").to_pylist()):
         if kind != "representative":
             per_shard[(shard, kind)] += 1
-    return {s: {"duplicate": per_shard[(s, "duplicate")], "near_duplicate": per_shard[(s, "near_duplicate")]} for s in covered}
+    return {
+        s: {"duplicate": per_shard[(s, "duplicate")], "near_duplicate": per_shard[(s, "near_duplicate")]}
+        for s in covered
+    }
 
 
 def largest_markdown(largest: list[dict]) -> str:

@@ -106,6 +106,11 @@ class MinHasher:
         values in different bands never meet."""
         rows = self.params.rows
         return [
-            int.from_bytes(hashlib.blake2b(signature[i * rows : (i + 1) * rows].tobytes(), digest_size=8, salt=i.to_bytes(2, "little")).digest(), "little")
+            int.from_bytes(
+                hashlib.blake2b(
+                    signature[i * rows : (i + 1) * rows].tobytes(), digest_size=8, salt=i.to_bytes(2, "little")
+                ).digest(),
+                "little",
+            )
             for i in range(self.params.bands)
         ]

@@ -48,8 +48,9 @@ def signature_batches(batches: Iterable[pa.RecordBatch], params: MinHashParams) 
         yield pa.RecordBatch.from_arrays([pa.array(c, f.type) for c, f in zip(columns, schema)], schema=schema)
 
 
-def counted_signature_batches(batches: Iterable[pa.RecordBatch], params: MinHashParams, counts: Counter,
-                              on_progress: Callable[[int], None]) -> Iterator[pa.RecordBatch]:
+def counted_signature_batches(
+    batches: Iterable[pa.RecordBatch], params: MinHashParams, counts: Counter, on_progress: Callable[[int], None]
+) -> Iterator[pa.RecordBatch]:
     """`signature_batches`, counting `documents` and those `without_signature` (too short for an
     n-gram) into `counts` and reporting the documents signed so far after each batch."""
     for batch in signature_batches(batches, params):

@@ -66,7 +66,9 @@ def decisions_for_shard(lake, shard: str) -> tuple[str, dict[str, tuple[str, str
     if not fingerprints or shard not in fingerprints:
         return NOT_COVERED, {}
     files = lake.partition_files(CLUSTERS, {})
-    table = pq.read_table(files[0], filesystem=lake.fs, columns=["id", "kind", "duplicate_of"], filters=[("shard", "=", shard)])
+    table = pq.read_table(
+        files[0], filesystem=lake.fs, columns=["id", "kind", "duplicate_of"], filters=[("shard", "=", shard)]
+    )
     removed = {
         doc_id: (kind, of)
         for doc_id, kind, of in zip(*(table.column(c).to_pylist() for c in ("id", "kind", "duplicate_of")))

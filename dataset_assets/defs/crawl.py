@@ -1,7 +1,6 @@
 """`crawl_docs` [shard]: one landing file to clean, language-identified documents (the dedup stages
 remove duplicates across the crawl, in an order-independent way)."""
 
-
 import json
 import time
 from typing import Optional
@@ -52,11 +51,15 @@ class CrawlDocsConfig(Config):
     description="Clean documents of one crawl shard: main-content text, language, content hash, lineage. A backfill "
     "run reads up to BACKFILL_SHARDS_PER_RUN shard files one after another.",
 )
-def crawl_docs(context: AssetExecutionContext, config: CrawlDocsConfig, lake: Lake, landing: CrawlLanding) -> MaterializeResult:
+def crawl_docs(
+    context: AssetExecutionContext, config: CrawlDocsConfig, lake: Lake, landing: CrawlLanding
+) -> MaterializeResult:
     return each_shard(context, lake, lambda shard: _crawl_one(context, config, lake, landing, shard))
 
 
-def _crawl_one(context: AssetExecutionContext, config: CrawlDocsConfig, lake: Lake, landing: CrawlLanding, shard: str) -> ShardResult:
+def _crawl_one(
+    context: AssetExecutionContext, config: CrawlDocsConfig, lake: Lake, landing: CrawlLanding, shard: str
+) -> ShardResult:
     landing_file = landing.file(shard)
     try:
         shard_format(landing_file.name)
@@ -85,10 +88,10 @@ def _crawl_one(context: AssetExecutionContext, config: CrawlDocsConfig, lake: La
     written = lake.write_partition(ASSET, {"shard": shard}, batches, DOCUMENT_SCHEMA)
     catalog.record(lake, ASSET, shard, written.data_version)
     if report.truncated:
-        context.log.warning(f"{landing_file.name} is damaged ({report.error}); kept the {stats.kept} documents before the break")
-    context.log.info(
-        f"{shard}: {report.records} records -> {stats.kept} documents; drops {dict(stats.drops)}"
-    )
+        context.log.warning(
+            f"{landing_file.name} is damaged ({report.error}); kept the {stats.kept} documents before the break"
+        )
+    context.log.info(f"{shard}: {report.records} records -> {stats.kept} documents; drops {dict(stats.drops)}")
     return (
         {
             "rows": written.rows,
@@ -125,7 +128,9 @@ def _landing_cursor(raw: Optional[str]) -> dict:
     return {"after": state.get("after"), "reconciled_at": float(state.get("reconciled_at") or 0.0)}
 
 
-def new_landing_keys(landing: CrawlLanding, known: set[str], cursor: dict, batch: int, now: float) -> tuple[list[str], str]:
+def new_landing_keys(
+    landing: CrawlLanding, known: set[str], cursor: dict, batch: int, now: float
+) -> tuple[list[str], str]:
     """New shard keys for this tick (cursor updated in place) and how they were found. Files after
     the cursor come first (on S3 a listing of only those keys); when there are none, the whole
     landing is listed at most every LANDING_RECONCILE_SECONDS, for files whose names sort before
@@ -158,7 +163,9 @@ def crawl_landing_sensor(context: SensorEvaluationContext, landing: CrawlLanding
     known = set(batches.for_keys(lake, registered).files_of(registered))
     found, how = new_landing_keys(landing, known, cursor, batch, time.time())
     if not found:
-        return SensorResult(skip_reason=SkipReason(f"no new shard files in {landing.location} ({how})"), cursor=json.dumps(cursor))
+        return SensorResult(
+            skip_reason=SkipReason(f"no new shard files in {landing.location} ({how})"), cursor=json.dumps(cursor)
+        )
     # Bounded work per tick: a landing of 100,000 files is registered over several ticks, CRAWL_BATCH_FILES
     # files per partition (a tick's last batch may be smaller), and the log says how many, not which.
     files = sorted(found[:batch])

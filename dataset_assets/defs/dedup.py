@@ -61,7 +61,14 @@ from dataset_assets.orchestration.in_flight import in_flight_partitions
 from dataset_assets.status.lake_walk import facts_buckets
 from dataset_assets.status.dedup_decisions import seeds_partitions_to_redo
 from dataset_assets.progress import Progress
-from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, first_groups, shard_backfill_policy, shard_groups, shard_run_request
+from dataset_assets.orchestration.shard_runs import (
+    ShardResult,
+    each_shard,
+    first_groups,
+    shard_backfill_policy,
+    shard_groups,
+    shard_run_request,
+)
 from dataset_assets.stats.plots import cluster_sizes_png, png_markdown
 from resources.lake import Lake
 
@@ -70,7 +77,9 @@ GROUP = "dedup"
 # Run when an upstream partition updates, without waiting for every shard to have one: a registered
 # shard that never materialises (a file that is not a shard) must not stall the crawl's dedup.
 _BUCKETS_DUE = AutomationCondition.any_deps_updated()
-_CLUSTERS_DUE = AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(AssetSelection.assets(BUCKETS))
+_CLUSTERS_DUE = AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(
+    AssetSelection.assets(BUCKETS)
+)
 
 
 def _after(due) -> AutomationCondition:
@@ -119,13 +128,19 @@ def dedup_signatures(context: AssetExecutionContext, config: MinHashConfig, lake
 
 def _sign_one(context: AssetExecutionContext, config: MinHashConfig, lake: Lake, shard: str) -> ShardResult:
     params = config.params()
-    progress = Progress(context.log.info, f"{shard}: documents signed", total=lake.partition_rows("crawl_docs", {"shard": shard}))
+    progress = Progress(
+        context.log.info, f"{shard}: documents signed", total=lake.partition_rows("crawl_docs", {"shard": shard})
+    )
     counts = Counter()
     docs = lake.iter_partition_batches("crawl_docs", {"shard": shard}, READ_COLUMNS, 512)
     signed = counted_signature_batches(docs, params, counts, progress.update)
-    written = lake.write_partition(SIGNATURES, {"shard": shard}, signed, signature_schema(params), {PARAMS_KEY: params.key()})
+    written = lake.write_partition(
+        SIGNATURES, {"shard": shard}, signed, signature_schema(params), {PARAMS_KEY: params.key()}
+    )
     catalog.record(lake, SIGNATURES, shard, written.data_version, params=params.key())
-    context.log.info(f"{shard}: {counts['documents']} documents signed, {counts['without_signature']} too short for a {params.ngram}-gram")
+    context.log.info(
+        f"{shard}: {counts['documents']} documents signed, {counts['without_signature']} too short for a {params.ngram}-gram"
+    )
     return (
         {
             "rows": written.rows,
@@ -156,15 +171,25 @@ def dedup_buckets(context: AssetExecutionContext, config: MinHashConfig, lake: L
         table = read_signature_keys(lake, shards, params, columns)
     except ParameterMismatch as exc:
         raise Failure(description=str(exc)) from exc
-    members = bucket_stage.MEMBER_SCHEMA.empty_table() if table is None else bucket_stage.partition_members(table, partition, params, BAND_GROUPS)
+    members = (
+        bucket_stage.MEMBER_SCHEMA.empty_table()
+        if table is None
+        else bucket_stage.partition_members(table, partition, params, BAND_GROUPS)
+    )
     meta = {PARAMS_KEY: params.key(), COVERED_KEY: json.dumps(shards)}
     written = lake.write_partition(BUCKETS, {"band": partition}, members.to_batches(), bucket_stage.MEMBER_SCHEMA, meta)
     catalog.record(lake, BUCKETS, partition, written.data_version, **facts_buckets(shards))
     buckets = len(set(zip(members.column("band").to_pylist(), members.column("root").to_pylist())))
     context.log.info(f"{partition}: {members.num_rows} documents in {buckets} shared buckets over {len(shards)} shards")
     return MaterializeResult(
-        metadata={"rows": written.rows, "bytes": written.bytes, "shards": len(shards), "documents": table.num_rows if table is not None else 0,
-                  "shared_buckets": buckets, "bands": MetadataValue.json(columns)},
+        metadata={
+            "rows": written.rows,
+            "bytes": written.bytes,
+            "shards": len(shards),
+            "documents": table.num_rows if table is not None else 0,
+            "shared_buckets": buckets,
+            "bands": MetadataValue.json(columns),
+        },
         data_version=DataVersion(written.data_version),
     )
 
@@ -187,7 +212,11 @@ def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: 
     stats = ClusterStats()
     decisions = cluster(members, texts_loader(lake), params.ngram, config.verify_threshold, stats)
     fingerprints = shard_fingerprints(decisions, covered)
-    meta = {PARAMS_KEY: params.key(), FINGERPRINTS_KEY: json.dumps(fingerprints), "verify_threshold": str(config.verify_threshold)}
+    meta = {
+        PARAMS_KEY: params.key(),
+        FINGERPRINTS_KEY: json.dumps(fingerprints),
+        "verify_threshold": str(config.verify_threshold),
+    }
     written = lake.write_partition(CLUSTERS, {}, decisions.to_batches(), decisions.schema, meta)
     catalog.record(lake, CLUSTERS, "", written.data_version, fingerprints=fingerprints)
     sizes = size_distribution(decisions)
@@ -240,11 +269,17 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
         return SkipReason("dedup_clusters unchanged since the last tick")
     # Files whose seeds are to be (re)built, as the partitions (batches of files) that hold them.
     order = context.instance.get_dynamic_partitions(crawl_shards.name)
-    redo = seeds_partitions_to_redo(fingerprints, catalog.facts(recorded, "seeds"), order, batches.for_keys(lake, order))
+    redo = seeds_partitions_to_redo(
+        fingerprints, catalog.facts(recorded, "seeds"), order, batches.for_keys(lake, order)
+    )
     files, needed, gone = redo.files, redo.partitions, redo.gone
     # A seeds partition an unfinished run or backfill already covers (the nightly backfill builds seeds
     # after the clusters) is left to it; the cursor then stays, so the next tick looks again.
-    busy = {k.partition_key for k in in_flight_partitions(context.instance, context.repository_def.asset_graph) if k.asset_key == SEEDS}
+    busy = {
+        k.partition_key
+        for k in in_flight_partitions(context.instance, context.repository_def.asset_graph)
+        if k.asset_key == SEEDS
+    }
     requested = needed - busy
     groups = shard_groups(order, requested, settings.backfill_shards_per_run())
     # Bounded work per tick: at most LANDING_SENSOR_BATCH shards' runs; the cursor stays while some
@@ -254,7 +289,8 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
     context.log.info(
         f"dedup clusters {state}: seeds of {len(files)} of {len(fingerprints)} shard files to (re)build, in {len(needed)} "
         f"partitions, {len(needed) - len(requested)} of them already in an unfinished run or backfill"
-        + (f"; {gone} files no longer registered" if gone else "") + f"; requesting {asked} partitions in {len(chosen)} runs"
+        + (f"; {gone} files no longer registered" if gone else "")
+        + f"; requesting {asked} partitions in {len(chosen)} runs"
     )
     return SensorResult(
         run_requests=[shard_run_request(group, "dedup", redo.versions(group)) for group in chosen],

@@ -37,7 +37,9 @@ mixture_recipes = StaticPartitionsDefinition(recipe_names(settings.recipes_dir()
 class MixturesConfig(Config):
     recipes_dir: Optional[str] = None  # default MIXTURE_RECIPES or <project>/recipes; files named <partition key>.toml
     prompts_dir: Optional[str] = None  # strategy names a recipe may use; default REPHRASE_PROMPTS or <project>/prompts
-    tokenizer: Optional[str] = None  # tokenizer.json (or .tiktoken, model dir) counting tokens; default MIXTURE_TOKENIZER or GPT-2
+    tokenizer: Optional[str] = (
+        None  # tokenizer.json (or .tiktoken, model dir) counting tokens; default MIXTURE_TOKENIZER or GPT-2
+    )
 
 
 def count_version_unigrams(lake: Lake, tokenizer: TokenizerResource, version, log) -> None:
@@ -63,13 +65,18 @@ def count_version_unigrams(lake: Lake, tokenizer: TokenizerResource, version, lo
 @asset(
     partitions_def=mixture_recipes,
     # Every shard (and strategy) feeds every recipe.
-    deps=[AssetDep(SEEDS, partition_mapping=AllPartitionMapping()), AssetDep(REPHRASED, partition_mapping=AllPartitionMapping())],
+    deps=[
+        AssetDep(SEEDS, partition_mapping=AllPartitionMapping()),
+        AssetDep(REPHRASED, partition_mapping=AllPartitionMapping()),
+    ],
     group_name="mixtures",
     kinds={"duckdb", "parquet"},
     code_version=CODE_VERSION,
     description="A token-weighted, shuffled mix of natural seeds and rephrased text, published as mixtures/<name>/v<n>/.",
 )
-def mixtures(context: AssetExecutionContext, config: MixturesConfig, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
+def mixtures(
+    context: AssetExecutionContext, config: MixturesConfig, lake: Lake, tokenizer: TokenizerResource
+) -> MaterializeResult:
     path = Path(config.recipes_dir or settings.recipes_dir()) / f"{context.partition_key}.toml"
     known = strategy_names(config.prompts_dir) or None  # no prompt files: the lake check still catches typos
     try:
@@ -81,7 +88,11 @@ def mixtures(context: AssetExecutionContext, config: MixturesConfig, lake: Lake,
         count_version_unigrams(lake, tokenizer, version, context.log.info)
     main = published[0]
     manifest = main.manifest
-    identity = main.identity if len(published) == 1 else hashlib.sha256("|".join(p.identity for p in published).encode()).hexdigest()[:16]
+    identity = (
+        main.identity
+        if len(published) == 1
+        else hashlib.sha256("|".join(p.identity for p in published).encode()).hexdigest()[:16]
+    )
     shares = "\n".join(
         f"| {k} | {c['weight']:.4g} | {manifest['achieved_shares'][k]:.2%} | {c['tokens']:,} | {c['repetition']:.3f} |"
         for k, c in manifest["components"].items()
@@ -95,7 +106,9 @@ def mixtures(context: AssetExecutionContext, config: MixturesConfig, lake: Lake,
             "budget_tokens": recipe.budget_tokens,
             "achieved_shares": MetadataValue.json(manifest["achieved_shares"]),
             "repetition": MetadataValue.json(manifest["repetition"]),
-            "components": MetadataValue.md("| component | weight | share | tokens | repetition |\n|---|---|---|---|---|\n" + shares),
+            "components": MetadataValue.md(
+                "| component | weight | share | tokens | repetition |\n|---|---|---|---|---|\n" + shares
+            ),
             "path": MetadataValue.path(main.path),
             "identity": main.identity,
             "upstream_partitions": len(manifest["upstream"]),

@@ -1,6 +1,5 @@
 """`quality_classifier`: a fastText P(hq) model, trained DCLM-style or supplied, with its calibration."""
 
-
 import os
 import random
 import tempfile
@@ -25,7 +24,6 @@ from resources.hashing import file_sha256
 from resources.lake import Lake
 
 
-
 class QualityClassifierConfig(Config):
     model_path: Optional[str] = None  # a supplied fastText .bin (local path or s3://); null trains one
     hq_label: str = classifier.HQ  # the label whose probability is P(hq)
@@ -38,7 +36,9 @@ class QualityClassifierConfig(Config):
     # A Hugging Face sequence-classification or regression model directory (the FineWeb-Edu
     # classifier's shape) instead of fastText; scored batched, on a GPU when there is one.
     hf_model_path: Optional[str] = None
-    hf_positive_label: Optional[str] = None  # classification: the label whose probability is the score (default: the last)
+    hf_positive_label: Optional[str] = (
+        None  # classification: the label whose probability is the score (default: the last)
+    )
     hf_score_range: list[float] = [0.0, 5.0]  # regression: raw output range mapped onto [0, 1]
     hf_max_length: int = 512
     hf_batch_size: int = 32
@@ -75,17 +75,27 @@ class _Model:
 def _hf_model(config: QualityClassifierConfig, heldout: list) -> _Model:
     if config.model_path:
         raise Failure("quality_classifier: set model_path (fastText) or hf_model_path (Hugging Face), not both")
-    spec = HFScorerSpec(config.hf_model_path, config.hf_positive_label, tuple(config.hf_score_range), config.hf_max_length, config.hf_batch_size)
+    spec = HFScorerSpec(
+        config.hf_model_path,
+        config.hf_positive_label,
+        tuple(config.hf_score_range),
+        config.hf_max_length,
+        config.hf_batch_size,
+    )
     try:
         model = HFClassifier(spec)
     except ImportError as exc:
-        raise Failure(f"hf_model_path needs torch and transformers: pip install -e '.[cpu]' (or '.[gpu]'): {exc}") from exc
+        raise Failure(
+            f"hf_model_path needs torch and transformers: pip install -e '.[cpu]' (or '.[gpu]'): {exc}"
+        ) from exc
     except (FileNotFoundError, ValueError) as exc:
         raise Failure(str(exc)) from exc
     return _Model(model, heldout, f"supplied (Hugging Face): {config.hf_model_path}", hf_spec=spec)
 
 
-def _obtain_model(context: AssetExecutionContext, config: QualityClassifierConfig, hq: list[str], cc: list[str], local_model: str) -> _Model:
+def _obtain_model(
+    context: AssetExecutionContext, config: QualityClassifierConfig, hq: list[str], cc: list[str], local_model: str
+) -> _Model:
     """A supplied Hugging Face or fastText model (measured on every example), or one trained here."""
     every = [(classifier.HQ, t) for t in hq] + [(classifier.CC, t) for t in cc]
     if config.hf_model_path:
@@ -94,9 +104,13 @@ def _obtain_model(context: AssetExecutionContext, config: QualityClassifierConfi
         model = classifier.load(fetch_model(config.model_path, local_model))
         labels = set(model.get_labels())
         if config.hq_label not in labels:
-            raise Failure(f"supplied model {config.model_path} has no label {config.hq_label!r}; its labels: {sorted(labels)}")
+            raise Failure(
+                f"supplied model {config.model_path} has no label {config.hq_label!r}; its labels: {sorted(labels)}"
+            )
         return _Model(model, every, f"supplied: {config.model_path}")
-    params = classifier.TrainParams(word_ngrams=config.word_ngrams, epoch=config.epoch, dim=config.dim, bucket=config.bucket, seed=config.seed)
+    params = classifier.TrainParams(
+        word_ngrams=config.word_ngrams, epoch=config.epoch, dim=config.dim, bucket=config.bucket, seed=config.seed
+    )
     train_set, heldout = classifier.split_examples(hq, cc, params.holdout, config.seed)
     context.log.info(f"training on {len(train_set)} examples ({len(hq)} hq segments, {len(cc)} crawl documents)")
     return _Model(classifier.train(train_set, params, local_model), heldout, "trained", len(train_set))
@@ -112,7 +126,14 @@ def _store_model(lake: Lake, obtained: _Model, local_model: str) -> tuple[str, i
     return file_sha256(Path(local_model))[:16], os.path.getsize(local_model)
 
 
-def _embedding(context: AssetExecutionContext, config: QualityClassifierConfig, model: str, hq: list[str], crawl: tuple, scores: np.ndarray):
+def _embedding(
+    context: AssetExecutionContext,
+    config: QualityClassifierConfig,
+    model: str,
+    hq: list[str],
+    crawl: tuple,
+    scores: np.ndarray,
+):
     """The embedding signal trained on at most `embedding_docs` reference segments and crawl
     documents; the crawl sample it was trained on becomes the calibration sample of every signal,
     so the encoder reads each document once. (signal, that sample, its fastText scores, its
@@ -120,7 +141,9 @@ def _embedding(context: AssetExecutionContext, config: QualityClassifierConfig, 
     try:
         encoder = Encoder(EncoderSpec(resolve_model(model), config.embedding_tokens, config.embedding_batch_size))
     except ImportError as exc:
-        raise Failure(f"embedding_model needs torch and transformers: pip install -e '.[cpu]' (or '.[gpu]'): {exc}") from exc
+        raise Failure(
+            f"embedding_model needs torch and transformers: pip install -e '.[cpu]' (or '.[gpu]'): {exc}"
+        ) from exc
     except (FileNotFoundError, OSError, ValueError) as exc:
         raise Failure(f"quality_classifier: {exc}") from exc
     picked, sample, sample_scores, reference = embedding_sample(crawl, scores, hq, config.embedding_docs, config.seed)
@@ -130,8 +153,16 @@ def _embedding(context: AssetExecutionContext, config: QualityClassifierConfig, 
     return signal, sample, sample_scores, embedded
 
 
-def _more_signals(context: AssetExecutionContext, lake: Lake, config: QualityClassifierConfig, hq: list[str], scores: np.ndarray,
-                  fasttext: SignalCalibration, crawl: tuple, tmp: str) -> tuple[dict, dict, str]:
+def _more_signals(
+    context: AssetExecutionContext,
+    lake: Lake,
+    config: QualityClassifierConfig,
+    hq: list[str],
+    scores: np.ndarray,
+    fasttext: SignalCalibration,
+    crawl: tuple,
+    tmp: str,
+) -> tuple[dict, dict, str]:
     """The further signals fitted (`training.fit_signals`) and stored: (calibration entry, metadata,
     a digest of the entry and the LM file); empty when every extra signal is switched off."""
     embedding_model = config.embedding_model or settings.quality_embedding_model()
@@ -145,23 +176,50 @@ def _more_signals(context: AssetExecutionContext, lake: Lake, config: QualityCla
     embedding, known = None, {}
     if embedding_model:
         embedding, crawl, scores, known[EMBEDDING] = _embedding(context, config, embedding_model, hq, crawl, scores)
-    fitted = fit_signals(names, hq, fasttext, scores, crawl, config.combine, config.min_crawl_documents,
-                         config.min_crawl_shards, embedding, known)
-    metadata = {"signals": MetadataValue.json({"fasttext": "P(hq)", **{n: DESCRIBED[n] for n in names}, "combine": config.combine})}
+    fitted = fit_signals(
+        names,
+        hq,
+        fasttext,
+        scores,
+        crawl,
+        config.combine,
+        config.min_crawl_documents,
+        config.min_crawl_shards,
+        embedding,
+        known,
+    )
+    metadata = {
+        "signals": MetadataValue.json(
+            {"fasttext": "P(hq)", **{n: DESCRIBED[n] for n in names}, "combine": config.combine}
+        )
+    }
     metadata.update({f"{name}_quantiles": MetadataValue.json(q) for name, q in fitted.quantile_summary().items()})
     if embedding is not None:
-        metadata.update(embedding_model=MetadataValue.path(embedding.encoder.spec.path), embedding_calibration_documents=len(crawl[0]))
+        metadata.update(
+            embedding_model=MetadataValue.path(embedding.encoder.spec.path),
+            embedding_calibration_documents=len(crawl[0]),
+        )
     if fitted.lm is not None:
         local = os.path.join(tmp, "reference_lm.npz")
         fitted.lm.save(local)
         lake.put_file(REFERENCE_LM_FILE, local)
         fitted.entry["reference_lm_sha256"] = file_sha256(Path(local))[:16]
-        metadata.update(reference_lm_vocabulary=len(fitted.lm.vocab), reference_lm_bigrams=int(len(fitted.lm.bigram_keys)))
+        metadata.update(
+            reference_lm_vocabulary=len(fitted.lm.vocab), reference_lm_bigrams=int(len(fitted.lm.bigram_keys))
+        )
     return {"signals": fitted.entry}, metadata, fitted.digest()
 
 
-def _calibration(config: QualityClassifierConfig, obtained: _Model, quantiles: list, by_crawl: dict, documents: int,
-                 digest: str, signals: dict, metrics: dict) -> dict:
+def _calibration(
+    config: QualityClassifierConfig,
+    obtained: _Model,
+    quantiles: list,
+    by_crawl: dict,
+    documents: int,
+    digest: str,
+    signals: dict,
+    metrics: dict,
+) -> dict:
     """What `calibration.json` holds: the model (kind, source, content digest), its quantiles over the
     lake and per crawl, the further signals' entry and the held-out metrics."""
     hf_spec = obtained.hf_spec
@@ -187,7 +245,9 @@ def _calibration(config: QualityClassifierConfig, obtained: _Model, quantiles: l
     description="fastText quality model (reference text as __label__hq vs crawl text as __label__cc), a bigram LM of the "
     "reference text and document length as further signals, and the quantiles of each signal and of their combination.",
 )
-def quality_classifier(context: AssetExecutionContext, config: QualityClassifierConfig, lake: Lake) -> MaterializeResult:
+def quality_classifier(
+    context: AssetExecutionContext, config: QualityClassifierConfig, lake: Lake
+) -> MaterializeResult:
     crawl_texts, crawl_names, crawl_shards = sample_crawl_docs(lake, config.max_crawl_docs, config.seed)
     if not crawl_texts:
         raise Failure("no crawl_docs documents in the lake yet: materialise crawl_docs for at least one shard first")
@@ -200,11 +260,15 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
         metrics = classifier.evaluate(obtained.model, obtained.heldout, config.hq_label)
         scores = classifier.p_hq(obtained.model, crawl_texts, config.hq_label)
         quantiles = classifier.quantiles(scores)
-        by_crawl = classifier.crawl_quantiles(scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards)
+        by_crawl = classifier.crawl_quantiles(
+            scores, crawl_names, crawl_shards, config.min_crawl_documents, config.min_crawl_shards
+        )
         digest, model_bytes = _store_model(lake, obtained, local_model)
         fasttext = SignalCalibration(quantiles, {crawl: c["quantiles"] for crawl, c in by_crawl.items()})
         crawl = (crawl_texts, crawl_names, crawl_shards)
-        signals, signal_metadata, signals_digest = _more_signals(context, lake, config, hq, scores, fasttext, crawl, tmp)
+        signals, signal_metadata, signals_digest = _more_signals(
+            context, lake, config, hq, scores, fasttext, crawl, tmp
+        )
     calibration = _calibration(config, obtained, quantiles, by_crawl, len(crawl_texts), digest, signals, metrics)
     lake.put_json(CALIBRATION, calibration)
     if not config.reference_lm and lake.exists(REFERENCE_LM_FILE):  # a previous calibration's LM: nothing reads it now
@@ -223,8 +287,12 @@ def quality_classifier(context: AssetExecutionContext, config: QualityClassifier
             "roc_auc": metrics["roc_auc"],
             "reference_documents": MetadataValue.json({k: len(v) for k, v in hq_docs.items()}),
             "calibration_documents": len(crawl_texts),
-            "calibrated_crawls": MetadataValue.json({k: {"documents": v["documents"], "shards": v["shards"]} for k, v in by_crawl.items()}),
-            "score_quantiles": MetadataValue.json({f"p{p}": round(quantiles[p], 4) for p in (1, 10, 25, 50, 75, 90, 99)}),
+            "calibrated_crawls": MetadataValue.json(
+                {k: {"documents": v["documents"], "shards": v["shards"]} for k, v in by_crawl.items()}
+            ),
+            "score_quantiles": MetadataValue.json(
+                {f"p{p}": round(quantiles[p], 4) for p in (1, 10, 25, 50, 75, 90, 99)}
+            ),
             "mean_score": float(np.mean(scores)),
             **signal_metadata,
         },

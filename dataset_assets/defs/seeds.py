@@ -6,7 +6,6 @@ and each check is reported once for the run, naming the shards that failed it (a
 reports exactly that shard, as before).
 """
 
-
 import tempfile
 from collections import Counter
 from typing import Optional
@@ -87,7 +86,9 @@ def _check_results(shard: str, ok: bool, facts: dict, share_ok: bool, share_fact
             passed=share_ok,
             severity=AssetCheckSeverity.WARN,
             metadata=share_facts,
-            description=None if share_ok else (
+            description=None
+            if share_ok
+            else (
                 f"{shard} kept {share_facts['kept_share']:.1%} of its documents against "
                 f"{share_facts['crawl_kept_share']:.1%} over the crawl: a low-quality shard (not an error)"
             ),
@@ -104,20 +105,33 @@ def run_check_results(by_shard: dict[str, list[AssetCheckResult]]) -> list[Asset
     out = []
     for spec in (CHECK, KEPT_CHECK):
         results = {shard: next(r for r in checks if r.check_name == spec) for shard, checks in by_shard.items()}
-        failing = {shard: {k: v.value for k, v in r.metadata.items()} for shard, r in sorted(results.items()) if not r.passed}
+        failing = {
+            shard: {k: v.value for k, v in r.metadata.items()} for shard, r in sorted(results.items()) if not r.passed
+        }
         counts: dict = {}
         for r in results.values():
             for key, value in r.metadata.items():
                 if key in ("kept", "documents", "duplicate_ids", "scores_out_of_range", "rows_lost"):
                     counts[key] = counts.get(key, 0) + value.value
-        what = "failed validation" if spec == CHECK else "kept far fewer seeds than the crawl (low-quality shards, not an error)"
+        what = (
+            "failed validation"
+            if spec == CHECK
+            else "kept far fewer seeds than the crawl (low-quality shards, not an error)"
+        )
         out.append(
             AssetCheckResult(
                 check_name=spec,
                 passed=not failing,
                 severity=AssetCheckSeverity.ERROR if spec == CHECK else AssetCheckSeverity.WARN,
-                metadata={"shards": len(results), "failing_shards": len(failing), **counts, "failing": MetadataValue.json(failing)},
-                description=None if not failing else f"{len(failing)} of {len(results)} shards {what}: {', '.join(list(failing)[:5])}"
+                metadata={
+                    "shards": len(results),
+                    "failing_shards": len(failing),
+                    **counts,
+                    "failing": MetadataValue.json(failing),
+                },
+                description=None
+                if not failing
+                else f"{len(failing)} of {len(results)} shards {what}: {', '.join(list(failing)[:5])}"
                 + (" ..." if len(failing) > 5 else ""),
             )
         )
@@ -132,8 +146,12 @@ def run_check_results(by_shard: dict[str, list[AssetCheckResult]]) -> list[Asset
     kinds={"parquet"},
     code_version="3",
     check_specs=[
-        AssetCheckSpec(CHECK, asset=ASSET, blocking=True, description="integrity: unique ids, scores in [0, 1], no row lost"),
-        AssetCheckSpec(KEPT_CHECK, asset=ASSET, description="WARN: the shard keeps far fewer seeds than the crawl does"),
+        AssetCheckSpec(
+            CHECK, asset=ASSET, blocking=True, description="integrity: unique ids, scores in [0, 1], no row lost"
+        ),
+        AssetCheckSpec(
+            KEPT_CHECK, asset=ASSET, description="WARN: the shard keeps far fewer seeds than the crawl does"
+        ),
     ],
     description="Every crawl document with P(hq), the reference LM's score, its length, their combined percentile, Gopher rules, its dedup decision, `kept` and `drop_reason`.",
 )
@@ -144,8 +162,12 @@ def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> Ma
             scorer = SeedScorer(lake, tmp)
         except (QualityModelMissing, ValueError, ImportError) as exc:  # ValueError: a stored signal that cannot be used
             raise Failure(str(exc)) from exc
-        result = each_shard(context, lake, lambda shard: _seeds_one(context, config, lake, scorer, shard, checks), _run_totals)
-    return MaterializeResult(metadata=result.metadata, data_version=result.data_version, check_results=run_check_results(checks))
+        result = each_shard(
+            context, lake, lambda shard: _seeds_one(context, config, lake, scorer, shard, checks), _run_totals
+        )
+    return MaterializeResult(
+        metadata=result.metadata, data_version=result.data_version, check_results=run_check_results(checks)
+    )
 
 
 def _run_totals(sums: dict, per_shard: dict) -> dict:
@@ -155,8 +177,14 @@ def _run_totals(sums: dict, per_shard: dict) -> dict:
     return {**sums, "kept_share": sums["kept"] / rows if rows else 0.0, "mean_quality_score": mean}
 
 
-def _seeds_one(context: AssetExecutionContext, config: SeedsConfig, lake: Lake, scorer: SeedScorer, shard: str,
-               checks: dict[str, list[AssetCheckResult]]) -> ShardResult:
+def _seeds_one(
+    context: AssetExecutionContext,
+    config: SeedsConfig,
+    lake: Lake,
+    scorer: SeedScorer,
+    shard: str,
+    checks: dict[str, list[AssetCheckResult]],
+) -> ShardResult:
     """One shard's seeds, committed and recorded; its check results go into `checks`."""
     rule = KeepRule(top_fraction=config.top_fraction, min_score=config.min_score)
     docs = lake.read_partition("crawl_docs", {"shard": shard})
@@ -178,16 +206,32 @@ def _seeds_one(context: AssetExecutionContext, config: SeedsConfig, lake: Lake, 
     # representative are not this shard's low quality.
     own = docs.num_rows - reasons.get("duplicate", 0) - reasons.get("near_duplicate", 0)
     share_ok, share_facts = kept_share_check(
-        facts["kept"], own, expected_kept_share(rule, scorer.calibration["quantiles"]), config.warn_kept_ratio, config.check_min_documents
+        facts["kept"],
+        own,
+        expected_kept_share(rule, scorer.calibration["quantiles"]),
+        config.warn_kept_ratio,
+        config.check_min_documents,
     )
     checks[shard] = _check_results(shard, ok, facts, share_ok, share_facts)
     context.log.info(f"{shard}: {facts['kept']} of {docs.num_rows} documents kept; drops {dict(reasons)}")
-    metadata = _shard_metadata(config, lake, scorer, shard, docs, table, written, facts["kept"], reasons, dedup_fingerprint)
+    metadata = _shard_metadata(
+        config, lake, scorer, shard, docs, table, written, facts["kept"], reasons, dedup_fingerprint
+    )
     return metadata, written.data_version
 
 
-def _shard_metadata(config: SeedsConfig, lake: Lake, scorer: SeedScorer, shard: str, docs: pa.Table, table: pa.Table, written,
-                    kept: int, reasons: Counter, dedup_fingerprint: str) -> dict:
+def _shard_metadata(
+    config: SeedsConfig,
+    lake: Lake,
+    scorer: SeedScorer,
+    shard: str,
+    docs: pa.Table,
+    table: pa.Table,
+    written,
+    kept: int,
+    reasons: Counter,
+    dedup_fingerprint: str,
+) -> dict:
     scores = table.column("quality_score").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(1)
     by_crawl = scorer.by_crawl
     return {
@@ -205,6 +249,9 @@ def _shard_metadata(config: SeedsConfig, lake: Lake, scorer: SeedScorer, shard: 
         "keep_rule": f"top {config.top_fraction:.0%}" if config.min_score is None else f"P(hq) >= {config.min_score}",
         # Which calibration placed this shard's documents: their own crawl's, or the whole lake's.
         "calibrated_against": MetadataValue.json(
-            {crawl: ("its crawl" if crawl in by_crawl else "the whole lake") for crawl in sorted(set(docs.column("crawl").to_pylist()))}
+            {
+                crawl: ("its crawl" if crawl in by_crawl else "the whole lake")
+                for crawl in sorted(set(docs.column("crawl").to_pylist()))
+            }
         ),
     }

@@ -1,6 +1,5 @@
 """Unigram count vectors per corpus partition, and `corpus_stats`: each corpus against each reference."""
 
-
 from collections.abc import Callable, Iterator, Mapping
 from typing import Optional
 
@@ -25,7 +24,14 @@ from dagster import (
 
 from dataset_assets import settings
 from dataset_assets.status import catalog
-from dataset_assets.orchestration.graph import CRAWL_DOCS, MIXTURES, REPHRASED, SEEDS, crawl_shards, rephrased_partitions
+from dataset_assets.orchestration.graph import (
+    CRAWL_DOCS,
+    MIXTURES,
+    REPHRASED,
+    SEEDS,
+    crawl_shards,
+    rephrased_partitions,
+)
 from dataset_assets.progress import Progress
 from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, shard_backfill_policy
 from dataset_assets.stats import STATS_SCHEMA
@@ -68,12 +74,19 @@ def count_and_write(
 ) -> MaterializeResult:
     label = "/".join(partition.values())
     progress = Progress(context.log.info, f"{asset_name} {label}: {unit}", total=total_rows)
-    result = count_into_lake(lake, tokenizer.load(), tokenizer.batch_size, asset_name, partition, texts, progress.update)
+    result = count_into_lake(
+        lake, tokenizer.load(), tokenizer.batch_size, asset_name, partition, texts, progress.update
+    )
     catalog.record(lake, asset_name, "|".join(partition.values()), result.written.data_version)
     counted = result.counted
-    context.log.info(f"{asset_name} {label}: {counted.documents:,} documents, {counted.tokens:,} tokens in {result.seconds:.1f} s")
+    context.log.info(
+        f"{asset_name} {label}: {counted.documents:,} documents, {counted.tokens:,} tokens in {result.seconds:.1f} s"
+    )
     return MaterializeResult(
-        metadata={**result.summary(), "path": MetadataValue.path(lake.uri(*lake.partition_parts(asset_name, partition)))},
+        metadata={
+            **result.summary(),
+            "path": MetadataValue.path(lake.uri(*lake.partition_parts(asset_name, partition))),
+        },
         data_version=DataVersion(result.data_version()),
     )
 
@@ -103,15 +116,23 @@ def count_lake_partition(
 COMMON = dict(group_name=GROUP, kinds={"parquet"}, code_version="1", automation_condition=AutomationCondition.eager())
 
 
-def count_partitions(context: AssetExecutionContext, lake: Lake, tokenizer: TokenizerResource, asset_name: str, upstream: str,
-                     dimensions: tuple[str, ...] = ("shard",)) -> MaterializeResult:
+def count_partitions(
+    context: AssetExecutionContext,
+    lake: Lake,
+    tokenizer: TokenizerResource,
+    asset_name: str,
+    upstream: str,
+    dimensions: tuple[str, ...] = ("shard",),
+) -> MaterializeResult:
     """Every partition of the run (one, or up to BACKFILL_SHARDS_PER_RUN in a backfill run; a key is
     "shard" or "shard|strategy"), each counted, written and recorded as a one-partition run would; a
     run's rate is recomputed, not summed. Only kept rows count, except in crawl_docs (no `kept`)."""
 
     def one(key: str) -> ShardResult:
         partition = dict(zip(dimensions, str(key).split("|")))
-        result = count_lake_partition(context, lake, tokenizer, asset_name, upstream, partition, kept_only=upstream != "crawl_docs")
+        result = count_lake_partition(
+            context, lake, tokenizer, asset_name, upstream, partition, kept_only=upstream != "crawl_docs"
+        )
         return dict(result.metadata), result.data_version.value
 
     return each_shard(context, lake, one, _run_totals)
@@ -126,14 +147,24 @@ def _run_totals(sums: dict, per_shard: dict) -> dict:
     return {**totals, "tokenizer": first["tokenizer"], "vocab_size": first["vocab_size"], "tokens_per_s": rate}
 
 
-@asset(partitions_def=crawl_shards, backfill_policy=shard_backfill_policy(), deps=[CRAWL_DOCS],
-       description="Token counts of every crawl document of a shard.", **COMMON)
+@asset(
+    partitions_def=crawl_shards,
+    backfill_policy=shard_backfill_policy(),
+    deps=[CRAWL_DOCS],
+    description="Token counts of every crawl document of a shard.",
+    **COMMON,
+)
 def natural_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
     return count_partitions(context, lake, tokenizer, "natural_unigrams", "crawl_docs")
 
 
-@asset(partitions_def=crawl_shards, backfill_policy=shard_backfill_policy(), deps=[SEEDS],
-       description="Token counts of the kept seed documents of a shard.", **COMMON)
+@asset(
+    partitions_def=crawl_shards,
+    backfill_policy=shard_backfill_policy(),
+    deps=[SEEDS],
+    description="Token counts of the kept seed documents of a shard.",
+    **COMMON,
+)
 def seed_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
     return count_partitions(context, lake, tokenizer, "seed_unigrams", "seeds")
 
@@ -149,17 +180,25 @@ def rephrased_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: To
     return count_partitions(context, lake, tokenizer, "rephrased_unigrams", "rephrased", ("shard", "strategy"))
 
 
-@asset(partitions_def=references, description="Token counts of one reference corpus (a file or folder of plain text).", **COMMON)
+@asset(
+    partitions_def=references,
+    description="Token counts of one reference corpus (a file or folder of plain text).",
+    **COMMON,
+)
 def reference_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
     name, directory = context.partition_key, settings.references_dir()
     source = reference_sources(directory).get(name)
     if source is None:
-        raise Failure(f"reference {name!r} is not in {directory} any more: restore it or set STATS_REFERENCES (--references)")
+        raise Failure(
+            f"reference {name!r} is not in {directory} any more: restore it or set STATS_REFERENCES (--references)"
+        )
 
     def texts(read: list[int]) -> Iterator[list[str]]:
         return reference_text_batches(source, tokenizer.batch_size, read)
 
-    return count_and_write(context, lake, tokenizer, "reference_unigrams", {"reference": name}, texts, None, "documents read")
+    return count_and_write(
+        context, lake, tokenizer, "reference_unigrams", {"reference": name}, texts, None, "documents read"
+    )
 
 
 class CorpusStatsConfig(Config):
@@ -171,6 +210,7 @@ def table_metadata(rows: list[dict]) -> MetadataValue:
     shown = [f for f in STATS_SCHEMA if f.name not in ("top_kl_tokens", "tokenizer", "smoothing_alpha")]
     kinds = {"string": "string", "int64": "int", "double": "float"}
     schema = TableSchema(columns=[TableColumn(f.name, kinds.get(str(f.type), "string")) for f in shown])
+
     def cell(value):
         if isinstance(value, float):
             return round(value, 4) if np.isfinite(value) else None  # NaN: a Zipf fit on under two types
@@ -183,8 +223,13 @@ def table_metadata(rows: list[dict]) -> MetadataValue:
 @asset(
     # It also reads the unigram counts `mixtures` writes for each published version: an edge of the
     # graph, which the cron condition ignores (mixtures are published when asked, not nightly).
-    deps=[natural_unigrams, seed_unigrams, rephrased_unigrams, reference_unigrams,
-          AssetDep(MIXTURES, partition_mapping=AllPartitionMapping())],
+    deps=[
+        natural_unigrams,
+        seed_unigrams,
+        rephrased_unigrams,
+        reference_unigrams,
+        AssetDep(MIXTURES, partition_mapping=AllPartitionMapping()),
+    ],
     # Refreshed on its own cadence (a cheap full recompute), not on every upstream partition.
     automation_condition=AutomationCondition.on_cron("0 4 * * *").ignore(AssetSelection.assets(MIXTURES)),
     group_name=GROUP,
@@ -192,7 +237,9 @@ def table_metadata(rows: list[dict]) -> MetadataValue:
     code_version="1",
     description="Tokens, types, entropy, Zipf, KL/JS to each reference, coverage, top KL tokens, support shrinkage; plots.",
 )
-def corpus_stats(context: AssetExecutionContext, config: CorpusStatsConfig, lake: Lake, tokenizer: TokenizerResource) -> MaterializeResult:
+def corpus_stats(
+    context: AssetExecutionContext, config: CorpusStatsConfig, lake: Lake, tokenizer: TokenizerResource
+) -> MaterializeResult:
     tok = tokenizer.load()
     try:
         report = corpus_report(lake, tok, config.smoothing_alpha, config.top_k)
@@ -208,7 +255,9 @@ def corpus_stats(context: AssetExecutionContext, config: CorpusStatsConfig, lake
     catalog.record(lake, STATS, "", report.written.data_version)
     corpora, refs, rows = report.corpora, report.references, report.rows
     context.log.info(f"corpus_stats: {len(corpora)} corpora x {max(len(refs), 1)} references -> {len(rows)} rows")
-    return MaterializeResult(metadata=_stats_metadata(lake, report, tok.name), data_version=DataVersion(report.written.data_version))
+    return MaterializeResult(
+        metadata=_stats_metadata(lake, report, tok.name), data_version=DataVersion(report.written.data_version)
+    )
 
 
 def _stats_metadata(lake: Lake, report: CorpusReport, tokenizer_name: str) -> dict:
@@ -231,6 +280,10 @@ def _stats_metadata(lake: Lake, report: CorpusReport, tokenizer_name: str) -> di
         "tokenizer": tokenizer_name,
         "path": MetadataValue.path(lake.uri(STATS, "part-00000.parquet")),
         "plots": MetadataValue.json(
-            {"zipf": lake.uri(STATS, "zipf.png"), "kl": lake.uri(STATS, "kl.png"), "quality": lake.uri(STATS, "quality.png")}
+            {
+                "zipf": lake.uri(STATS, "zipf.png"),
+                "kl": lake.uri(STATS, "kl.png"),
+                "quality": lake.uri(STATS, "quality.png"),
+            }
         ),
     }

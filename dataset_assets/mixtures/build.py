@@ -26,7 +26,14 @@ from dataset_assets.mixtures.card import dataset_card
 from dataset_assets.mixtures.index import load_index, token_counter
 from dataset_assets.mixtures.pull import CARD, LATEST, MANIFEST, MIXTURES, finished_versions, version_dirs
 from dataset_assets.mixtures.recipe import NATURAL, Recipe, UpstreamError
-from dataset_assets.mixtures.sampling import CODE_VERSION, MIXTURE_SCHEMA, mixture_identity, mixture_rows, sample, text_sources
+from dataset_assets.mixtures.sampling import (
+    CODE_VERSION,
+    MIXTURE_SCHEMA,
+    mixture_identity,
+    mixture_rows,
+    sample,
+    text_sources,
+)
 from dataset_assets.mixtures.shards import entry, fixed_size_tables, write_shards
 from dataset_assets.mixtures.upstream import Partition, check_availability, upstream_partitions
 from resources.lake import STAGING, Lake
@@ -166,7 +173,10 @@ def _manifest(inputs: _Inputs, recipe, parts, identity, version, targets, stats,
         "components": components,
         "achieved_shares": {k: c["tokens"] / total for k, c in components.items()},
         "repetition": {k: c["repetition"] for k, c in components.items()},
-        "upstream": [{"asset": p.asset, "partition": p.key(), "data_version": p.data_version, "files": len(p.files)} for p in parts],
+        "upstream": [
+            {"asset": p.asset, "partition": p.key(), "data_version": p.data_version, "files": len(p.files)}
+            for p in parts
+        ],
         "excluded_partitions": [e for e in inputs.excluded if e["partition"]["strategy"] in components],
         "prompt_hashes": {k: sorted(v - {None}) for k, v in sorted(provenance.items()) if k},
         "generator": sorted(provenance.get("", set()) - {None}),
@@ -178,7 +188,9 @@ def _manifest(inputs: _Inputs, recipe, parts, identity, version, targets, stats,
     }
 
 
-def build_mixtures(lake: Lake, recipe: Recipe, tokenizer=None, log: Optional[Callable[[str], None]] = None) -> list[Published]:
+def build_mixtures(
+    lake: Lake, recipe: Recipe, tokenizer=None, log: Optional[Callable[[str], None]] = None
+) -> list[Published]:
     """Publish the recipe's mixture and each sweep variant, or reuse the version identical inputs made.
 
     Every variant's availability is checked before anything is written.
@@ -190,7 +202,9 @@ def build_mixtures(lake: Lake, recipe: Recipe, tokenizer=None, log: Optional[Cal
     excluded: list = []
     parts = upstream_partitions(lake, recipe, excluded)
     for e in excluded:
-        log(f"{recipe.name}: leaving out rephrased {e['partition']}: failed quality check(s) {sorted(e['failed_checks'])} at ERROR")
+        log(
+            f"{recipe.name}: leaving out rephrased {e['partition']}: failed quality check(s) {sorted(e['failed_checks'])} at ERROR"
+        )
     plans = []
     for variant in recipe.variants():
         labels = {c.label for c in variant.components}

@@ -30,7 +30,9 @@ def dataset_card(manifest: dict) -> str:
     ]
     for label, c in manifest["components"].items():
         share = manifest["achieved_shares"][label]
-        lines.append(f"| {label} | {c['weight']:.4g} | {c['tokens']:,} | {share:.2%} | {c['rows']:,} | {c['repetition']:.3f} |")
+        lines.append(
+            f"| {label} | {c['weight']:.4g} | {c['tokens']:,} | {share:.2%} | {c['rows']:,} | {c['repetition']:.3f} |"
+        )
     lines += [
         "",
         "Columns: `id`, `text`, `component` (`natural` or the rephrasing strategy), `source_id` (the seeds or",

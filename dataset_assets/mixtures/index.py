@@ -52,7 +52,9 @@ def token_counter(tokenizer=None) -> TokenCounter:
     if isinstance(tokenizer, (str, Path)):
         path = Path(tokenizer)
         if path.suffix == ".json" and not path.is_file():
-            raise FileNotFoundError(f"mixture tokenizer {path} does not exist: pass a tokenizer.json (config `tokenizer`)")
+            raise FileNotFoundError(
+                f"mixture tokenizer {path} does not exist: pass a tokenizer.json (config `tokenizer`)"
+            )
         # The file's name, as manifests have always recorded it.
         return TokenCounter(load_tokenizer(str(path)), path.name if path.is_file() else None)
     if hasattr(tokenizer, "count"):
@@ -72,14 +74,19 @@ def partition_index(lake: Lake, part: Partition, counter, batch_size: int = 1024
     batches = []
     for f in part.files:
         with lake.fs.open_input_file(f) as source:
-            for batch in pq.ParquetFile(source).iter_batches(batch_size=batch_size, columns=["id", "shard", "kept", "text"]):
+            for batch in pq.ParquetFile(source).iter_batches(
+                batch_size=batch_size, columns=["id", "shard", "kept", "text"]
+            ):
                 batch = batch.filter(pc.fill_null(batch.column("kept"), False))
                 n = batch.num_rows
                 if not n:
                     continue
                 tokens = counter.count([t or "" for t in batch.column("text").to_pylist()])
                 ids = batch.column("id")
-                keys = [row_key(part.component, shard, i) for shard, i in zip(batch.column("shard").to_pylist(), ids.to_pylist())]
+                keys = [
+                    row_key(part.component, shard, i)
+                    for shard, i in zip(batch.column("shard").to_pylist(), ids.to_pylist())
+                ]
                 batches.append(
                     pa.record_batch(
                         [

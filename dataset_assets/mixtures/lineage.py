@@ -12,7 +12,18 @@ from dataset_assets.mixtures.pull import MIXTURES, parquet_files, resolve
 from resources.lake import Lake
 
 PREVIEW_CHARS = 160
-_CRAWL_FIELDS = ("id", "url", "shard", "crawl", "warc_record_id", "offset", "record_key", "date", "source_file", "format")
+_CRAWL_FIELDS = (
+    "id",
+    "url",
+    "shard",
+    "crawl",
+    "warc_record_id",
+    "offset",
+    "record_key",
+    "date",
+    "source_file",
+    "format",
+)
 
 
 def _find(lake: Lake, files: list[str], row_id: str) -> Optional[dict]:
@@ -29,18 +40,28 @@ def _preview(text: Optional[str]) -> str:
 
 def _changed_note(lake: Lake, manifest: dict, asset: str, key: dict[str, str]) -> dict:
     """Flags an upstream partition rewritten since the mixture was built (its rows may differ now)."""
-    recorded = next((u["data_version"] for u in manifest["upstream"] if u["asset"] == asset and u["partition"] == key), None)
+    recorded = next(
+        (u["data_version"] for u in manifest["upstream"] if u["asset"] == asset and u["partition"] == key), None
+    )
     if recorded is None:
         return {}
     now = partition_version(lake, asset, key, lake.partition_files(asset, key))
-    return {} if now == recorded else {"note": f"{asset} partition changed since this version (data version {recorded} then, {now} now)"}
+    return (
+        {}
+        if now == recorded
+        else {"note": f"{asset} partition changed since this version (data version {recorded} then, {now} now)"}
+    )
 
 
 def _rephrased_step(lake: Lake, manifest: dict, row: dict) -> dict:
     key = {"shard": row["shard"], "strategy": row["component"]}
     found = _find(lake, lake.partition_files("rephrased", key), row["rephrased_id"])
     fields = ("id", "source_id", "shard", "strategy", "prompt_hash", "generator", "finish_reason", "completion_tokens")
-    step = {k: found.get(k) for k in fields} if found else {"id": row["rephrased_id"], "missing": "not in the lake any more"}
+    step = (
+        {k: found.get(k) for k in fields}
+        if found
+        else {"id": row["rephrased_id"], "missing": "not in the lake any more"}
+    )
     if found:
         step["text"] = _preview(found["text"])
     return {"level": "rephrased", **step, **_changed_note(lake, manifest, "rephrased", key)}
@@ -57,7 +78,10 @@ def trace(lake: Lake, mixture: str, row_id: str) -> list[dict]:
         {
             "level": "mixture",
             "mixture": f"{name}@{version}",
-            **{k: row[k] for k in ("id", "component", "shard", "source_id", "seed_id", "rephrased_id", "tokens", "repeat")},
+            **{
+                k: row[k]
+                for k in ("id", "component", "shard", "source_id", "seed_id", "rephrased_id", "tokens", "repeat")
+            },
             "text": _preview(row["text"]),
         }
     ]
@@ -69,7 +93,14 @@ def trace(lake: Lake, mixture: str, row_id: str) -> list[dict]:
     else:
         fields = ("id", "shard", "url", "quality_score", "quality_percentile", "kept")
         step = {k: seed.get(k) for k in fields}
-        chain.append({"level": "seed", **step, "text": _preview(seed["text"]), **_changed_note(lake, manifest, "seeds", {"shard": shard})})
+        chain.append(
+            {
+                "level": "seed",
+                **step,
+                "text": _preview(seed["text"]),
+                **_changed_note(lake, manifest, "seeds", {"shard": shard}),
+            }
+        )
     crawl = _find(lake, lake.partition_files("crawl_docs", {"shard": shard}), row["seed_id"])
     if crawl is not None:
         chain.append({"level": "crawl", **{k: crawl.get(k) for k in _CRAWL_FIELDS}})
@@ -83,7 +114,11 @@ def trace(lake: Lake, mixture: str, row_id: str) -> list[dict]:
 def format_trace(chain: list[dict]) -> str:
     lines = []
     for step in chain:
-        fields = {k: round(v, 4) if isinstance(v, float) else v for k, v in step.items() if k not in ("level", "text") and v is not None}
+        fields = {
+            k: round(v, 4) if isinstance(v, float) else v
+            for k, v in step.items()
+            if k not in ("level", "text") and v is not None
+        }
         lines.append(f"{step['level']:<10}" + "  ".join(f"{k}={v}" for k, v in fields.items()))
         if step.get("text"):
             lines.append(f"{'':<10}{step['text']!r}")

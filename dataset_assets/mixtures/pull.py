@@ -80,11 +80,15 @@ def resolve(lake: Lake, spec: str) -> tuple[str, str, dict]:
     versions = finished_versions(lake, name)
     if not versions:
         known = ", ".join(mixture_names(lake)) or "none"
-        raise VersionNotFoundError(f"no published mixture named {name!r} in {lake.uri(MIXTURES)}; mixtures there: {known}")
+        raise VersionNotFoundError(
+            f"no published mixture named {name!r} in {lake.uri(MIXTURES)}; mixtures there: {known}"
+        )
     if version == LATEST_VERSION:
         version = latest_version(lake, name) or list(versions)[-1]
     if version not in versions:
-        raise VersionNotFoundError(f"mixture {name!r} has no version {version}; published versions: {', '.join(versions)}")
+        raise VersionNotFoundError(
+            f"mixture {name!r} has no version {version}; published versions: {', '.join(versions)}"
+        )
     return name, version, versions[version]
 
 
@@ -170,13 +174,17 @@ def pull(lake: Lake, spec: str, dest: str | os.PathLike) -> Path:
         if there.is_file() and json.loads(there.read_text()).get("identity") == manifest["identity"]:
             return dest  # versions are immutable: the same identity is the same bytes
         if not dest.is_dir() or any(dest.iterdir()):
-            raise FileExistsError(f"pull {name}@{version}: destination {dest} exists and is not empty; choose a new directory")
+            raise FileExistsError(
+                f"pull {name}@{version}: destination {dest} exists and is not empty; choose a new directory"
+            )
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
     partial.mkdir()
     try:
         for file_name, expected in sorted(manifest["files"].items()):
-            _copy_verified(lake, lake.path(MIXTURES, name, version, file_name), partial / file_name, expected, f"{name}@{version}")
+            _copy_verified(
+                lake, lake.path(MIXTURES, name, version, file_name), partial / file_name, expected, f"{name}@{version}"
+            )
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         if dest.exists():
             dest.rmdir()
@@ -246,7 +254,11 @@ def duckdb_views(lake: Lake, con=None):
     if files:
         partitioning = pads.DirectoryPartitioning(pa.schema([("name", pa.string()), ("version", pa.string())]))
         dataset = pads.dataset(
-            files, filesystem=lake.fs, format="parquet", partitioning=partitioning, partition_base_dir=lake.path(MIXTURES)
+            files,
+            filesystem=lake.fs,
+            format="parquet",
+            partitioning=partitioning,
+            partition_base_dir=lake.path(MIXTURES),
         )
         con.register(MIXTURES, dataset)
     return con

@@ -140,7 +140,9 @@ def load_recipe(path: str | Path, known_strategies: Optional[Iterable[str]] = No
     """Read and validate one recipe file; `known_strategies` None skips the strategy-name check."""
     path = Path(path)
     if not path.is_file():
-        raise RecipeError(f"{path}: recipe file not found; recipes in {path.parent}: {recipe_names(str(path.parent)) or 'none'}")
+        raise RecipeError(
+            f"{path}: recipe file not found; recipes in {path.parent}: {recipe_names(str(path.parent)) or 'none'}"
+        )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -154,8 +156,14 @@ Whole = Annotated[int, Rule("expected an integer")]
 
 class ComponentFile(Table):
     source: Annotated[Literal["natural", "rephrased"], Rule(f"expected {NATURAL!r} or {REPHRASED!r}")]
-    strategy: Annotated[Optional[str], Rule("a rephrased component needs `strategy`, the name of a prompts/*.toml file")] = None
-    weight: Annotated[float, Field(allow_inf_nan=False), Rule("expected a number", missing="missing; give the component's share of the token budget")]
+    strategy: Annotated[
+        Optional[str], Rule("a rephrased component needs `strategy`, the name of a prompts/*.toml file")
+    ] = None
+    weight: Annotated[
+        float,
+        Field(allow_inf_nan=False),
+        Rule("expected a number", missing="missing; give the component's share of the token budget"),
+    ]
 
 
 class RecipeFile(Table):
@@ -184,7 +192,9 @@ def _type_problem(where: str, data: Mapping, exc: ValidationError) -> RecipeErro
     return RecipeError(f"{where}: field `{problem.where}`: {problem.allowed}{got}")
 
 
-def parse_recipe(data: Mapping, name: str, where: str = "<recipe>", known_strategies: Optional[Iterable[str]] = None) -> Recipe:
+def parse_recipe(
+    data: Mapping, name: str, where: str = "<recipe>", known_strategies: Optional[Iterable[str]] = None
+) -> Recipe:
     def fail(field_name: str, problem: str) -> RecipeError:
         return RecipeError(f"{where}: field `{field_name}`: {problem}")
 
@@ -198,7 +208,10 @@ def parse_recipe(data: Mapping, name: str, where: str = "<recipe>", known_strate
             f"{name!r} is not a usable mixture name: letters, digits, '_' and '-', not ending in -syn<number> (sweep variants use that)",
         )
     if "name" in data and parsed.name != name:
-        raise fail("name", f"{parsed.name!r} differs from the file name {name!r}: the file stem is the mixture name; rename one")
+        raise fail(
+            "name",
+            f"{parsed.name!r} differs from the file name {name!r}: the file stem is the mixture name; rename one",
+        )
     for key, ok, problem in (
         ("budget_tokens", parsed.budget_tokens > 0, "must be a positive number of tokens"),
         ("seed", parsed.seed >= 0, "must be >= 0"),
@@ -212,7 +225,9 @@ def parse_recipe(data: Mapping, name: str, where: str = "<recipe>", known_strate
     total = sum(c.weight for c in components)
     if abs(total - 1.0) > WEIGHT_TOLERANCE:
         weights = ", ".join(f"{c.label}={c.weight:g}" for c in components)
-        raise fail("components.weight", f"weights must sum to 1 (tolerance {WEIGHT_TOLERANCE:g}), got {total:.6g} ({weights})")
+        raise fail(
+            "components.weight", f"weights must sum to 1 (tolerance {WEIGHT_TOLERANCE:g}), got {total:.6g} ({weights})"
+        )
 
     points = _sweep_points(parsed.sweep, components, fail)
     shards = parsed.shards
@@ -220,7 +235,18 @@ def parse_recipe(data: Mapping, name: str, where: str = "<recipe>", known_strate
         if not shards or not all(shards):
             raise fail("shards", "expected a non-empty list of shard keys (or leave it out to use every shard)")
         shards = tuple(sorted(set(shards)))
-    return Recipe(name, parsed.description, parsed.budget_tokens, parsed.seed, parsed.max_repetition, parsed.shard_rows, components, points, shards, where)
+    return Recipe(
+        name,
+        parsed.description,
+        parsed.budget_tokens,
+        parsed.seed,
+        parsed.max_repetition,
+        parsed.shard_rows,
+        components,
+        points,
+        shards,
+        where,
+    )
 
 
 def _sweep_points(sweep: list[float], components: tuple[Component, ...], fail) -> tuple[float, ...]:
@@ -231,7 +257,10 @@ def _sweep_points(sweep: list[float], components: tuple[Component, ...], fail) -
     if len(set(points)) != len(points):
         raise fail("sweep", f"repeated points in {list(points)}")
     if points and not ({c.source for c in components} >= {NATURAL, REPHRASED}):
-        raise fail("sweep", "a sweep varies the natural/rephrased split: the recipe needs a natural and at least one rephrased component")
+        raise fail(
+            "sweep",
+            "a sweep varies the natural/rephrased split: the recipe needs a natural and at least one rephrased component",
+        )
     return points
 
 
@@ -247,7 +276,9 @@ def _components(raw: list[ComponentFile], fail, known_strategies) -> tuple[Compo
             raise fail(f"{at}.strategy", "natural seeds have no strategy; remove it")
         if source == REPHRASED:
             if not strategy:
-                raise fail(f"{at}.strategy", "a rephrased component needs `strategy`, the name of a prompts/*.toml file")
+                raise fail(
+                    f"{at}.strategy", "a rephrased component needs `strategy`, the name of a prompts/*.toml file"
+                )
             if strategy == NATURAL:
                 raise fail(f"{at}.strategy", f"{NATURAL!r} is reserved for the natural component")
             if known is not None and strategy not in known:

@@ -86,7 +86,15 @@ def _plan(recipe: Recipe, targets: dict[str, int], available: dict[str, int]) ->
         full = target // have
         remainder = target - full * have
         cap = int(recipe.max_repetition * have) - full * have
-        plan.append({"component": label, "passes": full + (remainder > 0), "full_passes": full, "remainder": remainder, "last_cap": cap})
+        plan.append(
+            {
+                "component": label,
+                "passes": full + (remainder > 0),
+                "full_passes": full,
+                "remainder": remainder,
+                "last_cap": cap,
+            }
+        )
     return plan
 
 

@@ -44,7 +44,9 @@ def partition_version(lake: Lake, asset: str, key: dict[str, str], files: list[s
 
 def failed_quality_checks(manifest: dict) -> dict[str, dict]:
     """The partition checks a finished rephrased partition failed at ERROR (from its _manifest.json)."""
-    return {name: verdict for name, verdict in (manifest.get("checks") or {}).items() if verdict.get("severity") == "error"}
+    return {
+        name: verdict for name, verdict in (manifest.get("checks") or {}).items() if verdict.get("severity") == "error"
+    }
 
 
 def upstream_partitions(lake: Lake, recipe: Recipe, excluded: Optional[list] = None) -> list[Partition]:
@@ -59,7 +61,9 @@ def upstream_partitions(lake: Lake, recipe: Recipe, excluded: Optional[list] = N
     else:
         shards = sorted(seeds_shards | set(lake.partition_values("crawl_docs", "shard")))
     if not shards:
-        raise UpstreamError(f"mixture {recipe.name!r}: the lake at {lake.uri()} holds no seeds: materialise crawl_docs and seeds first")
+        raise UpstreamError(
+            f"mixture {recipe.name!r}: the lake at {lake.uri()} holds no seeds: materialise crawl_docs and seeds first"
+        )
     missing, found = [], []
     for shard in shards:
         if shard not in seeds_shards:
@@ -90,7 +94,9 @@ def upstream_partitions(lake: Lake, recipe: Recipe, excluded: Optional[list] = N
     def version(found_one) -> Partition:
         asset, key = found_one
         files = lake.partition_files(asset, key)
-        return Partition(asset, key["shard"], key.get("strategy"), tuple(files), partition_version(lake, asset, key, files))
+        return Partition(
+            asset, key["shard"], key.get("strategy"), tuple(files), partition_version(lake, asset, key, files)
+        )
 
     # Hashing is I/O and sha256, both of which release the GIL: two threads hash two partitions at once.
     with ThreadPoolExecutor(max_workers=2) as pool:
@@ -103,7 +109,9 @@ def check_availability(recipe: Recipe, available: Mapping[str, int], rows: Mappi
     targets = recipe.targets()
     if not any(targets.values()):
         where = recipe.path or recipe.name
-        raise RecipeError(f"{where}: field `budget_tokens`: {recipe.budget_tokens} tokens give no component a whole token")
+        raise RecipeError(
+            f"{where}: field `budget_tokens`: {recipe.budget_tokens} tokens give no component a whole token"
+        )
     for label, needed in targets.items():
         have = available.get(label, 0)
         if rows.get(label, 0) == 0 or have == 0:

@@ -31,8 +31,6 @@ STAGES = [
 ]
 
 
-
-
 def register_shards(instance, landing, lake) -> Optional[list[str]]:
     """Add a partition for the shard files in the landing location that have none, CRAWL_BATCH_FILES
     files each (`status/batches.py`); returns the partition keys of every file there, in partition order, or
@@ -76,7 +74,6 @@ def report(label: str, result, start: float, failures: list[str]) -> None:
             print(f"       {error.message.strip().splitlines()[0]}", file=sys.stderr)
 
 
-
 class StageRunner:
     """Executes stages one partition (or one shard x strategy rectangle) at a time; collects failures."""
 
@@ -100,9 +97,15 @@ class StageRunner:
         )
         report(label, result, start, self.failures)
         if name == "dedup_clusters" and result.success:
-            meta = {k: v.value for e in result.get_asset_materialization_events() for k, v in e.materialization.metadata.items()}
-            print(f"       {meta['clusters']} duplicate clusters over {meta['shards']} shards: removed {meta['removed_exact']} exact and "
-                  f"{meta['removed_near']} near duplicates; cluster sizes {meta['cluster_sizes']}; plot {meta['plot_path']}")
+            meta = {
+                k: v.value
+                for e in result.get_asset_materialization_events()
+                for k, v in e.materialization.metadata.items()
+            }
+            print(
+                f"       {meta['clusters']} duplicate clusters over {meta['shards']} shards: removed {meta['removed_exact']} exact and "
+                f"{meta['removed_near']} near duplicates; cluster sizes {meta['cluster_sizes']}; plot {meta['plot_path']}"
+            )
 
     def run(self, selected: list[str], strategies: dict, chosen: list[str], chunk_docs: int, max_output_tokens) -> None:
         for name, partitioning in STAGES:
@@ -141,7 +144,9 @@ class StageRunner:
         engine = self.defs.resources["engine"]
         wanted = {k: strategies[k] for k in chosen}
         needed, summary = rephrase_needed(self.lake, wanted, self.shards, engine.generator, max_output_tokens)
-        print(f"rephrased: {len(needed)} of {summary['partitions']} partitions missing or outdated ({summary['outdated']} outdated)")
+        print(
+            f"rephrased: {len(needed)} of {summary['partitions']} partitions missing or outdated ({summary['outdated']} outdated)"
+        )
         shard_order = [k for k in self.instance.get_dynamic_partitions("crawl_shards") if k in self.shards]
         for shards, names in rectangles(needed, shard_order, sorted(strategies)):
             label = f"rephrased[{shards[0]}..{shards[-1]} x {','.join(names)}]"

@@ -14,7 +14,15 @@ import hashlib
 from collections.abc import Callable
 from typing import Optional
 
-from dagster import AssetExecutionContext, BackfillPolicy, DataVersion, Failure, MaterializeResult, MetadataValue, RunRequest
+from dagster import (
+    AssetExecutionContext,
+    BackfillPolicy,
+    DataVersion,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+)
 
 from dataset_assets import settings
 from dataset_assets.status import batches
@@ -33,8 +41,12 @@ def _plain(metadata: dict) -> dict:
     return {k: v for k, v in metadata.items() if isinstance(v, (int, float, str, bool))}
 
 
-def each_shard(context: AssetExecutionContext, lake, one: Callable[[str], ShardResult],
-               run_totals: Optional[Callable[[dict, dict], dict]] = None) -> MaterializeResult:
+def each_shard(
+    context: AssetExecutionContext,
+    lake,
+    one: Callable[[str], ShardResult],
+    run_totals: Optional[Callable[[dict, dict], dict]] = None,
+) -> MaterializeResult:
     """`one(shard)` for every shard file of the run's partitions (a batch partition is its files,
     `status/batches.py`). One file: its own result, exactly as before. Several: every file is tried (a bad
     file does not stop the files after it, whose data and status records are committed), the
@@ -111,4 +123,6 @@ def shard_run_request(shards: list[str], origin: str, versions: dict[str, str]) 
     if len(shards) == 1:
         return RunRequest(partition_key=shards[0], run_key=f"{origin}:{shards[0]}:{versions.get(shards[0], '')}")
     digest = hashlib.sha256("|".join(f"{s}:{versions.get(s, '')}" for s in shards).encode()).hexdigest()[:16]
-    return RunRequest(run_key=f"{origin}:{shards[0]}..{shards[-1]}:{digest}", tags={RANGE_START: shards[0], RANGE_END: shards[-1]})
+    return RunRequest(
+        run_key=f"{origin}:{shards[0]}..{shards[-1]}:{digest}", tags={RANGE_START: shards[0], RANGE_END: shards[-1]}
+    )

@@ -67,8 +67,14 @@ class Encoder:
 
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         done = 0
-        for index, enc in batches(self.tokenizer, texts, self.spec.max_tokens, self.spec.batch_size, self.device,
-                                  cut=self.spec.max_tokens * CHARS_PER_TOKEN):
+        for index, enc in batches(
+            self.tokenizer,
+            texts,
+            self.spec.max_tokens,
+            self.spec.batch_size,
+            self.device,
+            cut=self.spec.max_tokens * CHARS_PER_TOKEN,
+        ):
             with torch.no_grad():
                 states = self.model(**enc).last_hidden_state.float()
             mask = enc["attention_mask"].unsqueeze(-1).float()
@@ -123,8 +129,12 @@ class EmbeddingSignal:
         return (embeddings @ self.weights + self.bias).astype(np.float32)
 
     def to_json(self) -> dict:
-        return {"model": self.encoder.spec.to_json(), "model_sha256": self.model_sha256,
-                "weights": [round(float(w), 6) for w in self.weights], "bias": self.bias}
+        return {
+            "model": self.encoder.spec.to_json(),
+            "model_sha256": self.model_sha256,
+            "weights": [round(float(w), 6) for w in self.weights],
+            "bias": self.bias,
+        }
 
     @classmethod
     def from_json(cls, data: dict) -> "EmbeddingSignal":
@@ -132,13 +142,22 @@ class EmbeddingSignal:
         digest = _digest(spec.path) if (Path(spec.path) / "config.json").is_file() else None
         if digest != data["model_sha256"]:
             found = f"content {digest}" if digest else "no model"
-            raise ValueError(f"embedding model {spec.path}: the quality classifier was trained with content {data['model_sha256']}, "
-                             f"the directory now holds {found}; materialise quality_classifier again")
-        return cls(Encoder(spec), np.asarray(data["weights"], dtype=np.float32), float(data["bias"]), data["model_sha256"])
+            raise ValueError(
+                f"embedding model {spec.path}: the quality classifier was trained with content {data['model_sha256']}, "
+                f"the directory now holds {found}; materialise quality_classifier again"
+            )
+        return cls(
+            Encoder(spec), np.asarray(data["weights"], dtype=np.float32), float(data["bias"]), data["model_sha256"]
+        )
 
 
-def train_signal(encoder: Encoder, reference: list[str], crawl: list[str], l2: float = 0.01,
-                 progress: Optional[Callable[[int], None]] = None) -> tuple[EmbeddingSignal, np.ndarray]:
+def train_signal(
+    encoder: Encoder,
+    reference: list[str],
+    crawl: list[str],
+    l2: float = 0.01,
+    progress: Optional[Callable[[int], None]] = None,
+) -> tuple[EmbeddingSignal, np.ndarray]:
     """The regression of reference text (1) against crawl documents (0), and its scores of those
     crawl documents (they calibrate the signal without a second pass of the encoder)."""
     positives = encoder.embed(reference, progress)

@@ -19,7 +19,10 @@ from resources.hashing import file_sha256
 class HFScorerSpec:
     path: str  # local model directory (config.json, weights, tokenizer files)
     positive_label: Optional[str] = None  # classification: the label whose probability is the score (default: the last)
-    score_range: tuple[float, float] = (0.0, 5.0)  # regression: raw output mapped from this range onto [0, 1] (FineWeb-Edu: 0-5)
+    score_range: tuple[float, float] = (
+        0.0,
+        5.0,
+    )  # regression: raw output mapped from this range onto [0, 1] (FineWeb-Edu: 0-5)
     max_length: int = 512  # tokens per document; longer ones are truncated
     batch_size: int = 32
 
@@ -40,7 +43,11 @@ def load_pretrained(path: str, auto_model, what: str):
             "with the model's config, weights and tokenizer (save_pretrained writes one)"
         )
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    return AutoTokenizer.from_pretrained(str(directory)), auto_model.from_pretrained(str(directory)).to(device).eval(), device
+    return (
+        AutoTokenizer.from_pretrained(str(directory)),
+        auto_model.from_pretrained(str(directory)).to(device).eval(),
+        device,
+    )
 
 
 def batches(tokenizer, texts: list[str], max_length: int, batch_size: int, device: str, cut: Optional[int] = None):
@@ -50,7 +57,9 @@ def batches(tokenizer, texts: list[str], max_length: int, batch_size: int, devic
     todo = [i for i, t in enumerate(texts) if t and t.strip()]
     for start in range(0, len(todo), batch_size):
         index = todo[start : start + batch_size]
-        enc = tokenizer([texts[i][:cut] for i in index], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        enc = tokenizer(
+            [texts[i][:cut] for i in index], truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+        )
         yield index, {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask")}
 
 
@@ -59,7 +68,9 @@ class HFClassifier:
         from transformers import AutoModelForSequenceClassification
 
         self.spec = spec
-        self.tokenizer, self.model, self.device = load_pretrained(spec.path, AutoModelForSequenceClassification, "hf_model_path")
+        self.tokenizer, self.model, self.device = load_pretrained(
+            spec.path, AutoModelForSequenceClassification, "hf_model_path"
+        )
         labels = self.model.config.num_labels
         self.regression = labels == 1 or self.model.config.problem_type == "regression"
         if not self.regression:
@@ -69,7 +80,9 @@ class HFClassifier:
             elif spec.positive_label in names:
                 self.positive = names[spec.positive_label]
             else:
-                raise ValueError(f"hf_positive_label {spec.positive_label!r} is not a label of {spec.path}: its labels are {sorted(names)}")
+                raise ValueError(
+                    f"hf_positive_label {spec.positive_label!r} is not a label of {spec.path}: its labels are {sorted(names)}"
+                )
         lo, hi = spec.score_range
         if self.regression and not hi > lo:
             raise ValueError(f"hf_score_range {list(spec.score_range)}: the upper bound must be above the lower")

@@ -115,7 +115,9 @@ def reference_documents(location: str) -> dict[str, list[str]]:
     root = Path(location)
     if not root.exists():
         raise FileNotFoundError(f"quality reference location {location!r} does not exist (set QUALITY_REFERENCE)")
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = (
+        [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+    )
     out = {p.name: list(documents_from_file(p)) for p in files}
     if not any(out.values()):
         raise ValueError(f"quality reference location {location!r} holds no documents of at least 200 characters")

@@ -74,8 +74,17 @@ class ReferenceLM:
     shared among the rare word types it stood for in training, so a page of made-up tokens does not
     score like a page of one frequent word."""
 
-    def __init__(self, vocab: list[str], unigram: np.ndarray, bigram_keys: np.ndarray, bigram_counts: np.ndarray,
-                 context: np.ndarray, lam: float = 0.6, unknown_types: int = 1, score_chars: int = SCORE_CHARS):
+    def __init__(
+        self,
+        vocab: list[str],
+        unigram: np.ndarray,
+        bigram_keys: np.ndarray,
+        bigram_counts: np.ndarray,
+        context: np.ndarray,
+        lam: float = 0.6,
+        unknown_types: int = 1,
+        score_chars: int = SCORE_CHARS,
+    ):
         self.vocab = vocab
         self.score_chars = int(score_chars)
         self.unknown_types = max(1, int(unknown_types))
@@ -104,7 +113,9 @@ class ReferenceLM:
             pairs.update((seq[:-1] * n + seq[1:]).tolist())
         keys = np.array(sorted(pairs), dtype=np.int64)
         rare = sum(1 for c in counts.values() if c < min_count)
-        return cls(vocab, unigram, keys, np.array([pairs[k] for k in keys.tolist()], dtype=np.float64), context, lam, rare)
+        return cls(
+            vocab, unigram, keys, np.array([pairs[k] for k in keys.tolist()], dtype=np.float64), context, lam, rare
+        )
 
     def score(self, text: str) -> float:
         return float(self.scores([text])[0])
@@ -119,7 +130,9 @@ class ReferenceLM:
         if not lengths.sum():
             return out
         # One flat sequence, each text led by START; a pair is (previous word, word) for every word.
-        flat = np.fromiter(chain.from_iterable(chain((START,), s) for s in seqs), dtype=np.int64, count=int(lengths.sum()) + len(seqs))
+        flat = np.fromiter(
+            chain.from_iterable(chain((START,), s) for s in seqs), dtype=np.int64, count=int(lengths.sum()) + len(seqs)
+        )
         target = np.flatnonzero(flat != START)
         prev, word = flat[target - 1], flat[target]
         log_p = self._log_p(prev, word)
@@ -148,14 +161,29 @@ class ReferenceLM:
 
     def save(self, path: str) -> None:
         with open(path, "wb") as f:
-            np.savez_compressed(f, vocab=np.array(self.vocab, dtype=object).astype(str), unigram=self.unigram,
-                                bigram_keys=self.bigram_keys, bigram_counts=self.bigram_counts, context=self.context,
-                                lam=np.array([self.lam]), unknown_types=np.array([self.unknown_types]),
-                                score_chars=np.array([self.score_chars]))
+            np.savez_compressed(
+                f,
+                vocab=np.array(self.vocab, dtype=object).astype(str),
+                unigram=self.unigram,
+                bigram_keys=self.bigram_keys,
+                bigram_counts=self.bigram_counts,
+                context=self.context,
+                lam=np.array([self.lam]),
+                unknown_types=np.array([self.unknown_types]),
+                score_chars=np.array([self.score_chars]),
+            )
 
     @classmethod
     def load(cls, path: str) -> "ReferenceLM":
         with np.load(path, allow_pickle=False) as z:
             chars = int(z["score_chars"][0]) if "score_chars" in z.files else LEGACY_SCORE_CHARS
-            return cls(z["vocab"].tolist(), z["unigram"], z["bigram_keys"], z["bigram_counts"], z["context"], float(z["lam"][0]),
-                       int(z["unknown_types"][0]), chars)
+            return cls(
+                z["vocab"].tolist(),
+                z["unigram"],
+                z["bigram_keys"],
+                z["bigram_counts"],
+                z["context"],
+                float(z["lam"][0]),
+                int(z["unknown_types"][0]),
+                chars,
+            )

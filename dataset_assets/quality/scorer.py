@@ -25,13 +25,30 @@ class SeedScorer:
         self.by_crawl = {crawl: c["quantiles"] for crawl, c in (calibration.get("by_crawl") or {}).items()}
         self.calibration = calibration
 
-    def score(self, docs: pa.Table, rule: KeepRule, gopher: GopherRules, duplicates,
-              on_progress: Optional[Callable[[int], None]] = None) -> list[pa.RecordBatch]:
+    def score(
+        self,
+        docs: pa.Table,
+        rule: KeepRule,
+        gopher: GopherRules,
+        duplicates,
+        on_progress: Optional[Callable[[int], None]] = None,
+    ) -> list[pa.RecordBatch]:
         """The shard's seed rows, batch by batch (`on_progress(documents scored so far)` after each)."""
         scored, done = [], 0
         for batch in docs.to_batches(max_chunksize=BATCH_ROWS):
-            scored.append(select_seeds(batch, self.model, self.calibration["quantiles"], rule, gopher,
-                                       self.calibration["hq_label"], self.by_crawl, duplicates, self.combined))
+            scored.append(
+                select_seeds(
+                    batch,
+                    self.model,
+                    self.calibration["quantiles"],
+                    rule,
+                    gopher,
+                    self.calibration["hq_label"],
+                    self.by_crawl,
+                    duplicates,
+                    self.combined,
+                )
+            )
             done += batch.num_rows
             if on_progress:
                 on_progress(done)

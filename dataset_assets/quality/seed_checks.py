@@ -21,7 +21,13 @@ def validate_seeds(table: pa.Table, source_rows: int) -> tuple[bool, dict]:
     kept = int(sum(table.column("kept").to_pylist()))
     lost = source_rows - table.num_rows
     ok = duplicates == 0 and out_of_range == 0 and lost == 0
-    return ok, {"duplicate_ids": duplicates, "scores_out_of_range": out_of_range, "rows_lost": lost, "kept": kept, "documents": source_rows}
+    return ok, {
+        "duplicate_ids": duplicates,
+        "scores_out_of_range": out_of_range,
+        "rows_lost": lost,
+        "kept": kept,
+        "documents": source_rows,
+    }
 
 
 def expected_kept_share(rule: KeepRule, quantiles: list[float]) -> float:
@@ -36,8 +42,14 @@ def kept_share_check(kept: int, documents: int, expected: float, ratio: float, m
     share = kept / documents if documents else 0.0
     judged = documents >= min_documents and expected > 0
     ok = not judged or share >= ratio * expected
-    return ok, {"kept": kept, "documents": documents, "kept_share": round(share, 4), "crawl_kept_share": round(expected, 4),
-                "warn_below": round(ratio * expected, 4), "judged": judged}
+    return ok, {
+        "kept": kept,
+        "documents": documents,
+        "kept_share": round(share, 4),
+        "crawl_kept_share": round(expected, 4),
+        "warn_below": round(ratio * expected, 4),
+        "judged": judged,
+    }
 
 
 def signals_described(signals: dict | None) -> str:

@@ -38,7 +38,9 @@ LENGTH_CHARS = 8 * LENGTH_CAP
 
 def length_scores(texts: list[str]) -> np.ndarray:
     """Words per document (whitespace-separated, as the Gopher rules count them), up to LENGTH_CAP."""
-    return np.fromiter((min(len(t[:LENGTH_CHARS].split()), LENGTH_CAP) for t in texts), dtype=np.float32, count=len(texts))
+    return np.fromiter(
+        (min(len(t[:LENGTH_CHARS].split()), LENGTH_CAP) for t in texts), dtype=np.float32, count=len(texts)
+    )
 
 
 @dataclass
@@ -49,7 +51,9 @@ class SignalCalibration:
     by_crawl: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, scores: np.ndarray, crawls: list[str], shards: list[str], min_documents: int, min_shards: int) -> "SignalCalibration":
+    def fit(
+        cls, scores: np.ndarray, crawls: list[str], shards: list[str], min_documents: int, min_shards: int
+    ) -> "SignalCalibration":
         per_crawl = classifier.crawl_quantiles(scores, crawls, shards, min_documents, min_shards)
         return cls(classifier.quantiles(np.asarray(scores)), {c: v["quantiles"] for c, v in per_crawl.items()})
 
@@ -71,8 +75,9 @@ def combine(percentiles: list[np.ndarray], rule: str) -> np.ndarray:
     return stacked.mean(axis=0) if rule == "mean" else stacked.max(axis=0)
 
 
-def scorers(names: list[str], lm: Optional[ReferenceLM],
-            embedding: Optional[EmbeddingSignal] = None) -> dict[str, Callable[[list[str]], np.ndarray]]:
+def scorers(
+    names: list[str], lm: Optional[ReferenceLM], embedding: Optional[EmbeddingSignal] = None
+) -> dict[str, Callable[[list[str]], np.ndarray]]:
     """The score function of each named signal (the reference LM's and the embedding's need their models)."""
     out = {}
     for name in names:
@@ -105,30 +110,57 @@ class CombinedScore:
         """The combined value before its own calibration: the rule over every signal's percentile."""
         return _mix(self.calibration, self.rule, fasttext_percentiles, scores, crawls)
 
-    def place(self, fasttext_percentiles: np.ndarray, texts: list[str], crawls: list[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    def place(
+        self, fasttext_percentiles: np.ndarray, texts: list[str], crawls: list[str]
+    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(each signal's score per text, the combined percentile per text)."""
         scores = {name: fn(texts) for name, fn in self.score.items()}
         return scores, self.combined.percentiles(self.mix(fasttext_percentiles, scores, crawls), crawls)
 
     def to_json(self) -> dict:
-        return {"rule": self.rule, "order": list(self.score), **{n: c.to_json() for n, c in self.calibration.items()},
-                "combined": self.combined.to_json()}
+        return {
+            "rule": self.rule,
+            "order": list(self.score),
+            **{n: c.to_json() for n, c in self.calibration.items()},
+            "combined": self.combined.to_json(),
+        }
 
 
-def fit_combined(names: list[str], lm: Optional[ReferenceLM], fasttext: SignalCalibration, fasttext_scores: np.ndarray, texts: list[str],
-                 crawls: list[str], shards: list[str], rule: str, min_documents: int, min_shards: int,
-                 embedding: Optional[EmbeddingSignal] = None, known: Optional[dict[str, np.ndarray]] = None) -> CombinedScore:
+def fit_combined(
+    names: list[str],
+    lm: Optional[ReferenceLM],
+    fasttext: SignalCalibration,
+    fasttext_scores: np.ndarray,
+    texts: list[str],
+    crawls: list[str],
+    shards: list[str],
+    rule: str,
+    min_documents: int,
+    min_shards: int,
+    embedding: Optional[EmbeddingSignal] = None,
+    known: Optional[dict[str, np.ndarray]] = None,
+) -> CombinedScore:
     """Calibrate each named signal and the combined value on the calibration sample (`known`: scores
     of these texts already computed, by signal name)."""
     score, known = scorers(names, lm, embedding), known or {}
     scores = {name: known[name] if name in known else fn(texts) for name, fn in score.items()}
-    calibration = {name: SignalCalibration.fit(values, crawls, shards, min_documents, min_shards) for name, values in scores.items()}
+    calibration = {
+        name: SignalCalibration.fit(values, crawls, shards, min_documents, min_shards)
+        for name, values in scores.items()
+    }
     mixed = _mix(calibration, rule, fasttext.percentiles(fasttext_scores, crawls), scores, crawls)
-    return CombinedScore(score, calibration, rule, SignalCalibration.fit(mixed, crawls, shards, min_documents, min_shards))
+    return CombinedScore(
+        score, calibration, rule, SignalCalibration.fit(mixed, crawls, shards, min_documents, min_shards)
+    )
 
 
-def _mix(calibration: dict[str, SignalCalibration], rule: str, fasttext_percentiles: np.ndarray, scores: dict[str, np.ndarray],
-         crawls: list[str]) -> np.ndarray:
+def _mix(
+    calibration: dict[str, SignalCalibration],
+    rule: str,
+    fasttext_percentiles: np.ndarray,
+    scores: dict[str, np.ndarray],
+    crawls: list[str],
+) -> np.ndarray:
     placed = [calibration[name].percentiles(values, crawls) for name, values in scores.items()]
     return combine([fasttext_percentiles, *placed], rule)
 
@@ -142,5 +174,9 @@ def signal_names(data: dict) -> list[str]:
 def from_json(lm: Optional[ReferenceLM], data: dict, embedding: Optional[EmbeddingSignal] = None) -> CombinedScore:
     """A stored combination (see signal_names for one written before `order` was stored)."""
     names = signal_names(data)
-    return CombinedScore(scorers(names, lm, embedding), {n: SignalCalibration.from_json(data[n]) for n in names}, data["rule"],
-                         SignalCalibration.from_json(data["combined"]))
+    return CombinedScore(
+        scorers(names, lm, embedding),
+        {n: SignalCalibration.from_json(data[n]) for n in names},
+        data["rule"],
+        SignalCalibration.from_json(data["combined"]),
+    )

@@ -17,7 +17,9 @@ ASSET = "quality_classifier"
 MODEL = [ASSET, "model.bin"]
 CALIBRATION = [ASSET, "calibration.json"]
 REFERENCE_LM_FILE = [ASSET, "reference_lm.npz"]
-EMBEDDING_MODEL = "embedding_model"  # the signals entry's key of the trained embedding signal (its encoder and regression)
+EMBEDDING_MODEL = (
+    "embedding_model"  # the signals entry's key of the trained embedding signal (its encoder and regression)
+)
 
 
 class QualityModelMissing(FileNotFoundError):
@@ -72,7 +74,9 @@ def load_combined(lake: Lake, calibration: dict, local_dir: str) -> CombinedScor
     lm = None
     if REFERENCE_LM in signal_names(signals):
         if not lake.exists(REFERENCE_LM_FILE):
-            raise QualityModelMissing(f"no reference LM at {lake.uri(*REFERENCE_LM_FILE)}: materialise quality_classifier again")
+            raise QualityModelMissing(
+                f"no reference LM at {lake.uri(*REFERENCE_LM_FILE)}: materialise quality_classifier again"
+            )
         lm = ReferenceLM.load(lake.download(REFERENCE_LM_FILE, os.path.join(local_dir, "reference_lm.npz")))
     embedding = EmbeddingSignal.from_json(signals[EMBEDDING_MODEL]) if EMBEDDING in signal_names(signals) else None
     return from_json(lm, signals, embedding)

@@ -14,7 +14,15 @@ import numpy as np
 
 from dataset_assets.quality.embedding import EMBEDDING, EmbeddingSignal
 from dataset_assets.quality.reference_lm import ReferenceLM
-from dataset_assets.quality.signals import LENGTH, LENGTH_CAP, REFERENCE_LM, RULES, CombinedScore, SignalCalibration, fit_combined
+from dataset_assets.quality.signals import (
+    LENGTH,
+    LENGTH_CAP,
+    REFERENCE_LM,
+    RULES,
+    CombinedScore,
+    SignalCalibration,
+    fit_combined,
+)
 from dataset_assets.quality.store import EMBEDDING_MODEL
 
 DESCRIBED = {
@@ -26,7 +34,9 @@ DESCRIBED = {
 
 def extra_signal_names(reference_lm: bool, document_length: bool, embedding: bool) -> list[str]:
     """The further signals switched on, in the order they are combined."""
-    return [name for name, on in ((REFERENCE_LM, reference_lm), (LENGTH, document_length), (EMBEDDING, embedding)) if on]
+    return [
+        name for name, on in ((REFERENCE_LM, reference_lm), (LENGTH, document_length), (EMBEDDING, embedding)) if on
+    ]
 
 
 def embedding_sample(crawl: tuple, scores: np.ndarray, hq: list[str], limit: int, seed: int):

@@ -25,8 +25,13 @@ if TYPE_CHECKING:
 # then the text checks, then the partition check; a row's drop_reason is the first it failed.
 CHECK_ORDER = (
     *POSTFILTER_REASONS,
-    "prompt_echo", "repetition", "copied_source", "language", "unsupported_numbers",
-    "template_duplicate", "check_error",
+    "prompt_echo",
+    "repetition",
+    "copied_source",
+    "language",
+    "unsupported_numbers",
+    "template_duplicate",
+    "check_error",
 )
 
 _WORD = re.compile(r"\w+(?:['’]\w+)*", re.UNICODE)
@@ -190,8 +195,16 @@ class SourceView:
     @classmethod
     def of(cls, text: str, lang: Optional[str] = None) -> "SourceView":
         tokens = words(text)
-        return cls(text, tokens, set(ngrams(tokens, 8)), set(ngrams(tokens, 6)), set(numbers(text)), content_words(tokens), lang,
-                   function_word_share(tokens))
+        return cls(
+            text,
+            tokens,
+            set(ngrams(tokens, 8)),
+            set(ngrams(tokens, 6)),
+            set(numbers(text)),
+            content_words(tokens),
+            lang,
+            function_word_share(tokens),
+        )
 
 
 def check_row(text: str, source: SourceView, config: CheckConfig, echo: PromptEcho, language=None) -> RowScores:
@@ -207,7 +220,11 @@ def check_row(text: str, source: SourceView, config: CheckConfig, echo: PromptEc
     if config.repetition and (
         (config.max_repeated_ngram_share and scores.repeated_ngram_share > config.max_repeated_ngram_share)
         or (config.max_repeated_sentence_share and repeated_sentence_share(text) > config.max_repeated_sentence_share)
-        or (config.min_compression_ratio and len(text) >= 400 and scores.compression_ratio < config.min_compression_ratio)
+        or (
+            config.min_compression_ratio
+            and len(text) >= 400
+            and scores.compression_ratio < config.min_compression_ratio
+        )
     ):
         scores.flags.append("repetition")
     scores.copied_share = round(copied_share(tokens, source.grams8), 4)
@@ -217,7 +234,9 @@ def check_row(text: str, source: SourceView, config: CheckConfig, echo: PromptEc
         probs = language(text)
         scores.language_score = round(float(probs.get(source.lang, 0.0)), 4)
         not_prose = (
-            source.lang == "en" and source.function_share > 0 and config.min_function_word_ratio
+            source.lang == "en"
+            and source.function_share > 0
+            and config.min_function_word_ratio
             and function_word_share(body_tokens) < config.min_function_word_ratio * source.function_share
         )
         if config.language and (scores.language_score < config.min_language_score or not_prose):

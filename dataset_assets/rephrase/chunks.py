@@ -54,14 +54,27 @@ def row_id(source_id: str, strategy: str, piece: int) -> str:
 
 # Chat markers of common model families, neutralised in crawl text even when the generator's own
 # tokenizer does not know them, so a page cannot open a fake turn in whatever model reads it later.
-CHAT_MARKERS = ("<|im_start|>", "<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|begin_of_text|>",
-                "<|start_header_id|>", "<|end_header_id|>", "<s>", "</s>", "[INST]", "[/INST]")
+CHAT_MARKERS = (
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|eot_id|>",
+    "<|begin_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+)
 
 
 def special_tokens(tokenizer) -> set[str]:
     found = set(CHAT_MARKERS)
     found.update(getattr(tokenizer, "all_special_tokens", []) or [])
-    added = getattr(tokenizer, "added_tokens_decoder", None) or getattr(tokenizer, "get_added_tokens_decoder", lambda: {})()
+    added = (
+        getattr(tokenizer, "added_tokens_decoder", None) or getattr(tokenizer, "get_added_tokens_decoder", lambda: {})()
+    )
     found.update(str(getattr(t, "content", t)) for t in (added.values() if isinstance(added, dict) else []))
     return {t for t in found if len(t) > 1}
 
@@ -93,9 +106,17 @@ def plan_items(seeds: list[dict], strategy: Strategy, tokenizer) -> list[WorkIte
         pieces = fit_input(text, tokenizer, strategy.input.max_tokens, strategy.input.overflow)
         audience = audience_for(strategy, seed["id"])
         for i, piece in enumerate(pieces):
-            items.append(WorkItem(
-                row_id(seed["id"], strategy.name, i), seed["id"], i, piece, count_tokens(tokenizer, piece), audience, seed.get("lang"),
-            ))
+            items.append(
+                WorkItem(
+                    row_id(seed["id"], strategy.name, i),
+                    seed["id"],
+                    i,
+                    piece,
+                    count_tokens(tokenizer, piece),
+                    audience,
+                    seed.get("lang"),
+                )
+            )
     return items
 
 

@@ -49,9 +49,14 @@ class PromptEcho:
                 return True
             # "The passage describes ...": talk about the input instead of its content, meaningless
             # once the input is gone (unless the source itself speaks of such a thing).
-            meta = re.search(rf"(?i)\b(?:the|this|that|following|given|above|provided|original|rewritten)\s+{re.escape(label)}s?\b", text)
+            meta = re.search(
+                rf"(?i)\b(?:the|this|that|following|given|above|provided|original|rewritten)\s+{re.escape(label)}s?\b",
+                text,
+            )
             if meta and meta.group(0).lower() not in lowered_source:
                 return True
-        if self.instruction_grams and any(g in self.instruction_grams and g not in source_grams6 for g in ngrams(words(text), 6)):
+        if self.instruction_grams and any(
+            g in self.instruction_grams and g not in source_grams6 for g in ngrams(words(text), 6)
+        ):
             return True
         return bool(_PREAMBLE_ANYWHERE.search(text))

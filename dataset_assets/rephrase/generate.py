@@ -19,12 +19,21 @@ from dataset_assets.crawl.langid import language_probabilities  # lid.176, loade
 from dataset_assets.rephrase.postfilters import postfilter_flags, strip_preambles
 from dataset_assets.quality.seeds import kept_fingerprint
 from dataset_assets.rephrase.chunks import ChunkPlan, chunk_plans, plan_items
-from dataset_assets.rephrase.store import ASSET, MANIFEST, REPHRASED_SCHEMA, SCORE_COLUMNS, apply_partition_checks, chunk_metadata, committed
+from dataset_assets.rephrase.store import (
+    ASSET,
+    MANIFEST,
+    REPHRASED_SCHEMA,
+    SCORE_COLUMNS,
+    apply_partition_checks,
+    chunk_metadata,
+    committed,
+)
 from dataset_assets.rephrase.strategies import Strategy, prompt_hash, render
 from dataset_assets.rephrase.checks import RowScores, SourceView, first_reason, safe_check_row
 from dataset_assets.rephrase.echo import PromptEcho
 from dataset_assets.rephrase.partition_checks import judge, partition_measures
 from resources.llm import ChatRequest, Completion, EngineUnavailable
+
 
 @dataclass
 class PartitionStats:
@@ -73,7 +82,9 @@ def _generate_isolated(engine, requests: list[ChatRequest]) -> list[Completion]:
                 raise
             except Exception as exc:
                 failures += 1
-                out.append(Completion(req.request_id, "", 0, 0, "error", f"engine_error: {type(exc).__name__}: {exc}"[:500]))
+                out.append(
+                    Completion(req.request_id, "", 0, 0, "error", f"engine_error: {type(exc).__name__}: {exc}"[:500])
+                )
         if len(requests) > 1 and failures == len(requests):
             raise EngineUnavailable(f"every request of the batch failed alone too: {batch_error}") from batch_error
         return out
@@ -82,7 +93,9 @@ def _generate_isolated(engine, requests: list[ChatRequest]) -> list[Completion]:
 def run_steps(engine, strategy: Strategy, chunk: ChunkPlan) -> tuple[dict[str, Completion], dict[str, list[int]]]:
     """Every step of the strategy over the chunk's items: (the last completion of each item, its
     [prompt, completion] tokens over all steps). An item whose step failed takes no further step."""
-    values = {it.item_id: {"document": it.text, **({"audience": it.audience} if it.audience else {})} for it in chunk.items}
+    values = {
+        it.item_id: {"document": it.text, **({"audience": it.audience} if it.audience else {})} for it in chunk.items
+    }
     totals = {it.item_id: [0, 0] for it in chunk.items}
     final: dict[str, Completion] = {}
     alive = list(chunk.items)
@@ -125,8 +138,12 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
         if comp.finish_reason == "error":
             flags, text = [(comp.error or "engine_error").split(":", 1)[0]], ""
         else:
-            flags, text = postfilter_flags(comp.text, comp.finish_reason, comp.completion_tokens, it.input_tokens, strategy.postfilter)
-            scores = safe_check_row(text, SourceView.of(it.text, it.lang), strategy.checks, echo, language_probabilities)
+            flags, text = postfilter_flags(
+                comp.text, comp.finish_reason, comp.completion_tokens, it.input_tokens, strategy.postfilter
+            )
+            scores = safe_check_row(
+                text, SourceView.of(it.text, it.lang), strategy.checks, echo, language_probabilities
+            )
             flags += scores.flags
             error = error or scores.error
         rows.append(
@@ -158,7 +175,9 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
 
 
 def prompt_echo(strategy: Strategy) -> PromptEcho:
-    return PromptEcho.from_messages([m.content for step in strategy.steps for m in step.messages], strategy.checks.echo_labels)
+    return PromptEcho.from_messages(
+        [m.content for step in strategy.steps for m in step.messages], strategy.checks.echo_labels
+    )
 
 
 def rephrase_partition(
@@ -181,10 +200,14 @@ def rephrase_partition(
     if lake.exists(manifest_parts):
         # The partition is about to change: it is not finished again until the new manifest lands.
         lake.fs.delete_file(lake.path(*manifest_parts))
-    tables = [_chunk_table(lake, engine, strategy, shard, directory, chunk, stats, on_chunk, len(chunks)) for chunk in chunks]
+    tables = [
+        _chunk_table(lake, engine, strategy, shard, directory, chunk, stats, on_chunk, len(chunks)) for chunk in chunks
+    ]
     if not chunks:  # no kept seeds: an empty part file, so readers see a finished, empty partition
         empty = ChunkPlan(0, [])
-        lake.write_parquet(f"{directory}/{empty.file_name}", [], REPHRASED_SCHEMA, chunk_metadata(strategy, generator, empty))
+        lake.write_parquet(
+            f"{directory}/{empty.file_name}", [], REPHRASED_SCHEMA, chunk_metadata(strategy, generator, empty)
+        )
         chunks = [empty]
     all_rows = apply_partition_checks(lake, directory, tables, strategy)
     _count_rows(stats, all_rows)
@@ -200,7 +223,17 @@ def rephrase_partition(
     return stats
 
 
-def _chunk_table(lake, engine, strategy: Strategy, shard: str, directory: str, chunk: ChunkPlan, stats: PartitionStats, on_chunk, count: int):
+def _chunk_table(
+    lake,
+    engine,
+    strategy: Strategy,
+    shard: str,
+    directory: str,
+    chunk: ChunkPlan,
+    stats: PartitionStats,
+    on_chunk,
+    count: int,
+):
     """(chunk, its table, its footer metadata): the committed file when it still matches, else generated and committed."""
     expected = chunk_metadata(strategy, engine.generator, chunk)
     table = committed(lake, directory, chunk, expected)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from dataset_assets.rephrase.checks import CheckConfig, ngrams, strip_labels, words
 
+
 def _shingles(text: str, n: int = 5) -> set[int]:
     tokens = words(strip_labels(text))
     if len(tokens) < n:
@@ -82,7 +83,9 @@ def template_duplicates(rows: Sequence[tuple[str, str, str]], config: CheckConfi
 # --- partition measures -------------------------------------------------------------------------
 
 _FORMATS = {
-    "qa_pairs": re.compile(r"(?im)^[^\w\n]*(?:question|q)\s*\d*\s*\**:.*\n(?:.*\n){0,6}?[^\w\n]*(?:answer|a)\s*\d*\s*\**:"),
+    "qa_pairs": re.compile(
+        r"(?im)^[^\w\n]*(?:question|q)\s*\d*\s*\**:.*\n(?:.*\n){0,6}?[^\w\n]*(?:answer|a)\s*\d*\s*\**:"
+    ),
     "dialogue": re.compile(r"(?m)(?:^[^\w\n]*[A-Z][a-z]+\s*:.*\n?){2,}"),
     "list": re.compile(r"(?m)(?:^\s*(?:[-*\u2022]|\d+[.)])\s+\S.*\n?){2,}"),
     "table": re.compile(r"(?m)^\s*\|.*\|\s*$\n^\s*\|?\s*:?-{3,}"),
@@ -108,7 +111,10 @@ def distinct_n(texts: Iterable[str], n_max: int = 4) -> dict[str, float]:
             grams = ngrams(tokens, n)
             totals[n - 1] += len(grams)
             seen[n - 1].update(grams)
-    return {f"distinct_{n}": round(len(seen[n - 1]) / totals[n - 1], 4) if totals[n - 1] else 0.0 for n in range(1, n_max + 1)}
+    return {
+        f"distinct_{n}": round(len(seen[n - 1]) / totals[n - 1], 4) if totals[n - 1] else 0.0
+        for n in range(1, n_max + 1)
+    }
 
 
 def partition_measures(rows: Sequence[dict]) -> dict:

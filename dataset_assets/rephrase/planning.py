@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Optional
 
 
-def rectangles(needed: set[tuple[str, str]], shard_order: list[str], strategy_order: list[str]) -> list[tuple[list[str], list[str]]]:
+def rectangles(
+    needed: set[tuple[str, str]], shard_order: list[str], strategy_order: list[str]
+) -> list[tuple[list[str], list[str]]]:
     """Cover the needed (shard, strategy) pairs exactly with few shard-range x strategy-range blocks.
 
     Dagster runs a multi-partition range as a rectangle in each dimension's own order, and one run

@@ -28,7 +28,9 @@ _OPENER = re.compile(r"^(?:sure(?: thing)?|certainly|of course|absolutely|okay|o
 _POINTER = re.compile(r"^(?:here|below)(?:'s|\s+is|\s+are)\b|^the following\b", re.I)
 # A "Here is ..." line is a preamble when it introduces something or talks about the task itself;
 # "Here is the town hall." as the first sentence of a rewrite is content.
-_ABOUT_TASK = re.compile(r"rewrit|rephras|version|requested|\b(?:the|your|this) (?:text|passage|document|article)\b", re.I)
+_ABOUT_TASK = re.compile(
+    r"rewrit|rephras|version|requested|\b(?:the|your|this) (?:text|passage|document|article)\b", re.I
+)
 _RULE = re.compile(r"^\s*(?:-{3,}|\*{3,}|_{3,})\s*$")
 _CLOSER = re.compile(
     r"^(?:i hope (?:this|that|it|these)|hope (?:this|that) helps|let me know if|feel free to|"
@@ -97,7 +99,11 @@ def postfilter_flags(
         flags.append("empty")
     if completion_tokens < postfilter.min_tokens:
         flags.append("too_short")
-    if postfilter.max_length_ratio > 0 and input_tokens and completion_tokens / input_tokens > postfilter.max_length_ratio:
+    if (
+        postfilter.max_length_ratio > 0
+        and input_tokens
+        and completion_tokens / input_tokens > postfilter.max_length_ratio
+    ):
         flags.append("too_long")
     if not all(_compiled(p).search(cleaned) for p in postfilter.require) or (
         postfilter.min_pairs and count_pairs(cleaned) < postfilter.min_pairs

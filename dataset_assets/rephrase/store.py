@@ -52,8 +52,15 @@ REPHRASED_SCHEMA = pa.schema(
         ("language_score", pa.float32()),
     ]
 )
-SCORE_COLUMNS = ("repeated_ngram_share", "compression_ratio", "copied_share", "numbers", "unsupported_numbers",
-                 "source_word_share", "language_score")
+SCORE_COLUMNS = (
+    "repeated_ngram_share",
+    "compression_ratio",
+    "copied_share",
+    "numbers",
+    "unsupported_numbers",
+    "source_word_share",
+    "language_score",
+)
 
 
 def chunk_metadata(strategy: Strategy, generator: str, chunk: ChunkPlan) -> dict[str, str]:
@@ -73,7 +80,9 @@ def committed(lake, directory: str, chunk: ChunkPlan, expected: dict[str, str]) 
     return pq.read_table(path, filesystem=lake.fs)
 
 
-def partition_status(lake, strategies: dict[str, Strategy], shards: list[str], generator: str) -> dict[tuple[str, str], str]:
+def partition_status(
+    lake, strategies: dict[str, Strategy], shards: list[str], generator: str
+) -> dict[tuple[str, str], str]:
     """What the lake itself says, walking its partitions (the status catalog is held to this in the
     tests, and `catalog.rebuild` reads the same manifests and footers): `missing`, or `outdated` (the prompt, the generator or the shard's kept seeds changed since it
     was made: an edited prompt file, another model, a retrained classifier), or `current`."""
@@ -127,14 +136,28 @@ def finished_partitions(lake) -> Iterator[tuple[str, str, dict]]:
                 yield shard_dir[len("shard=") :], strategy_dir[len("strategy=") :], lake.get_json(parts)
 
 
-ROW_COLUMNS = ["id", "source_id", "text", "kept", "drop_reason", "flags", "duplicate_of", "completion_tokens", *SCORE_COLUMNS]
+ROW_COLUMNS = [
+    "id",
+    "source_id",
+    "text",
+    "kept",
+    "drop_reason",
+    "flags",
+    "duplicate_of",
+    "completion_tokens",
+    *SCORE_COLUMNS,
+]
 
 
-def apply_partition_checks(lake, directory: str, tables: list[tuple[ChunkPlan, pa.Table, dict]], strategy: Strategy) -> list[dict]:
+def apply_partition_checks(
+    lake, directory: str, tables: list[tuple[ChunkPlan, pa.Table, dict]], strategy: Strategy
+) -> list[dict]:
     """Mark template duplicates across every chunk of the partition and rewrite the chunks whose rows
     changed (same footer, so they stay reusable); returns the partition's rows with final verdicts.
     Idempotent: verdicts of an earlier pass are recomputed from the row checks, never stacked."""
-    rows_by_chunk = [(chunk, table, expected, table.select(ROW_COLUMNS).to_pylist()) for chunk, table, expected in tables]
+    rows_by_chunk = [
+        (chunk, table, expected, table.select(ROW_COLUMNS).to_pylist()) for chunk, table, expected in tables
+    ]
     candidates = [
         (r["id"], r["source_id"], r["text"])
         for _, _, _, rows in rows_by_chunk
@@ -156,7 +179,9 @@ def apply_partition_checks(lake, directory: str, tables: list[tuple[ChunkPlan, p
         if changed:
             full = table.to_pylist()
             for row, r in zip(full, rows):
-                row.update(flags=r["flags"], kept=r["kept"], drop_reason=r["drop_reason"], duplicate_of=r["duplicate_of"])
+                row.update(
+                    flags=r["flags"], kept=r["kept"], drop_reason=r["drop_reason"], duplicate_of=r["duplicate_of"]
+                )
             fixed = pa.Table.from_pylist(full, schema=REPHRASED_SCHEMA)
             lake.write_parquet(f"{directory}/{chunk.file_name}", fixed.to_batches(), REPHRASED_SCHEMA, expected)
         out.extend(rows)

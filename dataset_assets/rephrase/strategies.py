@@ -113,7 +113,9 @@ def prompt_hash(strategy: Strategy) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
 
-def render(step_messages: Sequence[Union[Message, Mapping[str, str]]], values: Mapping[str, str]) -> list[dict[str, str]]:
+def render(
+    step_messages: Sequence[Union[Message, Mapping[str, str]]], values: Mapping[str, str]
+) -> list[dict[str, str]]:
     """Chat messages with placeholders filled literally: inserted text is never scanned again."""
 
     def fill(match: re.Match) -> str:
@@ -224,7 +226,9 @@ def _parse(data: dict, path: str, stem: str) -> Strategy:
         problem = first_problem(StrategyFile, exc, data)
         raise StrategyError(_message(path, problem)) from None
     except Invalid as exc:
-        raise StrategyError(f"{path}: {exc.message}" if exc.message else f"{path}: {where(exc.loc)} = {show(exc.value)}: {exc.allowed}") from None
+        raise StrategyError(
+            f"{path}: {exc.message}" if exc.message else f"{path}: {where(exc.loc)} = {show(exc.value)}: {exc.allowed}"
+        ) from None
     routing = parsed.routing
     return Strategy(
         name=parsed.name,
@@ -235,7 +239,9 @@ def _parse(data: dict, path: str, stem: str) -> Strategy:
         sampling=Sampling(**parsed.sampling.model_dump()),
         input=InputLimit(**parsed.input.model_dump()),
         postfilter=Postfilter(**{**parsed.postfilter.model_dump(), "require": tuple(parsed.postfilter.require)}),
-        checks=CheckConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.checks.model_dump().items()}),
+        checks=CheckConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in parsed.checks.model_dump().items()}
+        ),
         min_percentile=routing.min_percentile if routing else None,
         max_percentile=routing.max_percentile if routing else None,
         audiences=tuple(parsed.audiences),

@@ -47,7 +47,9 @@ Boolean = Annotated[bool, Rule("must be true or false")]
 Text = Annotated[str, AfterValidator(_nonblank), Rule("must be a non-empty string")]
 Strings = Annotated[list[Annotated[str, AfterValidator(_nonblank)]], Rule("must be a list of non-empty strings")]
 DistinctStrings = Annotated[
-    list[Annotated[str, AfterValidator(_nonblank)]], AfterValidator(_distinct), Rule("must be a list of distinct non-empty strings")
+    list[Annotated[str, AfterValidator(_nonblank)]],
+    AfterValidator(_distinct),
+    Rule("must be a list of distinct non-empty strings"),
 ]
 
 
@@ -163,12 +165,18 @@ class StrategyFile(Table):
             return
         low, high = self.routing.min_percentile, self.routing.max_percentile
         if low is None and high is None:
-            raise Invalid(("routing",), message="routing has neither min_percentile nor max_percentile: set one or drop [routing]")
+            raise Invalid(
+                ("routing",), message="routing has neither min_percentile nor max_percentile: set one or drop [routing]"
+            )
         if low is not None and high is not None and low >= high:
             raise Invalid(("routing", "max_percentile"), high, f"must be greater than routing.min_percentile ({low:g})")
 
     def _check_levels(self) -> None:
-        for name, higher_is_bad in (("kept_share", False), ("template_duplicate_share", True), ("repetition_share", True)):
+        for name, higher_is_bad in (
+            ("kept_share", False),
+            ("template_duplicate_share", True),
+            ("repetition_share", True),
+        ):
             warn, error = getattr(self.checks, f"warn_{name}"), getattr(self.checks, f"error_{name}")
             if (error < warn) if higher_is_bad else (error > warn):
                 bound = "at least" if higher_is_bad else "at most"
@@ -180,12 +188,20 @@ class StrategyFile(Table):
             allowed = {"document"} | ({"previous"} if i else set()) | ({"audience"} if self.audiences else set())
             used = _placeholders(i, step, allowed)
             if i == 0 and "document" not in used:
-                raise Invalid(("steps", 0), message="steps[0].messages never use {document}: the first step must insert the document")
+                raise Invalid(
+                    ("steps", 0),
+                    message="steps[0].messages never use {document}: the first step must insert the document",
+                )
             if i and "previous" not in used:
-                raise Invalid(("steps", i), message=f"steps[{i}].messages never use {{previous}}: a later step must build on the one before")
+                raise Invalid(
+                    ("steps", i),
+                    message=f"steps[{i}].messages never use {{previous}}: a later step must build on the one before",
+                )
             used_anywhere |= used
         if self.audiences and "audience" not in used_anywhere:
-            raise Invalid(("audiences",), self.audiences, "is set but no step uses {audience}; use it or drop audiences")
+            raise Invalid(
+                ("audiences",), self.audiences, "is set but no step uses {audience}; use it or drop audiences"
+            )
         names = [s.name for s in self.steps]
         if len(set(names)) != len(names):
             raise Invalid(("steps",), names, "step names must be distinct")
@@ -206,6 +222,8 @@ def _placeholders(i: int, step: StepFile, allowed: set[str]) -> set[str]:
     last = len(step.messages) - 1
     if step.messages[last].role != "user":
         raise Invalid(
-            ("steps", i, "messages", last, "role"), step.messages[last].role, "the last message of a step must be 'user' (the model answers it)"
+            ("steps", i, "messages", last, "role"),
+            step.messages[last].role,
+            "the last message of a step must be 'user' (the model answers it)",
         )
     return used

@@ -113,4 +113,11 @@ def _write_marker(out_dir: str, seed: int) -> None:
 
     weights = file_sha256(Path(out_dir) / "model.safetensors")
     with open(os.path.join(out_dir, MARKER), "w") as f:
-        json.dump({"name": "tiny-random-llama", "revision": f"seed{seed}-{weights[:12]}", "note": "random weights: its text is noise"}, f)
+        json.dump(
+            {
+                "name": "tiny-random-llama",
+                "revision": f"seed{seed}-{weights[:12]}",
+                "note": "random weights: its text is noise",
+            },
+            f,
+        )

@@ -79,7 +79,9 @@ def corpus_rows(
             row = {**base, "reference": None, "kl_bits": None, "js_bits": None, "coverage": None, "top_kl_tokens": "[]"}
             if reference is not None:
                 stats = compare(reference.counts, corpus.counts, alpha, top_k)
-                top = [{"token_id": t["token_id"], "token": decode(t["token_id"]), **t} for t in stats.pop("top_kl_tokens")]
+                top = [
+                    {"token_id": t["token_id"], "token": decode(t["token_id"]), **t} for t in stats.pop("top_kl_tokens")
+                ]
                 row.update(reference=reference.name, **stats, top_kl_tokens=json.dumps(top, ensure_ascii=False))
             rows.append(row)
     return rows

@@ -16,7 +16,9 @@ from resources.lake import Lake
 STATS = "corpus_stats"
 
 
-def lake_texts(lake: Lake, asset_name: str, partition: Mapping[str, str], kept_only: bool, rows_read: list[int]) -> Iterator[list[str]]:
+def lake_texts(
+    lake: Lake, asset_name: str, partition: Mapping[str, str], kept_only: bool, rows_read: list[int]
+) -> Iterator[list[str]]:
     columns = ["text", "kept"] if kept_only else ["text"]
     for batch in lake.iter_partition_batches(asset_name, partition, columns=columns):
         rows_read[0] += batch.num_rows

@@ -12,7 +12,9 @@ ZIPF_MAX_RANK = 10_000
 
 
 def smoothing_note(alpha: float) -> str:
-    return f"KL(reference || corpus), corpus smoothed additively (Lidstone): q_i = (c_i + {alpha:g}) / (N + {alpha:g} * V)"
+    return (
+        f"KL(reference || corpus), corpus smoothed additively (Lidstone): q_i = (c_i + {alpha:g}) / (N + {alpha:g} * V)"
+    )
 
 
 def probabilities(counts: np.ndarray) -> np.ndarray:

@@ -89,7 +89,9 @@ def kl_png(bars: Sequence[tuple[str, str, float]], title: str = "") -> bytes:
     if len(references) > 1:
         ax.legend(fontsize=10, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     elif not references:
-        ax.text(0.5, 0.5, "no reference corpus materialised", ha="center", va="center", transform=ax.transAxes, fontsize=12)
+        ax.text(
+            0.5, 0.5, "no reference corpus materialised", ha="center", va="center", transform=ax.transAxes, fontsize=12
+        )
     ax.grid(True, axis="x", alpha=0.3)
     return _png(fig)
 

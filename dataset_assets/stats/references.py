@@ -60,7 +60,9 @@ def reference_corpus_documents(path: Path) -> Iterator[str]:
     WikiText files are detokenised into articles (` @-@ `, ` , ` and `<unk>` undone) so the divergence
     measures language, not WikiText's preprocessing; other text splits on blank lines.
     """
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
+    files = (
+        sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
+    )
     for file in files:
         with _open_text(file) as f:
             yield from (wikitext_articles(f) if "wikitext" in file.name.lower() else blank_line_documents(f))

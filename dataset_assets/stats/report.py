@@ -41,7 +41,9 @@ def corpus_report(lake, tok, smoothing_alpha: float, top_k: int) -> CorpusReport
     note = smoothing_note(smoothing_alpha)
     meta = {"smoothing": note, "tokenizer": tok.name}
     written = lake.write_partition(STATS, {}, rows_table(rows).to_batches(), STATS_SCHEMA, meta)
-    zipf = zipf_png({c.name: c.counts for c in corpora}, {c.name: c.kind for c in corpora}, f"Zipf curves ({tok.name} tokens)")
+    zipf = zipf_png(
+        {c.name: c.counts for c in corpora}, {c.name: c.kind for c in corpora}, f"Zipf curves ({tok.name} tokens)"
+    )
     bars = [(r["corpus"], r["reference"], r["kl_bits"]) for r in rows if r["reference"]]
     kl = kl_png(bars, f"KL(reference || corpus), {tok.name} tokens")
     lake.put_bytes([STATS, "zipf.png"], zipf)

@@ -13,8 +13,15 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 
 ROW_WEIGHTED = ("template_duplicate_share", "repetition_share")
-KEPT_WEIGHTED = ("distinct_1", "distinct_2", "distinct_3", "distinct_4", "mean_compression_ratio", "mean_source_word_share",
-                 "unsupported_number_rate")
+KEPT_WEIGHTED = (
+    "distinct_1",
+    "distinct_2",
+    "distinct_3",
+    "distinct_4",
+    "mean_compression_ratio",
+    "mean_source_word_share",
+    "unsupported_number_rate",
+)
 
 
 def strategy_quality(manifests: Iterable[tuple[str, str, dict]]) -> list[dict]:
@@ -24,8 +31,19 @@ def strategy_quality(manifests: Iterable[tuple[str, str, dict]]) -> list[dict]:
         q = manifest.get("quality")
         if not q:
             continue  # written before the checks existed: nothing to sum
-        a = acc.setdefault(strategy, {"partitions": 0, "rows": 0, "kept": 0, "kept_tokens": 0, "drops": Counter(),
-                                      "formats": Counter(), "sums": defaultdict(float), "checks": Counter()})
+        a = acc.setdefault(
+            strategy,
+            {
+                "partitions": 0,
+                "rows": 0,
+                "kept": 0,
+                "kept_tokens": 0,
+                "drops": Counter(),
+                "formats": Counter(),
+                "sums": defaultdict(float),
+                "checks": Counter(),
+            },
+        )
         a["partitions"] += 1
         a["rows"] += q["rows"]
         a["kept"] += q["kept"]
@@ -41,19 +59,21 @@ def strategy_quality(manifests: Iterable[tuple[str, str, dict]]) -> list[dict]:
             a["checks"][verdict["severity"]] += 1
     rows = []
     for strategy, a in sorted(acc.items()):
-        rows.append({
-            "strategy": strategy,
-            "partitions": a["partitions"],
-            "rows": a["rows"],
-            "kept": a["kept"],
-            "kept_share": round(a["kept"] / a["rows"], 4) if a["rows"] else 0.0,
-            "kept_tokens": a["kept_tokens"],
-            **{k: round(a["sums"][k] / a["rows"], 4) if a["rows"] else 0.0 for k in ROW_WEIGHTED},
-            **{k: round(a["sums"][k] / a["kept"], 4) if a["kept"] else 0.0 for k in KEPT_WEIGHTED},
-            "drops": dict(sorted(a["drops"].items())),
-            "formats": {k: round(v / a["kept"], 4) for k, v in sorted(a["formats"].items())} if a["kept"] else {},
-            "partition_checks": dict(sorted(a["checks"].items())),
-        })
+        rows.append(
+            {
+                "strategy": strategy,
+                "partitions": a["partitions"],
+                "rows": a["rows"],
+                "kept": a["kept"],
+                "kept_share": round(a["kept"] / a["rows"], 4) if a["rows"] else 0.0,
+                "kept_tokens": a["kept_tokens"],
+                **{k: round(a["sums"][k] / a["rows"], 4) if a["rows"] else 0.0 for k in ROW_WEIGHTED},
+                **{k: round(a["sums"][k] / a["kept"], 4) if a["kept"] else 0.0 for k in KEPT_WEIGHTED},
+                "drops": dict(sorted(a["drops"].items())),
+                "formats": {k: round(v / a["kept"], 4) for k, v in sorted(a["formats"].items())} if a["kept"] else {},
+                "partition_checks": dict(sorted(a["checks"].items())),
+            }
+        )
     return rows
 
 
@@ -64,8 +84,11 @@ def mixture_quality(versions: Iterable[tuple[str, str, dict]], by_strategy: dict
         shares = manifest.get("achieved_shares", {})
         synthetic = {k: v for k, v in shares.items() if k in by_strategy}
         total = sum(synthetic.values())
-        row = {"mixture": f"{name}@{version}", "synthetic_share": round(total, 4),
-               "excluded_partitions": len(manifest.get("excluded_partitions", []))}
+        row = {
+            "mixture": f"{name}@{version}",
+            "synthetic_share": round(total, 4),
+            "excluded_partitions": len(manifest.get("excluded_partitions", [])),
+        }
         for key in (*ROW_WEIGHTED, *KEPT_WEIGHTED):
             row[key] = round(sum(by_strategy[k][key] * s for k, s in synthetic.items()) / total, 4) if total else 0.0
         rows.append(row)
@@ -75,8 +98,10 @@ def mixture_quality(versions: Iterable[tuple[str, str, dict]], by_strategy: dict
 def markdown_table(rows: list[dict]) -> str:
     if not rows:
         return "(no rephrased partition carries quality measures yet)"
-    lines = ["| strategy | kept / rows | kept tokens | distinct-2 | distinct-4 | source words kept | template dup. | repetition | unsupported numbers | top drops |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| strategy | kept / rows | kept tokens | distinct-2 | distinct-4 | source words kept | template dup. | repetition | unsupported numbers | top drops |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         drops = ", ".join(f"{k} {v}" for k, v in sorted(r["drops"].items(), key=lambda kv: -kv[1])[:3]) or "-"
         lines.append(
@@ -104,8 +129,14 @@ def quality_png(rows: list[dict], title: str = "") -> bytes:
     for rank, i in enumerate(order):
         r = rows[i]
         ax.scatter(xs[i], ys[i], s=60 + 1400 * r["kept_tokens"] / biggest, alpha=0.55)
-        ax.annotate(f"{r['strategy']} ({r['kept']}/{r['rows']} kept)", (xs[i], ys[i]), textcoords="offset points",
-                    xytext=(14, -18 + 14 * rank), fontsize=10, arrowprops={"arrowstyle": "-", "alpha": 0.4})
+        ax.annotate(
+            f"{r['strategy']} ({r['kept']}/{r['rows']} kept)",
+            (xs[i], ys[i]),
+            textcoords="offset points",
+            xytext=(14, -18 + 14 * rank),
+            fontsize=10,
+            arrowprops={"arrowstyle": "-", "alpha": 0.4},
+        )
     if rows:  # zoom to the points: strategies differ by a few points, not across the whole square
         ax.set_xlim(max(0.0, min(xs) - 0.1), min(1.0, max(xs) + 0.25))
         ax.set_ylim(max(0.0, min(ys) - 0.15), min(1.05, max(ys) + 0.1))

@@ -54,7 +54,9 @@ def count_unigrams(
         total = sum(map(len, ids))
         flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=total)
         if total and int(flat.max()) >= vocab_size:
-            raise ValueError(f"token id {int(flat.max())} is outside the vocabulary of {vocab_size}: wrong vocab_size for this tokenizer")
+            raise ValueError(
+                f"token id {int(flat.max())} is outside the vocabulary of {vocab_size}: wrong vocab_size for this tokenizer"
+            )
         result.counts += np.bincount(flat, minlength=vocab_size)
         result.documents += len(texts)
         if on_batch:
@@ -72,7 +74,12 @@ def counts_batches(counts: np.ndarray) -> Iterator[pa.RecordBatch]:
 
 def counts_metadata(tokenizer_name: str, vocab_size: int, fingerprint: str = "", documents: int = 0) -> dict[str, str]:
     """Schema metadata that makes a stored vector self-describing: which vocabulary its ids index."""
-    return {"tokenizer": tokenizer_name, "vocab_size": str(vocab_size), "tokenizer_fingerprint": fingerprint, "documents": str(documents)}
+    return {
+        "tokenizer": tokenizer_name,
+        "vocab_size": str(vocab_size),
+        "tokenizer_fingerprint": fingerprint,
+        "documents": str(documents),
+    }
 
 
 def counts_table(counts: np.ndarray, tokenizer_name: str, fingerprint: str = "", documents: int = 0) -> pa.Table:
@@ -98,5 +105,8 @@ def counts_from_table(table: pa.Table) -> StoredCounts:
     ids = table.column("token_id").to_numpy()
     np.add.at(counts, ids, table.column("count").to_numpy())
     return StoredCounts(
-        UnigramCounts(counts, int(meta.get("documents", 0))), meta.get("tokenizer", ""), meta.get("tokenizer_fingerprint", ""), vocab
+        UnigramCounts(counts, int(meta.get("documents", 0))),
+        meta.get("tokenizer", ""),
+        meta.get("tokenizer_fingerprint", ""),
+        vocab,
     )

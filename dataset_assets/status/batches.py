@@ -107,7 +107,9 @@ def read(lake) -> Batches:
 def _write(lake, members: dict[str, list[str]]) -> None:
     rows = [(key, f) for key, files in members.items() for f in files]
     table = pa.table({"batch": [r[0] for r in rows], "file": [r[1] for r in rows]}, schema=SCHEMA)
-    lake.write_parquet(lake.path(BATCHES, f"{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"), table.to_batches(), SCHEMA)
+    lake.write_parquet(
+        lake.path(BATCHES, f"{time.time_ns():020d}-{uuid.uuid4().hex}.parquet"), table.to_batches(), SCHEMA
+    )
 
 
 def register(lake, groups: list[list[str]]) -> list[str]:

@@ -50,14 +50,27 @@ SCHEMA = pa.schema(
 TYPED = ("prompt_hash", "generator", "seeds_fingerprint")
 # In memory the few distinct asset names and generators are dictionary-encoded.
 _DICTIONARY = ("asset", "generator")
-READ_SCHEMA = pa.schema([pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in _DICTIONARY else f for f in SCHEMA])
+READ_SCHEMA = pa.schema(
+    [pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in _DICTIONARY else f for f in SCHEMA]
+)
 
 
 # The assets that append a record per committed partition.
-RECORDED = frozenset({
-    "crawl_docs", "dedup_signatures", "dedup_buckets", "dedup_clusters", "seeds", "rephrased",
-    "natural_unigrams", "seed_unigrams", "rephrased_unigrams", "reference_unigrams", "corpus_stats",
-})
+RECORDED = frozenset(
+    {
+        "crawl_docs",
+        "dedup_signatures",
+        "dedup_buckets",
+        "dedup_clusters",
+        "seeds",
+        "rephrased",
+        "natural_unigrams",
+        "seed_unigrams",
+        "rephrased_unigrams",
+        "reference_unigrams",
+        "corpus_stats",
+    }
+)
 
 
 class CatalogMissing(RuntimeError):
@@ -79,8 +92,14 @@ def _name() -> str:
 def _row(asset: str, partition: str, data_version: str, facts: dict, committed_ns: int) -> dict:
     typed = {k: facts[k] for k in TYPED if k in facts}
     rest = {k: v for k, v in facts.items() if k not in TYPED}
-    return {"asset": asset, "partition": partition, "committed_ns": committed_ns, "data_version": data_version,
-            "facts": json.dumps(rest, sort_keys=True), **typed}
+    return {
+        "asset": asset,
+        "partition": partition,
+        "committed_ns": committed_ns,
+        "data_version": data_version,
+        "facts": json.dumps(rest, sort_keys=True),
+        **typed,
+    }
 
 
 def _table(rows: list[dict]) -> pa.Table:
@@ -130,7 +149,9 @@ def _read(lake, files: list[str]) -> pa.Table:
     tables = []
     for f in files:
         try:
-            tables.append(pq.read_table(f, filesystem=lake.fs, schema=SCHEMA, read_dictionary=list(_DICTIONARY)).cast(READ_SCHEMA))
+            tables.append(
+                pq.read_table(f, filesystem=lake.fs, schema=SCHEMA, read_dictionary=list(_DICTIONARY)).cast(READ_SCHEMA)
+            )
         except FileNotFoundError as exc:  # its rows are in a compacted file the listing did not see
             raise _Vanished(f) from exc
         except Exception as exc:

@@ -40,8 +40,9 @@ class SeedsToRedo:
         return {key: "+".join(self.fingerprints.get(f, "") for f in self.registry.files(key)) for key in keys}
 
 
-def seeds_partitions_to_redo(fingerprints: dict[str, str], seeds: dict[str, dict], order: list[str],
-                             registry: batches.Batches) -> SeedsToRedo:
+def seeds_partitions_to_redo(
+    fingerprints: dict[str, str], seeds: dict[str, dict], order: list[str], registry: batches.Batches
+) -> SeedsToRedo:
     batch_of = registry.batch_of(order)
     files = seeds_to_redo(fingerprints, seeds)
     partitions = {batch_of[f] for f in files if f in batch_of}

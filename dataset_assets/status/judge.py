@@ -83,8 +83,15 @@ def landing_view(lake, registered: list[str], landed: list[str]) -> Landing:
     return Landing(registry, [*registered, *unregistered], unregistered, sorted(set(batch_of) - set(landed)))
 
 
-def graph_status(lake, shards: list[str], strategies: dict, generator: str, band_partitions: list[str],
-                 max_output_tokens: Optional[int] = None, registry: Optional[batches.Batches] = None) -> dict[str, AssetStatus]:
+def graph_status(
+    lake,
+    shards: list[str],
+    strategies: dict,
+    generator: str,
+    band_partitions: list[str],
+    max_output_tokens: Optional[int] = None,
+    registry: Optional[batches.Batches] = None,
+) -> dict[str, AssetStatus]:
     """The status of every backfilled partition, from one read of the lake's status catalog and of
     the batch registry (none when the caller passes the `registry` it read). `shards` are partition
     keys; a batch partition is judged file by file, as its files are recorded, then rolled up:
@@ -118,7 +125,9 @@ def by_batch(status: AssetStatus, batch_count: int, batch_of: dict[str, str]) ->
     return out
 
 
-def shard_status(recorded: dict[str, dict[str, dict]], shards: list[str], band_partitions: list[str]) -> dict[str, AssetStatus]:
+def shard_status(
+    recorded: dict[str, dict[str, dict]], shards: list[str], band_partitions: list[str]
+) -> dict[str, AssetStatus]:
     """crawl_docs, the dedup stages and seeds: what the records say each was made from, against now."""
     out = {name: AssetStatus(name) for name in BACKFILLED}
     for asset in ("crawl_docs", SIGNATURES):
@@ -133,7 +142,9 @@ def shard_status(recorded: dict[str, dict[str, dict]], shards: list[str], band_p
         if made is None:
             out[BUCKETS].add(band, "missing")
         else:
-            out[BUCKETS].add(band, *(("current",) if made["covered"] == want else ("outdated", ["shards added or removed"])))
+            out[BUCKETS].add(
+                band, *(("current",) if made["covered"] == want else ("outdated", ["shards added or removed"]))
+            )
     clusters = recorded[CLUSTERS].get("")
     covered = None if clusters is None else clusters["fingerprints"]
     if covered is None:
@@ -174,13 +185,22 @@ FROM pairs p LEFT JOIN made m ON m.partition = p.file_key
 _FLAGS = ("missing", "prompt_edited", "new_generator", "seeds_changed")
 # One file per partition: the files' verdicts are the partitions'. Batches: any file's verdict is its batch's.
 _BY_FILE = "CREATE TEMP VIEW judged AS SELECT bi AS si, ti, key, missing, prompt_edited, new_generator, seeds_changed FROM files"
-_BY_BATCH = ("CREATE TEMP VIEW judged AS SELECT bi AS si, ti, key, " + ", ".join(f"bool_or({f}) AS {f}" for f in _FLAGS)
-             + " FROM files GROUP BY bi, ti, key")
+_BY_BATCH = (
+    "CREATE TEMP VIEW judged AS SELECT bi AS si, ti, key, "
+    + ", ".join(f"bool_or({f}) AS {f}" for f in _FLAGS)
+    + " FROM files GROUP BY bi, ti, key"
+)
 _PENDING = " OR ".join(_FLAGS)
 
 
-def rephrased_status(table, shards: list[str], strategies: dict, generator: str, seeds: dict[str, dict],
-                     batch_keys: Optional[list[str]] = None) -> AssetStatus:
+def rephrased_status(
+    table,
+    shards: list[str],
+    strategies: dict,
+    generator: str,
+    seeds: dict[str, dict],
+    batch_keys: Optional[list[str]] = None,
+) -> AssetStatus:
     """Every (shard file x strategy) pair against its record, joined in DuckDB (and grouped by batch
     key when `batch_keys` gives each file's): current partitions are only counted; just the missing
     and outdated ones become Python objects."""
@@ -191,13 +211,26 @@ def rephrased_status(table, shards: list[str], strategies: dict, generator: str,
     names = list(strategies)
     keys = batch_keys if batch_keys is not None else shards
     order = {k: i for i, k in enumerate(dict.fromkeys(keys))}
-    shard_table = pa.table({"bi": [order[k] for k in keys], "batch": pa.array(keys, pa.string()), "shard": pa.array(shards, pa.string()),
-                            "kept": pa.array([seeds.get(s, {}).get("kept_fingerprint") for s in shards], pa.string())})
-    strategy_table = pa.table({"i": list(range(len(names))), "name": pa.array(names, pa.string()),
-                               "hash": pa.array([prompt_hash(strategies[n]) for n in names], pa.string())})
+    shard_table = pa.table(
+        {
+            "bi": [order[k] for k in keys],
+            "batch": pa.array(keys, pa.string()),
+            "shard": pa.array(shards, pa.string()),
+            "kept": pa.array([seeds.get(s, {}).get("kept_fingerprint") for s in shards], pa.string()),
+        }
+    )
+    strategy_table = pa.table(
+        {
+            "i": list(range(len(names))),
+            "name": pa.array(names, pa.string()),
+            "hash": pa.array([prompt_hash(strategies[n]) for n in names], pa.string()),
+        }
+    )
     # A bounded join: past 128 MB DuckDB spills to its temporary directory instead of growing.
     spill = str(Path(tempfile.gettempdir()) / "duckdb-status")
-    with duckdb.connect(config={"memory_limit": "128MB", "preserve_insertion_order": False, "temp_directory": spill}) as con:
+    with duckdb.connect(
+        config={"memory_limit": "128MB", "preserve_insertion_order": False, "temp_directory": spill}
+    ) as con:
         con.register("records", table)
         con.register("shards", shard_table)
         con.register("strategies", strategy_table)

@@ -13,7 +13,15 @@ import json
 from collections.abc import Callable, Iterator
 
 from dataset_assets.dedup.minhash import PARAMS_KEY
-from dataset_assets.dedup.store import BUCKETS, CLUSTERS, COVERED_KEY, SIGNATURES, cluster_fingerprints, footer, seeds_dedup_fingerprint
+from dataset_assets.dedup.store import (
+    BUCKETS,
+    CLUSTERS,
+    COVERED_KEY,
+    SIGNATURES,
+    cluster_fingerprints,
+    footer,
+    seeds_dedup_fingerprint,
+)
 from dataset_assets.rephrase.store import ASSET as REPHRASED, MANIFEST, finished_partitions, seeds_fingerprint
 
 STATISTICS = ("natural_unigrams", "seed_unigrams", "rephrased_unigrams", "reference_unigrams", "corpus_stats")
@@ -51,8 +59,12 @@ def walk_records(lake, log: Callable[[str], None]) -> Iterator[dict]:
                 params = ((footer(lake, SIGNATURES, {"shard": shard}) or {}).get(PARAMS_KEY.encode(), b"")).decode()
                 yield _row(asset, shard, params=params)
             elif asset == "seeds":
-                yield _row(asset, shard, kept_fingerprint=seeds_fingerprint(lake, shard),
-                           dedup_fingerprint=seeds_dedup_fingerprint(lake, shard))
+                yield _row(
+                    asset,
+                    shard,
+                    kept_fingerprint=seeds_fingerprint(lake, shard),
+                    dedup_fingerprint=seeds_dedup_fingerprint(lake, shard),
+                )
             else:
                 yield _row(asset, shard)
     for band in lake.partition_values(BUCKETS, "band"):
@@ -67,7 +79,9 @@ def walk_records(lake, log: Callable[[str], None]) -> Iterator[dict]:
         seen(REPHRASED)
         yield _row(REPHRASED, f"{shard}|{strategy}", **facts_rephrased(manifest))
     for asset in STATISTICS:
-        for keys in lake.stored_partitions(asset) if asset != "corpus_stats" else ([{}] if lake.all_part_files(asset) else []):
+        for keys in (
+            lake.stored_partitions(asset) if asset != "corpus_stats" else ([{}] if lake.all_part_files(asset) else [])
+        ):
             seen(asset)
             yield _row(asset, "|".join(keys.values()))
     log(f"catalog rebuild: {sum(counts.values()):,} partitions found ({counts})")

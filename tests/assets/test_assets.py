@@ -42,9 +42,11 @@ def metadata(result, asset_key):
 
 
 SPAM = "spam.jsonl.gz"  # sorts after the other shards: the backfill range below ends with it
-_SPAM_WORDS = ("buy cheap best price online sale discount free shipping order now click here deal offer coupon code "
-               "watches shoes bags replica outlet store shop cart checkout login sign up subscribe newsletter casino bonus "
-               "win loans fast credit insurance quote seo traffic followers likes download crack keygen").split()
+_SPAM_WORDS = (
+    "buy cheap best price online sale discount free shipping order now click here deal offer coupon code "
+    "watches shoes bags replica outlet store shop cart checkout login sign up subscribe newsletter casino bonus "
+    "win loans fast credit insurance quote seo traffic followers likes download crack keygen"
+).split()
 
 
 def spam_pages(n: int) -> list[dict]:
@@ -54,8 +56,14 @@ def spam_pages(n: int) -> list[dict]:
     pages = []
     for i in range(n):
         words = [rng.choice(_SPAM_WORDS) for _ in range(60 + 3 * i)]
-        lines = [" ".join(words[j:j + 12]).capitalize() + "!" for j in range(0, len(words), 12)]
-        pages.append({"id": f"spam{i}", "text": "Home | Shop | Cart | Login\n" + "\n".join(lines), "url": f"http://spam.example/{i}"})
+        lines = [" ".join(words[j : j + 12]).capitalize() + "!" for j in range(0, len(words), 12)]
+        pages.append(
+            {
+                "id": f"spam{i}",
+                "text": "Home | Shop | Cart | Login\n" + "\n".join(lines),
+                "url": f"http://spam.example/{i}",
+            }
+        )
     return pages
 
 
@@ -69,7 +77,9 @@ def env(tmp_path_factory):
     # Two shards that share five documents (distinct texts: no near duplicates among the others).
     shared = [{"id": f"s{i}", "text": distinct_english(i), "url": f"http://a/{i}"} for i in range(20)]
     write_jsonl_gz(landing / "overlap-a.jsonl.gz", shared)
-    write_jsonl_gz(landing / "overlap-b.jsonl.gz", shared[:5] + [{"id": "new", "text": distinct_english(77), "url": "http://b"}])
+    write_jsonl_gz(
+        landing / "overlap-b.jsonl.gz", shared[:5] + [{"id": "new", "text": distinct_english(77), "url": "http://b"}]
+    )
     write_jsonl_gz(landing / SPAM, spam_pages(24))
     (landing / "README.txt").write_text("not a shard")
     instance = DagsterInstance.ephemeral()
@@ -77,10 +87,18 @@ def env(tmp_path_factory):
     instance.add_dynamic_partitions(crawl_shards.name, sorted(resources["landing"].files()))
     e = {"root": root, "landing": landing, "instance": instance, "resources": resources, "lake": resources["lake"]}
     e["crawl"] = {}
-    for key in ("c4-en-sample-1000.jsonl.gz", "cc-main-2019-30-docs.jsonl.gz", "overlap-a.jsonl.gz", "overlap-b.jsonl.gz", SPAM):
+    for key in (
+        "c4-en-sample-1000.jsonl.gz",
+        "cc-main-2019-30-docs.jsonl.gz",
+        "overlap-a.jsonl.gz",
+        "overlap-b.jsonl.gz",
+        SPAM,
+    ):
         e["crawl"][key] = metadata(run(e, [crawl_docs], key), crawl_docs.key)
     e["classifier"] = metadata(
-        run(e, [quality_classifier], run_config={"ops": {"quality_classifier": {"config": {"reference": str(QUALITY)}}}}),
+        run(
+            e, [quality_classifier], run_config={"ops": {"quality_classifier": {"config": {"reference": str(QUALITY)}}}}
+        ),
         quality_classifier.key,
     )
     return e
@@ -99,7 +117,10 @@ def test_crawl_docs_rows_follow_the_document_contract(env):
 def test_shared_documents_are_folded_into_one_representative_by_the_dedup_stages(env):
     """crawl_docs keeps both copies; the dedup stages keep one of each pair (the smaller id: these
     rows have no crawl date) and seeds drop the other as `duplicate`, naming what it was folded into."""
-    assert env["crawl"]["overlap-b.jsonl.gz"]["rows"] == 6 and "duplicate" not in env["crawl"]["overlap-b.jsonl.gz"]["drop_counts"]
+    assert (
+        env["crawl"]["overlap-b.jsonl.gz"]["rows"] == 6
+        and "duplicate" not in env["crawl"]["overlap-b.jsonl.gz"]["drop_counts"]
+    )
     overlap = ["overlap-a.jsonl.gz", "overlap-b.jsonl.gz"]
     for shard in overlap:
         run(env, [dedup_signatures], shard)
@@ -107,7 +128,11 @@ def test_shared_documents_are_folded_into_one_representative_by_the_dedup_stages
         run(env, [dedup_buckets], band)
     clusters = metadata(run(env, [dedup_clusters]), dedup_clusters.key)
     assert clusters["removed_exact"] == 5 and clusters["removed_near"] == 0 and clusters["clusters"] == 5
-    assert clusters["removed_per_shard"]["overlap-a.jsonl.gz"]["duplicate"] + clusters["removed_per_shard"]["overlap-b.jsonl.gz"]["duplicate"] == 5
+    assert (
+        clusters["removed_per_shard"]["overlap-a.jsonl.gz"]["duplicate"]
+        + clusters["removed_per_shard"]["overlap-b.jsonl.gz"]["duplicate"]
+        == 5
+    )
     for shard in overlap:
         run(env, [seeds], shard)
     rows = [r for shard in overlap for r in env["lake"].read_partition("seeds", {"shard": shard}).to_pylist()]
@@ -119,14 +144,19 @@ def test_shared_documents_are_folded_into_one_representative_by_the_dedup_stages
         keeper, dropped = sorted(pair, key=lambda r: r["id"])
         assert keeper["drop_reason"] != "duplicate" and keeper["duplicate_of"] is None
         assert dropped["drop_reason"] == "duplicate" and dropped["duplicate_of"] == keeper["id"] and not dropped["kept"]
-    assert all(r["duplicate_of"] is None for k, rs in by_key.items() if k not in {f"s{i}" for i in range(5)} for r in rs)
+    assert all(
+        r["duplicate_of"] is None for k, rs in by_key.items() if k not in {f"s{i}" for i in range(5)} for r in rs
+    )
 
 
 def test_a_shard_of_one_repeated_page_keeps_one_and_is_not_called_low_quality(env):
     """Every document the same: one representative, the rest `duplicate` (never clustered on
     nothing), and the kept-share WARN judges the shard by its one own document, not by its copies."""
     name = "same.jsonl.gz"
-    write_jsonl_gz(env["landing"] / name, [{"id": f"r{i}", "text": distinct_english(90), "url": f"http://same/{i}"} for i in range(15)])
+    write_jsonl_gz(
+        env["landing"] / name,
+        [{"id": f"r{i}", "text": distinct_english(90), "url": f"http://same/{i}"} for i in range(15)],
+    )
     env["instance"].add_dynamic_partitions(crawl_shards.name, [name])
     run(env, [crawl_docs], name)
     run(env, [dedup_signatures], name)
@@ -176,14 +206,18 @@ def test_the_classifier_and_length_alone_need_no_reference_lm(env, tmp_path):
     assert lake.exists(["quality_classifier", "reference_lm.npz"])
     resources = {**env["resources"], "lake": lake}
     config = {"ops": {"quality_classifier": {"config": {"reference": str(QUALITY), "reference_lm": False}}}}
-    materialize(ASSETS, selection=[quality_classifier], resources=resources, instance=env["instance"], run_config=config)
+    materialize(
+        ASSETS, selection=[quality_classifier], resources=resources, instance=env["instance"], run_config=config
+    )
     signals = lake.get_json(["quality_classifier", "calibration.json"])["signals"]
     assert signals["order"] == ["length"] and "reference_lm" not in signals
     assert not lake.exists(["quality_classifier", "reference_lm.npz"])
     key = "c4-en-sample-1000.jsonl.gz"
     result = materialize(ASSETS, selection=[seeds], partition_key=key, resources=resources, instance=env["instance"])
     rows = lake.read_partition("seeds", {"shard": key}).to_pylist()
-    assert len(rows) == env["crawl"][key]["rows"] and all(r["lm_score"] is None and r["length_score"] is not None for r in rows)
+    assert len(rows) == env["crawl"][key]["rows"] and all(
+        r["lm_score"] is None and r["length_score"] is not None for r in rows
+    )
     assert metadata(result, seeds.key)["quality_signals"] == "classifier + length (mean of percentiles)"
 
 
@@ -211,7 +245,10 @@ def test_seeds_score_every_document_and_pass_the_blocking_check(env):
     from dataset_assets.quality.heuristics import GopherRules, gopher_reason
 
     top = [r for r in rows if r["quality_percentile"] >= 90.0]
-    assert all(r["kept"] or r["drop_reason"].startswith("gopher_") or r["drop_reason"] in ("duplicate", "near_duplicate") for r in top)
+    assert all(
+        r["kept"] or r["drop_reason"].startswith("gopher_") or r["drop_reason"] in ("duplicate", "near_duplicate")
+        for r in top
+    )
     assert all(gopher_reason(r["text"], GopherRules()) is None for r in kept)
     # The footer names the kept set, so the backfill can tell when rephrasings of it are outdated.
     from dataset_assets.rephrase.store import seeds_fingerprint
@@ -257,7 +294,10 @@ def test_a_backfill_run_of_many_shards_scores_each_and_names_the_low_quality_one
     documents = sum(env["crawl"][s]["rows"] for s in shards)
     meta = {k: v.value for k, v in mats[0].metadata.items()}
     assert meta["shards"] == 4 and meta["rows"] == documents and sorted(meta["per_shard"]) == shards
-    assert meta["kept"] == sum(m["kept"] for m in meta["per_shard"].values()) and meta["kept_share"] == meta["kept"] / documents
+    assert (
+        meta["kept"] == sum(m["kept"] for m in meta["per_shard"].values())
+        and meta["kept_share"] == meta["kept"] / documents
+    )
     assert min(m["mean_quality_score"] for m in meta["per_shard"].values()) <= meta["mean_quality_score"] <= 1
     for shard in shards:
         assert env["lake"].read_partition("seeds", {"shard": shard}).num_rows == env["crawl"][shard]["rows"]
@@ -283,7 +323,9 @@ def test_supplied_model_is_loaded_instead_of_trained(env, tmp_path):
     result = run(
         env,
         [quality_classifier],
-        run_config={"ops": {"quality_classifier": {"config": {"model_path": str(supplied), "reference": str(QUALITY)}}}},
+        run_config={
+            "ops": {"quality_classifier": {"config": {"model_path": str(supplied), "reference": str(QUALITY)}}}
+        },
     )
     meta = metadata(result, quality_classifier.key)
     assert meta["source"] == f"supplied: {supplied}" and meta["train_examples"] == 0 and meta["roc_auc"] > 0.85
@@ -295,7 +337,9 @@ def test_supplied_model_without_the_hq_label_is_refused(env, tmp_path):
     result = run(
         env,
         [quality_classifier],
-        run_config={"ops": {"quality_classifier": {"config": {"model_path": str(supplied), "hq_label": "__label__good"}}}},
+        run_config={
+            "ops": {"quality_classifier": {"config": {"model_path": str(supplied), "hq_label": "__label__good"}}}
+        },
         raise_on_error=False,
     )
     assert not result.success
@@ -322,11 +366,19 @@ def test_sensor_adds_new_shards_and_requests_their_runs(tmp_path):
     (landing / "three.warc.gz.tmp").write_bytes(b"still uploading")
     instance = DagsterInstance.ephemeral()
     resource = CrawlLanding(location=str(landing))
-    result = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))}))
+    result = crawl_landing_sensor(
+        build_sensor_context(
+            instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))}
+        )
+    )
     assert [r.partition_key for r in result.run_requests] == ["one.jsonl.gz", "sub__two_two.jsonl.gz"]
     assert result.dynamic_partitions_requests[0].partition_keys == ["one.jsonl.gz", "sub__two_two.jsonl.gz"]
     instance.add_dynamic_partitions(crawl_shards.name, ["one.jsonl.gz", "sub__two_two.jsonl.gz"])
-    again = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))}))
+    again = crawl_landing_sensor(
+        build_sensor_context(
+            instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))}
+        )
+    )
     assert not getattr(again, "run_requests", None)  # nothing new: a SkipReason
 
 
@@ -340,7 +392,9 @@ def test_a_large_landing_is_registered_in_bounded_batches_per_tick(tmp_path, mon
     resource = CrawlLanding(location=str(landing))
     registered = []
     for expected in (3, 3, 1):
-        context = build_sensor_context(instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))})
+        context = build_sensor_context(
+            instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))}
+        )
         result = crawl_landing_sensor(context)
         keys = result.dynamic_partitions_requests[0].partition_keys
         assert len(keys) == expected and len(result.run_requests) == expected
@@ -350,7 +404,11 @@ def test_a_large_landing_is_registered_in_bounded_batches_per_tick(tmp_path, mon
     (landing / "late.jsonl.gz").write_bytes(b"")
     monkeypatch.setenv("LANDING_SENSOR_BATCH", "none")
     with pytest.raises(ValueError, match="LANDING_SENSOR_BATCH"):
-        crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))}))
+        crawl_landing_sensor(
+            build_sensor_context(
+                instance=instance, resources={"landing": resource, "lake": Lake(root=str(tmp_path / "lake"))}
+            )
+        )
 
 
 def test_a_reconcile_tick_lists_a_local_landing_once(tmp_path, monkeypatch):
@@ -387,11 +445,19 @@ def test_a_backfill_run_of_many_shards_commits_each_and_names_the_bad_file(tmp_p
     from dataset_assets.status import catalog
     from dataset_assets.orchestration.shard_runs import shard_backfill_policy
 
-    assert shard_backfill_policy().max_partitions_per_run == 100 and crawl_docs.backfill_policy == shard_backfill_policy()
+    assert (
+        shard_backfill_policy().max_partitions_per_run == 100 and crawl_docs.backfill_policy == shard_backfill_policy()
+    )
     landing = tmp_path / "landing"
     landing.mkdir()
     for name in ("a.jsonl.gz", "c.jsonl.gz"):
-        write_jsonl_gz(landing / name, [{"id": f"{name}{i}", "text": distinct_english(i + len(name)), "url": f"http://{name}/{i}"} for i in range(4)])
+        write_jsonl_gz(
+            landing / name,
+            [
+                {"id": f"{name}{i}", "text": distinct_english(i + len(name)), "url": f"http://{name}/{i}"}
+                for i in range(4)
+            ],
+        )
     (landing / "b-notes.txt").write_text("not a shard")
     instance = DagsterInstance.ephemeral()
     lake = Lake(root=str(tmp_path / "lake"))
@@ -401,15 +467,21 @@ def test_a_backfill_run_of_many_shards_commits_each_and_names_the_bad_file(tmp_p
 
     def range_run(first, last):
         tags = {"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last}
-        return materialize([crawl_docs, dedup_signatures], resources=resources, instance=instance, tags=tags, raise_on_error=False)
+        return materialize(
+            [crawl_docs, dedup_signatures], resources=resources, instance=instance, tags=tags, raise_on_error=False
+        )
 
     good = range_run("a.jsonl.gz", "a.jsonl.gz")
     assert good.success
     bad = range_run("a.jsonl.gz", "c.jsonl.gz")
     assert not bad.success
     failure = next(e for e in bad.all_events if e.is_step_failure)
-    assert "b-notes.txt" in str(failure.event_specific_data.error.message) + str(failure.event_specific_data.error.cause)
-    assert "1 of 3 shards failed" in str(failure.event_specific_data.error.message) + str(failure.event_specific_data.error.cause)
+    assert "b-notes.txt" in str(failure.event_specific_data.error.message) + str(
+        failure.event_specific_data.error.cause
+    )
+    assert "1 of 3 shards failed" in str(failure.event_specific_data.error.message) + str(
+        failure.event_specific_data.error.cause
+    )
     # The shards before and after the bad file are committed and recorded, each under its own key.
     assert lake.partition_values("crawl_docs", "shard") == ["a.jsonl.gz", "c.jsonl.gz"]
     recorded = catalog.read(lake).to_pylist()
@@ -423,5 +495,9 @@ def test_a_backfill_run_of_many_shards_commits_each_and_names_the_bad_file(tmp_p
     docs = [m for m in mats if m.asset_key == AssetKey("crawl_docs")]
     assert sorted(m.partition for m in docs) == ["a.jsonl.gz", "c.jsonl.gz"]
     meta = docs[0].metadata
-    assert meta["shards"].value == 2 and meta["rows"].value == 8 and sorted(meta["per_shard"].value) == ["a.jsonl.gz", "c.jsonl.gz"]
+    assert (
+        meta["shards"].value == 2
+        and meta["rows"].value == 8
+        and sorted(meta["per_shard"].value) == ["a.jsonl.gz", "c.jsonl.gz"]
+    )
     assert lake.partition_values("dedup_signatures", "shard") == ["a.jsonl.gz", "c.jsonl.gz"]

@@ -23,8 +23,14 @@ def test_the_registry_groups_files_keeps_single_files_as_their_own_key_and_reads
     assert batches.register(lake, batches.group(["a", "b", "c", "d", "e"], 2)) == ["a+1", "c+1", "e"]
     registry = batches.read(lake)
     assert registry.members == {"a+1": ["a", "b"], "c+1": ["c", "d"]}  # a batch of one needs no entry
-    assert registry.files("a+1") == ["a", "b"] and registry.files("e") == ["e"] and registry.files("unknown") == ["unknown"]
-    assert registry.expand("c+1|summary") == ["c|summary", "d|summary"] and registry.expand("e|summary") == ["e|summary"]
+    assert (
+        registry.files("a+1") == ["a", "b"]
+        and registry.files("e") == ["e"]
+        and registry.files("unknown") == ["unknown"]
+    )
+    assert registry.expand("c+1|summary") == ["c|summary", "d|summary"] and registry.expand("e|summary") == [
+        "e|summary"
+    ]
     assert registry.batch_of(["a+1", "e"]) == {"a": "a+1", "b": "a+1", "e": "e"}
     # A registration retried after a crash writes the batch again: the newest file is read.
     batches.register(lake, [["c", "d"]])
@@ -87,7 +93,10 @@ def test_a_status_pass_reads_the_batch_registry_once(tmp_path, monkeypatch):
     assert (view.shards, view.unregistered, view.gone) == (["a+1", "c+1", "new"], ["new"], ["d"])
     status = graph_status(lake, view.shards, {}, "gen", [], registry=view.registry)
     assert len(reads) == 1
-    assert (status["crawl_docs"].current, status["crawl_docs"].pending) == (1, {"c+1": ("missing", []), "new": ("missing", [])})
+    assert (status["crawl_docs"].current, status["crawl_docs"].pending) == (
+        1,
+        {"c+1": ("missing", []), "new": ("missing", [])},
+    )
 
 
 def test_status_judges_files_and_counts_batches(tmp_path):
@@ -100,7 +109,9 @@ def test_status_judges_files_and_counts_batches(tmp_path):
     fingerprints = {f: f"f-{f}" for f in "abcde"}
     catalog.record(lake, "dedup_clusters", "", "v1", fingerprints=fingerprints)
     for f in "abcde":
-        catalog.record(lake, "seeds", f, "v1", kept_fingerprint=f"k-{f}", dedup_fingerprint="older" if f == "c" else f"f-{f}")
+        catalog.record(
+            lake, "seeds", f, "v1", kept_fingerprint=f"k-{f}", dedup_fingerprint="older" if f == "c" else f"f-{f}"
+        )
     status = graph_status(lake, keys, {}, "gen", [])
     assert (status["crawl_docs"].current, status["crawl_docs"].pending) == (2, {"c+1": ("missing", [])})
     assert status["dedup_signatures"].current == 3 and not status["dedup_signatures"].pending
@@ -114,13 +125,25 @@ def test_status_judges_files_and_counts_batches(tmp_path):
             if (f, name) == ("b", "table"):
                 continue  # one file of a+1 not rephrased with table: a+1|table is missing
             edited = (f, name) == ("d", "summary")
-            catalog.record(lake, "rephrased", f"{f}|{name}", "v1", prompt_hash="old" if edited else prompt_hash(strategy),
-                           generator="gen", seeds_fingerprint=f"k-{f}")
+            catalog.record(
+                lake,
+                "rephrased",
+                f"{f}|{name}",
+                "v1",
+                prompt_hash="old" if edited else prompt_hash(strategy),
+                generator="gen",
+                seeds_fingerprint=f"k-{f}",
+            )
     table = catalog.read(lake)
     seeds = catalog.facts(table, "seeds")
     files = batches.read(lake).files_of(keys)
-    by_batch = rephrased_status(table, files, strategies, "gen", seeds, [batches.read(lake).batch_of(keys)[f] for f in files])
-    assert by_batch.current == 4 and by_batch.pending == {"a+1|table": ("missing", []), "c+1|summary": ("outdated", ["prompt edited"])}
+    by_batch = rephrased_status(
+        table, files, strategies, "gen", seeds, [batches.read(lake).batch_of(keys)[f] for f in files]
+    )
+    assert by_batch.current == 4 and by_batch.pending == {
+        "a+1|table": ("missing", []),
+        "c+1|summary": ("outdated", ["prompt edited"]),
+    }
     by_file = rephrased_status(table, files, strategies, "gen", seeds)
     assert by_file.current == 8 and set(by_file.pending) == {"b|table", "d|summary"}
 
@@ -143,7 +166,9 @@ def test_the_nightly_backfill_and_the_dedup_sensor_ask_for_batch_keys(tmp_path):
     catalog.record(lake, "seeds", "c", "v1", kept_fingerprint="k", dedup_fingerprint="older")
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_shards.name, keys)
-    with build_sensor_context(instance=instance, resources={"lake": lake}, repository_def=definitions.defs.get_repository_def()) as context:
+    with build_sensor_context(
+        instance=instance, resources={"lake": lake}, repository_def=definitions.defs.get_repository_def()
+    ) as context:
         result = dedup_seeds_sensor(context)
     # c (outdated) and d (missing) are one partition; z is no partition's file; a, b and e are current.
     assert [r.partition_key for r in result.run_requests] == ["c+1"]

@@ -16,7 +16,12 @@ from tests.conftest import CRAWL, QUALITY, ROOT
 
 def cli(*args, env):
     return subprocess.run(
-        [sys.executable, "-m", "dataset_assets.cli", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "dataset_assets.cli", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -29,7 +34,16 @@ def test_run_materialises_every_stage_for_every_shard_and_records_runs(tmp_path)
     env = {**os.environ, "DAGSTER_HOME": str(home), "QUALITY_REFERENCE": str(QUALITY)}
     lake_dir = tmp_path / "lake"
 
-    done = cli("run", "--landing", str(landing), "--lake", str(lake_dir), "--select", "crawl_docs,quality_classifier,seeds", env=env)
+    done = cli(
+        "run",
+        "--landing",
+        str(landing),
+        "--lake",
+        str(lake_dir),
+        "--select",
+        "crawl_docs,quality_classifier,seeds",
+        env=env,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = [l for l in done.stdout.splitlines() if l.startswith("ok")]
     assert len(lines) == 3 + 1 + 3, done.stdout
@@ -59,7 +73,9 @@ def test_select_limits_the_assets_and_unknown_names_are_refused(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
     done = cli("run", "--landing", str(landing), "--lake", str(tmp_path / "lake"), "--select", "crawl_docs", env=env)
     assert done.returncode == 0, done.stderr
-    assert [l.split()[1] for l in done.stdout.splitlines() if l.startswith("ok")] == ["crawl_docs[cc-main-2020-34-excerpt.warc.gz]"]
+    assert [l.split()[1] for l in done.stdout.splitlines() if l.startswith("ok")] == [
+        "crawl_docs[cc-main-2020-34-excerpt.warc.gz]"
+    ]
     assert not (tmp_path / "lake" / "seeds").exists()
     bad = cli("run", "--landing", str(landing), "--lake", str(tmp_path / "lake"), "--select", "sedes", env=env)
     assert bad.returncode == 2 and "sedes" in bad.stderr
@@ -68,8 +84,18 @@ def test_select_limits_the_assets_and_unknown_names_are_refused(tmp_path):
 def test_definitions_load_for_dagster_dev(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     done = subprocess.run(
-        [os.path.join(os.path.dirname(sys.executable), "dagster"), "definitions", "validate", "-m", "dataset_assets.definitions"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            os.path.join(os.path.dirname(sys.executable), "dagster"),
+            "definitions",
+            "validate",
+            "-m",
+            "dataset_assets.definitions",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -79,11 +105,23 @@ def test_dg_checks_and_lists_the_definitions(tmp_path):
     dg = os.path.join(os.path.dirname(sys.executable), "dg")
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
     checked = subprocess.run([dg, "check", "defs"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert checked.returncode == 0 and "All definitions loaded successfully" in checked.stdout + checked.stderr, checked.stderr[-3000:]
-    listed = subprocess.run([dg, "list", "defs", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 0 and "All definitions loaded successfully" in checked.stdout + checked.stderr, (
+        checked.stderr[-3000:]
+    )
+    listed = subprocess.run(
+        [dg, "list", "defs", "--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert listed.returncode == 0, listed.stderr[-3000:]
-    keys = {a["asset_key"] for a in json.loads(listed.stdout[listed.stdout.index("{"):])["assets"]}
-    assert {"crawl_docs", "dedup_signatures", "dedup_buckets", "dedup_clusters", "seeds", "rephrased", "corpus_stats"} <= keys
+    keys = {a["asset_key"] for a in json.loads(listed.stdout[listed.stdout.index("{") :])["assets"]}
+    assert {
+        "crawl_docs",
+        "dedup_signatures",
+        "dedup_buckets",
+        "dedup_clusters",
+        "seeds",
+        "rephrased",
+        "corpus_stats",
+    } <= keys
 
 
 def test_run_rephrases_chosen_strategies_then_only_what_is_missing_or_outdated(tmp_path, tiny_model):
@@ -96,20 +134,42 @@ def test_run_rephrases_chosen_strategies_then_only_what_is_missing_or_outdated(t
     prompts = tmp_path / "prompts"
     shutil.copytree(ROOT / "prompts", prompts)
     env = {
-        **os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "QUALITY_REFERENCE": str(QUALITY),
-        "REPHRASE_MODEL": tiny_model, "REPHRASE_PROMPTS": str(prompts),
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "QUALITY_REFERENCE": str(QUALITY),
+        "REPHRASE_MODEL": tiny_model,
+        "REPHRASE_PROMPTS": str(prompts),
     }
-    args = ["run", "--landing", str(landing), "--lake", str(tmp_path / "lake"), "--strategies", "summary,wikipedia",
-            "--chunk-docs", "4", "--max-output-tokens", "16", "--select", "crawl_docs,quality_classifier,seeds,rephrased"]
+    args = [
+        "run",
+        "--landing",
+        str(landing),
+        "--lake",
+        str(tmp_path / "lake"),
+        "--strategies",
+        "summary,wikipedia",
+        "--chunk-docs",
+        "4",
+        "--max-output-tokens",
+        "16",
+        "--select",
+        "crawl_docs,quality_classifier,seeds,rephrased",
+    ]
     first = cli(*args, env=env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "rephrased: 2 of 2 partitions missing or outdated" in first.stdout
     assert "ok     rephrased[cc-main-2019-30-docs.jsonl.gz..cc-main-2019-30-docs.jsonl.gz x summary]" in first.stdout
     lake = Lake(root=str(tmp_path / "lake"))
-    kept = [r for r in lake.read_partition("seeds", {"shard": "cc-main-2019-30-docs.jsonl.gz"}).to_pylist() if r["kept"]]
-    rows = lake.read_partition("rephrased", {"shard": "cc-main-2019-30-docs.jsonl.gz", "strategy": "summary"}).to_pylist()
+    kept = [
+        r for r in lake.read_partition("seeds", {"shard": "cc-main-2019-30-docs.jsonl.gz"}).to_pylist() if r["kept"]
+    ]
+    rows = lake.read_partition(
+        "rephrased", {"shard": "cc-main-2019-30-docs.jsonl.gz", "strategy": "summary"}
+    ).to_pylist()
     assert sorted(r["source_id"] for r in rows) == sorted(r["id"] for r in kept)
-    assert len(lake.partition_files("rephrased", {"shard": "cc-main-2019-30-docs.jsonl.gz", "strategy": "summary"})) == -(-len(kept) // 4)
+    assert len(
+        lake.partition_files("rephrased", {"shard": "cc-main-2019-30-docs.jsonl.gz", "strategy": "summary"})
+    ) == -(-len(kept) // 4)
 
     (prompts / "summary.toml").write_text((prompts / "summary.toml").read_text().replace("top_p = 0.95", "top_p = 0.9"))
     # `status` says the same as the next run will do: summary outdated because its prompt was edited,
@@ -117,12 +177,16 @@ def test_run_rephrases_chosen_strategies_then_only_what_is_missing_or_outdated(t
     where = ["--landing", str(landing), "--lake", str(tmp_path / "lake"), "--max-output-tokens", "16"]
     status = cli("status", *where, "--json", env=env)
     assert status.returncode == 0, status.stdout + status.stderr
-    assets = json.loads(status.stdout[status.stdout.index("{"):])["assets"]
+    assets = json.loads(status.stdout[status.stdout.index("{") :])["assets"]
     shard = "cc-main-2019-30-docs.jsonl.gz"
     rephrased = assets["rephrased"]
     assert (rephrased["outdated"], rephrased["current"], rephrased["why_outdated"]) == (1, 1, {"prompt edited": 1})
     assert rephrased["outdated_sample"] == [f"{shard}|summary"] and rephrased["missing"] == rephrased["partitions"] - 2
-    assert (assets["crawl_docs"]["current"], assets["seeds"]["current"], assets["dedup_signatures"]["missing"]) == (1, 1, 1)
+    assert (assets["crawl_docs"]["current"], assets["seeds"]["current"], assets["dedup_signatures"]["missing"]) == (
+        1,
+        1,
+        1,
+    )
     assert assets["dedup_clusters"]["missing"] == 1 and assets["dedup_buckets"]["missing"] == 15
     table = cli("status", *where, env=env).stdout
     assert "rephrased" in table and "prompt edited: 1" in table
@@ -132,7 +196,7 @@ def test_run_rephrases_chosen_strategies_then_only_what_is_missing_or_outdated(t
     assert checked.returncode == 0 and "partitions recorded" in checked.stdout, checked.stdout + checked.stderr
     assert cli("catalog", *lake_arg, "--rebuild", env=env).returncode == 0
     again = cli("status", *where, "--json", env=env).stdout
-    assert json.loads(again[again.index("{"):])["assets"] == assets
+    assert json.loads(again[again.index("{") :])["assets"] == assets
     second = cli(*args[:-1], "rephrased", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert "rephrased: 1 of 2 partitions missing or outdated (1 outdated)" in second.stdout
@@ -151,8 +215,13 @@ def test_a_file_landed_under_two_names_and_a_file_removed_after_registration(tmp
     shutil.copy(CRAWL / "cc-main-2019-30-docs.jsonl.gz", landing / "uploaded-again.jsonl.gz")
     shutil.copy(CRAWL / "cc-main-2020-34-excerpt.warc.gz", landing / "excerpt.warc.gz")
     home, lake_dir = tmp_path / "home", tmp_path / "lake"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "QUALITY_REFERENCE": str(QUALITY), "CRAWL_LANDING": str(landing),
-           "DATASET_LAKE": str(lake_dir)}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "QUALITY_REFERENCE": str(QUALITY),
+        "CRAWL_LANDING": str(landing),
+        "DATASET_LAKE": str(lake_dir),
+    }
     stages = "crawl_docs,dedup_signatures,dedup_buckets,dedup_clusters,quality_classifier,seeds"
     done = cli("run", "--select", stages, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -214,22 +283,50 @@ def test_batches_of_files_are_partitions_and_the_lake_stays_per_file(tmp_path, t
     files = ["c4-en-sample-1000.jsonl.gz", "cc-main-2020-34-excerpt.warc.gz", "web-pages-a.warc.gz"]
     for name in files:
         shutil.copy(CRAWL / name, landing / name)
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home"), "QUALITY_REFERENCE": str(QUALITY),
-           "REPHRASE_MODEL": tiny_model, "CRAWL_BATCH_FILES": "2"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "home"),
+        "QUALITY_REFERENCE": str(QUALITY),
+        "REPHRASE_MODEL": tiny_model,
+        "CRAWL_BATCH_FILES": "2",
+    }
     where = ["--landing", str(landing), "--lake", str(tmp_path / "lake")]
-    stages = "crawl_docs,dedup_signatures,dedup_buckets,dedup_clusters,quality_classifier,seeds,rephrased,rephrased_unigrams"
-    done = cli("run", *where, "--strategies", "summary", "--chunk-docs", "8", "--max-output-tokens", "8", "--select", stages, env=env)
+    stages = (
+        "crawl_docs,dedup_signatures,dedup_buckets,dedup_clusters,quality_classifier,seeds,rephrased,rephrased_unigrams"
+    )
+    done = cli(
+        "run",
+        *where,
+        "--strategies",
+        "summary",
+        "--chunk-docs",
+        "8",
+        "--max-output-tokens",
+        "8",
+        "--select",
+        stages,
+        env=env,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     batch, single = "c4-en-sample-1000.jsonl.gz+1", "web-pages-a.warc.gz"
-    assert ": 2 partitions;" in done.stdout and f"ok     seeds[{batch}]" in done.stdout and f"ok     seeds[{single}]" in done.stdout
-    assert f"rephrased[{batch}..{single} x summary]" in done.stdout and f"ok     rephrased_unigrams[{batch}|summary]" in done.stdout
+    assert (
+        ": 2 partitions;" in done.stdout
+        and f"ok     seeds[{batch}]" in done.stdout
+        and f"ok     seeds[{single}]" in done.stdout
+    )
+    assert (
+        f"rephrased[{batch}..{single} x summary]" in done.stdout
+        and f"ok     rephrased_unigrams[{batch}|summary]" in done.stdout
+    )
 
     lake = Lake(root=str(tmp_path / "lake"))
     for asset in ("crawl_docs", "dedup_signatures", "seeds"):
         assert lake.partition_values(asset, "shard") == files, asset
     rephrased_rows = 0
     for name in files:  # lineage names the file, not the batch
-        assert {r["shard"] for r in lake.read_partition("crawl_docs", {"shard": name}, columns=["shard"]).to_pylist()} == {name}
+        assert {
+            r["shard"] for r in lake.read_partition("crawl_docs", {"shard": name}, columns=["shard"]).to_pylist()
+        } == {name}
         kept = {r["id"] for r in lake.read_partition("seeds", {"shard": name}).to_pylist() if r["kept"]}
         made = lake.read_partition("rephrased", {"shard": name, "strategy": "summary"}).to_pylist()
         assert {r["source_id"] for r in made} == kept, name
@@ -247,7 +344,7 @@ def test_batches_of_files_are_partitions_and_the_lake_stays_per_file(tmp_path, t
     def status() -> dict:
         out = cli("status", *where, "--max-output-tokens", "8", "--json", env=env)
         assert out.returncode == 0, out.stdout + out.stderr
-        return json.loads(out.stdout[out.stdout.index("{"):])
+        return json.loads(out.stdout[out.stdout.index("{") :])
 
     now = status()
     assert now["shards"] == 2 and now["unregistered_shards"] == 0
@@ -269,4 +366,8 @@ def test_batches_of_files_are_partitions_and_the_lake_stays_per_file(tmp_path, t
     finally:
         instance.dispose()
     after = status()["assets"]
-    assert (after["crawl_docs"]["current"], after["seeds"]["current"], after["seeds"]["missing_sample"]) == (3, 2, ["cc-main-2019-30-docs.jsonl.gz"])
+    assert (after["crawl_docs"]["current"], after["seeds"]["current"], after["seeds"]["missing_sample"]) == (
+        3,
+        2,
+        ["cc-main-2019-30-docs.jsonl.gz"],
+    )

@@ -38,8 +38,25 @@ PARAMS = MinHashParams()
 def docs(rows: list[dict]) -> pa.Table:
     """crawl_docs-shaped rows: id, shard, url, date, text."""
     return pa.Table.from_pylist(
-        [{"id": r["id"], "shard": r.get("shard", "s"), "url": r.get("url", f"http://x/{r['id']}"), "date": r.get("date"), "text": r["text"]} for r in rows],
-        schema=pa.schema([("id", pa.string()), ("shard", pa.string()), ("url", pa.string()), ("date", pa.string()), ("text", pa.string())]),
+        [
+            {
+                "id": r["id"],
+                "shard": r.get("shard", "s"),
+                "url": r.get("url", f"http://x/{r['id']}"),
+                "date": r.get("date"),
+                "text": r["text"],
+            }
+            for r in rows
+        ],
+        schema=pa.schema(
+            [
+                ("id", pa.string()),
+                ("shard", pa.string()),
+                ("url", pa.string()),
+                ("date", pa.string()),
+                ("text", pa.string()),
+            ]
+        ),
     )
 
 
@@ -48,7 +65,9 @@ def signatures(rows: list[dict], params: MinHashParams = PARAMS) -> pa.Table:
 
 
 def members(sig: pa.Table, params: MinHashParams = PARAMS, groups: int = 14) -> pa.Table:
-    return pa.concat_tables(bucket_stage.partition_members(sig, p, params, groups) for p in bucket_stage.partition_names(groups))
+    return pa.concat_tables(
+        bucket_stage.partition_members(sig, p, params, groups) for p in bucket_stage.partition_names(groups)
+    )
 
 
 def decide(rows: list[dict], verify: float | None = 0.75, stats: ClusterStats | None = None) -> dict[str, dict]:
@@ -124,7 +143,10 @@ def test_short_and_empty_documents_are_kept_and_never_clustered_on_nothing():
 
 def test_a_shard_of_one_repeated_page_and_a_giant_cluster_stay_linear():
     page = distinct_english(9)
-    rows = [{"id": f"p{i:05d}", "text": page, "shard": f"shard-{i % 40:02d}", "date": f"2020-01-{1 + i % 28:02d}"} for i in range(3000)]
+    rows = [
+        {"id": f"p{i:05d}", "text": page, "shard": f"shard-{i % 40:02d}", "date": f"2020-01-{1 + i % 28:02d}"}
+        for i in range(3000)
+    ]
     stats = ClusterStats()
     out = decide(rows, stats=stats)
     # One row per member per band partition (a star to the bucket root), never n^2 pairs.
@@ -153,8 +175,13 @@ def test_verification_rejects_a_bucket_collision_that_is_not_a_near_duplicate():
 
 def test_fingerprints_change_for_exactly_the_shards_whose_decisions_change():
     base = distinct_english(12)
-    before = [{"id": "a1", "text": base, "shard": "A", "date": "2020-01-01"}, {"id": "c1", "text": distinct_english(13), "shard": "C"}]
-    after = before + [{"id": "b1", "text": base, "shard": "B", "date": "2019-01-01"}]  # earlier: a1 becomes the duplicate
+    before = [
+        {"id": "a1", "text": base, "shard": "A", "date": "2020-01-01"},
+        {"id": "c1", "text": distinct_english(13), "shard": "C"},
+    ]
+    after = before + [
+        {"id": "b1", "text": base, "shard": "B", "date": "2019-01-01"}
+    ]  # earlier: a1 becomes the duplicate
     fp_before = shard_fingerprints(cluster(members(signatures(before)), None, 5, None), ["A", "C"])
     fp_after = shard_fingerprints(cluster(members(signatures(after)), None, 5, None), ["A", "B", "C"])
     assert fp_before["A"] != fp_after["A"] and fp_before["C"] == fp_after["C"]
@@ -168,7 +195,9 @@ def test_signature_files_of_other_parameters_are_refused_never_mixed(tmp_path):
     other = MinHashParams(ngram=3)
     for shard, params in (("s1", PARAMS), ("s2", other)):
         table = signatures([{"id": shard, "text": distinct_english(1), "shard": shard}], params)
-        lake.write_partition(SIGNATURES, {"shard": shard}, table.to_batches(), signature_schema(params), {PARAMS_KEY: params.key()})
+        lake.write_partition(
+            SIGNATURES, {"shard": shard}, table.to_batches(), signature_schema(params), {PARAMS_KEY: params.key()}
+        )
     with pytest.raises(ParameterMismatch) as err:
         read_signature_keys(lake, ["s1", "s2"], PARAMS, ["band_00"])
     assert "s2" in str(err.value) and '"ngram": 3' in str(err.value) and "never mixed" in str(err.value)
@@ -203,13 +232,17 @@ def test_band_partitions_of_other_parameters_or_other_shards_are_refused_by_name
 def test_removed_per_shard_and_the_largest_clusters_table():
     from dataset_assets.dedup.clusters import largest_markdown, removed_per_shard
 
-    decisions = pa.table({"shard": ["a", "a", "b", "b"], "kind": ["representative", "duplicate", "near_duplicate", "duplicate"]})
+    decisions = pa.table(
+        {"shard": ["a", "a", "b", "b"], "kind": ["representative", "duplicate", "near_duplicate", "duplicate"]}
+    )
     assert removed_per_shard(decisions, ["a", "b", "c"]) == {
         "a": {"duplicate": 1, "near_duplicate": 0},
         "b": {"duplicate": 1, "near_duplicate": 1},
         "c": {"duplicate": 0, "near_duplicate": 0},
     }
-    table = largest_markdown([{"size": 3, "shards": 2, "exact": 1, "near": 1, "representative": "x", "urls": ["http://u", None]}])
+    table = largest_markdown(
+        [{"size": 3, "shards": 2, "exact": 1, "near": 1, "representative": "x", "urls": ["http://u", None]}]
+    )
     assert table.splitlines()[2] == "| 3 | 2 | 1 | 1 | `x` | http://u<br> |"
 
 
@@ -219,7 +252,9 @@ def dedup_env(tmp_path):
     landing.mkdir()
     rows = [{"id": f"r{i}", "text": distinct_english(20 + i), "url": f"http://r/{i}"} for i in range(8)]
     write_jsonl_gz(landing / "one.jsonl.gz", rows)
-    write_jsonl_gz(landing / "two.jsonl.gz", rows[:3] + [{"id": "e", "text": edit(rows[4]["text"], 5), "url": "http://e"}])
+    write_jsonl_gz(
+        landing / "two.jsonl.gz", rows[:3] + [{"id": "e", "text": edit(rows[4]["text"], 5), "url": "http://e"}]
+    )
     instance = DagsterInstance.ephemeral()
     resources = {"lake": Lake(root=str(tmp_path / "lake")), "landing": CrawlLanding(location=str(landing))}
     instance.add_dynamic_partitions(crawl_shards.name, ["one.jsonl.gz", "two.jsonl.gz"])
@@ -250,7 +285,9 @@ def test_a_band_partition_that_fails_halfway_leaves_nothing_and_a_rerun_gives_th
             yield full.slice(0, 3).to_batches()[0]
             raise OSError("worker lost halfway through the band")
 
-        return type("Half", (), {"to_batches": staticmethod(batches), "num_rows": full.num_rows, "column": full.column})()
+        return type(
+            "Half", (), {"to_batches": staticmethod(batches), "num_rows": full.num_rows, "column": full.column}
+        )()
 
     monkeypatch.setattr(bucket_stage, "partition_members", half)
     assert not run([dedup_buckets], "exact", raise_on_error=False).success
@@ -268,12 +305,17 @@ def test_clusters_refuse_a_missing_band_partition_then_remove_exact_and_near_dup
     for band in dedup_bands.get_partition_keys():
         run([dedup_buckets], band)
     result = run([dedup_clusters])
-    meta = {k: v.value for k, v in result.get_asset_materialization_events()[-1].event_specific_data.materialization.metadata.items()}
+    meta = {
+        k: v.value
+        for k, v in result.get_asset_materialization_events()[-1].event_specific_data.materialization.metadata.items()
+    }
     assert (meta["removed_exact"], meta["removed_near"], meta["clusters"]) == (3, 1, 4)
     assert meta["cluster_sizes"] == {"2": 4} and "cluster_size_plot" in meta and "http://e" in meta["largest_clusters"]
     assert lake.exists(["dedup_clusters", "cluster_sizes.png"])
-    assert seeds_needing_dedup(lake, ["one.jsonl.gz", "two.jsonl.gz"]) == {"one.jsonl.gz": "missing", "two.jsonl.gz": "missing"}
-
+    assert seeds_needing_dedup(lake, ["one.jsonl.gz", "two.jsonl.gz"]) == {
+        "one.jsonl.gz": "missing",
+        "two.jsonl.gz": "missing",
+    }
 
 
 def seeds_needing_dedup(lake, shards: list[str]) -> dict[str, str]:
@@ -308,21 +350,47 @@ def order_shards(root):
                 long_pages.append(r)
         if len(long_pages) == 6:
             break
-    b_rows = [{"id": f"copy{i}", "text": r["text"], "url": f"http://mirror/{i}", "date": "2001-01-01T00:00:00Z"} for i, r in enumerate(long_pages[:3])]
-    b_rows += [{"id": f"near{i}", "text": edit(r["text"], i, 4), "url": f"http://near/{i}", "date": "2030-01-01T00:00:00Z"} for i, r in enumerate(long_pages[3:])]
+    b_rows = [
+        {"id": f"copy{i}", "text": r["text"], "url": f"http://mirror/{i}", "date": "2001-01-01T00:00:00Z"}
+        for i, r in enumerate(long_pages[:3])
+    ]
+    b_rows += [
+        {"id": f"near{i}", "text": edit(r["text"], i, 4), "url": f"http://near/{i}", "date": "2030-01-01T00:00:00Z"}
+        for i, r in enumerate(long_pages[3:])
+    ]
     b_rows += [{"id": f"own{i}", "text": distinct_english(40 + i), "url": f"http://own/{i}"} for i in range(10)]
     a = root / "A.jsonl.gz"
     a.write_bytes((CRAWL / "cc-main-2019-30-docs.jsonl.gz").read_bytes())
     b = write_jsonl_gz(root / "B.jsonl.gz", b_rows)
-    c = write_jsonl_gz(root / "C.jsonl.gz", [{"id": f"c{i}", "text": distinct_english(60 + i), "url": f"http://c/{i}"} for i in range(5)])
+    c = write_jsonl_gz(
+        root / "C.jsonl.gz",
+        [{"id": f"c{i}", "text": distinct_english(60 + i), "url": f"http://c/{i}"} for i in range(5)],
+    )
     return a, b, c
 
 
 def cli_run(landing, lake, home, select=DEDUP_AND_SEEDS):
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     done = subprocess.run(
-        [sys.executable, "-m", "dataset_assets.cli", "run", "--landing", str(landing), "--lake", str(lake), "--select", select, "--log-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "dataset_assets.cli",
+            "run",
+            "--landing",
+            str(landing),
+            "--lake",
+            str(lake),
+            "--select",
+            select,
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -330,7 +398,9 @@ def cli_run(landing, lake, home, select=DEDUP_AND_SEEDS):
 def seed_decisions(lake: Lake) -> dict:
     out = {}
     for shard in lake.partition_values("seeds", "shard"):
-        for r in lake.read_partition("seeds", {"shard": shard}, columns=["id", "kept", "drop_reason", "duplicate_of"]).to_pylist():
+        for r in lake.read_partition(
+            "seeds", {"shard": shard}, columns=["id", "kept", "drop_reason", "duplicate_of"]
+        ).to_pylist():
             out[r["id"]] = (shard, r["kept"], r["drop_reason"], r["duplicate_of"])
     return out
 
@@ -352,7 +422,11 @@ def test_the_kept_documents_do_not_depend_on_the_order_shards_arrive_in(tmp_path
         # Exactly the seeds whose decisions change are outdated; C's never are. A first: B's older copies
         # make three of A's seeded pages duplicates. B first: A's pages make B's later near copies near
         # duplicates. Either way the arriving shard's seeds are missing.
-        expected = {"A.jsonl.gz": "outdated", "B.jsonl.gz": "missing"} if order[0] is a else {"A.jsonl.gz": "missing", "B.jsonl.gz": "outdated"}
+        expected = (
+            {"A.jsonl.gz": "outdated", "B.jsonl.gz": "missing"}
+            if order[0] is a
+            else {"A.jsonl.gz": "missing", "B.jsonl.gz": "outdated"}
+        )
         assert seeds_needing_dedup(lake, ["A.jsonl.gz", "B.jsonl.gz", "C.jsonl.gz"]) == expected
         cli_run(landing, lake_root, home)
         assert seeds_needing_dedup(lake, ["A.jsonl.gz", "B.jsonl.gz", "C.jsonl.gz"]) == {}
@@ -364,7 +438,11 @@ def test_the_kept_documents_do_not_depend_on_the_order_shards_arrive_in(tmp_path
     copies_of = {v[3] for v in removed.values() if v[0] == "A.jsonl.gz" and first[v[3]][0] == "B.jsonl.gz"}
     near_in_b = [v for v in removed.values() if v[0] == "B.jsonl.gz"]
     assert len(copies_of) == 3 and all(first[k][2] != "duplicate" for k in copies_of)
-    assert len(near_in_b) == 3 and {v[2] for v in near_in_b} == {"near_duplicate"} and {first[v[3]][0] for v in near_in_b} == {"A.jsonl.gz"}
+    assert (
+        len(near_in_b) == 3
+        and {v[2] for v in near_in_b} == {"near_duplicate"}
+        and {first[v[3]][0] for v in near_in_b} == {"A.jsonl.gz"}
+    )
     assert all(first[v[3]][3] is None for v in removed.values())  # every representative keeps its own lineage
 
 
@@ -389,18 +467,31 @@ def test_the_dedup_seeds_sensor_requests_consecutive_shards_as_range_runs_in_bou
     instance.add_dynamic_partitions(crawl_shards.name, ["a", "b", "c", "d", "e"])
 
     def tick(cursor=None):
-        with build_sensor_context(instance=instance, resources={"lake": lake}, cursor=cursor,
-                                  repository_def=definitions.defs.get_repository_def()) as context:
+        with build_sensor_context(
+            instance=instance,
+            resources={"lake": lake},
+            cursor=cursor,
+            repository_def=definitions.defs.get_repository_def(),
+        ) as context:
             return dedup_seeds_sensor(context)
 
     result = tick()
-    spans = [(r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"), r.partition_key)
-             for r in result.run_requests]
+    spans = [
+        (
+            r.tags.get("dagster/asset_partition_range_start"),
+            r.tags.get("dagster/asset_partition_range_end"),
+            r.partition_key,
+        )
+        for r in result.run_requests
+    ]
     assert spans == [("a", "b", None), ("d", "e", None)]
     assert len({r.run_key for r in result.run_requests}) == 2 and result.cursor  # everything registered was asked for
 
     monkeypatch.setenv("BACKFILL_SHARDS_PER_RUN", "1")
     monkeypatch.setenv("LANDING_SENSOR_BATCH", "2")
     first = tick()
-    assert [r.partition_key for r in first.run_requests] == ["a", "b"] and first.cursor is None  # two left for the next tick
+    assert [r.partition_key for r in first.run_requests] == [
+        "a",
+        "b",
+    ] and first.cursor is None  # two left for the next tick
     assert first.run_requests[0].run_key == "dedup:a:f-a"

@@ -23,7 +23,10 @@ def cpu_engine(model_dir: str, **overrides) -> VllmEngine:
 def chat(i: int, words: int = 40) -> ChatRequest:
     return ChatRequest(
         f"r{i}",
-        [{"role": "system", "content": "Rewrite the text."}, {"role": "user", "content": f"Text {i}: " + "the river and the bridge " * words}],
+        [
+            {"role": "system", "content": "Rewrite the text."},
+            {"role": "user", "content": f"Text {i}: " + "the river and the bridge " * words},
+        ],
         max_tokens=32,
     )
 
@@ -40,7 +43,9 @@ def test_generate_returns_text_token_counts_and_finish_reasons(engine):
     assert [c.request_id for c in out] == ["r0", "r1", "r2", "r3"]
     for c in out:
         assert c.finish_reason in ("stop", "length") and c.error is None
-        assert 0 < c.completion_tokens <= 32 and c.prompt_tokens == engine.prompt_tokens(chat(0).messages[:1] + [chat(int(c.request_id[1:])).messages[1]])
+        assert 0 < c.completion_tokens <= 32 and c.prompt_tokens == engine.prompt_tokens(
+            chat(0).messages[:1] + [chat(int(c.request_id[1:])).messages[1]]
+        )
     assert any(c.text for c in out)
     assert engine.loads == 1 and engine.requests_sent == 4 and engine.busy_seconds > 0
 

@@ -27,7 +27,11 @@ def partitioning(pdef) -> str | None:
 def _policy(policy) -> str | None:
     if policy is None:
         return None
-    return f"{policy.policy_type.value.lower()}(max {policy.max_partitions_per_run})" if policy.max_partitions_per_run else policy.policy_type.value.lower()
+    return (
+        f"{policy.policy_type.value.lower()}(max {policy.max_partitions_per_run})"
+        if policy.max_partitions_per_run
+        else policy.policy_type.value.lower()
+    )
 
 
 def graph() -> dict:

@@ -57,7 +57,9 @@ def test_materialising_publishes_v1_then_reuses_it_then_v2_after_a_new_shard(tmp
     instance = DagsterInstance.ephemeral()
     first, first_version = materialization(run(lake, tmp_path, recipes, instance=instance))
     assert first["version"] == "v1" and first["reused"] is False and first["rows"] > 0
-    assert first["achieved_shares"] == pytest.approx({"natural": 0.7, "wikipedia": 0.1, "qa": 0.1, "summary": 0.1}, abs=0.03)
+    assert first["achieved_shares"] == pytest.approx(
+        {"natural": 0.7, "wikipedia": 0.1, "qa": 0.1, "summary": 0.1}, abs=0.03
+    )
     assert first["path"].endswith("mixtures/demo/v1") and first_version == first["identity"]
     again, again_version = materialization(run(lake, tmp_path, recipes, instance=instance))
     assert again["version"] == "v1" and again["reused"] is True and again_version == first_version
@@ -111,12 +113,19 @@ def s3_endpoint(tmp_path_factory):
 
 
 def test_a_mixture_on_s3_builds_pulls_loads_traces_and_is_queryable(s3_endpoint, tmp_path):
-    lake = Lake(root="s3://lake/mixture-test", s3_endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test")
+    lake = Lake(
+        root="s3://lake/mixture-test",
+        s3_endpoint_url=s3_endpoint,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
     for shard in ("shard-a", "shard-b"):
         write_shard(lake, shard)
     recipe = load_recipe(write_recipe(tmp_path / "recipes"), STRATEGIES)
     (result,) = build_mixtures(lake, recipe, TOKENIZER)
-    assert result.path == "s3://lake/mixture-test/mixtures/mix/v1" and result.manifest["achieved_shares"]["natural"] == pytest.approx(0.7, abs=0.02)
+    assert result.path == "s3://lake/mixture-test/mixtures/mix/v1" and result.manifest["achieved_shares"][
+        "natural"
+    ] == pytest.approx(0.7, abs=0.02)
 
     ds = load_mixture("mix", lake=lake, cache_dir=str(tmp_path / "cache"))
     assert isinstance(ds, datasets.Dataset) and ds.num_rows == result.manifest["rows"]

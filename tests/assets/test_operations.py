@@ -29,11 +29,20 @@ def write_docs_and_seeds(lake: Lake, shard: str) -> None:
 
     rows = [{**{n: None for n in SEED_SCHEMA.names}, **r, "shard": shard} for r in seed_rows(2)]
     table = pa.Table.from_pylist(rows, schema=SEED_SCHEMA)
-    docs = table.select([f.name for f in SEED_SCHEMA if f.name not in ("quality_score", "quality_percentile", "kept", "drop_reason")])
+    docs = table.select(
+        [f.name for f in SEED_SCHEMA if f.name not in ("quality_score", "quality_percentile", "kept", "drop_reason")]
+    )
     written = lake.write_partition("crawl_docs", {"shard": shard}, docs.to_batches(), docs.schema)
     catalog.record(lake, "crawl_docs", shard, written.data_version)
     written = lake.write_partition("seeds", {"shard": shard}, table.to_batches(), SEED_SCHEMA)
-    catalog.record(lake, "seeds", shard, written.data_version, kept_fingerprint=kept_fingerprint(rows), dedup_fingerprint="not-covered")
+    catalog.record(
+        lake,
+        "seeds",
+        shard,
+        written.data_version,
+        kept_fingerprint=kept_fingerprint(rows),
+        dedup_fingerprint="not-covered",
+    )
 
 
 def test_rectangles_cover_exactly_the_needed_pairs():
@@ -52,7 +61,9 @@ def tick(instance, lake, engine, cursor: str = "0"):
     from dataset_assets.defs.nightly import nightly_backfill
 
     with build_sensor_context(
-        instance=instance, resources={"lake": lake, "engine": engine}, repository_def=definitions.defs.get_repository_def(),
+        instance=instance,
+        resources={"lake": lake, "engine": engine},
+        repository_def=definitions.defs.get_repository_def(),
         cursor=cursor,
     ) as context:
         return nightly_backfill(context)
@@ -91,7 +102,10 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("crawl_shards", ["s1", "s2", "s3"])
         request = tick(instance, lake, engine).run_requests[0]
-        parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
+        parts = {
+            (ap.asset_key.to_user_string(), str(ap.partition_key))
+            for ap in request.asset_graph_subset.iterate_asset_partitions()
+        }
         # No shard has dedup signatures yet: each gets them, and the bands and clusters are rebuilt over all.
         from dataset_assets.orchestration.graph import dedup_bands
 
@@ -108,7 +122,14 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
         from dagster._core.test_utils import create_run_for_test
 
         running = PartitionBackfill.from_asset_graph_subset(
-            "nightly1", 0.0, {"dagster/from": "nightly_backfill"}, instance, request.asset_graph_subset, None, None, None
+            "nightly1",
+            0.0,
+            {"dagster/from": "nightly_backfill"},
+            instance,
+            request.asset_graph_subset,
+            None,
+            None,
+            None,
         )
         instance.add_backfill(running)
         # While its own last backfill is unfinished the sensor launches nothing, and it finds that out with
@@ -128,16 +149,28 @@ def test_nightly_backfill_targets_exactly_missing_and_outdated_partitions(tmp_pa
 
         instance.update_backfill(running.with_status(BulkActionStatus.COMPLETED_SUCCESS))
         create_run_for_test(
-            instance, job_name="__ASSET_JOB", status=DagsterRunStatus.NOT_STARTED, asset_selection={AssetKey("rephrased")},
+            instance,
+            job_name="__ASSET_JOB",
+            status=DagsterRunStatus.NOT_STARTED,
+            asset_selection={AssetKey("rephrased")},
             tags={"dagster/partition": "s1|faq"},
         )
         first, last = sorted(strategies)[0], sorted(strategies)[-1]
         create_run_for_test(
-            instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED, asset_selection={AssetKey("rephrased")},
-            tags={"dagster/asset_partition_range_start": f"s2|{first}", "dagster/asset_partition_range_end": f"s2|{last}"},
+            instance,
+            job_name="__ASSET_JOB",
+            status=DagsterRunStatus.STARTED,
+            asset_selection={AssetKey("rephrased")},
+            tags={
+                "dagster/asset_partition_range_start": f"s2|{first}",
+                "dagster/asset_partition_range_end": f"s2|{last}",
+            },
         )
         request = tick(instance, lake, engine).run_requests[0]
-        parts = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in request.asset_graph_subset.iterate_asset_partitions()}
+        parts = {
+            (ap.asset_key.to_user_string(), str(ap.partition_key))
+            for ap in request.asset_graph_subset.iterate_asset_partitions()
+        }
         assert parts == dedup | {("crawl_docs", "s3"), ("seeds", "s3")} | {("rephrased", f"s3|{n}") for n in strategies}
 
 
@@ -165,7 +198,13 @@ def test_a_large_nightly_backfill_is_split_into_bounded_parts_launched_one_after
             subset = result.run_requests[0].asset_graph_subset
             keys = {(ap.asset_key.to_user_string(), str(ap.partition_key)) for ap in subset.iterate_asset_partitions()}
             assert len(keys) <= shared + 2 * per_new_shard
-            seen.append({k.split("|")[0] for name, k in keys if name in ("crawl_docs", "dedup_signatures", "seeds", "rephrased")})
+            seen.append(
+                {
+                    k.split("|")[0]
+                    for name, k in keys
+                    if name in ("crawl_docs", "dedup_signatures", "seeds", "rephrased")
+                }
+            )
             cursor = result.cursor
             backfill = PartitionBackfill.from_asset_graph_subset(
                 f"part{part}", 0.0, {"dagster/from": "nightly_backfill"}, instance, subset, None, None, None
@@ -174,7 +213,11 @@ def test_a_large_nightly_backfill_is_split_into_bounded_parts_launched_one_after
             assert cursor.endswith(MORE) == (part < 2)
             if part == 0:  # while a part runs, the next waits and the cursor keeps the slot's remaining work
                 waiting = tick(instance, lake, engine, cursor)
-                assert not waiting.run_requests and "part0" in waiting.skip_reason.skip_message and waiting.cursor == cursor
+                assert (
+                    not waiting.run_requests
+                    and "part0" in waiting.skip_reason.skip_message
+                    and waiting.cursor == cursor
+                )
             instance.update_backfill(backfill.with_status(BulkActionStatus.COMPLETED_SUCCESS))
             for shard in seen[-1]:  # stands in for the part's runs: its shards need nothing more
                 instance.delete_dynamic_partition("crawl_shards", shard)
@@ -189,7 +232,11 @@ def test_automation_and_the_nightly_backfill_are_wired():
     rephrased = defs.resolve_assets_def(AssetKey("rephrased"))
     assert rephrased.automation_conditions_by_key[AssetKey("rephrased")] is not None
     assert rephrased.backfill_policy is not None and rephrased.backfill_policy.max_partitions_per_run is None
-    assert defs.get_sensor_def("automation") and defs.get_sensor_def("crawl_landing_sensor") and defs.get_sensor_def("dedup_seeds_sensor")
+    assert (
+        defs.get_sensor_def("automation")
+        and defs.get_sensor_def("crawl_landing_sensor")
+        and defs.get_sensor_def("dedup_seeds_sensor")
+    )
     for name in ("dedup_buckets", "dedup_clusters"):  # the dedup stages follow new signatures by themselves
         assert defs.resolve_assets_def(AssetKey(name)).automation_conditions_by_key[AssetKey(name)] is not None
     nightly = defs.get_sensor_def("nightly_backfill")
@@ -217,25 +264,51 @@ print(json.dumps({
 
 def test_prod_profile_wires_s3_lake_gpu_requests_pool_and_k8s(tmp_path):
     env = {
-        **os.environ, "DAGSTER_DEPLOYMENT": "prod", "DATASET_LAKE": "s3://datasets/lake", "CRAWL_LANDING": "s3://datasets/landing",
-        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "not-a-real-secret", "REPHRASE_ENGINE": "http://vllm.internal:8000/v1",
-        "REPHRASE_MODEL": "HuggingFaceTB/SmolLM2-1.7B-Instruct", "DAGSTER_HOME": str(tmp_path),
+        **os.environ,
+        "DAGSTER_DEPLOYMENT": "prod",
+        "DATASET_LAKE": "s3://datasets/lake",
+        "CRAWL_LANDING": "s3://datasets/landing",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "not-a-real-secret",
+        "REPHRASE_ENGINE": "http://vllm.internal:8000/v1",
+        "REPHRASE_MODEL": "HuggingFaceTB/SmolLM2-1.7B-Instruct",
+        "DAGSTER_HOME": str(tmp_path),
     }
-    done = subprocess.run([sys.executable, "-c", PROD_CHECK], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", PROD_CHECK], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     import json
 
     facts = json.loads(done.stdout.strip().splitlines()[-1])
     assert facts == {
-        "lake_root": "s3://datasets/lake", "key_is_envvar": True, "secret_is_envvar": True, "gpu": "1",
-        "pool": "gpu", "executor": "k8s", "engine": "OpenAIEndpointEngine",
+        "lake_root": "s3://datasets/lake",
+        "key_is_envvar": True,
+        "secret_is_envvar": True,
+        "gpu": "1",
+        "pool": "gpu",
+        "executor": "k8s",
+        "engine": "OpenAIEndpointEngine",
     }
     assert "not-a-real-secret" not in done.stdout + done.stderr
 
 
 def test_prod_profile_refuses_a_local_lake(tmp_path):
-    env = {**os.environ, "DAGSTER_DEPLOYMENT": "prod", "DATASET_LAKE": str(tmp_path), "CRAWL_LANDING": "s3://x/y", "DAGSTER_HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-c", "import dataset_assets.definitions"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "DAGSTER_DEPLOYMENT": "prod",
+        "DATASET_LAKE": str(tmp_path),
+        "CRAWL_LANDING": "s3://x/y",
+        "DAGSTER_HOME": str(tmp_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", "import dataset_assets.definitions"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode != 0 and "DAGSTER_DEPLOYMENT=prod needs DATASET_LAKE and CRAWL_LANDING on S3" in done.stderr
 
 
@@ -268,8 +341,14 @@ def test_a_running_multi_shard_backfill_run_is_in_flight():
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("crawl_shards", ["a", "b", "c", "d"])
         create_run_for_test(
-            instance, job_name="__ASSET_JOB", status=DagsterRunStatus.STARTED, asset_selection={AssetKey("crawl_docs")},
+            instance,
+            job_name="__ASSET_JOB",
+            status=DagsterRunStatus.STARTED,
+            asset_selection={AssetKey("crawl_docs")},
             tags={"dagster/asset_partition_range_start": "b", "dagster/asset_partition_range_end": "c"},
         )
         busy = in_flight_partitions(instance, definitions.defs.resolve_asset_graph())
-        assert {(k.asset_key.to_user_string(), k.partition_key) for k in busy} == {("crawl_docs", "b"), ("crawl_docs", "c")}
+        assert {(k.asset_key.to_user_string(), k.partition_key) for k in busy} == {
+            ("crawl_docs", "b"),
+            ("crawl_docs", "c"),
+        }

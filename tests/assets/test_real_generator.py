@@ -69,4 +69,6 @@ def test_the_random_weight_model_is_dropped_almost_entirely(outputs):
     stats, rows = outputs["tiny"]
     assert all(r["generator"].startswith("tiny-random-llama@") for r in rows)  # named as what it is
     assert sum(r["kept"] for r in rows) <= 1, [(r["flags"], r["text"][:120]) for r in rows if r["kept"]]
-    assert {"language"} <= {f for r in rows for f in r["flags"]} or {"repetition"} <= {f for r in rows for f in r["flags"]}
+    assert {"language"} <= {f for r in rows for f in r["flags"]} or {"repetition"} <= {
+        f for r in rows for f in r["flags"]
+    }

@@ -25,8 +25,14 @@ def seed_table(shard: str, n: int) -> pa.Table:
     for i in range(n):
         row = {name: None for name in SEED_SCHEMA.names}
         row.update(
-            id=f"{shard}-{i}", text=english(i) + " " + english(i + 50), shard=shard, url=f"http://x/{shard}/{i}",
-            quality_score=0.9, quality_percentile=95.0, kept=i != 1, drop_reason=None if i != 1 else "low_quality",
+            id=f"{shard}-{i}",
+            text=english(i) + " " + english(i + 50),
+            shard=shard,
+            url=f"http://x/{shard}/{i}",
+            quality_score=0.9,
+            quality_percentile=95.0,
+            kept=i != 1,
+            drop_reason=None if i != 1 else "low_quality",
         )
         rows.append(row)
     return pa.Table.from_pylist(rows, schema=SEED_SCHEMA)
@@ -54,7 +60,16 @@ def test_one_run_serves_many_partitions_with_one_engine(tmp_path, tiny_model, mo
     assert result.success
     mats = [e.event_specific_data.materialization for e in result.get_asset_materialization_events()]
     keys = sorted(str(m.partition) for m in mats)
-    assert keys == ["sa|summary", "sa|table", "sa|textbook", "sa|tutorial", "sb|summary", "sb|table", "sb|textbook", "sb|tutorial"]
+    assert keys == [
+        "sa|summary",
+        "sa|table",
+        "sa|textbook",
+        "sa|tutorial",
+        "sb|summary",
+        "sb|table",
+        "sb|textbook",
+        "sb|tutorial",
+    ]
     meta = {k: v.value for k, v in mats[0].metadata.items()}
     assert meta["partitions"] == 8 and meta["engine_loads"] == 1
     assert meta["rows"] == 16 and meta["completion_tokens"] > 0 and meta["output_tokens_per_s"] > 0

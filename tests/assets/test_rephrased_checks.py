@@ -43,8 +43,17 @@ def seed_table(shard: str, n: int, planted: set[int]) -> pa.Table:
     for i in range(n):
         row = {name: None for name in SEED_SCHEMA.names}
         text = distinct_english(i) + (" PLANT" * (1 + i % 2) if i in planted else "")
-        row.update(id=f"{shard}-{i:02d}", text=text, shard=shard, url=f"http://x/{shard}/{i}", lang="en",
-                   quality_score=0.9, quality_percentile=95.0, kept=True, drop_reason=None)
+        row.update(
+            id=f"{shard}-{i:02d}",
+            text=text,
+            shard=shard,
+            url=f"http://x/{shard}/{i}",
+            lang="en",
+            quality_score=0.9,
+            quality_percentile=95.0,
+            kept=True,
+            drop_reason=None,
+        )
         rows.append(row)
     return pa.Table.from_pylist(rows, schema=SEED_SCHEMA)
 
@@ -57,7 +66,9 @@ def run(lake, engine, shard="sa", strategy="qa"):
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_shards.name, [shard])
     return defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        instance=instance, asset_selection=[AssetKey("rephrased")], partition_key=f"{shard}|{strategy}",
+        instance=instance,
+        asset_selection=[AssetKey("rephrased")],
+        partition_key=f"{shard}|{strategy}",
         run_config={"ops": {"rephrased": {"config": {"chunk_docs": 4}}}},
     )
 
@@ -78,7 +89,7 @@ def test_planted_template_duplicates_are_dropped_across_chunks_and_reported(tmp_
     # The Q/A outputs of the other documents share labels and question stems: none is a duplicate.
     assert all(r["duplicate_of"] is None for k, r in rows.items() if k not in ("sa-12", "sa-18"))
 
-    (shard, strategy, manifest), = finished_partitions(lake)
+    ((shard, strategy, manifest),) = finished_partitions(lake)
     q = manifest["quality"]
     assert q["rows"] == 20 and q["kept"] == 18 and q["drops"] == {"template_duplicate": 2}
     assert q["template_duplicate_share"] == 0.1 and q["formats"]["qa_pairs"] > 0.9 and 0 < q["distinct_2"] <= 1
@@ -86,7 +97,10 @@ def test_planted_template_duplicates_are_dropped_across_chunks_and_reported(tmp_
 
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert set(checks) == {"kept_share", "template_duplicate_share", "repetition_share"}
-    assert not checks["template_duplicate_share"].passed and checks["template_duplicate_share"].severity == AssetCheckSeverity.WARN
+    assert (
+        not checks["template_duplicate_share"].passed
+        and checks["template_duplicate_share"].severity == AssetCheckSeverity.WARN
+    )
     assert checks["kept_share"].passed and checks["repetition_share"].passed
     mat = result.get_asset_materialization_events()[0].event_specific_data.materialization
     assert "template_duplicate" in mat.metadata["dropped_samples"].value
@@ -105,6 +119,8 @@ def test_rerun_recomputes_template_verdicts_instead_of_stacking_them(tmp_path):
     first = lake.read_partition("rephrased", {"shard": "sa", "strategy": "qa"}).to_pylist()
     assert run(lake, TemplatedEngine()).success  # every chunk reused
     second = lake.read_partition("rephrased", {"shard": "sa", "strategy": "qa"}).to_pylist()
-    strip = lambda rows: sorted((r["id"], r["kept"], r["drop_reason"], tuple(r["flags"]), r["duplicate_of"]) for r in rows)  # noqa: E731
+    strip = lambda rows: sorted(
+        (r["id"], r["kept"], r["drop_reason"], tuple(r["flags"]), r["duplicate_of"]) for r in rows
+    )  # noqa: E731
     assert strip(first) == strip(second)
     assert [r["flags"] for r in second].count(["template_duplicate"]) == 1

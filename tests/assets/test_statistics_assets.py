@@ -53,21 +53,37 @@ def fake_lake(root) -> tuple[Lake, dict]:
     lake = Lake(root=str(root))
     texts: dict = {}
     for n, shard in enumerate(SHARDS):
-        docs = [english(10 * n + i, topic) for i, topic in enumerate(["bridge", "harbour", "castle", "mill", "forest", "canal"])]
+        docs = [
+            english(10 * n + i, topic)
+            for i, topic in enumerate(["bridge", "harbour", "castle", "mill", "forest", "canal"])
+        ]
         texts[("crawl", shard)] = docs
         rows = [{"id": f"{shard}-{i}", "text": t, "shard": shard} for i, t in enumerate(docs)]
-        lake.write_partition("crawl_docs", {"shard": shard}, pa.Table.from_pylist(rows, DOCUMENT_SCHEMA).to_batches(), DOCUMENT_SCHEMA)
-        seeds = [{**r, "kept": i % 3 == 0, "drop_reason": None if i % 3 == 0 else "low_quality"} for i, r in enumerate(rows)]
+        lake.write_partition(
+            "crawl_docs", {"shard": shard}, pa.Table.from_pylist(rows, DOCUMENT_SCHEMA).to_batches(), DOCUMENT_SCHEMA
+        )
+        seeds = [
+            {**r, "kept": i % 3 == 0, "drop_reason": None if i % 3 == 0 else "low_quality"} for i, r in enumerate(rows)
+        ]
         seeds[1]["text"] = DROPPED
         texts[("seeds", shard)] = [r["text"] for r in seeds if r["kept"]]
-        lake.write_partition("seeds", {"shard": shard}, pa.Table.from_pylist(seeds, SEED_SCHEMA).to_batches(), SEED_SCHEMA)
+        lake.write_partition(
+            "seeds", {"shard": shard}, pa.Table.from_pylist(seeds, SEED_SCHEMA).to_batches(), SEED_SCHEMA
+        )
     for shard, strategy in [("s1", STRATEGY_A), ("s2", STRATEGY_A), ("s1", STRATEGY_B)]:
-        kept = [f"Question: what is {t.split('.')[0].lower()}? Answer: a place by the {strategy} river." for t in texts[("seeds", shard)]]
-        rows = [{"id": f"{shard}-{strategy}-{i}", "text": t, "kept": True, "strategy": strategy} for i, t in enumerate(kept)]
+        kept = [
+            f"Question: what is {t.split('.')[0].lower()}? Answer: a place by the {strategy} river."
+            for t in texts[("seeds", shard)]
+        ]
+        rows = [
+            {"id": f"{shard}-{strategy}-{i}", "text": t, "kept": True, "strategy": strategy} for i, t in enumerate(kept)
+        ]
         rows.append({"id": "x", "text": DROPPED, "kept": False, "drop_reason": "too_short"})
         rows.append({"id": "y", "text": None, "kept": True})
         part = {"shard": shard, "strategy": strategy}
-        lake.write_partition("rephrased", part, pa.Table.from_pylist(rows[:1], REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA)
+        lake.write_partition(
+            "rephrased", part, pa.Table.from_pylist(rows[:1], REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA
+        )
         second = f"{lake.partition_path('rephrased', part)}/part-00001.parquet"  # the contract allows several parts
         lake.write_parquet(second, pa.Table.from_pylist(rows[1:], REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA)
         texts[("rephrased", shard, strategy)] = kept
@@ -127,7 +143,16 @@ def env(stats_module, tmp_path_factory):
         meta[name] = metadata(run([m.reference_unigrams], name), "reference_unigrams")
     meta["stats"] = metadata(run([m.corpus_stats]), "corpus_stats")
     table = pq.read_table(lake.path("corpus_stats", "part-00000.parquet"))
-    return {"lake": lake, "texts": texts, "meta": meta, "run": run, "module": m, "table": table, "rows": table.to_pylist(), "instance": instance}
+    return {
+        "lake": lake,
+        "texts": texts,
+        "meta": meta,
+        "run": run,
+        "module": m,
+        "table": table,
+        "rows": table.to_pylist(),
+        "instance": instance,
+    }
 
 
 def row(env, corpus, reference):
@@ -141,7 +166,9 @@ def test_references_are_one_partition_per_file_or_folder(stats_module):
 
 def test_natural_counts_equal_a_direct_tokenizers_count(env):
     for shard in SHARDS:
-        assert np.array_equal(stored(env["lake"], "natural_unigrams", {"shard": shard}), gpt2_counts(env["texts"][("crawl", shard)]))
+        assert np.array_equal(
+            stored(env["lake"], "natural_unigrams", {"shard": shard}), gpt2_counts(env["texts"][("crawl", shard)])
+        )
     meta = env["meta"][("natural", "s1")]
     assert meta["documents"] == 6 and meta["tokens"] == gpt2_counts(env["texts"][("crawl", "s1")]).sum()
     assert meta["tokenizer"] == "gpt2-tokenizer" and meta["vocab_size"] == 50_257
@@ -164,9 +191,13 @@ def test_a_backfill_run_counts_each_shard_of_its_range_as_a_one_shard_run_would(
     assert sorted(x.partition for x in mats) == sorted(SHARDS)
     meta = {k: v.value for k, v in mats[0].metadata.items()}
     for shard in SHARDS:
-        assert np.array_equal(stored(env["lake"], "natural_unigrams", {"shard": shard}), gpt2_counts(env["texts"][("crawl", shard)]))
+        assert np.array_equal(
+            stored(env["lake"], "natural_unigrams", {"shard": shard}), gpt2_counts(env["texts"][("crawl", shard)])
+        )
         assert meta["per_shard"][shard]["tokens"] == env["meta"][("natural", shard)]["tokens"]
-    assert meta["shards"] == len(SHARDS) and meta["tokens"] == sum(env["meta"][("natural", s)]["tokens"] for s in SHARDS)
+    assert meta["shards"] == len(SHARDS) and meta["tokens"] == sum(
+        env["meta"][("natural", s)]["tokens"] for s in SHARDS
+    )
     assert meta["vocab_size"] == 50_257 and meta["tokenizer"] == "gpt2-tokenizer" and "distinct_tokens" not in meta
     assert meta["tokens_per_s"] == round(meta["tokens"] / meta["seconds"], 1)
     # rephrased_unigrams: a (shard x strategy) range, each pair counted under its own key.
@@ -174,7 +205,10 @@ def test_a_backfill_run_counts_each_shard_of_its_range_as_a_one_shard_run_would(
     pairs = materialize(
         [m.rephrased_unigrams],
         resources={"lake": env["lake"], "tokenizer": TokenizerResource(path=str(GPT2), batch_size=4)},
-        tags={"dagster/asset_partition_range_start": f"s1|{STRATEGY_A}", "dagster/asset_partition_range_end": f"s2|{STRATEGY_A}"},
+        tags={
+            "dagster/asset_partition_range_start": f"s1|{STRATEGY_A}",
+            "dagster/asset_partition_range_end": f"s2|{STRATEGY_A}",
+        },
         instance=env["instance"],
     )
     mats = [e.event_specific_data.materialization for e in pairs.get_asset_materialization_events()]
@@ -182,7 +216,9 @@ def test_a_backfill_run_counts_each_shard_of_its_range_as_a_one_shard_run_would(
     meta = {k: v.value for k, v in mats[0].metadata.items()}
     assert meta["documents"] == sum(env["meta"][(s, STRATEGY_A)]["documents"] for s in SHARDS)
     part = {"shard": "s1", "strategy": STRATEGY_A}
-    assert np.array_equal(stored(env["lake"], "rephrased_unigrams", part), gpt2_counts(env["texts"][("rephrased", "s1", STRATEGY_A)]))
+    assert np.array_equal(
+        stored(env["lake"], "rephrased_unigrams", part), gpt2_counts(env["texts"][("rephrased", "s1", STRATEGY_A)])
+    )
 
 
 def test_seed_and_rephrased_counts_hold_only_kept_rows_of_every_part_file(env):
@@ -197,7 +233,11 @@ def test_seed_and_rephrased_counts_hold_only_kept_rows_of_every_part_file(env):
 
 def test_a_reference_folder_is_all_its_files_split_on_blank_lines(env):
     assert env["meta"]["news"]["documents"] == 3 and env["meta"]["wiki"]["documents"] == 3
-    folder = ["Markets rose on Monday.", "The council met on Tuesday.", "Rain is expected over the harbour this weekend."]
+    folder = [
+        "Markets rose on Monday.",
+        "The council met on Tuesday.",
+        "Rain is expected over the harbour this weekend.",
+    ]
     assert np.array_equal(stored(env["lake"], "reference_unigrams", {"reference": "news"}), gpt2_counts(folder))
 
 
@@ -225,7 +265,9 @@ def test_a_missing_upstream_partition_fails_with_what_to_materialise(env):
 # -- corpus_stats ----------------------------------------------------------------------------------
 def test_table_has_one_row_per_corpus_and_reference_with_every_column(env):
     corpora = ["natural", "seeds", *sorted([STRATEGY_A, STRATEGY_B]), "news", "wiki"]
-    assert [(r["corpus"], r["reference"]) for r in env["rows"]] == [(c, ref) for c in corpora for ref in ("news", "wiki")]
+    assert [(r["corpus"], r["reference"]) for r in env["rows"]] == [
+        (c, ref) for c in corpora for ref in ("news", "wiki")
+    ]
     assert env["table"].schema.names == STATS_SCHEMA.names
     assert {r["kind"] for r in env["rows"]} == {"natural", "seeds", "strategy", "reference"}
     assert b"Lidstone" in env["table"].schema.metadata[b"smoothing"]
@@ -245,7 +287,9 @@ def test_kl_of_a_reference_against_itself_is_only_the_smoothing(env):
     # q_i >= c_i / (N + alpha V), so KL(p || q) <= log2(1 + alpha V / N); JS needs no smoothing
     assert 0 < wiki["kl_bits"] <= math.log2(1 + alpha * 50_257 / n) + 1e-12
     assert wiki["js_bits"] == pytest.approx(0, abs=1e-12) and wiki["coverage"] == pytest.approx(1)
-    unsmoothed = env["run"]([env["module"].corpus_stats], run_config={"ops": {"corpus_stats": {"config": {"smoothing_alpha": 1e-12}}}})
+    unsmoothed = env["run"](
+        [env["module"].corpus_stats], run_config={"ops": {"corpus_stats": {"config": {"smoothing_alpha": 1e-12}}}}
+    )
     records = metadata(unsmoothed, "corpus_stats")["table"].records
     assert next(r.data for r in records if r.data["corpus"] == "wiki" and r.data["reference"] == "wiki")["kl_bits"] == 0
 
@@ -307,7 +351,9 @@ def test_an_empty_lake_fails_with_what_to_materialise(stats_module, tmp_path):
 
 
 def test_counts_from_another_tokenizer_are_refused_by_name(env):
-    result = env["run"]([env["module"].corpus_stats], tokenizer=TokenizerResource(path=str(LLAMA3)), raise_on_error=False)
+    result = env["run"](
+        [env["module"].corpus_stats], tokenizer=TokenizerResource(path=str(LLAMA3)), raise_on_error=False
+    )
     assert not result.success
     message = next(e for e in result.all_events if e.is_step_failure).event_specific_data.error.message
     assert "another tokenizer than llama-3" in message and "gpt2-tokenizer" in message and "Rematerialise" in message
@@ -317,13 +363,19 @@ def test_a_partition_without_kept_rows_is_an_empty_vector_and_still_a_row(stats_
     lake = Lake(root=str(tmp_path / "lake"))
     dropped = [{"id": "x", "text": DROPPED, "kept": False, "drop_reason": "too_short"}]
     part = {"shard": "s1", "strategy": STRATEGY_A}
-    lake.write_partition("rephrased", part, pa.Table.from_pylist(dropped, REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA)
+    lake.write_partition(
+        "rephrased", part, pa.Table.from_pylist(dropped, REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA
+    )
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions(crawl_shards.name, ["s1"])
     resources = {"lake": lake, "tokenizer": TokenizerResource(path=str(GPT2))}
     m = stats_module
-    counted = materialize([m.rephrased_unigrams], partition_key=f"s1|{STRATEGY_A}", resources=resources, instance=instance)
-    assert metadata(counted, "rephrased_unigrams")["tokens"] == 0 and stored(lake, "rephrased_unigrams", part).sum() == 0
+    counted = materialize(
+        [m.rephrased_unigrams], partition_key=f"s1|{STRATEGY_A}", resources=resources, instance=instance
+    )
+    assert (
+        metadata(counted, "rephrased_unigrams")["tokens"] == 0 and stored(lake, "rephrased_unigrams", part).sum() == 0
+    )
     result = materialize([m.corpus_stats], resources=resources, instance=instance)
     (record,) = metadata(result, "corpus_stats")["table"].records
     assert record.data["tokens"] == 0 and record.data["zipf_exponent"] is None and record.data["support_lost"] is None

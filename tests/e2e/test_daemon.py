@@ -75,7 +75,11 @@ class Daemon:
         log.flush()
         self.proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("dagster-daemon")), "run", "-m", MODULE],
-            cwd=ROOT, env={**self.env, **extra_env}, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            env={**self.env, **extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         log.close()
@@ -117,19 +121,32 @@ def live(tmp_path_factory, tiny_model):
     home, landing, lake, prompts = root / "dagster_home", root / "landing", root / "lake", root / "prompts"
     for d in (home, landing, lake, prompts):
         d.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 3\n")
+    (home / "dagster.yaml").write_text(
+        "telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 3\n"
+    )
     for name in STRATEGIES:  # the team's prompt directory: two strategies, a short output limit
         text = (ROOT / "prompts" / f"{name}.toml").read_text()
-        lines = [f"max_tokens = {OUTPUT_TOKENS}" if line.strip().startswith("max_tokens") else line for line in text.splitlines()]
+        lines = [
+            f"max_tokens = {OUTPUT_TOKENS}" if line.strip().startswith("max_tokens") else line
+            for line in text.splitlines()
+        ]
         (prompts / f"{name}.toml").write_text("\n".join(lines) + "\n")
     shutil.copy(CRAWL / BASE, landing / BASE)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_", "DAGSTER_", "PYTEST_", "NIGHTLY_"))}
     env.update(
-        DAGSTER_HOME=str(home), DATASET_LAKE=str(lake), CRAWL_LANDING=str(landing), QUALITY_REFERENCE=str(QUALITY),
-        DAGSTER_DEPLOYMENT="local", REPHRASE_PROMPTS=str(prompts), REPHRASE_ENGINE="vllm", REPHRASE_MODEL=tiny_model,
+        DAGSTER_HOME=str(home),
+        DATASET_LAKE=str(lake),
+        CRAWL_LANDING=str(landing),
+        QUALITY_REFERENCE=str(QUALITY),
+        DAGSTER_DEPLOYMENT="local",
+        REPHRASE_PROMPTS=str(prompts),
+        REPHRASE_ENGINE="vllm",
+        REPHRASE_MODEL=tiny_model,
         NIGHTLY_BACKFILL_CRON=far_from_now(),
     )
-    prepared = subprocess.run([sys.executable, "-c", PREPARE, BASE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    prepared = subprocess.run(
+        [sys.executable, "-c", PREPARE, BASE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
     (ARTIFACTS / "prepare.log").write_text(prepared.stdout + prepared.stderr)
     assert prepared.returncode == 0, prepared.stderr[-4000:]
     log = ARTIFACTS / "dagster-daemon.log"
@@ -163,7 +180,9 @@ def wait_for(what: str, predicate, daemon: Daemon, timeout: float = FLOW_TIMEOUT
         if value:
             return value
         if daemon.proc is not None and daemon.proc.poll() is not None:
-            raise AssertionError(f"dagster-daemon exited with {daemon.proc.returncode} while waiting for {what}:\n{daemon.tail()}")
+            raise AssertionError(
+                f"dagster-daemon exited with {daemon.proc.returncode} while waiting for {what}:\n{daemon.tail()}"
+            )
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; daemon log:\n{daemon.tail()}")
 
@@ -182,7 +201,9 @@ def run_partitions(instance: DagsterInstance, run) -> set[tuple[str, str]]:
 
                 graph = defs.resolve_asset_graph()
             pdef = graph.get(key).partitions_def
-            span = keys_in_range(pdef, tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"], instance)
+            span = keys_in_range(
+                pdef, tags["dagster/asset_partition_range_start"], tags["dagster/asset_partition_range_end"], instance
+            )
             out.update((key.to_user_string(), str(k)) for k in span)
     return out
 
@@ -198,7 +219,11 @@ def failed_runs(instance: DagsterInstance) -> list:
 
 def run_errors(instance: DagsterInstance, run_id: str) -> str:
     events = instance.all_logs(run_id)
-    return "\n".join(str(e.dagster_event.event_specific_data)[:1500] for e in events if e.is_dagster_event and e.dagster_event.is_failure)[-6000:]
+    return "\n".join(
+        str(e.dagster_event.event_specific_data)[:1500]
+        for e in events
+        if e.is_dagster_event and e.dagster_event.is_failure
+    )[-6000:]
 
 
 def assert_no_partition_overlaps(instance: DagsterInstance) -> None:
@@ -221,10 +246,14 @@ def assert_rephrased_matches_seeds(lake: Lake, shard: str) -> None:
     kept = sorted(s["id"] for s in seeds if s["kept"])
     for strategy in STRATEGIES:
         assert lake.exists(["rephrased", f"shard={shard}", f"strategy={strategy}", "_manifest.json"]), (shard, strategy)
-        rows = lake.read_partition("rephrased", {"shard": shard, "strategy": strategy}, columns=["source_id", "piece"]).to_pylist()
+        rows = lake.read_partition(
+            "rephrased", {"shard": shard, "strategy": strategy}, columns=["source_id", "piece"]
+        ).to_pylist()
         pairs = [(r["source_id"], r["piece"]) for r in rows]
         assert len(pairs) == len(set(pairs)), f"duplicate rows in rephrased {shard}|{strategy}"
-        assert sorted({r["source_id"] for r in rows}) == kept, f"rephrased {shard}|{strategy} does not hold each kept seed once"
+        assert sorted({r["source_id"] for r in rows}) == kept, (
+            f"rephrased {shard}|{strategy} does not hold each kept seed once"
+        )
 
 
 def test_a_new_shard_flows_through_the_graph_without_a_click(live):
@@ -243,7 +272,9 @@ def test_a_new_shard_flows_through_the_graph_without_a_click(live):
         counted = [lake.has_partition("rephrased_unigrams", {"shard": ARRIVING, "strategy": s}) for s in STRATEGIES]
         counted.append(lake.has_partition("seed_unigrams", {"shard": ARRIVING}))
         counted.append(lake.has_partition("natural_unigrams", {"shard": ARRIVING}))
-        unfinished = instance.get_runs(filters=RunsFilter(statuses=[s for s in DagsterRunStatus if s not in FINISHED_STATUSES]))
+        unfinished = instance.get_runs(
+            filters=RunsFilter(statuses=[s for s in DagsterRunStatus if s not in FINISHED_STATUSES])
+        )
         return all(done) and all(counted) and not unfinished
 
     started = time.monotonic()
@@ -253,9 +284,14 @@ def test_a_new_shard_flows_through_the_graph_without_a_click(live):
     assert ARRIVING in instance.get_dynamic_partitions("crawl_shards")
     runs = instance.get_runs()
     assert runs and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
-    origins = Counter(r.tags.get("dagster/sensor_name") or ("backfill" if r.tags.get("dagster/backfill") else "other") for r in runs
-                      if r.tags.get("dagster/from") != "test_daemon prepare")
-    assert set(origins) <= {"crawl_landing_sensor", "dedup_seeds_sensor", "automation", "backfill"}, origins  # nobody clicked
+    origins = Counter(
+        r.tags.get("dagster/sensor_name") or ("backfill" if r.tags.get("dagster/backfill") else "other")
+        for r in runs
+        if r.tags.get("dagster/from") != "test_daemon prepare"
+    )
+    assert set(origins) <= {"crawl_landing_sensor", "dedup_seeds_sensor", "automation", "backfill"}, (
+        origins
+    )  # nobody clicked
     assert origins["crawl_landing_sensor"] == 1, origins
     # Every strategy's partition of the new shard, each materialised exactly once.
     rephrased = materialisations(instance, "rephrased")
@@ -297,11 +333,16 @@ def test_daemon_killed_during_the_nightly_backfill_and_restarted(live):
 
     wait_for("a finished run of the backfill", first_run_done, daemon, timeout=600, every=1.0)
     state = instance.get_backfill(backfill.backfill_id)
-    assert state.status == BulkActionStatus.REQUESTED, f"the backfill ended before the drill could kill the daemon: {state.status}"
+    assert state.status == BulkActionStatus.REQUESTED, (
+        f"the backfill ended before the drill could kill the daemon: {state.status}"
+    )
     killed_at = time.time()
     daemon.kill_daemon_only()
-    in_flight = [r.run_id for r in instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
-                 if r.status not in FINISHED_STATUSES]
+    in_flight = [
+        r.run_id
+        for r in instance.get_runs(filters=RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
+        if r.status not in FINISHED_STATUSES
+    ]
     print(f"daemon killed with the backfill in progress; runs in flight: {in_flight}")
     time.sleep(10)
     daemon.start(NIGHTLY_BACKFILL_CRON="* * * * *")
@@ -317,20 +358,38 @@ def test_daemon_killed_during_the_nightly_backfill_and_restarted(live):
     wait_for("the backfill to complete after the restart", completed, daemon)
     # A tick after completion finds nothing to do (each shard's partitions current): wait for one.
     tick_after = time.time() + 65
-    wait_for("a nightly backfill tick after the backfill", lambda: time.time() > tick_after and not [
-        r for r in instance.get_runs(filters=RunsFilter(statuses=[s for s in DagsterRunStatus if s not in FINISHED_STATUSES]))
-    ], daemon, timeout=600)
+    wait_for(
+        "a nightly backfill tick after the backfill",
+        lambda: (
+            time.time() > tick_after
+            and not [
+                r
+                for r in instance.get_runs(
+                    filters=RunsFilter(statuses=[s for s in DagsterRunStatus if s not in FINISHED_STATUSES])
+                )
+            ]
+        ),
+        daemon,
+        timeout=600,
+    )
 
     assert len(nightly()) == 1, "the nightly backfill sensor launched a second backfill"
     new_runs = [r for r in instance.get_runs() if r.run_id not in before]
     failed = [r for r in new_runs if r.status != DagsterRunStatus.SUCCESS]
-    assert not failed, f"runs not successful: {[(r.run_id, r.status) for r in failed]} {run_errors(instance, failed[0].run_id)}"
-    assert any(r.tags.get("dagster/backfill") == backfill.backfill_id and r.status == DagsterRunStatus.SUCCESS for r in new_runs)
+    assert not failed, (
+        f"runs not successful: {[(r.run_id, r.status) for r in failed]} {run_errors(instance, failed[0].run_id)}"
+    )
+    assert any(
+        r.tags.get("dagster/backfill") == backfill.backfill_id and r.status == DagsterRunStatus.SUCCESS
+        for r in new_runs
+    )
     for asset in ("crawl_docs", "seeds"):
         counts = materialisations(instance, asset)
         assert counts[batch] == 1 and not any(counts[s] for s in BACKFILLED), (asset, counts)
     rephrased = materialisations(instance, "rephrased")
-    assert {f"{batch}|{n}": rephrased[f"{batch}|{n}"] for n in STRATEGIES} == {f"{batch}|{n}": 1 for n in STRATEGIES}, rephrased
+    assert {f"{batch}|{n}": rephrased[f"{batch}|{n}"] for n in STRATEGIES} == {f"{batch}|{n}": 1 for n in STRATEGIES}, (
+        rephrased
+    )
     assert_no_partition_overlaps(instance)
     documents = 0
     for shard in BACKFILLED:  # clueweb09-quirk keeps no English document; web-pages-a keeps hundreds

@@ -21,7 +21,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dagster import AssetKey, DagsterInstance, Definitions, EnvVar, MultiPartitionsDefinition, build_sensor_context, materialize
+from dagster import (
+    AssetKey,
+    DagsterInstance,
+    Definitions,
+    EnvVar,
+    MultiPartitionsDefinition,
+    build_sensor_context,
+    materialize,
+)
 
 from dataset_assets import settings
 from dataset_assets.defs.crawl import crawl_docs
@@ -51,7 +59,12 @@ def recipe_strategies() -> set[str]:
     except ImportError:
         return set()
     directory = Path(settings.recipes_dir())
-    return {c.strategy for n in recipe_names(str(directory)) for c in load_recipe(directory / f"{n}.toml").components if c.strategy}
+    return {
+        c.strategy
+        for n in recipe_names(str(directory))
+        for c in load_recipe(directory / f"{n}.toml").components
+        if c.strategy
+    }
 
 
 STRATEGIES = sorted({"qa", "summary", *recipe_strategies()})
@@ -79,7 +92,9 @@ def materialisations(result) -> dict[str, dict]:
     found = {}
     for event in result.get_asset_materialization_events():
         m = event.event_specific_data.materialization
-        found[str(m.partition) if m.partition else m.asset_key.to_user_string()] = {k: v.value for k, v in m.metadata.items()}
+        found[str(m.partition) if m.partition else m.asset_key.to_user_string()] = {
+            k: v.value for k, v in m.metadata.items()
+        }
     return found
 
 
@@ -144,8 +159,14 @@ def graph(local_s3, instance):
     g = {"resources": resources, "lake": resources["lake"], "meta": {}, "results": []}
 
     def run(selection, partition_key=None, run_config=None):
-        result = materialize(ASSETS, selection=selection, partition_key=partition_key, resources=resources,
-                             instance=instance, run_config=run_config or {})
+        result = materialize(
+            ASSETS,
+            selection=selection,
+            partition_key=partition_key,
+            resources=resources,
+            instance=instance,
+            run_config=run_config or {},
+        )
         g["results"].append(result)
         g["meta"].update({f"{selection[0].key.to_user_string()}:{k}": v for k, v in materialisations(result).items()})
         return result
@@ -190,7 +211,11 @@ def test_documents_round_trip_with_lineage_to_the_landing_file(local_s3, graph):
     warc = parquet_rows(local_s3, f"lake/crawl_docs/shard={WARC}/part-00000.parquet")
     row = warc[len(warc) // 2]
     start = row["offset"]
-    chunk = local_s3.client().get_object(Bucket="bucket", Key=f"landing/{WARC}", Range=f"bytes={start}-{start + (1 << 20)}")["Body"].read()
+    chunk = (
+        local_s3.client()
+        .get_object(Bucket="bucket", Key=f"landing/{WARC}", Range=f"bytes={start}-{start + (1 << 20)}")["Body"]
+        .read()
+    )
     record = gzip.GzipFile(fileobj=io.BytesIO(chunk)).read(1 << 16)  # the first member: that record only
     assert record.startswith(b"WARC/1.0") and row["warc_record_id"].encode() in record and row["url"].encode() in record
 
@@ -206,12 +231,15 @@ def test_s3_lake_holds_the_same_documents_as_a_local_lake(graph, tmp_path):
     instance.add_dynamic_partitions(crawl_shards.name, SHARDS)
     for shard in SHARDS:
         result = materialize([crawl_docs], partition_key=shard, resources=local, instance=instance)
-        version = result.get_asset_materialization_events()[0].event_specific_data.materialization.tags["dagster/data_version"]
+        version = result.get_asset_materialization_events()[0].event_specific_data.materialization.tags[
+            "dagster/data_version"
+        ]
         s3_table = graph["lake"].read_partition("crawl_docs", {"shard": shard})
         assert s3_table.equals(local["lake"].read_partition("crawl_docs", {"shard": shard}))
         s3_versions = [
             e.event_specific_data.materialization.tags["dagster/data_version"]
-            for r in graph["results"] for e in r.get_asset_materialization_events()
+            for r in graph["results"]
+            for e in r.get_asset_materialization_events()
             if e.event_specific_data.materialization.asset_key == crawl_docs.key
             and e.event_specific_data.materialization.partition == shard
         ]
@@ -228,24 +256,33 @@ def test_seeds_and_rephrased_keep_lineage_through_s3(local_s3, graph):
         assert kept or shard == WARC, f"no kept seeds in {shard}: the rephrasing checks below would be empty"
         for strategy in STRATEGIES:
             # The kept seeds this strategy takes (some route by quality percentile, e.g. wikipedia).
-            routed = sorted(r["id"] for r in seed_rows if r["kept"] and routes(PROMPTS[strategy], r["quality_percentile"]))
+            routed = sorted(
+                r["id"] for r in seed_rows if r["kept"] and routes(PROMPTS[strategy], r["quality_percentile"])
+            )
             directory = f"lake/rephrased/shard={shard}/strategy={strategy}"
             manifest = json.loads(local_s3.get(f"{directory}/{MANIFEST}"))
             parts = sorted(k for k in data_objects(local_s3, directory + "/") if k.endswith(".parquet"))
             rows = [r for k in parts for r in parquet_rows(local_s3, k)]
             assert len(parts) == manifest["chunks"]
-            assert len(parts) == -(-len(routed) // 4) or (not routed and len(parts) <= 1)  # empty: at most one empty file
+            assert len(parts) == -(-len(routed) // 4) or (
+                not routed and len(parts) <= 1
+            )  # empty: at most one empty file
             # Every routed seed, each piece once (qa cuts long documents into pieces; summary truncates).
             assert sorted({r["source_id"] for r in rows}) == routed
             assert len({(r["source_id"], r["piece"]) for r in rows}) == len(rows)
             assert strategy != "summary" or len(rows) == len(routed)
-            assert all(r["shard"] == shard and r["strategy"] == strategy and r["prompt_hash"] == manifest["prompt_hash"] for r in rows)
+            assert all(
+                r["shard"] == shard and r["strategy"] == strategy and r["prompt_hash"] == manifest["prompt_hash"]
+                for r in rows
+            )
             assert manifest["rows"] == len(rows) and manifest["generator"] == graph["resources"]["engine"].generator
             for part in parts:
                 assert set(pq.read_schema(io.BytesIO(local_s3.get(part))).names) >= set(REPHRASED_SCHEMA.names)
     # pyarrow's dataset view over S3 adds the Hive partition columns.
     table = graph["lake"].dataset("rephrased").to_table(columns=["shard", "strategy", "source_id"])
-    assert {(JSONL, t) for t in ("qa", "summary")} <= set(zip(table.column("shard").to_pylist(), table.column("strategy").to_pylist()))
+    assert {(JSONL, t) for t in ("qa", "summary")} <= set(
+        zip(table.column("shard").to_pylist(), table.column("strategy").to_pylist())
+    )
 
 
 def partition_keys(partitions_def, instance) -> list:
@@ -275,8 +312,14 @@ def everything(local_s3, graph, instance):
         if key in done or not node.is_materializable:
             continue
         for partition in partition_keys(node.partitions_def, instance):
-            result = materialize(list(defs.assets), selection=[key], partition_key=partition, resources=resources,
-                                 instance=instance, raise_on_error=False)
+            result = materialize(
+                list(defs.assets),
+                selection=[key],
+                partition_key=partition,
+                resources=resources,
+                instance=instance,
+                raise_on_error=False,
+            )
             graph["results"].append(result)
             if not result.success:
                 failures[f"{key.to_user_string()}[{partition}]"] = failure_messages(result)[:1]
@@ -287,7 +330,9 @@ def everything(local_s3, graph, instance):
 def test_every_registered_asset_writes_its_data_under_the_s3_lake(local_s3, everything):
     assert not everything["failures"], f"assets that could not materialise on S3: {everything['failures']}"
     written = everything["written"]
-    assert all(written.values()), f"assets without objects under their S3 prefix: {[k for k, v in written.items() if not v]}"
+    assert all(written.values()), (
+        f"assets without objects under their S3 prefix: {[k for k, v in written.items() if not v]}"
+    )
     outside = [k for k in local_s3.objects() if not k.startswith(("lake/", "landing/", "cli-lake/"))]
     assert outside == []
     for objects in written.values():
@@ -300,14 +345,22 @@ def test_a_mixture_is_pulled_back_from_s3_with_checksums_verified(local_s3, ever
     if "mixtures" not in everything["written"]:
         pytest.skip("no `mixtures` asset registered in dataset_assets.definitions")
     manifests = sorted(k for k in everything["written"]["mixtures"] if k.endswith("/manifest.json"))
-    assert manifests, f"no published mixture version under s3://bucket/lake/mixtures/: {sorted(everything['written']['mixtures'])[:10]}"
+    assert manifests, (
+        f"no published mixture version under s3://bucket/lake/mixtures/: {sorted(everything['written']['mixtures'])[:10]}"
+    )
     _, _, name, version, _ = manifests[0].split("/")
     manifest = json.loads(local_s3.get(manifests[0]))
     env = local_s3.env(DAGSTER_HOME=str(tmp_path / "home"), DATASET_LAKE="s3://bucket/lake")
 
     def pull(dest: Path):
-        return subprocess.run([sys.executable, "-m", "dataset_assets.cli", "pull", f"{name}@{version}", str(dest)],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "dataset_assets.cli", "pull", f"{name}@{version}", str(dest)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     done = pull(tmp_path / "pulled")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -355,7 +408,9 @@ def test_landing_sensor_sees_the_s3_shards(local_s3, graph):
     assert not getattr(again, "run_requests", None)  # nothing new: a SkipReason
     local_s3.upload(CRAWL / WARC, "landing/2024/late arrival.warc.gz")
     try:
-        late = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}))
+        late = crawl_landing_sensor(
+            build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake})
+        )
         assert [r.partition_key for r in late.run_requests] == ["2024__late_arrival.warc.gz"]
     finally:
         local_s3.client().delete_object(Bucket="bucket", Key="landing/2024/late arrival.warc.gz")
@@ -376,7 +431,9 @@ def test_landing_sensor_lists_only_keys_after_its_cursor_on_s3(local_s3, monkeyp
 
     def counting(self):
         client = real(self)
-        client.meta.events.register("provide-client-params.s3.ListObjectsV2", lambda params, **kw: calls.append(dict(params)))
+        client.meta.events.register(
+            "provide-client-params.s3.ListObjectsV2", lambda params, **kw: calls.append(dict(params))
+        )
         return client
 
     monkeypatch.setattr(S3Resource, "get_client", counting)
@@ -385,7 +442,9 @@ def test_landing_sensor_lists_only_keys_after_its_cursor_on_s3(local_s3, monkeyp
     cursor, registered = None, []
     for expected in (10, 10, 5):
         calls.clear()
-        result = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=cursor))
+        result = crawl_landing_sensor(
+            build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=cursor)
+        )
         keys = result.dynamic_partitions_requests[0].partition_keys
         assert len(keys) == expected and len(calls) == 1, (keys, calls)
         assert calls[0].get("StartAfter") == (f"cursor-landing/{registered[-1]}" if registered else None)
@@ -395,15 +454,23 @@ def test_landing_sensor_lists_only_keys_after_its_cursor_on_s3(local_s3, monkeyp
     assert registered == names
     # Nothing after the cursor: the first such tick lists the whole landing once (pyarrow), then the
     # next ones ask S3 only for keys after the cursor until LANDING_RECONCILE_SECONDS have passed.
-    idle = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=cursor))
+    idle = crawl_landing_sensor(
+        build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=cursor)
+    )
     assert not idle.run_requests and "whole landing" in idle.skip_reason.skip_message
-    local_s3.client().put_object(Bucket="bucket", Key="cursor-landing/early-upload.warc.gz", Body=b"")  # sorts before the cursor
+    local_s3.client().put_object(
+        Bucket="bucket", Key="cursor-landing/early-upload.warc.gz", Body=b""
+    )  # sorts before the cursor
     calls.clear()
-    quiet = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=idle.cursor))
+    quiet = crawl_landing_sensor(
+        build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=idle.cursor)
+    )
     assert not quiet.run_requests and len(calls) == 1 and calls[0]["StartAfter"] == "cursor-landing/seg-024.warc.gz"
     monkeypatch.setenv("LANDING_RECONCILE_SECONDS", "1")
     time.sleep(1.1)
-    late = crawl_landing_sensor(build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=quiet.cursor))
+    late = crawl_landing_sensor(
+        build_sensor_context(instance=instance, resources={"landing": landing, "lake": lake}, cursor=quiet.cursor)
+    )
     assert [r.partition_key for r in late.run_requests] == ["early-upload.warc.gz"]
 
 
@@ -419,7 +486,9 @@ def test_one_status_pass_makes_the_same_number_of_s3_requests_at_any_size(local_
 
     def moto(action: str) -> bytes:
         method = "GET" if action == "download-recording" else "POST"
-        with urllib.request.urlopen(urllib.request.Request(f"{local_s3.url}/moto-api/recorder/{action}", method=method)) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{local_s3.url}/moto-api/recorder/{action}", method=method)
+        ) as r:
             return r.read()
 
     strategies, bands, generator = _setup()
@@ -444,12 +513,18 @@ def test_one_status_pass_makes_the_same_number_of_s3_requests_at_any_size(local_
 def test_cli_runs_the_graph_against_s3(local_s3, graph, tmp_path):
     home = tmp_path / "home"
     env = local_s3.env(
-        DAGSTER_HOME=str(home), DATASET_LAKE="s3://bucket/cli-lake", CRAWL_LANDING="s3://bucket/landing",
+        DAGSTER_HOME=str(home),
+        DATASET_LAKE="s3://bucket/cli-lake",
+        CRAWL_LANDING="s3://bucket/landing",
         QUALITY_REFERENCE=str(QUALITY),
     )
     done = subprocess.run(
         [sys.executable, "-m", "dataset_assets.cli", "run", "--select", "crawl_docs,quality_classifier,seeds"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert len([l for l in done.stdout.splitlines() if l.startswith("ok")]) == 2 + 1 + 2, done.stdout
@@ -478,13 +553,19 @@ def cli_against_a_dead_endpoint(local_s3, tmp_path_factory):
     (root / "landing").mkdir()
     shutil.copy(CRAWL / WARC, root / "landing" / WARC)
     env = local_s3.env(
-        DAGSTER_HOME=str(root / "home"), DATASET_LAKE="s3://bucket/dead-lake", CRAWL_LANDING=str(root / "landing"),
+        DAGSTER_HOME=str(root / "home"),
+        DATASET_LAKE="s3://bucket/dead-lake",
+        CRAWL_LANDING=str(root / "landing"),
         S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
     )
     start = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "dataset_assets.cli", "run", "--select", "crawl_docs"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     return done, time.monotonic() - start
 
@@ -510,12 +591,25 @@ def test_cli_with_batches_says_the_registry_is_unreachable(local_s3, tmp_path):
     the run before any step, with the cause and no traceback (and no partition registered)."""
     (tmp_path / "landing").mkdir()
     shutil.copy(CRAWL / WARC, tmp_path / "landing" / WARC)
-    env = local_s3.env(DAGSTER_HOME=str(tmp_path / "home"), DATASET_LAKE="s3://bucket/dead-lake", CRAWL_LANDING=str(tmp_path / "landing"),
-                       S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}", CRAWL_BATCH_FILES="2")
+    env = local_s3.env(
+        DAGSTER_HOME=str(tmp_path / "home"),
+        DATASET_LAKE="s3://bucket/dead-lake",
+        CRAWL_LANDING=str(tmp_path / "landing"),
+        S3_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}",
+        CRAWL_BATCH_FILES="2",
+    )
     shutil.copy(CRAWL / JSONL, tmp_path / "landing" / JSONL)
-    done = subprocess.run([sys.executable, "-m", "dataset_assets.cli", "run", "--select", "crawl_docs"],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1 and "could not register the landing's files in batches" in done.stderr, done.stdout + done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "dataset_assets.cli", "run", "--select", "crawl_docs"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1 and "could not register the landing's files in batches" in done.stderr, (
+        done.stdout + done.stderr
+    )
     assert "NETWORK_CONNECTION" in done.stderr and "Traceback" not in done.stderr and local_s3.secret not in done.stderr
     instance = DagsterInstance.from_config(str(tmp_path / "home"))
     try:
@@ -554,7 +648,9 @@ def test_endpoint_outage_during_a_crawl_docs_write_leaves_no_finished_object_and
 
     monkeypatch.setattr(crawl_module, "ingest_shard", ingest_then_outage)
     start = time.monotonic()
-    failed = materialize([crawl_docs], partition_key=JSONL, resources=resources, instance=instance, raise_on_error=False)
+    failed = materialize(
+        [crawl_docs], partition_key=JSONL, resources=resources, instance=instance, raise_on_error=False
+    )
     seconds = time.monotonic() - start
     assert not failed.success and not local_s3.relay.up
     messages = failure_messages(failed)
@@ -592,16 +688,28 @@ class OutageEngine(ScriptedEngine):
 CUTTERS: list = []  # the relay's cut(), set by the drill (resources are copied, callables are not config)
 
 
-def test_endpoint_outage_between_rephrased_chunks_leaves_no_manifest_and_a_retry_resumes(local_s3, instance, monkeypatch):
+def test_endpoint_outage_between_rephrased_chunks_leaves_no_manifest_and_a_retry_resumes(
+    local_s3, instance, monkeypatch
+):
     bucket = local_s3.create_bucket("drill-rephrase")
     shard, strategy = "drill-shard", "qa"
     direct = s3_resources(local_s3.url, bucket=bucket)["lake"]
     seed_rows = [
-        {**{n: None for n in SEED_SCHEMA.names}, "id": f"seed-{i}", "text": english(i) + " " + english(i + 40), "shard": shard,
-         "url": f"http://x/{i}", "quality_score": 0.9, "quality_percentile": 95.0, "kept": True}
+        {
+            **{n: None for n in SEED_SCHEMA.names},
+            "id": f"seed-{i}",
+            "text": english(i) + " " + english(i + 40),
+            "shard": shard,
+            "url": f"http://x/{i}",
+            "quality_score": 0.9,
+            "quality_percentile": 95.0,
+            "kept": True,
+        }
         for i in range(6)
     ]
-    direct.write_partition("seeds", {"shard": shard}, pa.Table.from_pylist(seed_rows, SEED_SCHEMA).to_batches(), SEED_SCHEMA)
+    direct.write_partition(
+        "seeds", {"shard": shard}, pa.Table.from_pylist(seed_rows, SEED_SCHEMA).to_batches(), SEED_SCHEMA
+    )
     instance.add_dynamic_partitions(crawl_shards.name, [shard])
     resources = s3_resources(local_s3.relay_url, bucket=bucket)
     resources["engine"] = OutageEngine(cut_after=3)  # chunk 0 holds requests 1-2; the cut comes inside chunk 1
@@ -627,12 +735,19 @@ def test_endpoint_outage_between_rephrased_chunks_leaves_no_manifest_and_a_retry
     retry = rephrase(instance, resources, [shard], [strategy], config)
     meta = materialisations(retry)[f"{shard}|{strategy}"]
     assert meta["chunks_reused"] == 1 and meta["chunks_generated"] == 2 and meta["rows"] == 6
-    rows = [r for k in sorted(data_objects(local_s3, directory, bucket)) if k.endswith(".parquet") for r in parquet_rows(local_s3, k, bucket)]
+    rows = [
+        r
+        for k in sorted(data_objects(local_s3, directory, bucket))
+        if k.endswith(".parquet")
+        for r in parquet_rows(local_s3, k, bucket)
+    ]
     assert sorted(r["source_id"] for r in rows) == [f"seed-{i}" for i in range(6)]
     assert [(s, t) for s, t, _ in finished_partitions(direct)] == [(shard, strategy)]
 
 
-def test_moto_killed_mid_write_fails_the_run_fast_and_a_restarted_endpoint_takes_the_retry(tmp_path, local_s3, monkeypatch):
+def test_moto_killed_mid_write_fails_the_run_fast_and_a_restarted_endpoint_takes_the_retry(
+    tmp_path, local_s3, monkeypatch
+):
     """The real server process is SIGKILLed while crawl_docs streams its Parquet file. moto loses its
     memory with the process, so the restarted server gets a fresh bucket and the shard again, and
     the retry runs from scratch; the relay drills above are the ones that inspect leftovers."""
@@ -660,7 +775,9 @@ def test_moto_killed_mid_write_fails_the_run_fast_and_a_restarted_endpoint_takes
 
         monkeypatch.setattr(crawl_module, "ingest_shard", ingest_then_kill)
         start = time.monotonic()
-        failed = materialize([crawl_docs], partition_key=WARC, resources=resources, instance=instance, raise_on_error=False)
+        failed = materialize(
+            [crawl_docs], partition_key=WARC, resources=resources, instance=instance, raise_on_error=False
+        )
         seconds = time.monotonic() - start
         assert not failed.success and server.proc.poll() is not None
         message = failure_messages(failed)[0]
@@ -670,9 +787,15 @@ def test_moto_killed_mid_write_fails_the_run_fast_and_a_restarted_endpoint_takes
         server.start()  # same port, empty memory
         fill()
         monkeypatch.setattr(crawl_module, "ingest_shard", real_ingest)
-        retry = materialize([crawl_docs], partition_key=WARC, resources=s3_resources(server.url, bucket="killed"), instance=instance)
+        retry = materialize(
+            [crawl_docs], partition_key=WARC, resources=s3_resources(server.url, bucket="killed"), instance=instance
+        )
         assert retry.success
-        assert len(parquet_rows(own, f"lake/crawl_docs/shard={WARC}/part-00000.parquet", "killed")) == materialisations(retry)[WARC]["rows"] > 0
+        assert (
+            len(parquet_rows(own, f"lake/crawl_docs/shard={WARC}/part-00000.parquet", "killed"))
+            == materialisations(retry)[WARC]["rows"]
+            > 0
+        )
     finally:
         server.stop()
 

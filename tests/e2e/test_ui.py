@@ -40,22 +40,36 @@ STATS_SHARD = "cc-main-2019-30-docs.jsonl.gz"  # materialised beforehand for cor
 STATS = "corpus_stats"
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS") or ROOT / "tests" / "artifacts") / "ui"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
 ]
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 SECRET = "ui-secret-" + os.urandom(12).hex()
 
 
 def chromium() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+    for candidate in (
+        os.environ.get("CHROMIUM"),
+        "/usr/bin/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and os.path.exists(candidate):
             return candidate
     return None
 
 
 if REQUIRED and chromium() is None:
-    raise RuntimeError("UI_TESTS_REQUIRED=1 but no Chromium found: apt-get install chromium, or set CHROMIUM=/path/to/chromium")
+    raise RuntimeError(
+        "UI_TESTS_REQUIRED=1 but no Chromium found: apt-get install chromium, or set CHROMIUM=/path/to/chromium"
+    )
 pytestmark = pytest.mark.skipif(chromium() is None, reason="needs Chromium: apt-get install chromium (or set CHROMIUM)")
 
 
@@ -117,21 +131,39 @@ class DagsterDev:
     def start(self, timeout: float = 180.0) -> None:
         log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster")), "dev", "-m", MODULE, "-h", "127.0.0.1", "-p", str(self.port)],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                str(Path(sys.executable).with_name("dagster")),
+                "dev",
+                "-m",
+                MODULE,
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"dagster dev exited with {self.proc.returncode}; log {self.log_path}:\n{self.tail()}")
+                raise RuntimeError(
+                    f"dagster dev exited with {self.proc.returncode}; log {self.log_path}:\n{self.tail()}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/server_info", timeout=2):
                     break
             except OSError:
                 time.sleep(0.5)
         else:
-            raise RuntimeError(f"dagster dev did not serve {self.url} within {timeout:.0f} s; log {self.log_path}:\n{self.tail()}")
+            raise RuntimeError(
+                f"dagster dev did not serve {self.url} within {timeout:.0f} s; log {self.log_path}:\n{self.tail()}"
+            )
         self.wait_for_code_location(deadline)
 
     def wait_for_code_location(self, deadline: float) -> None:
@@ -173,12 +205,18 @@ class DagsterDev:
         deadline = time.monotonic() + timeout
         run = None
         while time.monotonic() < deadline:
-            mine = [r for r in self.runs() if r["runId"] not in before and asset in r["assets"] and r["tags"].get("dagster/from_ui") == "true"]
+            mine = [
+                r
+                for r in self.runs()
+                if r["runId"] not in before and asset in r["assets"] and r["tags"].get("dagster/from_ui") == "true"
+            ]
             run = mine[0] if mine else None
             if run and run["status"] in FINISHED:
                 return run
             time.sleep(2)
-        raise AssertionError(f"no finished UI run of {asset} within {timeout:.0f} s (last seen: {run}); log {self.log_path}")
+        raise AssertionError(
+            f"no finished UI run of {asset} within {timeout:.0f} s (last seen: {run}); log {self.log_path}"
+        )
 
     def run_errors(self, run_id: str) -> str:
         query = """query($id: ID!) { logsForRun(runId: $id) { ... on EventConnection { events { __typename
@@ -216,10 +254,14 @@ def dagster_dev(tmp_path_factory, artifacts):
         shutil.copy(CRAWL / name, landing / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_", "DAGSTER_", "PYTEST_"))}
     env.update(
-        DAGSTER_HOME=str(home), DATASET_LAKE=str(lake), CRAWL_LANDING=str(landing), QUALITY_REFERENCE=str(QUALITY),
+        DAGSTER_HOME=str(home),
+        DATASET_LAKE=str(lake),
+        CRAWL_LANDING=str(landing),
+        QUALITY_REFERENCE=str(QUALITY),
         DAGSTER_DEPLOYMENT="local",
         # Fake credentials: with them set the resources take them as EnvVar, and the UI must never show the value.
-        AWS_ACCESS_KEY_ID="AKIAUITESTKEYID", AWS_SECRET_ACCESS_KEY=SECRET,
+        AWS_ACCESS_KEY_ID="AKIAUITESTKEYID",
+        AWS_SECRET_ACCESS_KEY=SECRET,
         # Nothing listens here: a rephrase run the automation starts fails at once instead of loading a model.
         REPHRASE_ENGINE=f"http://127.0.0.1:{free_port()}/v1",
     )
@@ -227,7 +269,11 @@ def dagster_dev(tmp_path_factory, artifacts):
     start = time.monotonic()
     prepared = subprocess.run(
         [sys.executable, "-c", PREPARE, MODULE, f"{UI_SHARD},{STATS_SHARD}", UI_SHARD, stats],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     (artifacts / "prepare.log").write_text(prepared.stdout + prepared.stderr)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr[-4000:]
@@ -256,7 +302,9 @@ def page(browser, dagster_dev, artifacts, request):
     context.set_default_timeout(60_000)
     pg = context.new_page()
     # The first visit may open a "Join the Dagster community" dialog: skip it whenever it shows up.
-    pg.add_locator_handler(pg.get_by_text("Join the Dagster community"), lambda _: pg.get_by_role("button", name="Skip").click())
+    pg.add_locator_handler(
+        pg.get_by_text("Join the Dagster community"), lambda _: pg.get_by_role("button", name="Skip").click()
+    )
     try:
         yield pg
     finally:
@@ -369,8 +417,14 @@ def test_corpus_stats_page_shows_the_table_and_the_plots(page, dagster_dev, arti
     )["assetOrError"]["assetMaterializations"][0]
     assert latest["runId"] == run["runId"]
     tables = [e for e in latest["metadataEntries"] if e["__typename"] == "TableMetadataEntry"]
-    plots = [e["label"] for e in latest["metadataEntries"] if e["__typename"] == "MarkdownMetadataEntry" and "![" in e["mdStr"]]
-    assert tables and len(plots) >= 2, f"expected a table and plots in the metadata, got {[e['label'] for e in latest['metadataEntries']]}"
+    plots = [
+        e["label"]
+        for e in latest["metadataEntries"]
+        if e["__typename"] == "MarkdownMetadataEntry" and "![" in e["mdStr"]
+    ]
+    assert tables and len(plots) >= 2, (
+        f"expected a table and plots in the metadata, got {[e['label'] for e in latest['metadataEntries']]}"
+    )
 
     page.goto(f"{dagster_dev.url}/assets/{STATS}")
     for entry in tables:
@@ -380,7 +434,9 @@ def test_corpus_stats_page_shows_the_table_and_the_plots(page, dagster_dev, arti
         columns = [c["name"] for c in entry["table"]["schema"]["columns"]]
         first_cells = [str(next(iter(json.loads(r).values()))) for r in entry["table"]["records"]]
         header = table.inner_text()
-        assert all(c in header for c in columns[:4]), f"table {entry['label']} lacks columns {columns[:4]}: {header[:500]}"
+        assert all(c in header for c in columns[:4]), (
+            f"table {entry['label']} lacks columns {columns[:4]}: {header[:500]}"
+        )
         assert all(v in header for v in first_cells), f"table {entry['label']} lacks rows {first_cells}: {header[:500]}"
     shot(page, artifacts, f"{STATS}-metadata")
     for label in plots:
@@ -407,8 +463,15 @@ def test_no_credential_is_shown_in_the_ui(page, dagster_dev, artifacts):
     )["workspaceOrError"]["locationEntries"][0]
     resources = location["locationOrLoadError"]["repositories"][0]["allTopLevelResourceDetails"]
     assert SECRET not in json.dumps(resources)
-    as_env = [(r["name"], v["key"]) for r in resources for v in r["configuredValues"] if v["value"] == "AWS_SECRET_ACCESS_KEY"]
-    assert all(v["type"] == "ENV_VAR" for r in resources for v in r["configuredValues"] if v["value"] == "AWS_SECRET_ACCESS_KEY")
+    as_env = [
+        (r["name"], v["key"]) for r in resources for v in r["configuredValues"] if v["value"] == "AWS_SECRET_ACCESS_KEY"
+    ]
+    assert all(
+        v["type"] == "ENV_VAR"
+        for r in resources
+        for v in r["configuredValues"]
+        if v["value"] == "AWS_SECRET_ACCESS_KEY"
+    )
     for resource in resources:
         page.goto(f"{dagster_dev.url}/locations/{location['name']}/resources/{resource['name']}")
         page.get_by_text("Configuration").first.wait_for()
@@ -448,7 +511,9 @@ def test_a_batch_partition_key_survives_the_partitions_page_and_a_reload(page, d
         page.wait_for_url(re.compile(r"partition=zz-batch-a\.jsonl\.gz%2B1"))
         page.reload()
         page.get_by_text(key, exact=True).first.wait_for()
-        sync_api.expect(page.get_by_text(key, exact=True)).not_to_have_count(1)  # the list and the selected partition's panel
+        sync_api.expect(page.get_by_text(key, exact=True)).not_to_have_count(
+            1
+        )  # the list and the selected partition's panel
         shot(page, artifacts, "crawl_docs-batch-partition")
     finally:
         instance.delete_dynamic_partition(crawl_shards.name, key)

@@ -14,8 +14,16 @@ from resources.tokenizer import load_tokenizer
 from tests.conftest import SHARED
 
 
-QUESTIONS = ("What is said about", "Why would anyone mention", "Where does one find", "Who cares about",
-             "When was there talk of", "How is it described:", "Which detail concerns", "What follows from")
+QUESTIONS = (
+    "What is said about",
+    "Why would anyone mention",
+    "Where does one find",
+    "Who cares about",
+    "When was there talk of",
+    "How is it described:",
+    "Which detail concerns",
+    "What follows from",
+)
 
 
 def scripted_answer(prompt: str) -> str:
@@ -60,5 +68,7 @@ class ScriptedEngine(LLMEngine):
             if self.delay_seconds:
                 time.sleep(self.delay_seconds)
             text = scripted_answer(req.messages[-1]["content"])
-            out.append(Completion(req.request_id, text, len(" ".join(m["content"] for m in req.messages).split()), 120, "stop"))
+            out.append(
+                Completion(req.request_id, text, len(" ".join(m["content"] for m in req.messages).split()), 120, "stop")
+            )
         return out

@@ -21,12 +21,21 @@ def write_bert(directory, num_labels: Optional[int]) -> str:
 
     tok = PreTrainedTokenizerFast(
         tokenizer_file=str(SHARED / "tokenizers" / "gpt2-tokenizer.json"),
-        pad_token="<|endoftext|>", unk_token="<|endoftext|>", model_max_length=128,
+        pad_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        model_max_length=128,
     )
     labels = {0: "low", 1: "high"} if num_labels == 2 else {0: "LABEL_0"}
     config = BertConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=128, num_labels=num_labels or 1, id2label=labels, label2id={v: k for k, v in labels.items()},
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=num_labels or 1,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
         pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(0)
@@ -44,8 +53,23 @@ def two_shard_lake(root) -> Lake:
         for i in range(40):
             text = distinct_english(i + (0 if shard == "sa" else 40))
             row = {name: None for name in DOCUMENT_SCHEMA.names}
-            row.update(id=f"{shard}-{i}", text=text, url=f"http://x/{shard}/{i}", shard=shard, crawl="CC-TEST", lang="en",
-                       lang_score=0.99, content_hash=str(i), chars=len(text), capped=False)
+            row.update(
+                id=f"{shard}-{i}",
+                text=text,
+                url=f"http://x/{shard}/{i}",
+                shard=shard,
+                crawl="CC-TEST",
+                lang="en",
+                lang_score=0.99,
+                content_hash=str(i),
+                chars=len(text),
+                capped=False,
+            )
             rows.append(row)
-        lake.write_partition("crawl_docs", {"shard": shard}, pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA).to_batches(), DOCUMENT_SCHEMA)
+        lake.write_partition(
+            "crawl_docs",
+            {"shard": shard},
+            pa.Table.from_pylist(rows, schema=DOCUMENT_SCHEMA).to_batches(),
+            DOCUMENT_SCHEMA,
+        )
     return lake

@@ -51,21 +51,39 @@ def document_rows(shard: str, n: int) -> list[dict]:
     return rows
 
 
-def write_shard(lake: Lake, shard: str, n: int = 24, strategies=STRATEGIES, rephrase_every: int = 1, prompt_hash: str = "p1") -> None:
+def write_shard(
+    lake: Lake, shard: str, n: int = 24, strategies=STRATEGIES, rephrase_every: int = 1, prompt_hash: str = "p1"
+) -> None:
     """One crawl shard through seeds (3 of 4 kept) and rephrased (one row per kept seed, 1 in 5 dropped)."""
     docs = document_rows(shard, n)
-    lake.write_partition("crawl_docs", {"shard": shard}, pa.Table.from_pylist(docs, schema=DOCUMENT_SCHEMA).to_batches(), DOCUMENT_SCHEMA)
+    lake.write_partition(
+        "crawl_docs", {"shard": shard}, pa.Table.from_pylist(docs, schema=DOCUMENT_SCHEMA).to_batches(), DOCUMENT_SCHEMA
+    )
     seeds = [
-        {**d, "quality_score": 0.9, "quality_percentile": 95.0, "kept": i % 4 != 3, "drop_reason": None if i % 4 != 3 else "low_quality"}
+        {
+            **d,
+            "quality_score": 0.9,
+            "quality_percentile": 95.0,
+            "kept": i % 4 != 3,
+            "drop_reason": None if i % 4 != 3 else "low_quality",
+        }
         for i, d in enumerate(docs)
     ]
-    lake.write_partition("seeds", {"shard": shard}, pa.Table.from_pylist(seeds, schema=SEED_SCHEMA).to_batches(), SEED_SCHEMA)
+    lake.write_partition(
+        "seeds", {"shard": shard}, pa.Table.from_pylist(seeds, schema=SEED_SCHEMA).to_batches(), SEED_SCHEMA
+    )
     for strategy in strategies:
         write_rephrased(lake, shard, strategy, [s for s in seeds if s["kept"]][::rephrase_every], prompt_hash)
 
 
 def write_rephrased(
-    lake: Lake, shard: str, strategy: str, seeds: list[dict], prompt_hash: str = "p1", finished: bool = True, checks: dict | None = None
+    lake: Lake,
+    shard: str,
+    strategy: str,
+    seeds: list[dict],
+    prompt_hash: str = "p1",
+    finished: bool = True,
+    checks: dict | None = None,
 ) -> None:
     rows = []
     for j, seed in enumerate(seeds):
@@ -88,7 +106,9 @@ def write_rephrased(
             }
         )
     key = {"shard": shard, "strategy": strategy}
-    lake.write_partition("rephrased", key, pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA)
+    lake.write_partition(
+        "rephrased", key, pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA
+    )
     if finished:
         # The rephrased asset's completion marker (dataset_assets/rephrase/generate.py writes it last).
         manifest = {"prompt_hash": prompt_hash, "generator": GENERATOR, **({"checks": checks} if checks else {})}
@@ -104,8 +124,20 @@ def make_lake(root: Path, shards=("shard-a", "shard-b"), **kwargs) -> Lake:
 
 def write_recipe(directory: Path, name: str = "mix", components=None, **fields) -> Path:
     """A recipe file; `components` is a list of (source, strategy or None, weight)."""
-    fields = {"description": "test mixture", "budget_tokens": 8000, "seed": 7, "max_repetition": 1.0, "shard_rows": 10, **fields}
-    components = components or [("natural", None, 0.7), ("rephrased", "wikipedia", 0.1), ("rephrased", "qa", 0.1), ("rephrased", "summary", 0.1)]
+    fields = {
+        "description": "test mixture",
+        "budget_tokens": 8000,
+        "seed": 7,
+        "max_repetition": 1.0,
+        "shard_rows": 10,
+        **fields,
+    }
+    components = components or [
+        ("natural", None, 0.7),
+        ("rephrased", "wikipedia", 0.1),
+        ("rephrased", "qa", 0.1),
+        ("rephrased", "summary", 0.1),
+    ]
     lines = [f"{k} = {json.dumps(v)}" for k, v in fields.items()]
     for source, strategy, weight in components:
         lines += ["", "[[components]]", f'source = "{source}"', f"weight = {weight}"]

@@ -73,14 +73,20 @@ class MotoServer:
         # moto's request recorder (the status test counts requests with it) writes beside the log.
         env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(self.log_path.with_suffix(".recording"))}
         self.proc = subprocess.Popen(
-            _moto_command(self.port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            _moto_command(self.port),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
             env=env,
         )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.proc.returncode}; log {self.log_path}:\n{self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"moto_server exited with {self.proc.returncode}; log {self.log_path}:\n{self.log_path.read_text()[-2000:]}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=2):
                     return self
@@ -269,7 +275,13 @@ def local_s3(tmp_path_factory) -> Iterator[LocalS3]:
     server = MotoServer(tmp_path_factory.mktemp("moto"))
     relay = Relay(server.port)
     with pytest.MonkeyPatch.context() as mp:
-        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        for name in (
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+        ):
             mp.delenv(name, raising=False)
         for name, value in credentials.items():
             mp.setenv(name, value)

@@ -37,7 +37,9 @@ def rephrased_lake(tmp_path):
         write_shard(lake, "crawl_docs", shard)
         for strategy in chosen.values():
             stats = rephrase_partition(lake, engine, strategy, shard, seeds(2), chunk_docs=4)
-            catalog.record(lake, "rephrased", f"{shard}|{strategy.name}", **facts_rephrased(stats.manifest))  # as the asset does
+            catalog.record(
+                lake, "rephrased", f"{shard}|{strategy.name}", **facts_rephrased(stats.manifest)
+            )  # as the asset does
     return lake, engine, chosen
 
 
@@ -64,7 +66,10 @@ def test_compaction_keeps_the_latest_records_in_one_file(tmp_path, monkeypatch):
         catalog.record(lake, "crawl_docs", f"s{i % 4}", f"v{i}")
     table = catalog.read(lake)
     assert sorted(zip(table.column("partition").to_pylist(), table.column("data_version").to_pylist())) == [
-        ("s0", "v8"), ("s1", "v9"), ("s2", "v10"), ("s3", "v11"),
+        ("s0", "v8"),
+        ("s1", "v9"),
+        ("s2", "v10"),
+        ("s3", "v11"),
     ]
     assert len(catalog._files(lake, catalog.RECORDS)) <= 5 and len(catalog._files(lake, catalog.COMPACTED)) >= 1
 
@@ -134,8 +139,12 @@ def test_a_lake_from_before_the_catalog_asks_for_a_rebuild_then_agrees_with_the_
     rebuilt = catalog.read(lake)
     # The rebuilt catalog records the same partitions with the same facts the commits recorded.
     for asset in ("crawl_docs", "rephrased"):
-        assert {k: {f: v for f, v in facts.items() if f != "data_version"} for k, facts in catalog.facts(rebuilt, asset).items()} == {
-            k: {f: v for f, v in facts.items() if f != "data_version"} for k, facts in catalog.facts(grown, asset).items()
+        assert {
+            k: {f: v for f, v in facts.items() if f != "data_version"}
+            for k, facts in catalog.facts(rebuilt, asset).items()
+        } == {
+            k: {f: v for f, v in facts.items() if f != "data_version"}
+            for k, facts in catalog.facts(grown, asset).items()
         }
     # And status from the catalog says what the walk over the lake says.
     walked = partition_status(lake, chosen, SHARDS, engine.generator)
@@ -198,8 +207,21 @@ def test_status_on_a_damaged_catalog_says_what_to_run_instead_of_a_traceback(tmp
     (tmp_path / "landing").mkdir()
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
     done = subprocess.run(
-        [sys.executable, "-m", "dataset_assets.cli", "status", "--lake", str(tmp_path / "lake"), "--landing", str(tmp_path / "landing")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "dataset_assets.cli",
+            "status",
+            "--lake",
+            str(tmp_path / "lake"),
+            "--landing",
+            str(tmp_path / "landing"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "status failed: status catalog file" in done.stderr and "dataset-assets catalog --rebuild" in done.stderr

@@ -113,7 +113,9 @@ def test_the_real_wheel_prepares_a_model_named_by_its_weights(smollm2):
     assert VllmEngine(model=smollm2).generator == "HuggingFaceTB/SmolLM2-135M-Instruct@q4_1-gguf-b179c9523d0e6a0f-bf16"
     tok = VllmEngine(model=smollm2).tokenizer()
     rendered = tok.apply_chat_template([{"role": "user", "content": "Hi"}], add_generation_prompt=True, tokenize=False)
-    assert "<|im_start|>user\nHi<|im_end|>" in rendered and rendered.endswith("<|im_start|>assistant\n")  # SmolLM2's template
+    assert "<|im_start|>user\nHi<|im_end|>" in rendered and rendered.endswith(
+        "<|im_start|>assistant\n"
+    )  # SmolLM2's template
     assert prepare_model(smollm2) == Path(smollm2).resolve()  # prepared once: a second call is a no-op
 
 

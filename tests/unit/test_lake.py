@@ -13,7 +13,9 @@ SCHEMA = pa.schema([("id", pa.string()), ("shard", pa.string()), ("n", pa.int64(
 
 
 def batch(ids, shard="s1"):
-    return pa.RecordBatch.from_pydict({"id": ids, "shard": [shard] * len(ids), "n": list(range(len(ids)))}, schema=SCHEMA)
+    return pa.RecordBatch.from_pydict(
+        {"id": ids, "shard": [shard] * len(ids), "n": list(range(len(ids)))}, schema=SCHEMA
+    )
 
 
 def test_partition_is_hive_parquet_readable_by_duckdb_and_pyarrow(tmp_path):
@@ -26,7 +28,9 @@ def test_partition_is_hive_parquet_readable_by_duckdb_and_pyarrow(tmp_path):
         "docs/shard=s2/part-00000.parquet",
     ]
     glob = str(tmp_path / "lake" / "docs" / "*" / "*.parquet")
-    rows = duckdb.sql(f"select shard, count(*) from read_parquet('{glob}', hive_partitioning=true) group by 1 order by 1").fetchall()
+    rows = duckdb.sql(
+        f"select shard, count(*) from read_parquet('{glob}', hive_partitioning=true) group by 1 order by 1"
+    ).fetchall()
     assert rows == [("s1", 2), ("s2", 1)]
     assert lake.dataset("docs").to_table().num_rows == 3
     assert lake.partition_values("docs", "shard") == ["s1", "s2"]

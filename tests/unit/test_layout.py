@@ -67,9 +67,26 @@ def test_every_module_outside_the_dagster_homes_is_listed_as_pure():
 def test_no_import_runs_back_up():
     """Stage packages are used by the bookkeeping, the helpers, `defs` and the CLI, never the reverse;
     the status bookkeeping is used by the Dagster helpers, never the reverse."""
-    above_stages = ("dataset_assets.status", "dataset_assets.orchestration", "dataset_assets.defs", "dataset_assets.definitions", "dataset_assets.cli")
-    bad = [f"{rel(f)} imports {m}" for entry in STAGES for f in files_of(entry) for m in imports(f) if m.startswith(above_stages)]
-    above_status = ("dataset_assets.orchestration", "dataset_assets.defs", "dataset_assets.definitions", "dataset_assets.cli")
+    above_stages = (
+        "dataset_assets.status",
+        "dataset_assets.orchestration",
+        "dataset_assets.defs",
+        "dataset_assets.definitions",
+        "dataset_assets.cli",
+    )
+    bad = [
+        f"{rel(f)} imports {m}"
+        for entry in STAGES
+        for f in files_of(entry)
+        for m in imports(f)
+        if m.startswith(above_stages)
+    ]
+    above_status = (
+        "dataset_assets.orchestration",
+        "dataset_assets.defs",
+        "dataset_assets.definitions",
+        "dataset_assets.cli",
+    )
     bad += [f"{rel(f)} imports {m}" for f in files_of("status") for m in imports(f) if m.startswith(above_status)]
     assert bad == []
 
@@ -82,12 +99,21 @@ def test_a_defs_module_never_imports_another():
 
 
 def test_resources_never_import_the_project():
-    bad = [f"{rel(f)} imports {m}" for f in (ROOT / "resources").rglob("*.py") for m in imports(f) if m.startswith("dataset_assets")]
+    bad = [
+        f"{rel(f)} imports {m}"
+        for f in (ROOT / "resources").rglob("*.py")
+        for m in imports(f)
+        if m.startswith("dataset_assets")
+    ]
     assert bad == []
 
 
 def test_private_dagster_names_come_through_one_module():
-    bad = [rel(f) for f in SOURCES if any(m.startswith("dagster._") for m in imports(f)) and f.name != "dagster_internals.py"]
+    bad = [
+        rel(f)
+        for f in SOURCES
+        if any(m.startswith("dagster._") for m in imports(f)) and f.name != "dagster_internals.py"
+    ]
     assert bad == []
     # And that module still finds every one of them in the installed Dagster.
     from dataset_assets.orchestration import dagster_internals
@@ -100,9 +126,17 @@ def _env_reads(path: Path) -> list[int]:
     """Lines reading the environment: os.environ.get/[...] as a value, os.getenv, `in os.environ`."""
     lines = []
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Attribute) and node.attr in ("get", "getenv") and ast.unparse(node.value) in ("os.environ", "os"):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("get", "getenv")
+            and ast.unparse(node.value) in ("os.environ", "os")
+        ):
             lines.append(node.lineno)
-        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ" and isinstance(node.ctx, ast.Load):
+        elif (
+            isinstance(node, ast.Subscript)
+            and ast.unparse(node.value) == "os.environ"
+            and isinstance(node.ctx, ast.Load)
+        ):
             lines.append(node.lineno)
         elif isinstance(node, ast.Compare) and any(ast.unparse(c) == "os.environ" for c in node.comparators):
             lines.append(node.lineno)
@@ -124,8 +158,10 @@ def test_no_function_over_60_lines_and_no_module_over_300():
     ]
     assert long_functions == []
     long_modules = [
-        rel(f) for f in SOURCES
-        if len(f.read_text().splitlines()) > 300 and "longer than 300 lines because" not in (ast.get_docstring(ast.parse(f.read_text())) or "")
+        rel(f)
+        for f in SOURCES
+        if len(f.read_text().splitlines()) > 300
+        and "longer than 300 lines because" not in (ast.get_docstring(ast.parse(f.read_text())) or "")
     ]
     assert long_modules == []
 

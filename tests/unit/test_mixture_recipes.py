@@ -16,7 +16,14 @@ COMPONENTS = [
 
 
 def recipe(**overrides) -> dict:
-    return {"budget_tokens": 1000, "seed": 1, "max_repetition": 2.0, "shard_rows": 10, "components": COMPONENTS, **overrides}
+    return {
+        "budget_tokens": 1000,
+        "seed": 1,
+        "max_repetition": 2.0,
+        "shard_rows": 10,
+        "components": COMPONENTS,
+        **overrides,
+    }
 
 
 def test_demo_recipe_is_70_natural_and_30_rephrased_across_three_strategies():
@@ -31,9 +38,23 @@ def test_demo_recipe_is_70_natural_and_30_rephrased_across_three_strategies():
 @pytest.mark.parametrize(
     "overrides, field, words",
     [
-        ({"components": [{"source": "natural", "weight": 0.6}, {"source": "rephrased", "strategy": "qa", "weight": 0.3}]}, "components.weight", "sum to 1"),
         (
-            {"components": [{"source": "natural", "weight": 0.7}, {"source": "rephrased", "strategy": "poetry", "weight": 0.3}]},
+            {
+                "components": [
+                    {"source": "natural", "weight": 0.6},
+                    {"source": "rephrased", "strategy": "qa", "weight": 0.3},
+                ]
+            },
+            "components.weight",
+            "sum to 1",
+        ),
+        (
+            {
+                "components": [
+                    {"source": "natural", "weight": 0.7},
+                    {"source": "rephrased", "strategy": "poetry", "weight": 0.3},
+                ]
+            },
             "components[1].strategy",
             "unknown strategy 'poetry'",
         ),
@@ -48,12 +69,24 @@ def test_demo_recipe_is_70_natural_and_30_rephrased_across_three_strategies():
         ({"budget": 5}, "budget", "unknown key"),
         ({"components": [{"source": "natural", "wieght": 1.0}]}, "components[0].wieght", "unknown key"),
         ({"components": [{"source": "crawl", "weight": 1.0}]}, "components[0].source", "'natural' or 'rephrased'"),
-        ({"components": [{"source": "natural", "weight": 0.5}, {"source": "rephrased", "weight": 0.5}]}, "components[1].strategy", "needs `strategy`"),
-        ({"components": [{"source": "natural", "weight": 0.5}, {"source": "natural", "weight": 0.5}]}, "components[1]", "appears twice"),
+        (
+            {"components": [{"source": "natural", "weight": 0.5}, {"source": "rephrased", "weight": 0.5}]},
+            "components[1].strategy",
+            "needs `strategy`",
+        ),
+        (
+            {"components": [{"source": "natural", "weight": 0.5}, {"source": "natural", "weight": 0.5}]},
+            "components[1]",
+            "appears twice",
+        ),
         ({"components": [{"source": "natural", "weight": "0.5"}]}, "components[0].weight", "expected a number"),
         ({"components": []}, "components", "at least one"),
         ({"sweep": [10, 150]}, "sweep[1]", "[0, 100]"),
-        ({"sweep": [0, 50], "components": [{"source": "natural", "weight": 1.0}]}, "sweep", "natural and at least one rephrased"),
+        (
+            {"sweep": [0, 50], "components": [{"source": "natural", "weight": 1.0}]},
+            "sweep",
+            "natural and at least one rephrased",
+        ),
         ({"name": "other"}, "name", "file name"),
         ({"description": 3}, "description", "expected a string"),
     ],
@@ -73,7 +106,15 @@ def test_unknown_strategy_error_lists_the_known_ones(tmp_path):
 
 
 def test_weights_within_tolerance_are_accepted(tmp_path):
-    path = write_recipe(tmp_path, components=[("natural", None, 0.7), ("rephrased", "qa", 0.1), ("rephrased", "wikipedia", 0.1), ("rephrased", "summary", 0.1)])
+    path = write_recipe(
+        tmp_path,
+        components=[
+            ("natural", None, 0.7),
+            ("rephrased", "qa", 0.1),
+            ("rephrased", "wikipedia", 0.1),
+            ("rephrased", "summary", 0.1),
+        ],
+    )
     assert len(load_recipe(path, STRATEGIES).components) == 4  # 0.7 + 0.1 + 0.1 + 0.1 is 0.9999999999999999
 
 
@@ -86,7 +127,14 @@ def test_a_file_that_is_not_toml_is_named(tmp_path):
 
 def test_sweep_points_become_variants_that_split_the_synthetic_share_by_weight():
     base = parse_recipe(
-        recipe(sweep=[0, 20, 100], components=[*COMPONENTS[:1], {"source": "rephrased", "strategy": "qa", "weight": 0.1}, {**COMPONENTS[1], "weight": 0.2}]),
+        recipe(
+            sweep=[0, 20, 100],
+            components=[
+                *COMPONENTS[:1],
+                {"source": "rephrased", "strategy": "qa", "weight": 0.1},
+                {**COMPONENTS[1], "weight": 0.2},
+            ],
+        ),
         "mix",
     )
     variants = {v.name: {c.label: c.weight for c in v.components} for v in base.variants()}
@@ -98,11 +146,16 @@ def test_sweep_points_become_variants_that_split_the_synthetic_share_by_weight()
 
 def test_a_component_too_small_even_after_repetition_names_needed_and_available_tokens():
     r = parse_recipe(recipe(budget_tokens=10_000, max_repetition=2.0), "mix", "mix.toml")
-    assert check_availability(r, {"natural": 7000, "wikipedia": 1500}, {"natural": 9, "wikipedia": 3}) == {"natural": 7000, "wikipedia": 3000}
+    assert check_availability(r, {"natural": 7000, "wikipedia": 1500}, {"natural": 9, "wikipedia": 3}) == {
+        "natural": 7000,
+        "wikipedia": 3000,
+    }
     with pytest.raises(RecipeError) as err:
         check_availability(r, {"natural": 7000, "wikipedia": 1000}, {"natural": 9, "wikipedia": 3})
     message = str(err.value)
-    assert "component 'wikipedia' needs 3,000 tokens but has 1,000 available" in message and "max_repetition 2" in message
+    assert (
+        "component 'wikipedia' needs 3,000 tokens but has 1,000 available" in message and "max_repetition 2" in message
+    )
     assert "'natural'" not in message
 
 
@@ -113,9 +166,20 @@ def test_an_empty_component_is_named():
 
 
 def test_a_budget_too_small_for_any_whole_token_is_refused():
-    r = parse_recipe(recipe(budget_tokens=1, components=[{"source": "natural", "weight": 0.4}, {**COMPONENTS[1], "weight": 0.6}]), "mix", "mix.toml")
-    assert check_availability(r, {"natural": 10, "wikipedia": 10}, {"natural": 1, "wikipedia": 1}) == {"natural": 0, "wikipedia": 1}
-    three = [{"source": "natural", "weight": 0.3}, {**COMPONENTS[1], "weight": 0.3}, {"source": "rephrased", "strategy": "qa", "weight": 0.4}]
+    r = parse_recipe(
+        recipe(budget_tokens=1, components=[{"source": "natural", "weight": 0.4}, {**COMPONENTS[1], "weight": 0.6}]),
+        "mix",
+        "mix.toml",
+    )
+    assert check_availability(r, {"natural": 10, "wikipedia": 10}, {"natural": 1, "wikipedia": 1}) == {
+        "natural": 0,
+        "wikipedia": 1,
+    }
+    three = [
+        {"source": "natural", "weight": 0.3},
+        {**COMPONENTS[1], "weight": 0.3},
+        {"source": "rephrased", "strategy": "qa", "weight": 0.4},
+    ]
     tiny = parse_recipe(recipe(budget_tokens=1, components=three), "mix", "mix.toml")
     with pytest.raises(RecipeError, match="`budget_tokens`: 1 tokens give no component a whole token"):
         check_availability(tiny, {"natural": 10, "wikipedia": 10, "qa": 10}, {"natural": 1, "wikipedia": 1, "qa": 1})

@@ -30,7 +30,13 @@ def build(lake, recipe_path):
 
 def rows_of(lake, name, version):
     directory = lake.path("mixtures", name, version)
-    return pq.read_table(sorted(f"{directory}/{f}" for f in lake.get_json(["mixtures", name, version, "manifest.json"])["files"] if f.endswith(".parquet")))
+    return pq.read_table(
+        sorted(
+            f"{directory}/{f}"
+            for f in lake.get_json(["mixtures", name, version, "manifest.json"])["files"]
+            if f.endswith(".parquet")
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -78,12 +84,25 @@ def test_parquet_shards_have_a_fixed_row_count_and_checksums(published):
     for name, entry in manifest["files"].items():
         data = lake.get_bytes(["mixtures", "mix", "v1", name])
         assert len(data) == entry["bytes"]
-    assert pq.ParquetFile(lake.path("mixtures", "mix", "v1", parts[0])).metadata.row_group(0).column(1).compression.lower() == "zstd"
+    assert (
+        pq.ParquetFile(lake.path("mixtures", "mix", "v1", parts[0])).metadata.row_group(0).column(1).compression.lower()
+        == "zstd"
+    )
 
 
 def test_manifest_records_recipe_upstream_versions_prompts_and_generator(published):
     manifest = published["result"].manifest
-    for key in ("recipe", "achieved_shares", "repetition", "upstream", "prompt_hashes", "generator", "code_version", "created", "files"):
+    for key in (
+        "recipe",
+        "achieved_shares",
+        "repetition",
+        "upstream",
+        "prompt_hashes",
+        "generator",
+        "code_version",
+        "created",
+        "files",
+    ):
         assert key in manifest
     assert manifest["recipe"]["seed"] == 7 and manifest["recipe"]["components"][0]["source"] == "natural"
     upstream = {(u["asset"], u["partition"].get("strategy")) for u in manifest["upstream"]}
@@ -96,7 +115,9 @@ def test_manifest_records_recipe_upstream_versions_prompts_and_generator(publish
 
 def test_same_inputs_reuse_the_version_and_write_nothing(published):
     lake = published["lake"]
-    listing = lambda: {i.path: i.mtime_ns for i in lake.fs.get_file_info(FileSelector(lake.path("mixtures", "mix"), recursive=True))}  # noqa: E731
+    listing = lambda: {
+        i.path: i.mtime_ns for i in lake.fs.get_file_info(FileSelector(lake.path("mixtures", "mix"), recursive=True))
+    }  # noqa: E731
     before = listing()
     (again,) = build(lake, published["recipe"])
     assert again.reused and again.version == "v1" and again.identity == published["result"].identity
@@ -115,7 +136,10 @@ def test_a_different_seed_gives_a_different_sample_of_the_same_shares(published,
     lake = make_lake(tmp_path / "lake")
     (result,) = build(lake, write_recipe(tmp_path / "recipes", budget_tokens=8000, seed=8))
     assert result.manifest["achieved_shares"] == pytest.approx(WEIGHTS, abs=0.02)
-    assert result.manifest["files"]["part-00000.parquet"]["sha256"] != published["result"].manifest["files"]["part-00000.parquet"]["sha256"]
+    assert (
+        result.manifest["files"]["part-00000.parquet"]["sha256"]
+        != published["result"].manifest["files"]["part-00000.parquet"]["sha256"]
+    )
 
 
 def test_changed_upstream_publishes_v2_and_v1_stays_pullable(tmp_path):
@@ -131,7 +155,9 @@ def test_changed_upstream_publishes_v2_and_v1_stays_pullable(tmp_path):
     assert pull(lake, "mix@v1", tmp_path / "old").joinpath("manifest.json").is_file()
     assert rows_of(lake, "mix", "v1").num_rows == v1.manifest["rows"]
     # A rewritten partition (new prompt) changes its data version: v3.
-    write_rephrased(lake, "shard-a", "qa", lake.read_partition("seeds", {"shard": "shard-a"}).to_pylist()[:12], prompt_hash="p2")
+    write_rephrased(
+        lake, "shard-a", "qa", lake.read_partition("seeds", {"shard": "shard-a"}).to_pylist()[:12], prompt_hash="p2"
+    )
     (v3,) = build(lake, recipe)
     assert v3.version == "v3" and "qa-p2" in v3.manifest["prompt_hashes"]["qa"]
 
@@ -157,7 +183,11 @@ def test_a_component_too_small_even_after_repetition_is_refused_and_nothing_is_w
     with pytest.raises(RecipeError) as err:
         build(lake, recipe)
     message = str(err.value)
-    assert "mix.toml" in message and "component 'wikipedia' needs 800 tokens but has" in message and "max_repetition 1.5" in message
+    assert (
+        "mix.toml" in message
+        and "component 'wikipedia' needs 800 tokens but has" in message
+        and "max_repetition 1.5" in message
+    )
     assert not lake.exists(["mixtures", "mix"])
 
 
@@ -174,7 +204,9 @@ def test_missing_and_unfinished_upstream_partitions_are_named(tmp_path):
     seeds = lake.read_partition("seeds", {"shard": "shard-a"}).to_pylist()
     write_rephrased(lake, "shard-a", "summary", seeds, finished=False)
     crawled = lake.read_partition("crawl_docs", {"shard": "shard-a"})
-    lake.write_partition("crawl_docs", {"shard": "shard-z"}, crawled.to_batches(), crawled.schema)  # crawled, never scored
+    lake.write_partition(
+        "crawl_docs", {"shard": "shard-z"}, crawled.to_batches(), crawled.schema
+    )  # crawled, never scored
     with pytest.raises(UpstreamError) as err:
         build(lake, write_recipe(tmp_path / "recipes"))
     message = str(err.value)
@@ -205,7 +237,11 @@ def test_a_sweep_publishes_one_mixture_per_synthetic_share(tmp_path):
     assert 1 - shares["mix-syn10"]["natural"] == pytest.approx(0.10, abs=0.02)
     assert 1 - shares["mix-syn50"]["natural"] == pytest.approx(0.50, abs=0.02)
     syn0 = results[1].manifest
-    assert syn0["variant_of"] == "mix" and syn0["synthetic_percent"] == 0 and {u["asset"] for u in syn0["upstream"]} == {"seeds"}
+    assert (
+        syn0["variant_of"] == "mix"
+        and syn0["synthetic_percent"] == 0
+        and {u["asset"] for u in syn0["upstream"]} == {"seeds"}
+    )
     assert all(r.version == "v1" for r in results)
 
 
@@ -215,7 +251,10 @@ def test_a_version_without_manifest_is_ignored_and_replaced(tmp_path):
     with pytest.raises(VersionNotFoundError):
         list_versions(lake, "mix")
     (result,) = build(lake, write_recipe(tmp_path / "recipes"))
-    assert result.version == "v1" and pq.read_table(lake.path("mixtures", "mix", "v1", "part-00000.parquet")).num_rows == 10
+    assert (
+        result.version == "v1"
+        and pq.read_table(lake.path("mixtures", "mix", "v1", "part-00000.parquet")).num_rows == 10
+    )
 
 
 # -- pulling ---------------------------------------------------------------------------------------
@@ -250,7 +289,9 @@ def test_a_damaged_lake_file_fails_the_pull_and_leaves_nothing_behind(tmp_path, 
     with pytest.raises(ChecksumError) as err:
         pull(lake, "mix@v1", dest)
     message = str(err.value)
-    assert "part-00001.parquet" in message and "corrupt" in message and ("truncated" in message) == (damage == "truncate")
+    assert (
+        "part-00001.parquet" in message and "corrupt" in message and ("truncated" in message) == (damage == "truncate")
+    )
     assert not dest.exists() and list((tmp_path / "pulled").iterdir()) == []
 
 
@@ -264,7 +305,11 @@ def test_pulling_a_version_that_does_not_exist_lists_the_published_ones(publishe
 
 def test_versions_table_lists_size_shares_and_creation_time(published):
     text = cmd_versions(published["lake"], "mix")
-    assert "v1 *" in text and re.search(r"natural 69\.\d%|natural 70\.\d%", text) and published["result"].manifest["created"] in text
+    assert (
+        "v1 *" in text
+        and re.search(r"natural 69\.\d%|natural 70\.\d%", text)
+        and published["result"].manifest["created"] in text
+    )
     (row,) = list_versions(published["lake"], "mix")
     assert row["rows"] == published["result"].manifest["rows"] and row["bytes"] > 0 and row["latest"]
 
@@ -274,7 +319,9 @@ def test_versions_of_an_unknown_mixture_name_the_known_ones_without_a_traceback(
 
     assert main(["versions", "NO_SUCH_NAME", "--lake", published["lake"].root]) == 1
     err = capsys.readouterr().err
-    assert "no published mixture named 'NO_SUCH_NAME'" in err and "mixtures there: mix" in err and "Traceback" not in err
+    assert (
+        "no published mixture named 'NO_SUCH_NAME'" in err and "mixtures there: mix" in err and "Traceback" not in err
+    )
 
 
 # -- opening as a Dataset --------------------------------------------------------------------------
@@ -322,7 +369,9 @@ def test_lineage_of_a_natural_row_skips_the_rephrased_step(published):
 def test_lineage_notes_an_upstream_partition_rewritten_since_the_version(tmp_path):
     lake = make_lake(tmp_path / "lake")
     build(lake, write_recipe(tmp_path / "recipes"))
-    row = next(r for r in rows_of(lake, "mix", "v1").to_pylist() if r["component"] == "wikipedia" and r["shard"] == "shard-a")
+    row = next(
+        r for r in rows_of(lake, "mix", "v1").to_pylist() if r["component"] == "wikipedia" and r["shard"] == "shard-a"
+    )
     seeds = lake.read_partition("seeds", {"shard": "shard-a"}).to_pylist()
     write_rephrased(lake, "shard-a", "wikipedia", [s for s in seeds if s["kept"]], prompt_hash="p9")
     chain = trace(lake, "mix@v1", row["id"])
@@ -354,7 +403,9 @@ def test_pulled_files_match_the_lake_after_a_copy_of_the_lake(published, tmp_pat
 def test_upstream_rows_sharing_an_id_in_one_shard_are_refused(tmp_path):
     lake = make_lake(tmp_path / "lake")
     seeds = lake.read_partition("seeds", {"shard": "shard-a"})
-    lake.write_partition("seeds", {"shard": "shard-a"}, [*seeds.to_batches(), *seeds.slice(0, 2).to_batches()], seeds.schema)
+    lake.write_partition(
+        "seeds", {"shard": "shard-a"}, [*seeds.to_batches(), *seeds.slice(0, 2).to_batches()], seeds.schema
+    )
     with pytest.raises(UpstreamError, match="component 'natural': upstream rows share an id within one shard"):
         build(lake, write_recipe(tmp_path / "recipes"))
 
@@ -367,7 +418,9 @@ def test_any_tokenizer_with_encode_batch_and_a_fingerprint_counts_tokens(tmp_pat
             return [t.split() for t in texts]
 
     lake = make_lake(tmp_path / "lake")
-    (result,) = build_mixtures(lake, load_recipe(write_recipe(tmp_path / "recipes", budget_tokens=5000), STRATEGIES), Words())
+    (result,) = build_mixtures(
+        lake, load_recipe(write_recipe(tmp_path / "recipes", budget_tokens=5000), STRATEGIES), Words()
+    )
     assert result.manifest["tokenizer"] == {"name": "words", "fingerprint": "w1"}
     table = rows_of(lake, "mix", "v1").to_pylist()
     assert all(r["tokens"] == len(r["text"].split()) for r in table)
@@ -376,13 +429,18 @@ def test_any_tokenizer_with_encode_batch_and_a_fingerprint_counts_tokens(tmp_pat
 def test_a_partition_failing_a_quality_check_at_error_is_left_out_and_named(tmp_path):
     lake = make_lake(tmp_path / "lake")
     seeds = [s for s in lake.read_partition("seeds", {"shard": "shard-b"}).to_pylist() if s["kept"]]
-    failed = {"repetition_share": {"severity": "error", "value": 0.7, "warn": 0.2, "error": 0.5, "rows": 18},
-              "kept_share": {"severity": "ok", "value": 0.8, "warn": 0.3, "error": 0.05, "rows": 18}}
+    failed = {
+        "repetition_share": {"severity": "error", "value": 0.7, "warn": 0.2, "error": 0.5, "rows": 18},
+        "kept_share": {"severity": "ok", "value": 0.8, "warn": 0.3, "error": 0.05, "rows": 18},
+    }
     write_rephrased(lake, "shard-b", "qa", seeds, checks=failed)
     (result,) = build(lake, write_recipe(tmp_path / "recipes", budget_tokens=6000))
     manifest = result.manifest
     assert manifest["excluded_partitions"] == [
-        {"partition": {"shard": "shard-b", "strategy": "qa"}, "failed_checks": {"repetition_share": failed["repetition_share"]}}
+        {
+            "partition": {"shard": "shard-b", "strategy": "qa"},
+            "failed_checks": {"repetition_share": failed["repetition_share"]},
+        }
     ]
     assert {"asset": "rephrased", "partition": {"shard": "shard-b", "strategy": "qa"}} not in [
         {k: u[k] for k in ("asset", "partition")} for u in manifest["upstream"]

@@ -34,16 +34,33 @@ def test_without_a_limit_the_backlog_is_every_partition_not_current():
     status = statuses({"crawl_docs": ["s2"], "dedup_buckets": ["near-00"], "rephrased": ["s1|qa", "s2|qa"]})
     pairs, total = backlog(status)
     assert total == 4
-    assert sorted(pairs) == [("crawl_docs", "s2"), ("dedup_buckets", "near-00"), ("rephrased", "s1|qa"), ("rephrased", "s2|qa")]
+    assert sorted(pairs) == [
+        ("crawl_docs", "s2"),
+        ("dedup_buckets", "near-00"),
+        ("rephrased", "s1|qa"),
+        ("rephrased", "s2|qa"),
+    ]
 
 
 def test_a_limit_takes_shared_partitions_and_whole_shards_in_key_order():
-    status = statuses({"dedup_clusters": [""], "crawl_docs": ["s1", "s2", "s3"], "seeds": ["s1", "s2", "s3"],
-                       "rephrased": ["s1|qa", "s1|faq", "s2|qa", "s3|qa"]})
+    status = statuses(
+        {
+            "dedup_clusters": [""],
+            "crawl_docs": ["s1", "s2", "s3"],
+            "seeds": ["s1", "s2", "s3"],
+            "rephrased": ["s1|qa", "s1|faq", "s2|qa", "s3|qa"],
+        }
+    )
     pairs, total = backlog(status, limit=6)
     assert total == 11
     # clusters (1) + s1 (4) = 5; s2 (3) would make 8 > 6: s1 alone, never half a shard.
-    assert sorted(pairs) == [("crawl_docs", "s1"), ("dedup_clusters", ""), ("rephrased", "s1|faq"), ("rephrased", "s1|qa"), ("seeds", "s1")]
+    assert sorted(pairs) == [
+        ("crawl_docs", "s1"),
+        ("dedup_clusters", ""),
+        ("rephrased", "s1|faq"),
+        ("rephrased", "s1|qa"),
+        ("seeds", "s1"),
+    ]
 
 
 def test_a_limit_below_one_shard_still_takes_that_shard():

@@ -36,7 +36,9 @@ def test_stock_preambles_and_signoffs_are_stripped(raw):
         "Sure-footed goats climb the cliffs above the river.",
         "Great Britain is an island.",
         "Question: Are you sure?\nAnswer: Certainly.",
-        BODY + "\nI hope the bridge survives, the author wrote in 1990, and many readers agreed with the sentiment expressed in the letter that followed." * 2,
+        BODY
+        + "\nI hope the bridge survives, the author wrote in 1990, and many readers agreed with the sentiment expressed in the letter that followed."
+        * 2,
     ],
 )
 def test_content_that_looks_like_a_preamble_is_kept(content):
@@ -68,7 +70,10 @@ def test_kept_output_comes_back_cleaned():
         (dict(text=BODY, completion=49), "too_short"),
         (dict(text=BODY, completion=901, inputs=300), "too_long"),
         (dict(text=BODY, require=(r"(?m)^Question:",)), "missing_structure"),
-        (dict(text=QA.split("\n\n")[0], require=(r"(?m)^Question:", r"(?m)^Answer:"), min_pairs=2), "missing_structure"),
+        (
+            dict(text=QA.split("\n\n")[0], require=(r"(?m)^Question:", r"(?m)^Answer:"), min_pairs=2),
+            "missing_structure",
+        ),
     ],
 )
 def test_each_drop_reason(kwargs, reason):
@@ -100,7 +105,9 @@ def test_dropped_rows_still_get_their_cleaned_text():
 def test_real_qa_rules_keep_pairs_and_drop_prose():
     rules = load_strategies(ROOT / "prompts")["qa"].postfilter
     assert apply_postfilter(f"Here are the questions:\n{QA}", "stop", 80, 300, rules) == (True, None, QA)
-    assert apply_postfilter(f"**Question:** a?\n**Answer:** b\n**Question:** c?\n**Answer:** d", "stop", 80, 300, rules)[0]
+    assert apply_postfilter(
+        f"**Question:** a?\n**Answer:** b\n**Question:** c?\n**Answer:** d", "stop", 80, 300, rules
+    )[0]
     assert apply_postfilter(BODY, "stop", 80, 300, rules)[:2] == (False, "missing_structure")
 
 

@@ -59,7 +59,14 @@ def test_each_gopher_rule_drops_with_its_own_reason(text, reason):
 
 
 def test_wikitext_is_split_into_articles_and_detokenised():
-    lines = [" = First = \n", " The river @-@ side town , known for <unk> bridges . \n", " = = Section = = \n", " More text . \n", " = Second = \n", " Body . \n"]
+    lines = [
+        " = First = \n",
+        " The river @-@ side town , known for <unk> bridges . \n",
+        " = = Section = = \n",
+        " More text . \n",
+        " = Second = \n",
+        " Body . \n",
+    ]
     articles = list(wikitext_articles(iter(lines)))
     assert len(articles) == 2
     assert articles[0] == "The river-side town, known for bridges.\nSection\nMore text."
@@ -68,14 +75,31 @@ def test_wikitext_is_split_into_articles_and_detokenised():
 def test_reference_corpora_load_from_shared_data():
     docs = reference_documents(str(QUALITY))
     assert set(docs) == {"abc-news-lee.txt", "enwiki-206-pages.xml.bz2", "wikitext-2-valid.txt"}
-    assert len(docs["enwiki-206-pages.xml.bz2"]) > 50 and not any("{{" in d for d in docs["enwiki-206-pages.xml.bz2"][:20])
+    assert len(docs["enwiki-206-pages.xml.bz2"]) > 50 and not any(
+        "{{" in d for d in docs["enwiki-206-pages.xml.bz2"][:20]
+    )
     assert all("@-@" not in d for d in docs["wikitext-2-valid.txt"])
 
 
 def test_trained_classifier_separates_reference_from_crawl_junk(tmp_path):
     hq = [seg for docs in reference_documents(str(QUALITY)).values() for d in docs for seg in classifier.segments(d)]
     rng = np.random.default_rng(0)
-    vocab = ["buy", "cheap", "click", "here", "login", "cart", "sale", "free", "shipping", "menu", "home", "contact", "cookie", "accept"]
+    vocab = [
+        "buy",
+        "cheap",
+        "click",
+        "here",
+        "login",
+        "cart",
+        "sale",
+        "free",
+        "shipping",
+        "menu",
+        "home",
+        "contact",
+        "cookie",
+        "accept",
+    ]
     cc = [" ".join(rng.choice(vocab, 120)) for _ in range(len(hq))]
     train, heldout = classifier.split_examples(hq, cc, 0.2, 0)
     model = classifier.train(train, classifier.TrainParams(epoch=5), str(tmp_path / "m.bin"))
@@ -93,10 +117,15 @@ def test_seed_rows_carry_score_percentile_and_reason(tmp_path):
 
     hq = [english(i, "physics") for i in range(50)]
     cc = [" ".join(["buy now cheap deal"] * 40) + f" {i}" for i in range(50)]
-    model = classifier.train(classifier.split_examples(hq, cc, 0.1, 0)[0], classifier.TrainParams(epoch=5), str(tmp_path / "m.bin"))
+    model = classifier.train(
+        classifier.split_examples(hq, cc, 0.1, 0)[0], classifier.TrainParams(epoch=5), str(tmp_path / "m.bin")
+    )
     texts = [english(99, "physics") + " " + english(98, "physics"), "short text", " ".join(["buy now cheap deal"] * 40)]
     docs = pa.RecordBatch.from_pylist(
-        [{name: (t if name == "text" else None) for name in DOCUMENT_SCHEMA.names} | {"id": str(i)} for i, t in enumerate(texts)],
+        [
+            {name: (t if name == "text" else None) for name in DOCUMENT_SCHEMA.names} | {"id": str(i)}
+            for i, t in enumerate(texts)
+        ],
         schema=DOCUMENT_SCHEMA,
     )
     calibration = classifier.quantiles(classifier.p_hq(model, hq + cc))
@@ -140,7 +169,10 @@ def test_integrity_failures_are_what_the_blocking_check_stops_for():
     from dataset_assets.quality.seeds import SEED_SCHEMA
 
     def table(ids, scores):
-        rows = [{**{n: None for n in SEED_SCHEMA.names}, "id": i, "quality_score": s, "kept": False} for i, s in zip(ids, scores)]
+        rows = [
+            {**{n: None for n in SEED_SCHEMA.names}, "id": i, "quality_score": s, "kept": False}
+            for i, s in zip(ids, scores)
+        ]
         return pa.Table.from_pylist(rows, schema=SEED_SCHEMA)
 
     assert validate_seeds(table(["a", "b"], [0.1, 0.9]), 2)[0]
@@ -165,7 +197,10 @@ def test_the_signals_are_described_in_words():
     from dataset_assets.quality.seed_checks import signals_described
 
     assert signals_described(None) == "the classifier alone"
-    assert signals_described({"order": ["reference_lm", "length"], "rule": "mean"}) == "classifier + reference lm + length (mean of percentiles)"
+    assert (
+        signals_described({"order": ["reference_lm", "length"], "rule": "mean"})
+        == "classifier + reference lm + length (mean of percentiles)"
+    )
 
 
 def test_the_seed_scorer_loads_the_lake_model_once_and_scores_in_batches(tmp_path, monkeypatch):
@@ -179,19 +214,30 @@ def test_the_seed_scorer_loads_the_lake_model_once_and_scores_in_batches(tmp_pat
         scorer_module.SeedScorer(lake, str(tmp_path))
     hq = [english(i, "physics") for i in range(50)]
     cc = [" ".join(["buy now cheap deal"] * 40) + f" {i}" for i in range(50)]
-    model = classifier.train(classifier.split_examples(hq, cc, 0.1, 0)[0], classifier.TrainParams(epoch=5), str(tmp_path / "m.bin"))
+    model = classifier.train(
+        classifier.split_examples(hq, cc, 0.1, 0)[0], classifier.TrainParams(epoch=5), str(tmp_path / "m.bin")
+    )
     lake.put_file(MODEL, str(tmp_path / "m.bin"))
-    lake.put_json(CALIBRATION, {"kind": "fasttext", "hq_label": classifier.HQ, "quantiles": classifier.quantiles(classifier.p_hq(model, hq + cc))})
+    lake.put_json(
+        CALIBRATION,
+        {
+            "kind": "fasttext",
+            "hq_label": classifier.HQ,
+            "quantiles": classifier.quantiles(classifier.p_hq(model, hq + cc)),
+        },
+    )
     scorer = scorer_module.SeedScorer(lake, str(tmp_path))
     assert scorer.combined is None and scorer.by_crawl == {}
     monkeypatch.setattr(scorer_module, "BATCH_ROWS", 2)
     texts = [english(90 + i, "physics") + " " + english(80 + i, "physics") for i in range(5)]
     docs = pa.Table.from_pylist(
-        [{name: (t if name == "text" else None) for name in DOCUMENT_SCHEMA.names} | {"id": str(i)} for i, t in enumerate(texts)],
+        [
+            {name: (t if name == "text" else None) for name in DOCUMENT_SCHEMA.names} | {"id": str(i)}
+            for i, t in enumerate(texts)
+        ],
         schema=DOCUMENT_SCHEMA,
     )
     seen = []
     batches = scorer.score(docs, KeepRule(top_fraction=0.5), GopherRules(), {}, seen.append)
     assert [b.num_rows for b in batches] == [2, 2, 1] and seen == [2, 4, 5]
     assert [r["id"] for b in batches for r in b.to_pylist()] == [str(i) for i in range(5)]
-

@@ -19,7 +19,9 @@ from tests.conftest import CRAWL, english, html_page, warc_record, write_jsonl_g
 def ingest_rows(path, **kwargs):
     stats, report = DocumentStats(), ReadReport()
     batches = list(
-        ingest_shard(path.name, path.name, lambda: str(path), kwargs.pop("rules", DocumentRules()), stats, report, **kwargs)
+        ingest_shard(
+            path.name, path.name, lambda: str(path), kwargs.pop("rules", DocumentRules()), stats, report, **kwargs
+        )
     )
     out = [r for b in batches for r in b.to_pylist()]
     return out, stats, report
@@ -44,7 +46,9 @@ def test_real_warc_language_filter_drops_with_reason():
 
 
 def test_clueweb_malformed_dates_are_kept_verbatim():
-    docs, stats, report = ingest_rows(CRAWL / "clueweb09-quirk.warc.gz", rules=DocumentRules(languages=["ja"], min_lang_score=0.3))
+    docs, stats, report = ingest_rows(
+        CRAWL / "clueweb09-quirk.warc.gz", rules=DocumentRules(languages=["ja"], min_lang_score=0.3)
+    )
     assert not report.truncated and report.records == 30
     assert len(docs) >= 20, stats.drops
     assert any(d["date"] == "2008-10-294T05:21:46-0700" for d in docs)
@@ -74,7 +78,9 @@ def test_corrupt_gzip_keeps_records_before_the_damage(tmp_path):
 
 
 def test_truncated_jsonl_gzip_keeps_complete_lines(tmp_path):
-    src = write_jsonl_gz(tmp_path / "full.jsonl.gz", [{"id": str(i), "text": english(i), "url": f"u{i}"} for i in range(400)])
+    src = write_jsonl_gz(
+        tmp_path / "full.jsonl.gz", [{"id": str(i), "text": english(i), "url": f"u{i}"} for i in range(400)]
+    )
     cut = tmp_path / "cut.jsonl.gz"
     data = src.read_bytes()
     cut.write_bytes(data[: int(len(data) * 0.6)])
@@ -86,7 +92,9 @@ def test_truncated_jsonl_gzip_keeps_complete_lines(tmp_path):
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz", ".json.gz", ".zst"])
 def test_jsonl_variants_read_the_same_documents(tmp_path, suffix):
-    lines = "".join(json.dumps({"id": f"d{i}", "text": english(i), "url": f"http://x/{i}"}) + "\n" for i in range(5)).encode()
+    lines = "".join(
+        json.dumps({"id": f"d{i}", "text": english(i), "url": f"http://x/{i}"}) + "\n" for i in range(5)
+    ).encode()
     path = tmp_path / f"shard{suffix}"
     if suffix.endswith(".gz"):
         path.write_bytes(gzip.compress(lines))
@@ -102,10 +110,13 @@ def test_jsonl_variants_read_the_same_documents(tmp_path, suffix):
 def test_jsonl_configurable_fields_and_bad_lines(tmp_path):
     path = tmp_path / "custom.jsonl"
     path.write_text(
-        json.dumps({"doc": {"body": english(1)}, "meta": {"link": "http://a"}, "key": 7}) + "\n"
+        json.dumps({"doc": {"body": english(1)}, "meta": {"link": "http://a"}, "key": 7})
+        + "\n"
         + "{not json\n"
-        + json.dumps({"other": "no text here"}) + "\n"
-        + json.dumps([1, 2]) + "\n"
+        + json.dumps({"other": "no text here"})
+        + "\n"
+        + json.dumps([1, 2])
+        + "\n"
     )
     docs, stats, _ = ingest_rows(path, text_fields=("doc.body",), url_fields=("meta.link",), id_fields=("key",))
     assert [(d["record_key"], d["url"]) for d in docs] == [("7", "http://a")]
@@ -122,7 +133,9 @@ def test_real_dolma_and_c4_jsonl():
 
 def test_parquet_shard(tmp_path):
     path = tmp_path / "dump.parquet"
-    pq.write_table(pa.table({"id": ["a", "b"], "text": [english(1), english(2)], "url": ["http://a", "http://b"]}), path)
+    pq.write_table(
+        pa.table({"id": ["a", "b"], "text": [english(1), english(2)], "url": ["http://a", "http://b"]}), path
+    )
     docs, _, report = ingest_rows(path)
     assert report.format == "parquet" and [d["record_key"] for d in docs] == ["a", "b"]
 
@@ -130,7 +143,10 @@ def test_parquet_shard(tmp_path):
 def test_wet_conversion_records_are_plain_text(tmp_path):
     path = write_warc_gz(
         tmp_path / "x.warc.wet.gz",
-        [warc_record("conversion", "http://w/1", english(1).encode()), warc_record("conversion", "http://w/2", english(2).encode())],
+        [
+            warc_record("conversion", "http://w/1", english(1).encode()),
+            warc_record("conversion", "http://w/2", english(2).encode()),
+        ],
     )
     docs, stats, _ = ingest_rows(path)
     assert [d["url"] for d in docs] == ["http://w/1", "http://w/2"] and docs[0]["text"] == english(1)
@@ -150,7 +166,10 @@ def test_pdf_image_revisit_and_http_errors_are_named_drops(tmp_path):
         ],
     )
     docs, stats, report = ingest_rows(path)
-    assert [d["text"].split(".")[0] for d in docs] == ["Report number 1 about the bridge", "Report number 3 about the bridge"]
+    assert [d["text"].split(".")[0] for d in docs] == [
+        "Report number 1 about the bridge",
+        "Report number 3 about the bridge",
+    ]
     assert stats.drops == {"non_html": 3, "warc_revisit": 1, "http_status": 1}
     assert not report.truncated
 
@@ -163,7 +182,7 @@ def test_invalid_utf8_and_unknown_charset_decode_without_losing_the_record(tmp_p
         [
             warc_record(payload=body + b"\xff\xfe\xfa broken bytes"),
             warc_record(payload=latin, content_type="text/html; charset=x-unknown-charset"),
-            warc_record(payload=html_page(english(3)), content_type="text/html; charset=\"utf-8\""),
+            warc_record(payload=html_page(english(3)), content_type='text/html; charset="utf-8"'),
         ],
     )
     docs, stats, _ = ingest_rows(path)
@@ -209,7 +228,11 @@ def test_duplicates_are_kept_with_equal_content_hashes_for_the_dedup_stages(tmp_
     text = english(1)
     path = write_jsonl_gz(
         tmp_path / "d.jsonl.gz",
-        [{"id": "a", "text": text}, {"id": "b", "text": "  " + text.lower().replace(",", " ,")}, {"id": "c", "text": english(2)}],
+        [
+            {"id": "a", "text": text},
+            {"id": "b", "text": "  " + text.lower().replace(",", " ,")},
+            {"id": "c", "text": english(2)},
+        ],
     )
     docs, stats, _ = ingest_rows(path)
     assert [d["record_key"] for d in docs] == ["a", "b", "c"] and "duplicate" not in stats.drops

@@ -26,7 +26,13 @@ PROMPTS = ROOT / "prompts"
 
 def seeds(n: int, kept_every: int = 1) -> list[dict]:
     return [
-        {"id": f"doc{i:03d}", "text": distinct_english(i), "kept": i % kept_every == 0, "quality_percentile": 95.0, "lang": "en"}
+        {
+            "id": f"doc{i:03d}",
+            "text": distinct_english(i),
+            "kept": i % kept_every == 0,
+            "quality_percentile": 95.0,
+            "lang": "en",
+        }
         for i in range(n)
     ]
 
@@ -38,7 +44,12 @@ def read_rows(lake, shard, strategy):
 def test_chunks_hold_whole_documents_in_id_order():
     qa = load_strategy(PROMPTS / "qa.toml")
     engine = ScriptedEngine()
-    long_doc = {"id": "b-long", "text": " ".join(english(i) for i in range(12)), "kept": True, "quality_percentile": 99.0}
+    long_doc = {
+        "id": "b-long",
+        "text": " ".join(english(i) for i in range(12)),
+        "kept": True,
+        "quality_percentile": 99.0,
+    }
     items = plan_items(seeds(3) + [long_doc], qa, engine.tokenizer())
     assert items[0].source_id == "b-long"  # id order
     pieces = [i for i in items if i.source_id == "b-long"]
@@ -58,7 +69,10 @@ def test_partition_holds_each_kept_seed_once_with_lineage_and_accounting(tmp_pat
     assert len({r["id"] for r in rows}) == len(rows) == stats.rows
     row = rows[0]
     assert row["strategy"] == "qa" and row["shard"] == "s1" and row["prompt_hash"] == prompt_hash(qa)
-    assert row["generator"] == "scripted-engine@1" and json.loads(row["sampling"])["temperature"] == qa.sampling.temperature
+    assert (
+        row["generator"] == "scripted-engine@1"
+        and json.loads(row["sampling"])["temperature"] == qa.sampling.temperature
+    )
     assert json.loads(row["sampling"])["repetition_penalty"] == qa.sampling.repetition_penalty == 1.05
     assert row["kept"] and row["drop_reason"] is None and row["text"].startswith("Question:")
     assert row["completion_tokens"] == 120 and row["prompt_tokens"] > 0
@@ -80,16 +94,27 @@ def test_one_failing_request_is_one_dropped_row(tmp_path):
     rephrase_partition(lake, ScriptedEngine(fail_ids=[bad]), qa, "s1", seeds(4), chunk_docs=4)
     rows = {r["id"]: r for r in read_rows(lake, "s1", "qa")}
     assert len(rows) == 4
-    assert rows[bad]["drop_reason"] == "engine_error" and not rows[bad]["kept"] and "failed this batch" in rows[bad]["error"]
+    assert (
+        rows[bad]["drop_reason"] == "engine_error"
+        and not rows[bad]["kept"]
+        and "failed this batch" in rows[bad]["error"]
+    )
     assert sum(r["kept"] for r in rows.values()) == 3
 
 
 def test_hostile_crawl_text_is_inserted_literally(tmp_path):
-    hostile = "Text {document} and {{ 7*7 }} and {% for x in y %}loop{% endfor %} and {previous} and {audience}. " + english(1)
+    hostile = (
+        "Text {document} and {{ 7*7 }} and {% for x in y %}loop{% endfor %} and {previous} and {audience}. "
+        + english(1)
+    )
     engine = ScriptedEngine()
     rephrase_partition(
-        Lake(root=str(tmp_path)), engine, load_strategy(PROMPTS / "summary.toml"), "s1",
-        [{"id": "h", "text": hostile, "kept": True, "quality_percentile": 90.0}], chunk_docs=1,
+        Lake(root=str(tmp_path)),
+        engine,
+        load_strategy(PROMPTS / "summary.toml"),
+        "s1",
+        [{"id": "h", "text": hostile, "kept": True, "quality_percentile": 90.0}],
+        chunk_docs=1,
     )
     user = engine.seen[0].messages[-1]["content"]
     assert hostile in user and user.count("{document}") == 1 and "49" not in user
@@ -119,11 +144,16 @@ def test_editing_one_prompt_marks_only_its_partitions_outdated(tmp_path):
     qa_file.write_text(qa_file.read_text().replace("temperature = 0.5", "temperature = 0.8", 1))
     (prompts / "summary.toml").write_text((prompts / "summary.toml").read_text() + "\n# a comment only\n")
     strategies = load_strategies(prompts)
-    status = partition_status(lake, {k: strategies[k] for k in ("qa", "summary", "faq")}, ["s1", "s2"], engine.generator)
+    status = partition_status(
+        lake, {k: strategies[k] for k in ("qa", "summary", "faq")}, ["s1", "s2"], engine.generator
+    )
     assert status == {
-        ("s1", "qa"): "outdated", ("s2", "qa"): "outdated",
-        ("s1", "summary"): "current", ("s2", "summary"): "current",
-        ("s1", "faq"): "missing", ("s2", "faq"): "missing",
+        ("s1", "qa"): "outdated",
+        ("s2", "qa"): "outdated",
+        ("s1", "summary"): "current",
+        ("s2", "summary"): "current",
+        ("s1", "faq"): "missing",
+        ("s2", "faq"): "missing",
     }
     other = partition_status(lake, {"qa": strategies["summary"]}, ["s1"], "another-model@x")
     assert other == {("s1", "qa"): "outdated"}
@@ -172,10 +202,16 @@ def test_sigkill_halfway_then_rerun_regenerates_only_uncommitted_chunks(tmp_path
     assert not (part_dir / "_manifest.json").exists()  # a killed partition does not look finished
     first_requests = [json.loads(l)["id"] for l in log.read_text().splitlines()]
 
-    done = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(lake_dir), str(log), "0"], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(lake_dir), str(log), "0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and "finished" in done.stdout, done.stderr
     all_requests = [json.loads(l) for l in log.read_text().splitlines()]
-    second = [r["id"] for r in all_requests[len(first_requests):]]
+    second = [r["id"] for r in all_requests[len(first_requests) :]]
     lake = Lake(root=str(lake_dir))
     rows = read_rows(lake, "s1", "qa")
     committed_ids = {r["id"] + ":0" for r in rows if r["chunk"] < len(committed_first)}
@@ -203,8 +239,13 @@ def write_seeds(lake, shard, rows, footer=True):
     from dataset_assets.quality.seeds import KEPT_FINGERPRINT, kept_fingerprint
 
     table = pa.Table.from_pylist(rows)
-    lake.write_partition("seeds", {"shard": shard}, table.to_batches(), table.schema,
-                         {KEPT_FINGERPRINT: kept_fingerprint(rows)} if footer else None)
+    lake.write_partition(
+        "seeds",
+        {"shard": shard},
+        table.to_batches(),
+        table.schema,
+        {KEPT_FINGERPRINT: kept_fingerprint(rows)} if footer else None,
+    )
 
 
 def test_changed_kept_seeds_mark_that_shards_partitions_outdated(tmp_path):
@@ -227,13 +268,19 @@ def test_changed_kept_seeds_mark_that_shards_partitions_outdated(tmp_path):
     retrained = seeds(4, kept_every=1)
     write_seeds(lake, "s1", retrained)
     assert partition_status(lake, chosen, ["s1", "s2"], engine.generator) == {
-        ("s1", "qa"): "outdated", ("s1", "summary"): "outdated", ("s2", "qa"): "current", ("s2", "summary"): "current",
+        ("s1", "qa"): "outdated",
+        ("s1", "summary"): "outdated",
+        ("s2", "qa"): "current",
+        ("s2", "summary"): "current",
     }
     # A changed percentile alone can re-route seeds between strategies: outdated too.
     rerouted = seeds(4, kept_every=2)
     rerouted[0]["quality_percentile"] = 50.0
     write_seeds(lake, "s2", rerouted, footer=False)  # a file written before the footer held it: read from rows
-    assert partition_status(lake, chosen, ["s2"], engine.generator) == {("s2", "qa"): "outdated", ("s2", "summary"): "outdated"}
+    assert partition_status(lake, chosen, ["s2"], engine.generator) == {
+        ("s2", "qa"): "outdated",
+        ("s2", "summary"): "outdated",
+    }
 
     # Rematerialising brings them back to current, reusing nothing stale.
     for strategy in chosen.values():

@@ -12,8 +12,16 @@ from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
 from dataset_assets.quality.reference import reference_documents
 from dataset_assets.quality.reference_lm import EMPTY_SCORE, LEGACY_SCORE_CHARS, SCORE_CHARS, ReferenceLM
 from dataset_assets.quality.seeds import SEED_SCHEMA, KeepRule, select_seeds
-from dataset_assets.quality.signals import (LENGTH, LENGTH_CAP, REFERENCE_LM, SignalCalibration, combine, fit_combined, from_json,
-                                             length_scores)
+from dataset_assets.quality.signals import (
+    LENGTH,
+    LENGTH_CAP,
+    REFERENCE_LM,
+    SignalCalibration,
+    combine,
+    fit_combined,
+    from_json,
+    length_scores,
+)
 from dataset_assets.quality.heuristics import GopherRules
 from tests.conftest import QUALITY
 
@@ -56,7 +64,7 @@ def test_the_reference_lm_reads_the_prefix_it_was_calibrated_with(lm, reference,
     text = " ".join(reference[1::2])[: 3 * LEGACY_SCORE_CHARS]
     tail = " zzqx vvkw qqpl" * 50
     assert lm.score(text[:SCORE_CHARS] + tail) == lm.score(text[:SCORE_CHARS])
-    assert lm.score(text[:SCORE_CHARS - 20] + tail) < lm.score(text[:SCORE_CHARS - 20])
+    assert lm.score(text[: SCORE_CHARS - 20] + tail) < lm.score(text[: SCORE_CHARS - 20])
     lm.save(str(tmp_path / "lm.npz"))
     with np.load(str(tmp_path / "lm.npz")) as z:
         old = {k: z[k] for k in z.files if k != "score_chars"}
@@ -118,19 +126,28 @@ def test_seeds_carry_each_signal_and_keep_by_the_combined_percentile(lm, referen
     fasttext = SignalCalibration.fit(ft, crawls, shards, 100, 2)
     combined = fit_combined([REFERENCE_LM, LENGTH], lm, fasttext, ft, texts, crawls, shards, "max", 100, 2)
     docs = pa.RecordBatch.from_pylist(
-        [{n: None for n in DOCUMENT_SCHEMA.names} | {"id": str(i), "text": t, "crawl": c} for i, (t, c) in enumerate(zip(texts, crawls))],
+        [
+            {n: None for n in DOCUMENT_SCHEMA.names} | {"id": str(i), "text": t, "crawl": c}
+            for i, (t, c) in enumerate(zip(texts, crawls))
+        ],
         schema=DOCUMENT_SCHEMA,
     )
     rule = KeepRule(top_fraction=0.1)
-    out = select_seeds(docs, Fixed(), fasttext.quantiles, rule, GopherRules(min_words=1), by_crawl=fasttext.by_crawl, combined=combined)
+    out = select_seeds(
+        docs, Fixed(), fasttext.quantiles, rule, GopherRules(min_words=1), by_crawl=fasttext.by_crawl, combined=combined
+    )
     assert out.schema == SEED_SCHEMA
     rows = out.to_pylist()
-    assert np.allclose([r["quality_score"] for r in rows], ft) and np.allclose([r["lm_score"] for r in rows], lm.scores(texts))
+    assert np.allclose([r["quality_score"] for r in rows], ft) and np.allclose(
+        [r["lm_score"] for r in rows], lm.scores(texts)
+    )
     assert np.array_equal([r["length_score"] for r in rows], length_scores(texts))
     expected = combined.place(fasttext.percentiles(ft, crawls), texts, crawls)[1]
     assert np.allclose([r["quality_percentile"] for r in rows], expected)
     assert [r["drop_reason"] == "low_quality" for r in rows] == [p < 90 for p in expected]
-    alone = select_seeds(docs, Fixed(), fasttext.quantiles, rule, GopherRules(min_words=1), by_crawl=fasttext.by_crawl).to_pylist()
+    alone = select_seeds(
+        docs, Fixed(), fasttext.quantiles, rule, GopherRules(min_words=1), by_crawl=fasttext.by_crawl
+    ).to_pylist()
     assert all(r["lm_score"] is None and r["length_score"] is None for r in alone)
     assert np.allclose([r["quality_percentile"] for r in alone], fasttext.percentiles(ft, crawls))
 

@@ -94,7 +94,9 @@ def test_top_kl_tokens_put_a_frequent_reference_token_missing_from_the_corpus_fi
     top = top_kl_tokens(reference, corpus, alpha=0.01, k=3)
     assert top[0]["token_id"] == 1 and top[0]["p_ref"] == pytest.approx(0.3) and top[0]["p_corpus"] == 0
     assert all(t["contribution"] > 0 for t in top) and 3 not in [t["token_id"] for t in top]  # no reference mass
-    assert sum(t["contribution"] for t in top_kl_tokens(reference, corpus, 0.01, 10)) >= kl_bits(reference, corpus, 0.01)
+    assert sum(t["contribution"] for t in top_kl_tokens(reference, corpus, 0.01, 10)) >= kl_bits(
+        reference, corpus, 0.01
+    )
 
 
 def test_support_shrinkage_counts_the_source_types_the_rephrased_text_lost():
@@ -125,7 +127,9 @@ def test_counts_equal_a_direct_count_whatever_the_batch_size(gpt2, batch_size):
             direct[i] += 1
     counted = count_unigrams([texts[:13], texts[13:]], encode(gpt2), gpt2.get_vocab_size(), batch_size)
     assert np.array_equal(counted.counts, direct)
-    assert counted.documents == len(texts) and counted.tokens == direct.sum() and counted.types == np.count_nonzero(direct)
+    assert (
+        counted.documents == len(texts) and counted.tokens == direct.sum() and counted.types == np.count_nonzero(direct)
+    )
 
 
 def test_an_id_beyond_the_vocabulary_is_refused():
@@ -142,7 +146,12 @@ def test_count_vector_round_trips_through_parquet_with_its_vocabulary(tmp_path):
     assert table.num_rows == 3 and table.schema.field("token_id").type == "int32"
     stored = counts_from_table(table)
     assert np.array_equal(stored.counts.counts, counts)
-    assert (stored.tokenizer, stored.fingerprint, stored.vocab_size, stored.counts.documents) == ("gpt2", "abc123", 50_257, 9)
+    assert (stored.tokenizer, stored.fingerprint, stored.vocab_size, stored.counts.documents) == (
+        "gpt2",
+        "abc123",
+        50_257,
+        9,
+    )
 
 
 def test_an_empty_count_vector_keeps_its_vocabulary_size(tmp_path):
@@ -196,19 +205,38 @@ def test_counting_into_the_lake_writes_a_self_describing_vector_and_reports_prog
     from resources.lake import Lake
 
     # A character-level stand-in for a loaded tokenizer: ids are byte values.
-    tok = SimpleNamespace(name="bytes", vocab_size=256, fingerprint="fp1",
-                          encode_batch=lambda texts: [list(t.encode()) for t in texts])
+    tok = SimpleNamespace(
+        name="bytes", vocab_size=256, fingerprint="fp1", encode_batch=lambda texts: [list(t.encode()) for t in texts]
+    )
     source = tmp_path / "ref.txt"
     source.write_text("abc abc abc abc\n\n" * 3 + "zz zz zz zz zz\n")
     lake, seen = Lake(root=str(tmp_path / "lake")), []
-    result = count_into_lake(lake, tok, 2, "reference_unigrams", {"reference": "ref"},
-                             lambda read: reference_text_batches(source, 2, read), lambda n, line: seen.append((n, line)))
+    result = count_into_lake(
+        lake,
+        tok,
+        2,
+        "reference_unigrams",
+        {"reference": "ref"},
+        lambda read: reference_text_batches(source, 2, read),
+        lambda n, line: seen.append((n, line)),
+    )
     summary = result.summary()
     assert summary["documents"] == 4 and summary["tokens"] == 3 * 15 + 14
     assert summary["distinct_tokens"] == 5  # a, b, c, space, z
     assert seen[-1][0] == 4 and "4 documents" in seen[-1][1]
     stored = counts_from_table(lake.read_partition("reference_unigrams", {"reference": "ref"}))
-    assert stored.counts.counts[ord("z")] == 10 and (stored.tokenizer, stored.fingerprint, stored.counts.documents) == ("bytes", "fp1", 4)
-    other = count_into_lake(lake, SimpleNamespace(**{**vars(tok), "fingerprint": "fp2"}), 2, "reference_unigrams", {"reference": "ref"},
-                            lambda read: reference_text_batches(source, 2, read), lambda n, line: None)
+    assert stored.counts.counts[ord("z")] == 10 and (stored.tokenizer, stored.fingerprint, stored.counts.documents) == (
+        "bytes",
+        "fp1",
+        4,
+    )
+    other = count_into_lake(
+        lake,
+        SimpleNamespace(**{**vars(tok), "fingerprint": "fp2"}),
+        2,
+        "reference_unigrams",
+        {"reference": "ref"},
+        lambda read: reference_text_batches(source, 2, read),
+        lambda n, line: None,
+    )
     assert other.data_version() != result.data_version()  # the same counts under another tokenizer are other data

@@ -24,7 +24,7 @@ REQUIRED = {
     "math", "tutorial", "summary", "conversation", "textbook", "continuation",
 }  # fmt: skip
 
-MINIMAL = '''
+MINIMAL = """
 name = "demo"
 description = "A demo strategy."
 method = "Test fixture"
@@ -38,7 +38,7 @@ messages = [
   { role = "system", content = "You rewrite text." },
   { role = "user", content = "Rewrite this:\\n{document}" },
 ]
-'''
+"""
 
 
 class TextTokenizer:
@@ -126,34 +126,114 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
 @pytest.mark.parametrize(
     "old,new,expected",
     [
-        ("temperature = 0.7", "temperature = 7.0", "demo.toml: sampling.temperature = 7.0: must be a number from 0 to 2"),
-        ("temperature = 0.7", 'temperature = "hot"', 'demo.toml: sampling.temperature = "hot": must be a number from 0 to 2'),
-        ("temperature = 0.7", "top_p = 0", "demo.toml: sampling.top_p = 0: must be a number greater than 0 and at most 1"),
+        (
+            "temperature = 0.7",
+            "temperature = 7.0",
+            "demo.toml: sampling.temperature = 7.0: must be a number from 0 to 2",
+        ),
+        (
+            "temperature = 0.7",
+            'temperature = "hot"',
+            'demo.toml: sampling.temperature = "hot": must be a number from 0 to 2',
+        ),
+        (
+            "temperature = 0.7",
+            "top_p = 0",
+            "demo.toml: sampling.top_p = 0: must be a number greater than 0 and at most 1",
+        ),
         ("temperature = 0.7", "max_tokens = 1.5", "demo.toml: sampling.max_tokens = 1.5: must be a whole number"),
-        ("temperature = 0.7", "temprature = 0.7", "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, repetition_penalty, temperature, top_p"),
+        (
+            "temperature = 0.7",
+            "temprature = 0.7",
+            "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, repetition_penalty, temperature, top_p",
+        ),
         ('method = "Test fixture"', 'method = "x"\nseed = 3', "demo.toml: unknown key seed: allowed keys here are"),
         ('method = "Test fixture"', "method = 3", "demo.toml: method = 3: must be a non-empty string"),
         ('method = "Test fixture"', "", "demo.toml: method is missing"),
         ('name = "demo"', 'name = "other"', "demo.toml: name = \"other\": must equal the file name 'demo'"),
-        ("{document}", "{doc}", "demo.toml: steps[0].messages[1].content uses {doc}: not a placeholder allowed here; allowed in this step: {document}"),
+        (
+            "{document}",
+            "{doc}",
+            "demo.toml: steps[0].messages[1].content uses {doc}: not a placeholder allowed here; allowed in this step: {document}",
+        ),
         ("{document}", "{previous}", "demo.toml: steps[0].messages[1].content uses {previous}"),
         ("{document}", "{audience}", "demo.toml: steps[0].messages[1].content uses {audience}"),
         ("{document}", "the text", "demo.toml: steps[0].messages never use {document}"),
-        ('role = "user"', 'role = "tool"', "demo.toml: steps[0].messages[1].role = \"tool\": must be one of 'system', 'user', 'assistant'"),
-        ('role = "user"', 'role = "assistant"', "demo.toml: steps[0].messages[1].role = \"assistant\": the last message of a step must be 'user'"),
-        ("[sampling]", "[routing]\nmin_percentile = 120\n[sampling]", "demo.toml: routing.min_percentile = 120: must be a number from 0 to 100"),
-        ("[sampling]", "[routing]\nmin_percentile = 60\nmax_percentile = 40\n[sampling]", "demo.toml: routing.max_percentile = 40.0: must be greater than routing.min_percentile (60)"),
-        ("[sampling]", '[input]\noverflow = "split"\n[sampling]', "demo.toml: input.overflow = \"split\": must be one of 'truncate', 'segment'"),
-        ("[sampling]", "[postfilter]\nrequire = ['(']\n[sampling]", "demo.toml: postfilter.require[0] = \"(\": not a valid regular expression"),
-        ("[sampling]", '[postfilter]\ndrop_truncated = "yes"\n[sampling]', 'demo.toml: postfilter.drop_truncated = "yes": must be true or false'),
-        ("[sampling]", "[postfilter]\nmin_pairs = 0\n[sampling]", "demo.toml: postfilter.min_pairs = 0: must be a whole number from 1"),
-        ("[sampling]", "[checks]\nmax_copied_share = 2\n[sampling]", "demo.toml: checks.max_copied_share = 2: must be a number from 0 to 1"),
-        ("[sampling]", "[checks]\nrepetitionn = false\n[sampling]", "demo.toml: unknown key checks.repetitionn: allowed keys here are"),
-        ("[sampling]", '[checks]\nlanguage = "off"\n[sampling]', 'demo.toml: checks.language = "off": must be true or false'),
-        ("[sampling]", "[checks]\nwarn_kept_share = 0.2\nerror_kept_share = 0.4\n[sampling]", "demo.toml: checks.error_kept_share = 0.4: must be at most checks.warn_kept_share (0.2)"),
-        ("temperature = 0.7", "repetition_penalty = 0", "demo.toml: sampling.repetition_penalty = 0: must be a number greater than 0 and at most 2"),
-        ('method = "Test fixture"', 'method = "x"\naudiences = ["kids", "kids"]', "demo.toml: audiences = [\"kids\", \"kids\"]: must be a list of distinct non-empty strings"),
-        ('method = "Test fixture"', 'method = "x"\naudiences = ["kids"]', "demo.toml: audiences = [\"kids\"]: is set but no step uses {audience}"),
+        (
+            'role = "user"',
+            'role = "tool"',
+            "demo.toml: steps[0].messages[1].role = \"tool\": must be one of 'system', 'user', 'assistant'",
+        ),
+        (
+            'role = "user"',
+            'role = "assistant"',
+            "demo.toml: steps[0].messages[1].role = \"assistant\": the last message of a step must be 'user'",
+        ),
+        (
+            "[sampling]",
+            "[routing]\nmin_percentile = 120\n[sampling]",
+            "demo.toml: routing.min_percentile = 120: must be a number from 0 to 100",
+        ),
+        (
+            "[sampling]",
+            "[routing]\nmin_percentile = 60\nmax_percentile = 40\n[sampling]",
+            "demo.toml: routing.max_percentile = 40.0: must be greater than routing.min_percentile (60)",
+        ),
+        (
+            "[sampling]",
+            '[input]\noverflow = "split"\n[sampling]',
+            "demo.toml: input.overflow = \"split\": must be one of 'truncate', 'segment'",
+        ),
+        (
+            "[sampling]",
+            "[postfilter]\nrequire = ['(']\n[sampling]",
+            'demo.toml: postfilter.require[0] = "(": not a valid regular expression',
+        ),
+        (
+            "[sampling]",
+            '[postfilter]\ndrop_truncated = "yes"\n[sampling]',
+            'demo.toml: postfilter.drop_truncated = "yes": must be true or false',
+        ),
+        (
+            "[sampling]",
+            "[postfilter]\nmin_pairs = 0\n[sampling]",
+            "demo.toml: postfilter.min_pairs = 0: must be a whole number from 1",
+        ),
+        (
+            "[sampling]",
+            "[checks]\nmax_copied_share = 2\n[sampling]",
+            "demo.toml: checks.max_copied_share = 2: must be a number from 0 to 1",
+        ),
+        (
+            "[sampling]",
+            "[checks]\nrepetitionn = false\n[sampling]",
+            "demo.toml: unknown key checks.repetitionn: allowed keys here are",
+        ),
+        (
+            "[sampling]",
+            '[checks]\nlanguage = "off"\n[sampling]',
+            'demo.toml: checks.language = "off": must be true or false',
+        ),
+        (
+            "[sampling]",
+            "[checks]\nwarn_kept_share = 0.2\nerror_kept_share = 0.4\n[sampling]",
+            "demo.toml: checks.error_kept_share = 0.4: must be at most checks.warn_kept_share (0.2)",
+        ),
+        (
+            "temperature = 0.7",
+            "repetition_penalty = 0",
+            "demo.toml: sampling.repetition_penalty = 0: must be a number greater than 0 and at most 2",
+        ),
+        (
+            'method = "Test fixture"',
+            'method = "x"\naudiences = ["kids", "kids"]',
+            'demo.toml: audiences = ["kids", "kids"]: must be a list of distinct non-empty strings',
+        ),
+        (
+            'method = "Test fixture"',
+            'method = "x"\naudiences = ["kids"]',
+            'demo.toml: audiences = ["kids"]: is set but no step uses {audience}',
+        ),
     ],
 )
 def test_invalid_field_is_named_with_file_field_and_what_is_allowed(tmp_path, old, new, expected):
@@ -166,7 +246,9 @@ def test_invalid_field_is_named_with_file_field_and_what_is_allowed(tmp_path, ol
 
 
 def test_second_step_may_use_previous_but_must_build_on_it(tmp_path):
-    two_steps = MINIMAL + '\n[[steps]]\nname = "polish"\nmessages = [{ role = "user", content = "Polish: {previous}" }]\n'
+    two_steps = (
+        MINIMAL + '\n[[steps]]\nname = "polish"\nmessages = [{ role = "user", content = "Polish: {previous}" }]\n'
+    )
     assert len(load_strategy(write(tmp_path, two_steps)).steps) == 2
     ignoring = two_steps.replace("Polish: {previous}", "Polish: {document}")
     with pytest.raises(StrategyError, match=r"demo\.toml: steps\[1\]\.messages never use \{previous\}"):
@@ -251,7 +333,9 @@ def test_render_inserts_hostile_crawl_text_byte_for_byte():
 
 
 def test_render_fills_every_placeholder_and_takes_plain_dicts():
-    out = render([{"role": "user", "content": "{audience}: {document} / {document}"}], {"document": "D", "audience": "kids"})
+    out = render(
+        [{"role": "user", "content": "{audience}: {document} / {document}"}], {"document": "D", "audience": "kids"}
+    )
     assert out == [{"role": "user", "content": "kids: D / D"}]
     with pytest.raises(KeyError, match="previous"):
         render([{"role": "user", "content": "{previous}"}], {"document": "D"})
@@ -261,7 +345,11 @@ def test_render_fills_every_placeholder_and_takes_plain_dicts():
 
 
 def test_routing_bounds_are_min_inclusive_max_exclusive(tmp_path):
-    s = load_strategy(write(tmp_path, MINIMAL.replace("[sampling]", "[routing]\nmin_percentile = 20\nmax_percentile = 80\n[sampling]")))
+    s = load_strategy(
+        write(
+            tmp_path, MINIMAL.replace("[sampling]", "[routing]\nmin_percentile = 20\nmax_percentile = 80\n[sampling]")
+        )
+    )
     assert [routes(s, p) for p in (19.9, 20.0, 50.0, 79.9, 80.0)] == [False, True, True, True, False]
     assert not routes(s, None) and not routes(s, float("nan"))
 

@@ -35,7 +35,9 @@ def echo_of(strategy) -> PromptEcho:
 
 
 def flags(text: str, source: str = SOURCE, strategy=SUMMARY, config: CheckConfig | None = None) -> list[str]:
-    return check_row(text, SourceView.of(source, "en"), config or strategy.checks, echo_of(strategy), language_probabilities).flags
+    return check_row(
+        text, SourceView.of(source, "en"), config or strategy.checks, echo_of(strategy), language_probabilities
+    ).flags
 
 
 def test_faithful_rewrite_passes_every_check():
@@ -109,8 +111,10 @@ def test_output_in_another_script_is_language():
 
 def test_token_noise_that_lid_calls_english_is_language():
     # Random-weight model output: English-looking tokens without the words that hold prose together.
-    noise = ("profession vectors beautyppard hash Savannah cathmeaning interviewed juvenile item dungeon intel "
-             "genome inside miraculous decentralized interrogation engineering Resonoptim Drill harvesting alleged")
+    noise = (
+        "profession vectors beautyppard hash Savannah cathmeaning interviewed juvenile item dungeon intel "
+        "genome inside miraculous decentralized interrogation engineering Resonoptim Drill harvesting alleged"
+    )
     assert language_probabilities(noise).get("en", 0) > 0.5  # lid.176 alone would keep it
     assert "language" in flags(noise)
     assert "language" not in flags(noise, config=CheckConfig(min_function_word_ratio=0))
@@ -158,6 +162,7 @@ def test_a_check_that_raises_drops_only_that_row_with_check_error():
 
 # --- partition check -----------------------------------------------------------------------------
 
+
 def qa_output(topic: str, n: int) -> str:
     """Q/A text on one topic: the labels and question stems are shared by every output."""
     text = distinct_english(n)
@@ -194,9 +199,16 @@ def test_a_partition_where_every_row_is_identical_keeps_one():
 
 def test_partition_measures_and_checks():
     rows = [
-        {"text": distinct_english(i), "kept": i < 6, "drop_reason": None if i < 6 else "repetition",
-         "flags": [] if i < 6 else ["repetition"], "compression_ratio": 0.5, "source_word_share": 0.4,
-         "numbers": 2, "unsupported_numbers": 1 if i == 0 else 0}
+        {
+            "text": distinct_english(i),
+            "kept": i < 6,
+            "drop_reason": None if i < 6 else "repetition",
+            "flags": [] if i < 6 else ["repetition"],
+            "compression_ratio": 0.5,
+            "source_word_share": 0.4,
+            "numbers": 2,
+            "unsupported_numbers": 1 if i == 0 else 0,
+        }
         for i in range(10)
     ]
     rows.append({"text": "Question: Why?\nAnswer: Because.\n", "kept": True, "drop_reason": None, "flags": []})
@@ -219,6 +231,7 @@ def test_output_formats():
 
 
 # --- real outputs of the default generator -----------------------------------------------------
+
 
 def real_outputs() -> list[dict]:
     import json
