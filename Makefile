@@ -8,7 +8,7 @@ export DATASET_LAKE ?= $(CURDIR)/data/lake
 export CRAWL_LANDING ?= $(SHARED)/crawl
 export QUALITY_REFERENCE ?= $(SHARED)/quality
 
-.PHONY: install install-dev demo test dev bench clean chromium
+.PHONY: install install-dev demo test lint dev bench clean chromium
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,12 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "could not install Chromium: run 'apt-get install chromium' as root, or the UI tests skip"
 
-test: install-dev chromium
+# Lint and format first (ruff, configured in pyproject.toml): a regression fails before the suite runs.
+lint: install-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint chromium
 	$(PY) -m pytest -q
 
 dev: install-dev

@@ -50,7 +50,8 @@ def main() -> int:
     found = [p for p in dev["pages"] if p["id"] in by_id]
     if len(found) < len(dev["pages"]):
         print(
-            f"{len(dev['pages']) - len(found)} judged pages are not in {args.lake}/seeds: run the sample shards through seeds first"
+            f"{len(dev['pages']) - len(found)} judged pages are not in {args.lake}/seeds: run the sample shards "
+            "through seeds first"
         )
         if not found:
             return 2

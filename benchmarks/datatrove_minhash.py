@@ -10,6 +10,8 @@ Prints one JSON line: CPU seconds, wall seconds and peak RSS of this process.
 
 import json
 import os
+import sys
+import time
 
 
 def peak_mb() -> float:
@@ -19,9 +21,6 @@ def peak_mb() -> float:
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
 
-
-import sys
-import time
 
 stage, work = int(sys.argv[1]), sys.argv[2]
 start, cpu0 = time.perf_counter(), time.process_time()

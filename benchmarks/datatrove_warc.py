@@ -4,7 +4,8 @@ fastText language ID filter (keep "en") -> counts. Runs inside datatrove's own v
 environment, which crawl_docs_throughput.py creates (benchmarks/.venvs/datatrove).
 
 Usage:
-    taskset -c 0 benchmarks/.venvs/datatrove/bin/python benchmarks/datatrove_warc.py ../shared/data/crawl/web-pages-a.warc.gz
+    taskset -c 0 benchmarks/.venvs/datatrove/bin/python benchmarks/datatrove_warc.py \
+        ../shared/data/crawl/web-pages-a.warc.gz
     options: --extractor {trafilatura,trafilatura-recall,readability-inscriptis,resiliparse-unreleased}
              --mode {executor,direct}   (executor = LocalPipelineExecutor(tasks=1, workers=1), the default)
              --languages en [de ...]   --lid-model PATH   --output DIR (write kept docs as jsonl.gz)
@@ -50,8 +51,8 @@ def _no_network(self, address, *a, **k):
 _orig_connect = socket.socket.connect
 socket.socket.connect = _no_network
 
-import datatrove  # noqa: E402
 import importlib.metadata as md  # noqa: E402
+
 from datatrove.data import DocumentsPipeline  # noqa: E402
 from datatrove.executor import LocalPipelineExecutor  # noqa: E402
 from datatrove.pipeline.base import PipelineStep  # noqa: E402
@@ -89,8 +90,9 @@ def _counting_process_record(record):
 
 
 def _enable_all_html():
-    """--all-html: datatrove sniffs the payload with libmagic when WARC-Identified-Payload-Type is absent and drops
-    HTML that libmagic calls application/javascript, text/xml, ... Trust the HTTP Content-Type instead when it says html."""
+    """--all-html: datatrove sniffs the payload with libmagic when WARC-Identified-Payload-Type is absent and
+    drops HTML that libmagic calls application/javascript, text/xml, ... Trust the HTTP Content-Type instead
+    when it says html."""
     import magic
 
     orig = magic.from_buffer

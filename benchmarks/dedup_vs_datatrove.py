@@ -23,6 +23,11 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
 
 
 def peak_mb() -> float:
@@ -32,12 +37,6 @@ def peak_mb() -> float:
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
 
-
-import subprocess
-import sys
-import time
-from collections import defaultdict
-from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))

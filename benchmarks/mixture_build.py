@@ -35,8 +35,8 @@ from benchmarks.common import SHARED, median, write_result  # noqa: E402
 from dataset_assets.mixtures.build import build_mixtures  # noqa: E402
 from dataset_assets.mixtures.pull import MIXTURES  # noqa: E402
 from dataset_assets.mixtures.recipe import parse_recipe  # noqa: E402
-from dataset_assets.rephrase.store import REPHRASED_SCHEMA
 from dataset_assets.quality.seeds import SEED_SCHEMA  # noqa: E402
+from dataset_assets.rephrase.store import REPHRASED_SCHEMA
 from resources.lake import Lake  # noqa: E402
 
 STRATEGIES = ("wikipedia", "qa", "summary")
@@ -74,12 +74,29 @@ def make_lake(root: Path, shards: int, docs: int, seed: int = 0) -> tuple[Lake, 
         for i, body in enumerate(bodies):
             kept = bool(rng.random() < 0.8)
             seeds.append(
-                {"id": f"{s:03d}{i:06d}", "text": body, "url": f"https://example.org/{s}/{i}", "shard": shard, "crawl": "CC-MAIN-2024-10",
-                 "lang": "en", "lang_score": 0.97, "content_hash": f"{s}-{i}", "record_key": f"k{s}-{i}",
-                 "warc_record_id": f"<urn:uuid:{s:08d}-{i:012d}>", "offset": i * 20_000, "date": "2024-03-01", "source_file": shard,
-                 "format": "warc", "chars": len(body), "capped": False, "quality_score": 0.9, "quality_percentile": 95.0,
-                 "kept": kept, "drop_reason": None if kept else "low_quality"}
-            )  # fmt: skip
+                {
+                    "id": f"{s:03d}{i:06d}",
+                    "text": body,
+                    "url": f"https://example.org/{s}/{i}",
+                    "shard": shard,
+                    "crawl": "CC-MAIN-2024-10",
+                    "lang": "en",
+                    "lang_score": 0.97,
+                    "content_hash": f"{s}-{i}",
+                    "record_key": f"k{s}-{i}",
+                    "warc_record_id": f"<urn:uuid:{s:08d}-{i:012d}>",
+                    "offset": i * 20_000,
+                    "date": "2024-03-01",
+                    "source_file": shard,
+                    "format": "warc",
+                    "chars": len(body),
+                    "capped": False,
+                    "quality_score": 0.9,
+                    "quality_percentile": 95.0,
+                    "kept": kept,
+                    "drop_reason": None if kept else "low_quality",
+                }
+            )
         lake.write_partition(
             "seeds", {"shard": shard}, pa.Table.from_pylist(seeds, schema=SEED_SCHEMA).to_batches(), SEED_SCHEMA
         )
@@ -91,11 +108,22 @@ def make_lake(root: Path, shards: int, docs: int, seed: int = 0) -> tuple[Lake, 
             for seed_row, body in zip(kept_seeds, rewrites):
                 kept = bool(rng.random() < 0.9)
                 rows.append(
-                    {"id": f"{seed_row['id']}-{strategy}", "source_id": seed_row["id"], "shard": shard, "strategy": strategy,
-                     "prompt_hash": f"{strategy}-1", "generator": "bench-model@1", "sampling": "{}", "text": body if kept else "",
-                     "prompt_tokens": 400, "completion_tokens": 200, "finish_reason": "stop", "kept": kept,
-                     "drop_reason": None if kept else "too_short"}
-                )  # fmt: skip
+                    {
+                        "id": f"{seed_row['id']}-{strategy}",
+                        "source_id": seed_row["id"],
+                        "shard": shard,
+                        "strategy": strategy,
+                        "prompt_hash": f"{strategy}-1",
+                        "generator": "bench-model@1",
+                        "sampling": "{}",
+                        "text": body if kept else "",
+                        "prompt_tokens": 400,
+                        "completion_tokens": 200,
+                        "finish_reason": "stop",
+                        "kept": kept,
+                        "drop_reason": None if kept else "too_short",
+                    }
+                )
             key = {"shard": shard, "strategy": strategy}
             lake.write_partition(
                 "rephrased", key, pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA).to_batches(), REPHRASED_SCHEMA
@@ -119,10 +147,18 @@ def main() -> None:
         lake, lake_rows = make_lake(root / "lake", args.shards, args.docs_per_shard)
         print(f"lake: {lake_rows:,} upstream rows in {time.perf_counter() - start:.1f} s", flush=True)
         recipe = parse_recipe(
-            {"budget_tokens": args.budget, "seed": 1, "max_repetition": 1.0, "shard_rows": 10_000,
-             "components": [{"source": "natural", "weight": 0.7}, *({"source": "rephrased", "strategy": s, "weight": 0.1} for s in STRATEGIES)]},
+            {
+                "budget_tokens": args.budget,
+                "seed": 1,
+                "max_repetition": 1.0,
+                "shard_rows": 10_000,
+                "components": [
+                    {"source": "natural", "weight": 0.7},
+                    *({"source": "rephrased", "strategy": s, "weight": 0.1} for s in STRATEGIES),
+                ],
+            },
             "bench",
-        )  # fmt: skip
+        )
 
         def unpublish():
             shutil.rmtree(lake.path(MIXTURES, "bench"), ignore_errors=True)
@@ -153,14 +189,15 @@ def main() -> None:
         bare_sql = f"""
             COPY (
                 WITH texts AS (
-                    SELECT 'natural' AS component, shard, id, text, id AS seed_id, NULL AS rephrased_id, NULL AS prompt_hash,
-                           NULL AS generator
+                    SELECT 'natural' AS component, shard, id, text, id AS seed_id, NULL AS rephrased_id,
+                           NULL AS prompt_hash, NULL AS generator
                     FROM read_parquet({seeds!r}) WHERE kept
                     UNION ALL
-                    SELECT strategy, shard, id, text, source_id, id, prompt_hash, generator FROM read_parquet({rephrased!r}) WHERE kept
+                    SELECT strategy, shard, id, text, source_id, id, prompt_hash, generator
+                    FROM read_parquet({rephrased!r}) WHERE kept
                 )
-                SELECT md5(concat_ws('|', s.component, s.shard, s.id, s.repeat)) AS id, t.text, s.component, s.id AS source_id,
-                       s.shard, t.seed_id, t.rephrased_id, s.repeat, t.prompt_hash, t.generator
+                SELECT md5(concat_ws('|', s.component, s.shard, s.id, s.repeat)) AS id, t.text, s.component,
+                       s.id AS source_id, s.shard, t.seed_id, t.rephrased_id, s.repeat, t.prompt_hash, t.generator
                 FROM sel s JOIN texts t USING (component, shard, id)
                 ORDER BY md5(concat_ws('|', 1, s.component, s.shard, s.id, s.repeat))
             ) TO '{out}' (FORMAT parquet, COMPRESSION zstd)

@@ -34,8 +34,8 @@ def one(n: int, built: bool) -> dict:
     from dagster import DagsterInstance, build_sensor_context
 
     from benchmarks.status_scale import _child, partition_keys
-    from dataset_assets.defs.nightly import nightly_backfill
     from dataset_assets.definitions import defs
+    from dataset_assets.defs.nightly import nightly_backfill
     from resources.lake import Lake
     from tests.support.engines import ScriptedEngine
 

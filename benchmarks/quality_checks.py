@@ -30,7 +30,8 @@ def survey_rows(lake_root: str) -> list[dict]:
     lake = Lake(root=lake_root)
     con = duckdb.connect()
     rows = con.execute(
-        f"select strategy, source_id, text, completion_tokens from read_parquet('{lake.path('rephrased')}/*/*/*.parquet', hive_partitioning=true)"
+        "select strategy, source_id, text, completion_tokens from "
+        f"read_parquet('{lake.path('rephrased')}/*/*/*.parquet', hive_partitioning=true)"
     ).fetchall()
     return [{"strategy": s, "source_id": sid, "text": t, "completion_tokens": n} for s, sid, t, n in rows if t]
 
@@ -54,17 +55,18 @@ def main() -> int:
     core = pin_to_one_core()
 
     from dataset_assets.crawl.langid import language_probabilities
-    from dataset_assets.rephrase.strategies import load_strategies
     from dataset_assets.rephrase.checks import SourceView, safe_check_row
     from dataset_assets.rephrase.echo import PromptEcho
     from dataset_assets.rephrase.partition_checks import template_duplicates
+    from dataset_assets.rephrase.strategies import load_strategies
 
     rows = survey_rows(args.rows_lake)
     sources = seed_texts(args.seeds_lake)
     rows = [r for r in rows if r["source_id"] in sources] * args.copies
     if not rows:
         print(
-            f"no rephrased rows with their seeds under {args.rows_lake} / {args.seeds_lake}: run strategy_survey.py first"
+            f"no rephrased rows with their seeds under {args.rows_lake} / {args.seeds_lake}: run strategy_survey.py "
+            "first"
         )
         return 2
     strategies = load_strategies()

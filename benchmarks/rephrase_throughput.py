@@ -438,8 +438,8 @@ def main() -> None:
             r["load_average_1m"] = os.getloadavg()[0]
             runs[side].append(r)
             print(
-                f"rep {rep} {side}: {r['completion_tokens']} tokens in {r['seconds']:.1f} s = {r['tokens_per_s']:.1f} tok/s "
-                f"(load {r['load_average_1m']:.1f})",
+                f"rep {rep} {side}: {r['completion_tokens']} tokens in {r['seconds']:.1f} s = {r['tokens_per_s']:.1f} "
+                f"tok/s (load {r['load_average_1m']:.1f})",
                 flush=True,
             )
             if r.get("errors"):
@@ -459,8 +459,9 @@ def main() -> None:
     cpu_per_1k = {s: round(med([r["cpu_seconds_per_1k_tokens"] for r in rs]), 2) for s, rs in runs.items()}
     result = {
         "command": (
-            f"/tmp/vllm-venv/bin/python benchmarks/rephrase_throughput.py --docs {args.docs} --output-tokens {args.output_tokens} "
-            f"--chunk-docs {args.chunk_docs} --small-chunk-docs {args.small_chunk_docs} --repeats {args.repeats} --sides {args.sides}"
+            f"/tmp/vllm-venv/bin/python benchmarks/rephrase_throughput.py --docs {args.docs} --output-tokens "
+            f"{args.output_tokens} --chunk-docs {args.chunk_docs} --small-chunk-docs {args.small_chunk_docs} --repeats "
+            f"{args.repeats} --sides {args.sides}"
         ),
         "model": generator_name(model)
         or "tiny random-weight Llama (dataset-assets tiny-model: hidden 256, 2 layers, head_dim 64, GPT-2 BPE)",
@@ -473,7 +474,8 @@ def main() -> None:
         "output_limit_tokens": strat.sampling.max_tokens,
         "chunk_docs": args.chunk_docs,
         "small_chunk_docs": args.small_chunk_docs,
-        "timed": "generation only, engine warm: bare = LLM.chat over all requests; asset = read seeds + rephrase_partition into a fresh lake",
+        "timed": "generation only, engine warm: bare = LLM.chat over all requests; asset = read seeds + "
+        "rephrase_partition into a fresh lake",
         "as_is": as_is,
         "workaround": workaround,
         "engine_settings_timed": settings_used,

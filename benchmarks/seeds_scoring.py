@@ -29,12 +29,12 @@ import pyarrow as pa  # noqa: E402
 from benchmarks.common import SHARED, median, pin_to_one_core, timed, write_result  # noqa: E402
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats  # noqa: E402
 from dataset_assets.crawl.ingest import ingest_shard  # noqa: E402
+from dataset_assets.crawl.readers import ReadReport  # noqa: E402
 from dataset_assets.quality import classifier  # noqa: E402
 from dataset_assets.quality.heuristics import GopherRules  # noqa: E402
 from dataset_assets.quality.reference import reference_documents  # noqa: E402
-from dataset_assets.crawl.readers import ReadReport  # noqa: E402
-from dataset_assets.quality.seeds import KeepRule, select_seeds  # noqa: E402
 from dataset_assets.quality.reference_lm import ReferenceLM  # noqa: E402
+from dataset_assets.quality.seeds import KeepRule, select_seeds  # noqa: E402
 from dataset_assets.quality.signals import LENGTH, REFERENCE_LM, SignalCalibration, fit_combined, length_scores  # noqa: E402
 
 
@@ -121,7 +121,8 @@ def main() -> None:
     write_result(
         "seeds_scoring",
         {
-            "command": f"python benchmarks/seeds_scoring.py --repeat-corpus {args.repeat_corpus} --repeats {args.repeats}",
+            "command": f"python benchmarks/seeds_scoring.py --repeat-corpus {args.repeat_corpus} --repeats "
+            f"{args.repeats}",
             "pinned_core": core,
             "documents": n,
             "mean_chars": float(np.mean([len(t) for t in texts])),
@@ -158,8 +159,8 @@ def embedding_side(args, model, texts: list[str], hq: list[str], core: int) -> N
     write_result(
         "seeds_scoring_embedding",
         {
-            "command": f"python benchmarks/seeds_scoring.py --repeats {args.repeats} --embedding-model {args.embedding_model} "
-            f"--embedding-docs {args.embedding_docs} --embedding-tokens {args.embedding_tokens}",
+            "command": f"python benchmarks/seeds_scoring.py --repeats {args.repeats} --embedding-model "
+            f"{args.embedding_model} --embedding-docs {args.embedding_docs} --embedding-tokens {args.embedding_tokens}",
             "pinned_core": core,
             "torch_threads": 1,
             "documents": len(texts),

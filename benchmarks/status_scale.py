@@ -26,10 +26,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.common import write_result  # noqa: E402
-
-
 import pyarrow.fs as pafs  # noqa: E402
+
+from benchmarks.common import write_result  # noqa: E402
 
 
 class CountingHandler(pafs.FileSystemHandler):
@@ -125,8 +124,8 @@ def batch_option(parser: argparse.ArgumentParser, args: argparse.Namespace, name
 
 
 def records(n: int, strategies: dict, generator: str, bands: list[str]) -> list[dict]:
-    from dataset_assets.status.lake_walk import facts_buckets
     from dataset_assets.rephrase.strategies import prompt_hash
+    from dataset_assets.status.lake_walk import facts_buckets
 
     shards = shard_files(n)
     fingerprints = {s: f"d{i:015d}" for i, s in enumerate(shards)}

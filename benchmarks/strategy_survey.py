@@ -35,8 +35,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from dataset_assets.defs.resources import build_engine
-    from dataset_assets.rephrase.generate import rephrase_partition
     from dataset_assets.rephrase.chunks import with_output_cap
+    from dataset_assets.rephrase.generate import rephrase_partition
     from dataset_assets.rephrase.strategies import load_strategies
     from resources.lake import Lake
 

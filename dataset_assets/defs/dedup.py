@@ -20,19 +20,18 @@ from dagster import (
     AutomationCondition,
     Config,
     DataVersion,
+    DefaultSensorStatus,
     Failure,
     MaterializeResult,
     MetadataValue,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
-    DefaultSensorStatus,
-    sensor,
     asset,
+    sensor,
 )
 
 from dataset_assets import settings
-from dataset_assets.status import batches, catalog
 from dataset_assets.dedup import buckets as bucket_stage
 from dataset_assets.dedup.clusters import (
     ClusterStats,
@@ -40,7 +39,6 @@ from dataset_assets.dedup.clusters import (
     largest_clusters,
     largest_markdown,
     removed_per_shard,
-    shard_fingerprints,
     size_distribution,
 )
 from dataset_assets.dedup.minhash import PARAMS_KEY, MinHashParams
@@ -49,18 +47,15 @@ from dataset_assets.dedup.store import (
     BUCKETS,
     CLUSTERS,
     COVERED_KEY,
-    FINGERPRINTS_KEY,
     SIGNATURES,
     ParameterMismatch,
     read_buckets,
     read_signature_keys,
     texts_loader,
+    write_clusters,
 )
 from dataset_assets.orchestration.graph import BAND_GROUPS, CRAWL_DOCS, SEEDS, crawl_shards, dedup_bands
 from dataset_assets.orchestration.in_flight import in_flight_partitions
-from dataset_assets.status.lake_walk import facts_buckets
-from dataset_assets.status.dedup_decisions import seeds_partitions_to_redo
-from dataset_assets.progress import Progress
 from dataset_assets.orchestration.shard_runs import (
     ShardResult,
     each_shard,
@@ -69,7 +64,11 @@ from dataset_assets.orchestration.shard_runs import (
     shard_groups,
     shard_run_request,
 )
+from dataset_assets.progress import Progress
 from dataset_assets.stats.plots import cluster_sizes_png, png_markdown
+from dataset_assets.status import batches, catalog
+from dataset_assets.status.dedup_decisions import seeds_partitions_to_redo
+from dataset_assets.status.lake_walk import facts_buckets
 from resources.lake import Lake
 
 GROUP = "dedup"
@@ -139,7 +138,8 @@ def _sign_one(context: AssetExecutionContext, config: MinHashConfig, lake: Lake,
     )
     catalog.record(lake, SIGNATURES, shard, written.data_version, params=params.key())
     context.log.info(
-        f"{shard}: {counts['documents']} documents signed, {counts['without_signature']} too short for a {params.ngram}-gram"
+        f"{shard}: {counts['documents']} documents signed, {counts['without_signature']} too short for a "
+        f"{params.ngram}-gram"
     )
     return (
         {
@@ -161,7 +161,8 @@ def _sign_one(context: AssetExecutionContext, config: MinHashConfig, lake: Lake,
     kinds={"parquet"},
     code_version="1",
     automation_condition=_after(_BUCKETS_DUE),
-    description="Per LSH band (and the exact key): every document that shares a bucket with another, rooted at the bucket's smallest id.",
+    description="Per LSH band (and the exact key): every document that shares a bucket with another, rooted at the "
+    "bucket's smallest id.",
 )
 def dedup_buckets(context: AssetExecutionContext, config: MinHashConfig, lake: Lake) -> MaterializeResult:
     partition, params = context.partition_key, config.params()
@@ -200,8 +201,8 @@ def dedup_buckets(context: AssetExecutionContext, config: MinHashConfig, lake: L
     kinds={"parquet"},
     code_version="1",
     automation_condition=_after(_CLUSTERS_DUE),
-    description="Duplicate clusters over the whole crawl: one representative each (earliest crawl date, then smallest id); "
-    "every other member removed as `duplicate` or `near_duplicate`.",
+    description="Duplicate clusters over the whole crawl: one representative each (earliest crawl date, then smallest "
+    "id); every other member removed as `duplicate` or `near_duplicate`.",
 )
 def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: Lake) -> MaterializeResult:
     params = config.params()
@@ -211,20 +212,15 @@ def dedup_clusters(context: AssetExecutionContext, config: ClusterConfig, lake: 
         raise Failure(description=str(exc)) from exc
     stats = ClusterStats()
     decisions = cluster(members, texts_loader(lake), params.ngram, config.verify_threshold, stats)
-    fingerprints = shard_fingerprints(decisions, covered)
-    meta = {
-        PARAMS_KEY: params.key(),
-        FINGERPRINTS_KEY: json.dumps(fingerprints),
-        "verify_threshold": str(config.verify_threshold),
-    }
-    written = lake.write_partition(CLUSTERS, {}, decisions.to_batches(), decisions.schema, meta)
+    written, fingerprints = write_clusters(lake, decisions, covered, params, config.verify_threshold)
     catalog.record(lake, CLUSTERS, "", written.data_version, fingerprints=fingerprints)
     sizes = size_distribution(decisions)
     plot = cluster_sizes_png(sizes)
     lake.put_bytes([CLUSTERS, "cluster_sizes.png"], plot)
     context.log.info(
         f"{len(covered)} shards: {sum(sizes.values())} clusters; removed {stats.removed['duplicate']} exact and "
-        f"{stats.removed['near_duplicate']} near duplicates; {stats.near_pairs_checked} candidate pairs verified, {stats.near_pairs_rejected} rejected"
+        f"{stats.removed['near_duplicate']} near duplicates; {stats.near_pairs_checked} candidate pairs verified, "
+        f"{stats.near_pairs_rejected} rejected"
     )
     return MaterializeResult(
         metadata={
@@ -287,8 +283,8 @@ def dedup_seeds_sensor(context: SensorEvaluationContext, lake: Lake):
     chosen = first_groups(groups, settings.landing_batch())
     asked = sum(len(g) for g in chosen)
     context.log.info(
-        f"dedup clusters {state}: seeds of {len(files)} of {len(fingerprints)} shard files to (re)build, in {len(needed)} "
-        f"partitions, {len(needed) - len(requested)} of them already in an unfinished run or backfill"
+        f"dedup clusters {state}: seeds of {len(files)} of {len(fingerprints)} shard files to (re)build, in "
+        f"{len(needed)} partitions, {len(needed) - len(requested)} of them already in an unfinished run or backfill"
         + (f"; {gone} files no longer registered" if gone else "")
         + f"; requesting {asked} partitions in {len(chosen)} runs"
     )

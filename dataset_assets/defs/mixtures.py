@@ -23,8 +23,8 @@ from dagster import (
 
 from dataset_assets import settings
 from dataset_assets.mixtures.build import CODE_VERSION, build_mixtures
-from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe, recipe_names
 from dataset_assets.mixtures.pull import parquet_files
+from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe, recipe_names
 from dataset_assets.orchestration.graph import REPHRASED, SEEDS, strategy_names
 from dataset_assets.stats.unigrams import COUNTS_SCHEMA, count_unigrams, counts_batches, counts_metadata
 from resources.lake import Lake
@@ -72,7 +72,8 @@ def count_version_unigrams(lake: Lake, tokenizer: TokenizerResource, version, lo
     group_name="mixtures",
     kinds={"duckdb", "parquet"},
     code_version=CODE_VERSION,
-    description="A token-weighted, shuffled mix of natural seeds and rephrased text, published as mixtures/<name>/v<n>/.",
+    description="A token-weighted, shuffled mix of natural seeds and rephrased text, published as "
+    "mixtures/<name>/v<n>/.",
 )
 def mixtures(
     context: AssetExecutionContext, config: MixturesConfig, lake: Lake, tokenizer: TokenizerResource

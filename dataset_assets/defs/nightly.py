@@ -41,10 +41,10 @@ from dataset_assets.orchestration.graph import (
     rephrased_partitions,
 )
 from dataset_assets.orchestration.in_flight import UNFINISHED_BACKFILLS, in_flight_partitions
+from dataset_assets.rephrase.strategies import load_strategies
 from dataset_assets.status.catalog import CatalogDamaged, CatalogMissing
 from dataset_assets.status.judge import graph_status
 from dataset_assets.status.nightly import MORE, backlog, slot_to_act_on
-from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
 from resources.llm import LLMEngine
 
@@ -102,7 +102,10 @@ def nightly_backfill(context: SensorEvaluationContext, lake: Lake, engine: LLMEn
         filters=BulkActionsFilter(statuses=UNFINISHED_BACKFILLS, tags={"dagster/from": NIGHTLY_TAG}), limit=1
     )
     if previous:
-        reason = f"the previous nightly backfill {previous[0].backfill_id} is still unfinished: its partitions are in an unfinished run or backfill"
+        reason = (
+            f"the previous nightly backfill {previous[0].backfill_id} is still unfinished: its partitions are in an "
+            "unfinished run or backfill"
+        )
         return SensorResult(skip_reason=SkipReason(reason), cursor=context.cursor if continuing else cursor)
     shards = context.instance.get_dynamic_partitions(crawl_shards.name)
     try:
@@ -115,7 +118,8 @@ def nightly_backfill(context: SensorEvaluationContext, lake: Lake, engine: LLMEn
         )
     if total > len(wanted):  # the rest goes into the next backfill, once this one has finished
         context.log.info(
-            f"{total} partitions are missing or outdated: this backfill takes {len(wanted)} (NIGHTLY_BACKFILL_MAX_PARTITIONS)"
+            f"{total} partitions are missing or outdated: this backfill takes {len(wanted)} "
+            "(NIGHTLY_BACKFILL_MAX_PARTITIONS)"
         )
         cursor += MORE
     asset_graph = context.repository_def.asset_graph
@@ -128,7 +132,8 @@ def nightly_backfill(context: SensorEvaluationContext, lake: Lake, engine: LLMEn
         context.log.info(f"leaving out {len(busy)} partitions already in an unfinished run or backfill")
     subset = AssetGraphSubset.from_asset_partition_set(wanted, asset_graph)
     context.log.info(
-        f"backfilling {len(wanted)} partitions for the {datetime.datetime.fromtimestamp(slot, datetime.timezone.utc):%Y-%m-%d %H:%M} UTC slot"
+        f"backfilling {len(wanted)} partitions for the "
+        f"{datetime.datetime.fromtimestamp(slot, datetime.timezone.utc):%Y-%m-%d %H:%M} UTC slot"
     )
     request = RunRequest.for_asset_graph_subset(subset, tags={"dagster/from": NIGHTLY_TAG})
     return SensorResult(run_requests=[request], cursor=cursor)

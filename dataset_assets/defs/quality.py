@@ -3,7 +3,6 @@
 import os
 import random
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +18,14 @@ from dataset_assets.quality.hf_classifier import HFClassifier, HFScorerSpec, mod
 from dataset_assets.quality.reference import reference_documents
 from dataset_assets.quality.signals import SignalCalibration
 from dataset_assets.quality.store import CALIBRATION, MODEL, REFERENCE_LM_FILE, fetch_model, sample_crawl_docs
-from dataset_assets.quality.training import DESCRIBED, check_rule, embedding_sample, extra_signal_names, fit_signals
+from dataset_assets.quality.training import (
+    DESCRIBED,
+    ObtainedModel,
+    check_rule,
+    embedding_sample,
+    extra_signal_names,
+    fit_signals,
+)
 from resources.hashing import file_sha256
 from resources.lake import Lake
 
@@ -63,16 +69,7 @@ class QualityClassifierConfig(Config):
     seed: int = 0
 
 
-@dataclass
-class _Model:
-    model: object  # a fastText model or an HFClassifier
-    heldout: list  # (label, text) examples the metrics are measured on
-    source: str
-    train_examples: int = 0
-    hf_spec: Optional[HFScorerSpec] = None
-
-
-def _hf_model(config: QualityClassifierConfig, heldout: list) -> _Model:
+def _hf_model(config: QualityClassifierConfig, heldout: list) -> ObtainedModel:
     if config.model_path:
         raise Failure("quality_classifier: set model_path (fastText) or hf_model_path (Hugging Face), not both")
     spec = HFScorerSpec(
@@ -90,12 +87,12 @@ def _hf_model(config: QualityClassifierConfig, heldout: list) -> _Model:
         ) from exc
     except (FileNotFoundError, ValueError) as exc:
         raise Failure(str(exc)) from exc
-    return _Model(model, heldout, f"supplied (Hugging Face): {config.hf_model_path}", hf_spec=spec)
+    return ObtainedModel(model, heldout, f"supplied (Hugging Face): {config.hf_model_path}", hf_spec=spec)
 
 
 def _obtain_model(
     context: AssetExecutionContext, config: QualityClassifierConfig, hq: list[str], cc: list[str], local_model: str
-) -> _Model:
+) -> ObtainedModel:
     """A supplied Hugging Face or fastText model (measured on every example), or one trained here."""
     every = [(classifier.HQ, t) for t in hq] + [(classifier.CC, t) for t in cc]
     if config.hf_model_path:
@@ -107,16 +104,16 @@ def _obtain_model(
             raise Failure(
                 f"supplied model {config.model_path} has no label {config.hq_label!r}; its labels: {sorted(labels)}"
             )
-        return _Model(model, every, f"supplied: {config.model_path}")
+        return ObtainedModel(model, every, f"supplied: {config.model_path}")
     params = classifier.TrainParams(
         word_ngrams=config.word_ngrams, epoch=config.epoch, dim=config.dim, bucket=config.bucket, seed=config.seed
     )
     train_set, heldout = classifier.split_examples(hq, cc, params.holdout, config.seed)
     context.log.info(f"training on {len(train_set)} examples ({len(hq)} hq segments, {len(cc)} crawl documents)")
-    return _Model(classifier.train(train_set, params, local_model), heldout, "trained", len(train_set))
+    return ObtainedModel(classifier.train(train_set, params, local_model), heldout, "trained", len(train_set))
 
 
-def _store_model(lake: Lake, obtained: _Model, local_model: str) -> tuple[str, int]:
+def _store_model(lake: Lake, obtained: ObtainedModel, local_model: str) -> tuple[str, int]:
     """(content digest, bytes): a Hugging Face model stays where it is (the calibration names it and
     its content); a fastText model is copied into the lake, hashed in blocks."""
     if obtained.hf_spec is not None:
@@ -210,39 +207,13 @@ def _more_signals(
     return {"signals": fitted.entry}, metadata, fitted.digest()
 
 
-def _calibration(
-    config: QualityClassifierConfig,
-    obtained: _Model,
-    quantiles: list,
-    by_crawl: dict,
-    documents: int,
-    digest: str,
-    signals: dict,
-    metrics: dict,
-) -> dict:
-    """What `calibration.json` holds: the model (kind, source, content digest), its quantiles over the
-    lake and per crawl, the further signals' entry and the held-out metrics."""
-    hf_spec = obtained.hf_spec
-    return {
-        "kind": "huggingface" if hf_spec else "fasttext",
-        **({"huggingface": hf_spec.to_json()} if hf_spec else {}),
-        "hq_label": config.hq_label,
-        "quantiles": quantiles,
-        "by_crawl": by_crawl,
-        "calibration_documents": documents,
-        "source": obtained.source,
-        "model_sha256": digest,
-        **signals,
-        **metrics,
-    }
-
-
 @asset(
     deps=[CRAWL_DOCS],
     group_name="quality",
     kinds={"fasttext"},
     code_version="4",
-    description="fastText quality model (reference text as __label__hq vs crawl text as __label__cc), a bigram LM of the "
+    description="fastText quality model (reference text as __label__hq vs crawl text as __label__cc), a bigram LM of "
+    "the "
     "reference text and document length as further signals, and the quantiles of each signal and of their combination.",
 )
 def quality_classifier(
@@ -269,7 +240,7 @@ def quality_classifier(
         signals, signal_metadata, signals_digest = _more_signals(
             context, lake, config, hq, scores, fasttext, crawl, tmp
         )
-    calibration = _calibration(config, obtained, quantiles, by_crawl, len(crawl_texts), digest, signals, metrics)
+    calibration = obtained.calibration(config.hq_label, quantiles, by_crawl, len(crawl_texts), digest, signals, metrics)
     lake.put_json(CALIBRATION, calibration)
     if not config.reference_lm and lake.exists(REFERENCE_LM_FILE):  # a previous calibration's LM: nothing reads it now
         lake.fs.delete_file(lake.path(*REFERENCE_LM_FILE))

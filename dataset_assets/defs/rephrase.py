@@ -25,15 +25,14 @@ from dagster import (
 )
 
 from dataset_assets import settings
-from dataset_assets.status import batches
 from dataset_assets.orchestration.graph import SEEDS, rephrased_partitions
 from dataset_assets.progress import Progress
-from dataset_assets.rephrase.generate import PartitionStats, rephrase_partition
 from dataset_assets.rephrase.chunks import with_output_cap
+from dataset_assets.rephrase.generate import PartitionStats, rephrase_partition
 from dataset_assets.rephrase.store import ASSET
-from dataset_assets.status import catalog
-from dataset_assets.status.lake_walk import facts_rephrased
 from dataset_assets.rephrase.strategies import load_strategies
+from dataset_assets.status import batches, catalog
+from dataset_assets.status.lake_walk import facts_rephrased
 from resources.lake import Lake
 from resources.llm import LLMEngine
 

@@ -14,9 +14,9 @@ from typing import Any, Optional
 from dagster import Definitions, EnvVar, definitions
 
 from dataset_assets import settings
+from resources.endpoint import OpenAIEndpointEngine
 from resources.lake import Lake
 from resources.landing import CrawlLanding
-from resources.endpoint import OpenAIEndpointEngine
 from resources.llm import LLMEngine, VllmEngine
 from resources.tokenizer import TokenizerResource
 

@@ -24,16 +24,16 @@ from dagster import (
     asset,
 )
 
-from dataset_assets.status import catalog
-from dataset_assets.orchestration.graph import CRAWL_DOCS, DEDUP_CLUSTERS, QUALITY_CLASSIFIER, crawl_shards
-from dataset_assets.progress import Progress
-from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, shard_backfill_policy
 from dataset_assets.dedup.store import DEDUP_FINGERPRINT, NOT_COVERED, decisions_for_shard
+from dataset_assets.orchestration.graph import CRAWL_DOCS, DEDUP_CLUSTERS, QUALITY_CLASSIFIER, crawl_shards
+from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, shard_backfill_policy
+from dataset_assets.progress import Progress
 from dataset_assets.quality.heuristics import GopherRules
 from dataset_assets.quality.scorer import SeedScorer
 from dataset_assets.quality.seed_checks import expected_kept_share, kept_share_check, signals_described, validate_seeds
-from dataset_assets.quality.store import QualityModelMissing
 from dataset_assets.quality.seeds import KEPT_FINGERPRINT, SEED_SCHEMA, KeepRule, table_kept_fingerprint
+from dataset_assets.quality.store import QualityModelMissing
+from dataset_assets.status import catalog
 from resources.lake import Lake
 
 ASSET = "seeds"
@@ -153,7 +153,8 @@ def run_check_results(by_shard: dict[str, list[AssetCheckResult]]) -> list[Asset
             KEPT_CHECK, asset=ASSET, description="WARN: the shard keeps far fewer seeds than the crawl does"
         ),
     ],
-    description="Every crawl document with P(hq), the reference LM's score, its length, their combined percentile, Gopher rules, its dedup decision, `kept` and `drop_reason`.",
+    description="Every crawl document with P(hq), the reference LM's score, its length, their combined percentile, "
+    "Gopher rules, its dedup decision, `kept` and `drop_reason`.",
 )
 def seeds(context: AssetExecutionContext, config: SeedsConfig, lake: Lake) -> MaterializeResult:
     checks: dict[str, list[AssetCheckResult]] = {}
@@ -191,8 +192,9 @@ def _seeds_one(
     dedup_fingerprint, duplicates = decisions_for_shard(lake, shard)
     if dedup_fingerprint == NOT_COVERED:
         context.log.warning(
-            f"{shard} is not in dedup_clusters yet: its seeds are not deduplicated. Materialise dedup_signatures[{shard}], "
-            "dedup_buckets and dedup_clusters; the dedup sensor and the nightly backfill then rebuild these seeds."
+            f"{shard} is not in dedup_clusters yet: its seeds are not deduplicated. Materialise "
+            f"dedup_signatures[{shard}], dedup_buckets and dedup_clusters; the dedup sensor and the nightly backfill "
+            "then rebuild these seeds."
         )
     progress = Progress(context.log.info, f"{shard}: documents scored", total=docs.num_rows)
     scored = scorer.score(docs, rule, _gopher(config), duplicates, progress.update)

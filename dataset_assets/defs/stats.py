@@ -23,7 +23,6 @@ from dagster import (
 )
 
 from dataset_assets import settings
-from dataset_assets.status import catalog
 from dataset_assets.orchestration.graph import (
     CRAWL_DOCS,
     MIXTURES,
@@ -32,8 +31,8 @@ from dataset_assets.orchestration.graph import (
     crawl_shards,
     rephrased_partitions,
 )
-from dataset_assets.progress import Progress
 from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, shard_backfill_policy
+from dataset_assets.progress import Progress
 from dataset_assets.stats import STATS_SCHEMA
 from dataset_assets.stats.corpora import STATS, lake_texts, top_tokens_markdown
 from dataset_assets.stats.counting import count_into_lake, reference_text_batches
@@ -42,6 +41,7 @@ from dataset_assets.stats.plots import png_markdown
 from dataset_assets.stats.references import reference_sources
 from dataset_assets.stats.report import CorpusReport, NoCounts, StaleVectors, corpus_report
 from dataset_assets.stats.synthetic import markdown_table
+from dataset_assets.status import catalog
 from resources.lake import Lake
 from resources.tokenizer import TokenizerResource
 
@@ -57,7 +57,8 @@ references = StaticPartitionsDefinition(sorted(reference_sources(settings.refere
 def require_partition(lake: Lake, asset_name: str, partition: Mapping[str, str]) -> None:
     if not lake.has_partition(asset_name, partition):
         raise Failure(
-            f"no {asset_name} data for partition {dict(partition)} at {lake.uri(*lake.partition_parts(asset_name, partition))}; "
+            f"no {asset_name} data for partition {dict(partition)} at "
+            f"{lake.uri(*lake.partition_parts(asset_name, partition))}; "
             f"materialise {asset_name} for it first"
         )
 
@@ -235,7 +236,8 @@ def table_metadata(rows: list[dict]) -> MetadataValue:
     group_name=GROUP,
     kinds={"parquet"},
     code_version="1",
-    description="Tokens, types, entropy, Zipf, KL/JS to each reference, coverage, top KL tokens, support shrinkage; plots.",
+    description="Tokens, types, entropy, Zipf, KL/JS to each reference, coverage, top KL tokens, support shrinkage; "
+    "plots.",
 )
 def corpus_stats(
     context: AssetExecutionContext, config: CorpusStatsConfig, lake: Lake, tokenizer: TokenizerResource

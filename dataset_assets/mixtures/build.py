@@ -203,7 +203,8 @@ def build_mixtures(
     parts = upstream_partitions(lake, recipe, excluded)
     for e in excluded:
         log(
-            f"{recipe.name}: leaving out rephrased {e['partition']}: failed quality check(s) {sorted(e['failed_checks'])} at ERROR"
+            f"{recipe.name}: leaving out rephrased {e['partition']}: failed quality check(s) "
+            f"{sorted(e['failed_checks'])} at ERROR"
         )
     plans = []
     for variant in recipe.variants():

@@ -36,7 +36,8 @@ def dataset_card(manifest: dict) -> str:
     lines += [
         "",
         "Columns: `id`, `text`, `component` (`natural` or the rephrasing strategy), `source_id` (the seeds or",
-        "rephrased row), `shard`, `seed_id`, `rephrased_id`, `tokens`, `repeat` (0 on first use), `prompt_hash`, `generator`.",
+        "rephrased row), `shard`, `seed_id`, `rephrased_id`, `tokens`, `repeat` (0 on first use), `prompt_hash`, "
+        "`generator`.",
         "Every row traces back to its crawl record: `dataset-assets lineage ROW_ID --mixture "
         f"{name}@{version}`. `manifest.json` lists the upstream partitions and their data versions,",
         "prompt hashes, generator, code version and a sha256 per file.",

@@ -7,8 +7,8 @@ from typing import Optional
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from dataset_assets.mixtures.upstream import partition_version
 from dataset_assets.mixtures.pull import MIXTURES, parquet_files, resolve
+from dataset_assets.mixtures.upstream import partition_version
 from resources.lake import Lake
 
 PREVIEW_CHARS = 160

@@ -155,7 +155,8 @@ def _copy_verified(lake: Lake, src: str, dst: Path, expected: dict, label: str) 
     if h.hexdigest() != expected["sha256"] or size != expected["bytes"]:
         cut = " (truncated)" if size < expected["bytes"] else ""
         raise ChecksumError(
-            f"{label}: {Path(src).name} in the lake is corrupt{cut}: {size:,} bytes with sha256 {h.hexdigest()[:16]}..., "
+            f"{label}: {Path(src).name} in the lake is corrupt{cut}: {size:,} bytes with sha256 "
+            f"{h.hexdigest()[:16]}..., "
             f"the manifest says {expected['bytes']:,} bytes with sha256 {expected['sha256'][:16]}...; "
             "nothing was written to the destination; republish the version or restore the file"
         )

@@ -205,7 +205,8 @@ def parse_recipe(
     if not _NAME.match(name) or re.search(r"-syn[0-9.]+$", name):
         raise fail(
             "name",
-            f"{name!r} is not a usable mixture name: letters, digits, '_' and '-', not ending in -syn<number> (sweep variants use that)",
+            f"{name!r} is not a usable mixture name: letters, digits, '_' and '-', not ending in -syn<number> (sweep "
+            "variants use that)",
         )
     if "name" in data and parsed.name != name:
         raise fail(
@@ -259,7 +260,8 @@ def _sweep_points(sweep: list[float], components: tuple[Component, ...], fail) -
     if points and not ({c.source for c in components} >= {NATURAL, REPHRASED}):
         raise fail(
             "sweep",
-            "a sweep varies the natural/rephrased split: the recipe needs a natural and at least one rephrased component",
+            "a sweep varies the natural/rephrased split: the recipe needs a natural and at least one rephrased "
+            "component",
         )
     return points
 

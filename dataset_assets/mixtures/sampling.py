@@ -111,7 +111,8 @@ def expand(index: pa.Table, plan: list[dict], seed: int) -> pa.Table:
         k = keys[rows]
         if len(np.unique(k)) != len(k):
             raise UpstreamError(
-                f"component {step['component']!r}: upstream rows share an id within one shard (or their 64-bit keys collide)"
+                f"component {step['component']!r}: upstream rows share an id within one shard (or their 64-bit keys "
+                "collide)"
             )
         n = len(rows)
         for repeat in range(step["passes"]):
@@ -170,12 +171,16 @@ def sample(con, index: pa.Table, recipe: Recipe, targets: dict[str, int], availa
         """
         CREATE OR REPLACE TEMP TABLE picked AS
         WITH ordered AS (
-            SELECT *, sum(tokens) OVER (PARTITION BY part ORDER BY order_key ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS cum
+            SELECT *, sum(tokens) OVER (
+                PARTITION BY part ORDER BY order_key ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW
+            ) AS cum
             FROM mixture_expanded
         ), chosen AS (
             SELECT rid, repeat, shuffle_key, row_key FROM ordered
             WHERE whole
-               OR (cum <= last_cap AND (cum <= remainder OR (cum - tokens < remainder AND cum - remainder <= remainder - (cum - tokens))))
+               OR (cum <= last_cap AND (
+                   cum <= remainder OR (cum - tokens < remainder AND cum - remainder <= remainder - (cum - tokens))
+               ))
         )
         SELECT i.component, i.shard, i.id, i.tokens, c.repeat, c.shuffle_key, c.row_key
         FROM chosen c JOIN mixture_index i USING (rid)

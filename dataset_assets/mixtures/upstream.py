@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -88,7 +88,8 @@ def upstream_partitions(lake: Lake, recipe: Recipe, excluded: Optional[list] = N
         shown = "; ".join(missing[:12]) + (f"; and {len(missing) - 12} more" if len(missing) > 12 else "")
         raise UpstreamError(
             f"{recipe.path or recipe.name}: mixture {recipe.name!r} needs {len(missing)} upstream partition(s) that "
-            f"{lake.uri()} does not hold: {shown}. Materialise them, or list the shards to use in the recipe's `shards` field."
+            f"{lake.uri()} does not hold: {shown}. Materialise them, or list the shards to use in the recipe's "
+            "`shards` field."
         )
 
     def version(found_one) -> Partition:
@@ -124,7 +125,8 @@ def check_availability(recipe: Recipe, available: Mapping[str, int], rows: Mappi
             )
     if problems:
         raise RecipeError(
-            f"{recipe.path or recipe.name}: mixture {recipe.name!r} (budget_tokens {recipe.budget_tokens:,}) cannot be met: "
+            f"{recipe.path or recipe.name}: mixture {recipe.name!r} (budget_tokens {recipe.budget_tokens:,}) cannot "
+            "be met: "
             + "; ".join(problems)
             + ". Lower budget_tokens, raise max_repetition, or materialise more upstream data."
         )

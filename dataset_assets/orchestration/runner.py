@@ -43,8 +43,8 @@ def register_shards(instance, landing, lake) -> Optional[list[str]]:
 
 
 def _register(instance, landing, lake) -> list[str]:
-    from dataset_assets.status import batches
     from dataset_assets.orchestration.graph import crawl_shards
+    from dataset_assets.status import batches
 
     files = sorted(landing.files())
     registered = instance.get_dynamic_partitions(crawl_shards.name)
@@ -103,8 +103,9 @@ class StageRunner:
                 for k, v in e.materialization.metadata.items()
             }
             print(
-                f"       {meta['clusters']} duplicate clusters over {meta['shards']} shards: removed {meta['removed_exact']} exact and "
-                f"{meta['removed_near']} near duplicates; cluster sizes {meta['cluster_sizes']}; plot {meta['plot_path']}"
+                f"       {meta['clusters']} duplicate clusters over {meta['shards']} shards: removed "
+                f"{meta['removed_exact']} exact and {meta['removed_near']} near duplicates; cluster sizes "
+                f"{meta['cluster_sizes']}; plot {meta['plot_path']}"
             )
 
     def run(self, selected: list[str], strategies: dict, chosen: list[str], chunk_docs: int, max_output_tokens) -> None:
@@ -125,8 +126,8 @@ class StageRunner:
                 self._rephrase(name, strategies, chosen, chunk_docs, max_output_tokens)
 
     def _finished_rephrased(self, name: str, chosen: list[str]) -> None:
-        from dataset_assets.status import batches
         from dataset_assets.rephrase.store import finished_partitions
+        from dataset_assets.status import batches
 
         # A partition (a batch of shard files) is counted once every file of it is rephrased.
         finished = {(shard, strategy) for shard, strategy, _ in finished_partitions(self.lake)}
@@ -145,7 +146,8 @@ class StageRunner:
         wanted = {k: strategies[k] for k in chosen}
         needed, summary = rephrase_needed(self.lake, wanted, self.shards, engine.generator, max_output_tokens)
         print(
-            f"rephrased: {len(needed)} of {summary['partitions']} partitions missing or outdated ({summary['outdated']} outdated)"
+            f"rephrased: {len(needed)} of {summary['partitions']} partitions missing or outdated "
+            f"({summary['outdated']} outdated)"
         )
         shard_order = [k for k in self.instance.get_dynamic_partitions("crawl_shards") if k in self.shards]
         for shards, names in rectangles(needed, shard_order, sorted(strategies)):

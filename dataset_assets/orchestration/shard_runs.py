@@ -25,8 +25,8 @@ from dagster import (
 )
 
 from dataset_assets import settings
-from dataset_assets.status import batches
 from dataset_assets.orchestration.in_flight import RANGE_END, RANGE_START
+from dataset_assets.status import batches
 
 # What one shard's work returns: its metadata and its data version.
 ShardResult = tuple[dict, str]

@@ -102,9 +102,8 @@ def p_hq(model, texts: list[str], hq_label: str = HQ) -> np.ndarray:
     lines = [fold(t) for t in texts]
     if len(model.get_labels()) > 2:  # a multi-class model: read P(hq) among all labels
         labels, probs = model.predict(lines, k=-1)
-        return np.array([dict(zip(l, p)).get(hq_label, 0.0) for l, p in zip(labels, probs)], dtype=np.float32).clip(
-            0, 1
-        )
+        scores = [dict(zip(names, p)).get(hq_label, 0.0) for names, p in zip(labels, probs)]
+        return np.array(scores, dtype=np.float32).clip(0, 1)
     labels, probs = model.predict(lines, k=1)
     top = np.fromiter((p[0] for p in probs), dtype=np.float32, count=len(texts))
     is_hq = np.fromiter((lab[0] == hq_label for lab in labels), dtype=bool, count=len(texts))

@@ -34,9 +34,9 @@ def gopher_reason(text: str, rules: GopherRules) -> Optional[str]:
     symbols = text.count("#") + text.count("...") + text.count("\u2026")
     if symbols / n > rules.max_symbol_word_ratio:
         return "gopher_symbol_ratio"
-    lines = [l for l in text.split("\n") if l.strip()]
+    lines = [line for line in text.split("\n") if line.strip()]
     if lines:
-        ellipsis_lines = sum(l.rstrip().endswith(("...", "\u2026")) for l in lines)
+        ellipsis_lines = sum(line.rstrip().endswith(("...", "\u2026")) for line in lines)
         if ellipsis_lines / len(lines) > rules.max_ellipsis_line_fraction:
             return "gopher_ellipsis_lines"
     alpha = len(_ALPHA_WORD.findall(text))

@@ -81,7 +81,8 @@ class HFClassifier:
                 self.positive = names[spec.positive_label]
             else:
                 raise ValueError(
-                    f"hf_positive_label {spec.positive_label!r} is not a label of {spec.path}: its labels are {sorted(names)}"
+                    f"hf_positive_label {spec.positive_label!r} is not a label of {spec.path}: its labels are "
+                    f"{sorted(names)}"
                 )
         lo, hi = spec.score_range
         if self.regression and not hi > lo:

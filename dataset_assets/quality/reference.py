@@ -66,8 +66,10 @@ def strip_wiki_markup(text: str) -> str:
             break
     for pattern, repl in _WIKI_MARKUP:
         text = pattern.sub(repl, text)
-    lines = [l.strip() for l in text.splitlines()]
-    return "\n".join(l for l in lines if l and (not l.startswith(("*", "|", "!", "{", "}")) or len(l) > 80))
+    lines = [line.strip() for line in text.splitlines()]
+    return "\n".join(
+        line for line in lines if line and (not line.startswith(("*", "|", "!", "{", "}")) or len(line) > 80)
+    )
 
 
 def wikipedia_dump_pages(stream) -> Iterator[str]:

@@ -13,6 +13,7 @@ from typing import Optional
 import numpy as np
 
 from dataset_assets.quality.embedding import EMBEDDING, EmbeddingSignal
+from dataset_assets.quality.hf_classifier import HFScorerSpec
 from dataset_assets.quality.reference_lm import ReferenceLM
 from dataset_assets.quality.signals import (
     LENGTH,
@@ -53,6 +54,37 @@ def check_rule(rule: str) -> None:
     """Refuse an unknown combination rule before any signal is computed."""
     if rule not in RULES:
         raise ValueError(f"quality_classifier: combine must be one of {RULES}, got {rule!r}")
+
+
+@dataclass
+class ObtainedModel:
+    """The classifier `quality_classifier` scores with: supplied or trained here, with the examples
+    its metrics are measured on."""
+
+    model: object  # a fastText model or an HFClassifier
+    heldout: list  # (label, text) examples the metrics are measured on
+    source: str
+    train_examples: int = 0
+    hf_spec: Optional[HFScorerSpec] = None
+
+    def calibration(
+        self, hq_label: str, quantiles: list, by_crawl: dict, documents: int, digest: str, signals: dict, metrics: dict
+    ) -> dict:
+        """What `calibration.json` holds: the model (kind, source, content digest), its quantiles over
+        the lake and per crawl, the further signals' entry and the held-out metrics."""
+        hf_spec = self.hf_spec
+        return {
+            "kind": "huggingface" if hf_spec else "fasttext",
+            **({"huggingface": hf_spec.to_json()} if hf_spec else {}),
+            "hq_label": hq_label,
+            "quantiles": quantiles,
+            "by_crawl": by_crawl,
+            "calibration_documents": documents,
+            "source": self.source,
+            "model_sha256": digest,
+            **signals,
+            **metrics,
+        }
 
 
 @dataclass

@@ -167,7 +167,8 @@ def copied_share(out_tokens: Sequence[str], source_grams: set, n: int = 8) -> fl
 _STOP = frozenset(
     "a an the and or but if of to in on at by for with from as is are was were be been being it its this that these "
     "those he she they we you i his her their our your not no so than then there here which who whom what when where "
-    "why how all any each more most some such can will would should could may might must do does did has have had".split()
+    "why how all any each more most some such can will would should could may might must do does did has have "
+    "had".split()
 )
 
 

@@ -12,10 +12,10 @@ from dataset_assets.rephrase.checks import ngrams, words
 
 # Assistant talk about the task itself, anywhere in the text (stripping only looks at the edges).
 _PREAMBLE_ANYWHERE = re.compile(
-    r"\b(?:here(?:'s| is| are) (?:a |an |the |your )?(?:rewritten|rephrased|revised|summari[sz]ed|requested|shorter)\b"
-    r"|here(?:'s| is| are) (?:a |an |the |your )?(?:summary|version|rewrite|conversation|dialogue|table|faq)\b[^.\n]{0,40}:"
-    r"|\b(?:has|have) been (?:rewritten|rephrased|summari[sz]ed|revised|edited)\b"
-    r"|as an ai\b|i hope this helps|let me know if you)",
+    r"\b(?:here(?:'s| is| are) (?:a |an |the |your "
+    r")?(?:rewritten|rephrased|revised|summari[sz]ed|requested|shorter)\b|here(?:'s| is| are) (?:a |an |the |your "
+    r")?(?:summary|version|rewrite|conversation|dialogue|table|faq)\b[^.\n]{0,40}:|\b(?:has|have) been "
+    r"(?:rewritten|rephrased|summari[sz]ed|revised|edited)\b|as an ai\b|i hope this helps|let me know if you)",
     re.I,
 )
 
@@ -33,7 +33,7 @@ class PromptEcho:
 
     @classmethod
     def from_messages(cls, message_texts: Sequence[str], extra_labels: Sequence[str] = ()) -> "PromptEcho":
-        labels, grams = set(l.strip().rstrip(":").lower() for l in extra_labels), set()
+        labels, grams = set(label.strip().rstrip(":").lower() for label in extra_labels), set()
         for content in message_texts:
             # "Document:\n{document}": the label right before the inserted text.
             for m in re.finditer(r"(?m)^[ \t]*([A-Za-z][\w ]{0,30}):[ \t]*\n?[ \t]*\{(?:document|previous)\}", content):

@@ -16,9 +16,12 @@ from typing import Optional
 import pyarrow as pa
 
 from dataset_assets.crawl.langid import language_probabilities  # lid.176, loaded on first use
-from dataset_assets.rephrase.postfilters import postfilter_flags, strip_preambles
 from dataset_assets.quality.seeds import kept_fingerprint
+from dataset_assets.rephrase.checks import RowScores, SourceView, first_reason, safe_check_row
 from dataset_assets.rephrase.chunks import ChunkPlan, chunk_plans, plan_items
+from dataset_assets.rephrase.echo import PromptEcho
+from dataset_assets.rephrase.partition_checks import judge, partition_measures
+from dataset_assets.rephrase.postfilters import postfilter_flags, strip_preambles
 from dataset_assets.rephrase.store import (
     ASSET,
     MANIFEST,
@@ -29,9 +32,6 @@ from dataset_assets.rephrase.store import (
     committed,
 )
 from dataset_assets.rephrase.strategies import Strategy, prompt_hash, render
-from dataset_assets.rephrase.checks import RowScores, SourceView, first_reason, safe_check_row
-from dataset_assets.rephrase.echo import PromptEcho
-from dataset_assets.rephrase.partition_checks import judge, partition_measures
 from resources.llm import ChatRequest, Completion, EngineUnavailable
 
 
@@ -234,7 +234,8 @@ def _chunk_table(
     on_chunk,
     count: int,
 ):
-    """(chunk, its table, its footer metadata): the committed file when it still matches, else generated and committed."""
+    """(chunk, its table, its footer metadata): the committed file when it still matches, else generated and
+    committed."""
     expected = chunk_metadata(strategy, engine.generator, chunk)
     table = committed(lake, directory, chunk, expected)
     if table is None:

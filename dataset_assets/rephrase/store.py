@@ -39,8 +39,8 @@ REPHRASED_SCHEMA = pa.schema(
         ("input_tokens", pa.int32()),
         ("chunk", pa.int32()),
         ("error", pa.string()),
-        # Synthetic-text checks (rephrase/checks.py, rephrase/partition_checks.py): every check the row failed, the row a
-        # template duplicate was folded into, and what the row checks measured.
+        # Synthetic-text checks (rephrase/checks.py, rephrase/partition_checks.py): every check the row failed,
+        # the row a template duplicate was folded into, and what the row checks measured.
         ("flags", pa.list_(pa.string())),
         ("duplicate_of", pa.string()),
         ("repeated_ngram_share", pa.float32()),
@@ -84,8 +84,9 @@ def partition_status(
     lake, strategies: dict[str, Strategy], shards: list[str], generator: str
 ) -> dict[tuple[str, str], str]:
     """What the lake itself says, walking its partitions (the status catalog is held to this in the
-    tests, and `catalog.rebuild` reads the same manifests and footers): `missing`, or `outdated` (the prompt, the generator or the shard's kept seeds changed since it
-    was made: an edited prompt file, another model, a retrained classifier), or `current`."""
+    tests, and `catalog.rebuild` reads the same manifests and footers): `missing`, or `outdated` (the
+    prompt, the generator or the shard's kept seeds changed since it was made: an edited prompt file,
+    another model, a retrained classifier), or `current`."""
     return {pair: state for pair, (state, _) in partition_reasons(lake, strategies, shards, generator).items()}
 
 

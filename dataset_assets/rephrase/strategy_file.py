@@ -216,7 +216,8 @@ def _placeholders(i: int, step: StepFile, allowed: set[str]) -> set[str]:
                 raise Invalid(
                     ("steps", i, "messages", j, "content"),
                     message=f"steps[{i}].messages[{j}].content uses {{{placeholder}}}: not a placeholder allowed here; "
-                    f"allowed in this step: {shown} ({{previous}} only after the first step, {{audience}} only with audiences)",
+                    f"allowed in this step: {shown} ({{previous}} only after the first step, {{audience}} only with "
+                    "audiences)",
                 )
             used.add(placeholder)
     last = len(step.messages) - 1

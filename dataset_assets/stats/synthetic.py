@@ -99,13 +99,15 @@ def markdown_table(rows: list[dict]) -> str:
     if not rows:
         return "(no rephrased partition carries quality measures yet)"
     lines = [
-        "| strategy | kept / rows | kept tokens | distinct-2 | distinct-4 | source words kept | template dup. | repetition | unsupported numbers | top drops |",
+        "| strategy | kept / rows | kept tokens | distinct-2 | distinct-4 | source words kept | template dup. | "
+        "repetition | unsupported numbers | top drops |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         drops = ", ".join(f"{k} {v}" for k, v in sorted(r["drops"].items(), key=lambda kv: -kv[1])[:3]) or "-"
         lines.append(
-            f"| {r['strategy']} | {r['kept']} / {r['rows']} ({r['kept_share']:.0%}) | {r['kept_tokens']:,} | {r['distinct_2']:.2f} | "
+            f"| {r['strategy']} | {r['kept']} / {r['rows']} ({r['kept_share']:.0%}) | {r['kept_tokens']:,} | "
+            f"{r['distinct_2']:.2f} | "
             f"{r['distinct_4']:.2f} | {r['mean_source_word_share']:.2f} | {r['template_duplicate_share']:.1%} | "
             f"{r['repetition_share']:.1%} | {r['unsupported_number_rate']:.1%} | {drops} |"
         )

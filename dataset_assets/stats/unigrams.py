@@ -55,7 +55,8 @@ def count_unigrams(
         flat = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=total)
         if total and int(flat.max()) >= vocab_size:
             raise ValueError(
-                f"token id {int(flat.max())} is outside the vocabulary of {vocab_size}: wrong vocab_size for this tokenizer"
+                f"token id {int(flat.max())} is outside the vocabulary of {vocab_size}: wrong vocab_size for this "
+                "tokenizer"
             )
         result.counts += np.bincount(flat, minlength=vocab_size)
         result.documents += len(texts)

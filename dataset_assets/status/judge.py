@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from dataset_assets.status import batches, catalog
-from dataset_assets.status.dedup_decisions import seeds_to_redo
 from dataset_assets.dedup.store import BUCKETS, CLUSTERS, SIGNATURES
-from dataset_assets.status.lake_walk import covered_digest
 from dataset_assets.rephrase.chunks import with_output_cap
 from dataset_assets.rephrase.strategies import prompt_hash
+from dataset_assets.status import batches, catalog
+from dataset_assets.status.dedup_decisions import seeds_to_redo
+from dataset_assets.status.lake_walk import covered_digest
 
 # The assets whose partitions the nightly backfill fills, in dependency order.
 BACKFILLED = ["crawl_docs", SIGNATURES, BUCKETS, CLUSTERS, "seeds", "rephrased"]
@@ -184,7 +184,10 @@ FROM pairs p LEFT JOIN made m ON m.partition = p.file_key
 """
 _FLAGS = ("missing", "prompt_edited", "new_generator", "seeds_changed")
 # One file per partition: the files' verdicts are the partitions'. Batches: any file's verdict is its batch's.
-_BY_FILE = "CREATE TEMP VIEW judged AS SELECT bi AS si, ti, key, missing, prompt_edited, new_generator, seeds_changed FROM files"
+_BY_FILE = (
+    "CREATE TEMP VIEW judged AS "
+    "SELECT bi AS si, ti, key, missing, prompt_edited, new_generator, seeds_changed FROM files"
+)
 _BY_BATCH = (
     "CREATE TEMP VIEW judged AS SELECT bi AS si, ti, key, "
     + ", ".join(f"bool_or({f}) AS {f}" for f in _FLAGS)
@@ -239,7 +242,8 @@ def rephrased_status(
         con.execute(_BY_FILE if batch_keys is None else _BY_BATCH)
         out.current = con.execute(f"SELECT count(*) FROM judged WHERE NOT ({_PENDING})").fetchall()[0][0]
         pending = con.execute(
-            f"SELECT key, missing, prompt_edited, new_generator, seeds_changed FROM judged WHERE {_PENDING} ORDER BY si, ti"
+            f"SELECT key, missing, prompt_edited, new_generator, seeds_changed FROM judged WHERE {_PENDING} ORDER BY "
+            "si, ti"
         ).fetchall()
     reasons = ("prompt edited", "new generator", "seeds changed")
     for key, missing, *flags in pending:

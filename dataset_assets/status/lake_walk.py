@@ -22,7 +22,8 @@ from dataset_assets.dedup.store import (
     footer,
     seeds_dedup_fingerprint,
 )
-from dataset_assets.rephrase.store import ASSET as REPHRASED, MANIFEST, finished_partitions, seeds_fingerprint
+from dataset_assets.rephrase.store import ASSET as REPHRASED
+from dataset_assets.rephrase.store import MANIFEST, finished_partitions, seeds_fingerprint
 
 STATISTICS = ("natural_unigrams", "seed_unigrams", "rephrased_unigrams", "reference_unigrams", "corpus_stats")
 

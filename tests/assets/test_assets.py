@@ -9,13 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, build_sensor_context, materialize
 
-from dataset_assets.defs.crawl import crawl_docs
-from dataset_assets.orchestration.graph import dedup_bands
+from dataset_assets.defs.crawl import crawl_docs, crawl_landing_sensor
 from dataset_assets.defs.dedup import dedup_buckets, dedup_clusters, dedup_signatures
 from dataset_assets.defs.quality import quality_classifier
 from dataset_assets.defs.seeds import seeds
-from dataset_assets.orchestration.graph import crawl_shards
-from dataset_assets.defs.crawl import crawl_landing_sensor
+from dataset_assets.orchestration.graph import crawl_shards, dedup_bands
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 from tests.conftest import CRAWL, QUALITY, distinct_english, english, write_jsonl_gz
@@ -251,8 +249,8 @@ def test_seeds_score_every_document_and_pass_the_blocking_check(env):
     )
     assert all(gopher_reason(r["text"], GopherRules()) is None for r in kept)
     # The footer names the kept set, so the backfill can tell when rephrasings of it are outdated.
-    from dataset_assets.rephrase.store import seeds_fingerprint
     from dataset_assets.quality.seeds import kept_fingerprint
+    from dataset_assets.rephrase.store import seeds_fingerprint
 
     assert seeds_fingerprint(env["lake"], key) == kept_fingerprint(kept)
 
@@ -274,8 +272,8 @@ def test_a_backfill_run_of_many_shards_scores_each_and_names_the_low_quality_one
     summing the counts, and the kept-share WARN names the shard that kept too little."""
     from dagster import AssetKey
 
-    from dataset_assets.status import catalog
     from dataset_assets.orchestration.shard_runs import shard_backfill_policy
+    from dataset_assets.status import catalog
 
     assert seeds.backfill_policy == shard_backfill_policy()
     shards = ["cc-main-2019-30-docs.jsonl.gz", "overlap-a.jsonl.gz", "overlap-b.jsonl.gz", SPAM]
@@ -442,8 +440,8 @@ def test_a_backfill_run_of_many_shards_commits_each_and_names_the_bad_file(tmp_p
     is not a shard fails the run by name without losing the shards after it."""
     from dagster import AssetKey
 
-    from dataset_assets.status import catalog
     from dataset_assets.orchestration.shard_runs import shard_backfill_policy
+    from dataset_assets.status import catalog
 
     assert (
         shard_backfill_policy().max_partitions_per_run == 100 and crawl_docs.backfill_policy == shard_backfill_policy()

@@ -9,9 +9,9 @@ import time
 from dagster import AssetKey, DagsterInstance, build_sensor_context
 
 from dataset_assets import settings
-from dataset_assets.status import batches, catalog
-from dataset_assets.rephrase.strategies import load_strategies, prompt_hash
 from dataset_assets.orchestration.graph import crawl_shards
+from dataset_assets.rephrase.strategies import load_strategies, prompt_hash
+from dataset_assets.status import batches, catalog
 from dataset_assets.status.judge import graph_status, landing_view, rephrased_status
 from resources.lake import Lake
 from resources.landing import CrawlLanding

@@ -45,7 +45,7 @@ def test_run_materialises_every_stage_for_every_shard_and_records_runs(tmp_path)
         env=env,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    lines = [l for l in done.stdout.splitlines() if l.startswith("ok")]
+    lines = [line for line in done.stdout.splitlines() if line.startswith("ok")]
     assert len(lines) == 3 + 1 + 3, done.stdout
 
     lake = Lake(root=str(lake_dir))
@@ -73,7 +73,7 @@ def test_select_limits_the_assets_and_unknown_names_are_refused(tmp_path):
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path / "home")}
     done = cli("run", "--landing", str(landing), "--lake", str(tmp_path / "lake"), "--select", "crawl_docs", env=env)
     assert done.returncode == 0, done.stderr
-    assert [l.split()[1] for l in done.stdout.splitlines() if l.startswith("ok")] == [
+    assert [line.split()[1] for line in done.stdout.splitlines() if line.startswith("ok")] == [
         "crawl_docs[cc-main-2020-34-excerpt.warc.gz]"
     ]
     assert not (tmp_path / "lake" / "seeds").exists()
@@ -228,8 +228,8 @@ def test_a_file_landed_under_two_names_and_a_file_removed_after_registration(tmp
 
     # Every page of the copy is a duplicate of its twin, or its twin of it: one representative per text.
     rows = duckdb.sql(
-        f"select shard, content_hash, drop_reason, kept from read_parquet('{lake_dir}/seeds/*/*.parquet', hive_partitioning=true) "
-        "where shard in ('cc-main-2019-30-docs.jsonl.gz', 'uploaded-again.jsonl.gz')"
+        f"select shard, content_hash, drop_reason, kept from read_parquet('{lake_dir}/seeds/*/*.parquet', "
+        "hive_partitioning=true) where shard in ('cc-main-2019-30-docs.jsonl.gz', 'uploaded-again.jsonl.gz')"
     ).fetchall()
     by_text: dict = {}
     for shard, content_hash, reason, kept in rows:

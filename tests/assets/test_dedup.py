@@ -17,17 +17,16 @@ import pyarrow as pa
 import pytest
 from dagster import DagsterInstance, materialize
 
-from dataset_assets.defs.crawl import crawl_docs
-from dataset_assets.orchestration.graph import dedup_bands
-from dataset_assets.defs.dedup import dedup_buckets, dedup_clusters, dedup_signatures
 from dataset_assets.dedup import buckets as bucket_stage
 from dataset_assets.dedup.clusters import ClusterStats, cluster, shard_fingerprints
 from dataset_assets.dedup.minhash import MinHasher, MinHashParams, jaccard, shingles
 from dataset_assets.dedup.signatures import signature_batches
-from dataset_assets.status import catalog
 from dataset_assets.dedup.store import CLUSTERS, SIGNATURES, ParameterMismatch, read_signature_keys
+from dataset_assets.defs.crawl import crawl_docs
+from dataset_assets.defs.dedup import dedup_buckets, dedup_clusters, dedup_signatures
+from dataset_assets.orchestration.graph import crawl_shards, dedup_bands
+from dataset_assets.status import catalog
 from dataset_assets.status.dedup_decisions import seeds_to_redo
-from dataset_assets.orchestration.graph import crawl_shards
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 from tests.conftest import CRAWL, ROOT, distinct_english, write_jsonl_gz

@@ -30,7 +30,8 @@ from resources.lake import Lake
 schema = pa.schema([("id", pa.string()), ("writer", pa.string())])
 def batches():
     for b in range(50):
-        yield pa.RecordBatch.from_pydict({"id": [f"{b}-{i}" for i in range(2000)], "writer": [sys.argv[2]] * 2000}, schema=schema)
+        ids = [f"{b}-{i}" for i in range(2000)]
+        yield pa.RecordBatch.from_pydict({"id": ids, "writer": [sys.argv[2]] * 2000}, schema=schema)
 Lake(root=sys.argv[1]).write_partition("crawl_docs", {"shard": "s1"}, batches(), schema)
 print("done")
 """

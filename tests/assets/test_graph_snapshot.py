@@ -1,5 +1,6 @@
 """The asset graph users see, pinned: asset keys, groups, partitioning, upstream edges, checks,
-automation and backfill policies. A move of code must not change it; a change to the graph changes the snapshot on purpose:
+automation and backfill policies. A move of code must not change it; a change to the graph changes the
+snapshot on purpose:
 
     python -m tests.assets.test_graph_snapshot --write    (then review the diff of tests/fixtures/asset_graph.json)
 """
@@ -56,7 +57,8 @@ def test_the_asset_graph_matches_its_snapshot():
     expected = json.loads(SNAPSHOT.read_text())
     actual = graph()
     assert actual == expected, (
-        "the asset graph changed; if that is intended, run `python -m tests.assets.test_graph_snapshot --write` and review the diff"
+        "the asset graph changed; if that is intended, run `python -m tests.assets.test_graph_snapshot --write` and "
+        "review the diff"
     )
 
 

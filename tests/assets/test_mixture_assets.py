@@ -8,7 +8,6 @@ import socket
 import datasets
 import duckdb
 import pytest
-from resources.tokenizer import TokenizerResource
 from dagster import AssetKey, DagsterInstance, materialize
 
 from dataset_assets.defs.mixtures import mixture_recipes, mixtures
@@ -18,6 +17,7 @@ from dataset_assets.mixtures.lineage import trace
 from dataset_assets.mixtures.pull import ChecksumError, list_versions, pull
 from dataset_assets.mixtures.recipe import load_recipe
 from resources.lake import Lake
+from resources.tokenizer import TokenizerResource
 from tests.support.mixture_lake import STRATEGIES, TOKENIZER, make_lake, write_recipe, write_shard
 
 

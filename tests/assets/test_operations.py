@@ -11,11 +11,11 @@ import pyarrow as pa
 from dagster import AssetKey, build_sensor_context, instance_for_test
 from dagster._core.execution.backfill import BulkActionStatus
 
-from dataset_assets.rephrase.planning import rectangles
 from dataset_assets.rephrase.generate import rephrase_partition
+from dataset_assets.rephrase.planning import rectangles
+from dataset_assets.rephrase.strategies import load_strategies
 from dataset_assets.status import catalog
 from dataset_assets.status.lake_walk import facts_rephrased
-from dataset_assets.rephrase.strategies import load_strategies
 from resources.lake import Lake
 from tests.conftest import ROOT
 from tests.support.engines import ScriptedEngine
@@ -24,8 +24,8 @@ from tests.unit.test_rephrase import seeds as seed_rows
 
 def write_docs_and_seeds(lake: Lake, shard: str) -> None:
     """What crawl_docs and seeds commit for a shard: their data, then their status catalog records."""
-    from dataset_assets.status import catalog
     from dataset_assets.quality.seeds import SEED_SCHEMA, kept_fingerprint
+    from dataset_assets.status import catalog
 
     rows = [{**{n: None for n in SEED_SCHEMA.names}, **r, "shard": shard} for r in seed_rows(2)]
     table = pa.Table.from_pylist(rows, schema=SEED_SCHEMA)

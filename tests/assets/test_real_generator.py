@@ -10,8 +10,8 @@ import json
 import pytest
 
 from dataset_assets.crawl.langid import language_probabilities
-from dataset_assets.rephrase.generate import rephrase_partition
 from dataset_assets.rephrase.chunks import with_output_cap
+from dataset_assets.rephrase.generate import rephrase_partition
 from dataset_assets.rephrase.strategies import load_strategy
 from resources.lake import Lake
 from tests.conftest import CRAWL, ROOT

@@ -11,8 +11,8 @@ from dataset_assets.defs.quality import quality_classifier
 from dataset_assets.defs.rephrase import rephrased
 from dataset_assets.defs.seeds import seeds
 from dataset_assets.orchestration.graph import crawl_shards
-from dataset_assets.rephrase.store import finished_partitions
 from dataset_assets.quality.seeds import SEED_SCHEMA
+from dataset_assets.rephrase.store import finished_partitions
 from dataset_assets.stats.synthetic import mixture_quality, quality_png, strategy_quality
 from resources.lake import Lake
 from resources.landing import CrawlLanding
@@ -119,8 +119,9 @@ def test_rerun_recomputes_template_verdicts_instead_of_stacking_them(tmp_path):
     first = lake.read_partition("rephrased", {"shard": "sa", "strategy": "qa"}).to_pylist()
     assert run(lake, TemplatedEngine()).success  # every chunk reused
     second = lake.read_partition("rephrased", {"shard": "sa", "strategy": "qa"}).to_pylist()
-    strip = lambda rows: sorted(
-        (r["id"], r["kept"], r["drop_reason"], tuple(r["flags"]), r["duplicate_of"]) for r in rows
-    )  # noqa: E731
+
+    def strip(rows):
+        return sorted((r["id"], r["kept"], r["drop_reason"], tuple(r["flags"]), r["duplicate_of"]) for r in rows)
+
     assert strip(first) == strip(second)
     assert [r["flags"] for r in second].count(["template_duplicate"]) == 1

@@ -15,8 +15,8 @@ from tokenizers import Tokenizer
 
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
 from dataset_assets.orchestration.graph import crawl_shards, strategies
-from dataset_assets.rephrase.store import REPHRASED_SCHEMA
 from dataset_assets.quality.seeds import SEED_SCHEMA
+from dataset_assets.rephrase.store import REPHRASED_SCHEMA
 from dataset_assets.stats import STATS_SCHEMA
 from dataset_assets.stats.unigrams import counts_from_table
 from resources.lake import Lake
@@ -94,7 +94,8 @@ def fake_lake(root) -> tuple[Lake, dict]:
 def references_dir(tmp_path_factory):
     refs = tmp_path_factory.mktemp("references")
     (refs / "wiki.txt").write_text(
-        " = Old Bridge = \n\n The bridge was built in 1820 .\nIt crosses the river .\n\n\nA second paragraph about stone .\n"
+        " = Old Bridge = \n\n The bridge was built in 1820 .\nIt crosses the river .\n\n\nA second paragraph about "
+        "stone .\n"
     )
     (refs / "news").mkdir()
     (refs / "news" / "a.txt").write_text("Markets rose on Monday.\n\nThe council met on Tuesday.\n")

@@ -28,8 +28,8 @@ from dagster import AssetKey, DagsterInstance
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.dagster_run import FINISHED_STATUSES, DagsterRunStatus, RunsFilter
 
-from dataset_assets.status import batches
 from dataset_assets.orchestration.in_flight import keys_in_range
+from dataset_assets.status import batches
 from resources.lake import Lake
 from tests.conftest import CRAWL, QUALITY, ROOT
 from tests.support.processes import stop_process_tree

@@ -32,14 +32,13 @@ from dagster import (
 )
 
 from dataset_assets import settings
-from dataset_assets.defs.crawl import crawl_docs
+from dataset_assets.defs.crawl import crawl_docs, crawl_landing_sensor
 from dataset_assets.defs.quality import quality_classifier
 from dataset_assets.defs.rephrase import rephrased
 from dataset_assets.defs.seeds import seeds
 from dataset_assets.orchestration.graph import crawl_shards
-from dataset_assets.rephrase.store import MANIFEST, REPHRASED_SCHEMA, finished_partitions
 from dataset_assets.quality.seeds import SEED_SCHEMA
-from dataset_assets.defs.crawl import crawl_landing_sensor
+from dataset_assets.rephrase.store import MANIFEST, REPHRASED_SCHEMA, finished_partitions
 from dataset_assets.rephrase.strategies import load_strategies, routes
 from resources.lake import Lake
 from resources.landing import CrawlLanding
@@ -346,7 +345,8 @@ def test_a_mixture_is_pulled_back_from_s3_with_checksums_verified(local_s3, ever
         pytest.skip("no `mixtures` asset registered in dataset_assets.definitions")
     manifests = sorted(k for k in everything["written"]["mixtures"] if k.endswith("/manifest.json"))
     assert manifests, (
-        f"no published mixture version under s3://bucket/lake/mixtures/: {sorted(everything['written']['mixtures'])[:10]}"
+        "no published mixture version under s3://bucket/lake/mixtures/: "
+        f"{sorted(everything['written']['mixtures'])[:10]}"
     )
     _, _, name, version, _ = manifests[0].split("/")
     manifest = json.loads(local_s3.get(manifests[0]))
@@ -527,7 +527,7 @@ def test_cli_runs_the_graph_against_s3(local_s3, graph, tmp_path):
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert len([l for l in done.stdout.splitlines() if l.startswith("ok")]) == 2 + 1 + 2, done.stdout
+    assert len([line for line in done.stdout.splitlines() if line.startswith("ok")]) == 2 + 1 + 2, done.stdout
     keys = data_objects(local_s3, "cli-lake/")
     for shard in SHARDS:
         assert f"cli-lake/crawl_docs/shard={shard}/part-00000.parquet" in keys

@@ -13,7 +13,6 @@ from resources.llm import ChatRequest, Completion, LLMEngine
 from resources.tokenizer import load_tokenizer
 from tests.conftest import SHARED
 
-
 QUESTIONS = (
     "What is said about",
     "Why would anyone mention",

@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
-from dataset_assets.rephrase.store import REPHRASED_SCHEMA
 from dataset_assets.quality.seeds import SEED_SCHEMA
+from dataset_assets.rephrase.store import REPHRASED_SCHEMA
 from resources.lake import Lake
 from tests.conftest import SHARED, english
 

@@ -85,7 +85,8 @@ class MotoServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"moto_server exited with {self.proc.returncode}; log {self.log_path}:\n{self.log_path.read_text()[-2000:]}"
+                    f"moto_server exited with {self.proc.returncode}; log "
+                    f"{self.log_path}:\n{self.log_path.read_text()[-2000:]}"
                 )
             try:
                 with urllib.request.urlopen(f"{self.url}/moto-api/data.json", timeout=2):

@@ -9,12 +9,12 @@ import threading
 import pyarrow as pa
 import pytest
 
-from dataset_assets.status import catalog
-from dataset_assets.status.lake_walk import facts_rephrased
 from dataset_assets.rephrase.generate import rephrase_partition
 from dataset_assets.rephrase.store import partition_status
 from dataset_assets.rephrase.strategies import load_strategies
+from dataset_assets.status import catalog
 from dataset_assets.status.judge import graph_status
+from dataset_assets.status.lake_walk import facts_rephrased
 from resources.lake import Lake
 from tests.support.engines import ScriptedEngine
 from tests.unit.test_rephrase import PROMPTS, seeds

@@ -22,9 +22,9 @@ from dataset_assets.defs.seeds import seeds
 from dataset_assets.quality import classifier
 from dataset_assets.quality.embedding import (
     EMBEDDING,
+    EmbeddingSignal,
     Encoder,
     EncoderSpec,
-    EmbeddingSignal,
     fit_logistic,
     resolve_model,
     train_signal,

@@ -19,7 +19,7 @@ from dataset_assets.mixtures.lineage import cmd_lineage, trace
 from dataset_assets.mixtures.pull import ChecksumError, VersionNotFoundError, cmd_pull, cmd_versions
 from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe
 from resources.lake import Lake
-from tests.support.mixture_lake import STRATEGIES, TOKENIZER, make_lake, write_rephrased, write_recipe, write_shard
+from tests.support.mixture_lake import STRATEGIES, TOKENIZER, make_lake, write_recipe, write_rephrased, write_shard
 
 WEIGHTS = {"natural": 0.7, "wikipedia": 0.1, "qa": 0.1, "summary": 0.1}
 
@@ -115,9 +115,13 @@ def test_manifest_records_recipe_upstream_versions_prompts_and_generator(publish
 
 def test_same_inputs_reuse_the_version_and_write_nothing(published):
     lake = published["lake"]
-    listing = lambda: {
-        i.path: i.mtime_ns for i in lake.fs.get_file_info(FileSelector(lake.path("mixtures", "mix"), recursive=True))
-    }  # noqa: E731
+
+    def listing():
+        return {
+            i.path: i.mtime_ns
+            for i in lake.fs.get_file_info(FileSelector(lake.path("mixtures", "mix"), recursive=True))
+        }
+
     before = listing()
     (again,) = build(lake, published["recipe"])
     assert again.reused and again.version == "v1" and again.identity == published["result"].identity

@@ -9,7 +9,10 @@ from dataset_assets.rephrase.strategies import load_strategies
 from tests.conftest import ENGLISH, ROOT
 
 BODY = ENGLISH
-QA = "Question: Where does the river flow?\nAnswer: Through the old town.\n\nQuestion: What was the bridge built with?\nAnswer: Local granite."
+QA = (
+    "Question: Where does the river flow?\nAnswer: Through the old town.\n\n"
+    "Question: What was the bridge built with?\nAnswer: Local granite."
+)
 
 
 @pytest.mark.parametrize(
@@ -22,7 +25,8 @@ QA = "Question: Where does the river flow?\nAnswer: Through the old town.\n\nQue
         f"**Here is the rephrased passage:**\n{BODY}",
         f"Okay.\n\n{BODY}\n\nI hope this helps!",
         f"{BODY}\n\nLet me know if you would like any changes.\n",
-        f"Of course: below is the rewrite.\n{BODY}\n\nIf you have any more questions, feel free to ask.\nI hope this helps.",
+        f"Of course: below is the rewrite.\n{BODY}\n\nIf you have any more questions, feel free to ask.\nI hope this "
+        "helps.",
     ],
 )
 def test_stock_preambles_and_signoffs_are_stripped(raw):
@@ -36,9 +40,8 @@ def test_stock_preambles_and_signoffs_are_stripped(raw):
         "Sure-footed goats climb the cliffs above the river.",
         "Great Britain is an island.",
         "Question: Are you sure?\nAnswer: Certainly.",
-        BODY
-        + "\nI hope the bridge survives, the author wrote in 1990, and many readers agreed with the sentiment expressed in the letter that followed."
-        * 2,
+        BODY + "\nI hope the bridge survives, the author wrote in 1990, and many readers agreed with the sentiment "
+        "expressed in the letter that followed." * 2,
     ],
 )
 def test_content_that_looks_like_a_preamble_is_kept(content):
@@ -105,9 +108,9 @@ def test_dropped_rows_still_get_their_cleaned_text():
 def test_real_qa_rules_keep_pairs_and_drop_prose():
     rules = load_strategies(ROOT / "prompts")["qa"].postfilter
     assert apply_postfilter(f"Here are the questions:\n{QA}", "stop", 80, 300, rules) == (True, None, QA)
-    assert apply_postfilter(
-        f"**Question:** a?\n**Answer:** b\n**Question:** c?\n**Answer:** d", "stop", 80, 300, rules
-    )[0]
+    assert apply_postfilter("**Question:** a?\n**Answer:** b\n**Question:** c?\n**Answer:** d", "stop", 80, 300, rules)[
+        0
+    ]
     assert apply_postfilter(BODY, "stop", 80, 300, rules)[:2] == (False, "missing_structure")
 
 

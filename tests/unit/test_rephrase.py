@@ -9,12 +9,11 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from dataset_assets.rephrase.generate import rephrase_partition
 from dataset_assets.rephrase.chunks import chunk_plans, neutralise_control_tokens, plan_items, special_tokens
+from dataset_assets.rephrase.generate import rephrase_partition
 from dataset_assets.rephrase.store import finished_partitions, partition_status
 from dataset_assets.rephrase.strategies import load_strategies, load_strategy, prompt_hash
 from resources.lake import Lake
@@ -200,7 +199,7 @@ def test_sigkill_halfway_then_rerun_regenerates_only_uncommitted_chunks(tmp_path
     committed_first = sorted(p.name for p in part_dir.glob("part-*.parquet"))
     assert 2 <= len(committed_first) < 4, committed_first
     assert not (part_dir / "_manifest.json").exists()  # a killed partition does not look finished
-    first_requests = [json.loads(l)["id"] for l in log.read_text().splitlines()]
+    first_requests = [json.loads(line)["id"] for line in log.read_text().splitlines()]
 
     done = subprocess.run(
         [sys.executable, "-c", KILL_SCRIPT, str(lake_dir), str(log), "0"],
@@ -210,7 +209,7 @@ def test_sigkill_halfway_then_rerun_regenerates_only_uncommitted_chunks(tmp_path
         text=True,
     )
     assert done.returncode == 0 and "finished" in done.stdout, done.stderr
-    all_requests = [json.loads(l) for l in log.read_text().splitlines()]
+    all_requests = [json.loads(line) for line in log.read_text().splitlines()]
     second = [r["id"] for r in all_requests[len(first_requests) :]]
     lake = Lake(root=str(lake_dir))
     rows = read_rows(lake, "s1", "qa")

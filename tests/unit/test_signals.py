@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from dataset_assets.crawl.documents import DOCUMENT_SCHEMA
+from dataset_assets.quality.heuristics import GopherRules
 from dataset_assets.quality.reference import reference_documents
 from dataset_assets.quality.reference_lm import EMPTY_SCORE, LEGACY_SCORE_CHARS, SCORE_CHARS, ReferenceLM
 from dataset_assets.quality.seeds import SEED_SCHEMA, KeepRule, select_seeds
@@ -22,7 +23,6 @@ from dataset_assets.quality.signals import (
     from_json,
     length_scores,
 )
-from dataset_assets.quality.heuristics import GopherRules
 from tests.conftest import QUALITY
 
 

@@ -145,7 +145,8 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
         (
             "temperature = 0.7",
             "temprature = 0.7",
-            "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, repetition_penalty, temperature, top_p",
+            "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, "
+            "repetition_penalty, temperature, top_p",
         ),
         ('method = "Test fixture"', 'method = "x"\nseed = 3', "demo.toml: unknown key seed: allowed keys here are"),
         ('method = "Test fixture"', "method = 3", "demo.toml: method = 3: must be a non-empty string"),
@@ -154,7 +155,8 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
         (
             "{document}",
             "{doc}",
-            "demo.toml: steps[0].messages[1].content uses {doc}: not a placeholder allowed here; allowed in this step: {document}",
+            "demo.toml: steps[0].messages[1].content uses {doc}: not a placeholder allowed here; allowed in this "
+            "step: {document}",
         ),
         ("{document}", "{previous}", "demo.toml: steps[0].messages[1].content uses {previous}"),
         ("{document}", "{audience}", "demo.toml: steps[0].messages[1].content uses {audience}"),

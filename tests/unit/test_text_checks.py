@@ -7,11 +7,11 @@ import time
 import pytest
 
 from dataset_assets.crawl.langid import language_probabilities
-from dataset_assets.rephrase.postfilters import Postfilter, postfilter_flags
-from dataset_assets.rephrase.strategies import load_strategy
 from dataset_assets.rephrase.checks import CheckConfig, SourceView, check_row, first_reason, numbers, safe_check_row
 from dataset_assets.rephrase.echo import PromptEcho
 from dataset_assets.rephrase.partition_checks import judge, output_formats, partition_measures, template_duplicates
+from dataset_assets.rephrase.postfilters import Postfilter, postfilter_flags
+from dataset_assets.rephrase.strategies import load_strategy
 from tests.conftest import ROOT, distinct_english
 
 SOURCE = (
