@@ -14,6 +14,21 @@ from dataset_assets.cli.environment import lake_from, prepare_default_model, pre
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """Ctrl-C (SIGINT) or SIGTERM stops the run at once: the step in flight is left uncommitted, nothing
+    further starts, the summary says what finished and what did not, and the exit code is 130 / 143."""
+    from dataset_assets.orchestration.stop_signals import Interrupted, StopSignals
+
+    runners: list = []  # the StageRunner, once the steps begin
+    with StopSignals() as stop:
+        try:
+            return _run(args, stop, runners)
+        except Interrupted as signal:
+            summary = runners[0].stopped_summary(signal) if runners else f"stopped by {signal.name} before any step ran"
+            print(summary, file=sys.stderr, flush=True)
+            return signal.exit_code
+
+
+def _run(args: argparse.Namespace, stop, runners: list) -> int:
     prepare_environment(args)
     if not args.select or "rephrased" in args.select:
         from resources.default_model import ModelPreparationError
@@ -50,7 +65,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _ensure_catalog(defs.resources["lake"])
     except OSError as exc:  # an unreachable lake: each step below fails and is named with its cause
         print(f"could not check the lake's status catalog: {str(exc).splitlines()[0]}", file=sys.stderr)
-    runner = StageRunner(defs, instance, args.log_level, keys)
+    runner = StageRunner(defs, instance, args.log_level, keys, stop)
+    runners.append(runner)
     runner.run(
         [name for name in stage_names if name in selected], strategies, chosen, args.chunk_docs, args.max_output_tokens
     )

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Optional
 
 from dagster import AssetKey
 
 from dataset_assets import settings
+from dataset_assets.orchestration.stop_signals import Interrupted, StopSignals
 
 # Stages in dependency order and how each is partitioned: once, per shard, per key of the asset's own
 # static partitions (dedup bands, references, recipes), rectangles of shard x strategy (one engine per
@@ -74,70 +77,107 @@ def report(label: str, result, start: float, failures: list[str]) -> None:
             print(f"       {error.message.strip().splitlines()[0]}", file=sys.stderr)
 
 
-class StageRunner:
-    """Executes stages one partition (or one shard x strategy rectangle) at a time; collects failures."""
+@dataclass
+class Step:
+    """One Dagster run the runner will make: a partition, or a shard x strategy rectangle."""
 
-    def __init__(self, defs, instance, log_level: str, shards: list[str]):
+    name: str
+    label: str
+    partition_key: Optional[str] = None
+    tags: Optional[dict] = None
+    config: Optional[dict] = None
+
+
+class StageRunner:
+    """Executes stages one partition (or one shard x strategy rectangle) at a time; collects failures,
+    the steps that finished and, when a stop signal ends the run, what was in flight and what never
+    started (`stop_signals.py`)."""
+
+    def __init__(self, defs, instance, log_level: str, shards: list[str], stop: Optional[StopSignals] = None):
         self.defs, self.instance, self.shards = defs, instance, shards
         self.job = defs.resolve_implicit_global_asset_job_def()
         self.logging = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         self.lake = defs.resources["lake"]
+        self.stop = stop
         self.failures: list[str] = []
+        self.finished: list[str] = []
+        self.in_flight: Optional[str] = None  # the step a stop signal interrupted
+        self.not_started: list[str] = []  # steps of the current stage left, then the stages left
 
-    def execute(self, name: str, label: str, partition_key=None, tags=None, config=None) -> None:
+    def execute(self, step: Step) -> None:
         start = time.monotonic()
-        run_config = {**self.logging, **({"ops": {name: {"config": config}}} if config else {})}
-        result = self.job.execute_in_process(
-            instance=self.instance,
-            partition_key=partition_key,
-            asset_selection=[AssetKey(name)],
-            raise_on_error=False,
-            tags={"dagster/from": "dataset-assets cli", **(tags or {})},
-            run_config=run_config,
-        )
-        report(label, result, start, self.failures)
-        if name == "dedup_clusters" and result.success:
-            meta = {
-                k: v.value
-                for e in result.get_asset_materialization_events()
-                for k, v in e.materialization.metadata.items()
-            }
-            print(
-                f"       {meta['clusters']} duplicate clusters over {meta['shards']} shards: removed "
-                f"{meta['removed_exact']} exact and {meta['removed_near']} near duplicates; cluster sizes "
-                f"{meta['cluster_sizes']}; plot {meta['plot_path']}"
+        run_config = {**self.logging, **({"ops": {step.name: {"config": step.config}}} if step.config else {})}
+        with self.stop.inside_dagster() if self.stop else nullcontext():
+            result = self.job.execute_in_process(
+                instance=self.instance,
+                partition_key=step.partition_key,
+                asset_selection=[AssetKey(step.name)],
+                raise_on_error=False,
+                tags={"dagster/from": "dataset-assets cli", **(step.tags or {})},
+                run_config=run_config,
             )
+        if self.stop and not result.success:
+            try:
+                self.stop.check()
+            except Interrupted as signal:
+                self.in_flight = step.label
+                print(
+                    f"{'STOPPED':6} {step.label} ({time.monotonic() - start:.1f} s, run {result.run_id[:8]}): "
+                    f"{signal.name}; left uncommitted, the next run resumes it",
+                    flush=True,
+                )
+                raise
+        if result.success:  # before the report line: a signal may land while it prints
+            self.finished.append(step.label)
+        report(step.label, result, start, self.failures)
+        if step.name == "dedup_clusters" and result.success:
+            _print_clusters(result)
+        if self.stop:
+            self.stop.check()
 
     def run(self, selected: list[str], strategies: dict, chosen: list[str], chunk_docs: int, max_output_tokens) -> None:
-        for name, partitioning in STAGES:
-            if name not in selected:
-                continue
-            if partitioning is None:
-                self.execute(name, name)
-            elif partitioning == "shard":
-                for key in self.shards:
-                    self.execute(name, f"{name}[{key}]", partition_key=key)
-            elif partitioning == "static":
-                for key in self.defs.resolve_assets_def(AssetKey(name)).partitions_def.get_partition_keys():
-                    self.execute(name, f"{name}[{key}]", partition_key=key)
-            elif partitioning == "rephrased":
-                self._finished_rephrased(name, chosen)
-            else:
-                self._rephrase(name, strategies, chosen, chunk_docs, max_output_tokens)
+        stages = [(name, partitioning) for name, partitioning in STAGES if name in selected]
+        for n, (name, partitioning) in enumerate(stages):
+            self.not_started = [f"{later} (every partition)" for later, _ in stages[n:]]
+            steps = self._steps(name, partitioning, strategies, chosen, chunk_docs, max_output_tokens)
+            for i, step in enumerate(steps):
+                self.not_started = [s.label for s in steps[i + 1 :]] + [
+                    f"{later} (every partition)" for later, _ in stages[n + 1 :]
+                ]
+                self.execute(step)
+        self.not_started = []
 
-    def _finished_rephrased(self, name: str, chosen: list[str]) -> None:
+    def _steps(
+        self, name: str, partitioning, strategies: dict, chosen: list[str], chunk_docs: int, max_output_tokens
+    ) -> list[Step]:
+        if partitioning is None:
+            return [Step(name, name)]
+        if partitioning == "shard":
+            return [Step(name, f"{name}[{key}]", key) for key in self.shards]
+        if partitioning == "static":
+            keys = self.defs.resolve_assets_def(AssetKey(name)).partitions_def.get_partition_keys()
+            return [Step(name, f"{name}[{key}]", key) for key in keys]
+        if partitioning == "rephrased":
+            return self._finished_rephrased(name, chosen)
+        return self._rephrase(name, strategies, chosen, chunk_docs, max_output_tokens)
+
+    def _finished_rephrased(self, name: str, chosen: list[str]) -> list[Step]:
         from dataset_assets.rephrase.store import finished_partitions
         from dataset_assets.status import batches
 
         # A partition (a batch of shard files) is counted once every file of it is rephrased.
         finished = {(shard, strategy) for shard, strategy, _ in finished_partitions(self.lake)}
         registry = batches.for_keys(self.lake, self.shards)
-        for key in self.shards:
-            for strategy in sorted(chosen):
-                if all((f, strategy) in finished for f in registry.files(key)):
-                    self.execute(name, f"{name}[{key}|{strategy}]", partition_key=f"{key}|{strategy}")
+        return [
+            Step(name, f"{name}[{key}|{strategy}]", f"{key}|{strategy}")
+            for key in self.shards
+            for strategy in sorted(chosen)
+            if all((f, strategy) in finished for f in registry.files(key))
+        ]
 
-    def _rephrase(self, name: str, strategies: dict, chosen: list[str], chunk_docs: int, max_output_tokens) -> None:
+    def _rephrase(
+        self, name: str, strategies: dict, chosen: list[str], chunk_docs: int, max_output_tokens
+    ) -> list[Step]:
         """The missing or outdated (shard, strategy) pairs, as few rectangles (one engine load each)."""
         from dataset_assets.rephrase.planning import range_tags, rectangles
         from dataset_assets.status.judge import rephrase_needed
@@ -150,7 +190,39 @@ class StageRunner:
             f"({summary['outdated']} outdated)"
         )
         shard_order = [k for k in self.instance.get_dynamic_partitions("crawl_shards") if k in self.shards]
-        for shards, names in rectangles(needed, shard_order, sorted(strategies)):
-            label = f"rephrased[{shards[0]}..{shards[-1]} x {','.join(names)}]"
-            config = {"chunk_docs": chunk_docs, "max_output_tokens": max_output_tokens}
-            self.execute(name, label, tags=range_tags(shards, names), config=config)
+        config = {"chunk_docs": chunk_docs, "max_output_tokens": max_output_tokens}
+        return [
+            Step(
+                name,
+                f"rephrased[{shards[0]}..{shards[-1]} x {','.join(names)}]",
+                None,
+                range_tags(shards, names),
+                config,
+            )
+            for shards, names in rectangles(needed, shard_order, sorted(strategies))
+        ]
+
+    def stopped_summary(self, signal: Interrupted) -> str:
+        """What a stop signal left: the steps that finished, the one in flight, the ones never started."""
+        lines = [f"stopped by {signal.name}: nothing further was started"]
+        lines.append(f"finished: {len(self.finished)} step(s)" + (f" ({_few(self.finished)})" if self.finished else ""))
+        if self.in_flight:
+            lines.append(f"interrupted (uncommitted, resumed by the next run): {self.in_flight}")
+        if self.not_started:
+            lines.append(f"not started: {len(self.not_started)} step(s) ({_few(self.not_started)})")
+        return "\n".join(lines)
+
+
+def _few(labels: list[str], shown: int = 5) -> str:
+    return ", ".join(labels[:shown]) + (f" and {len(labels) - shown} more" if len(labels) > shown else "")
+
+
+def _print_clusters(result) -> None:
+    meta = {
+        k: v.value for e in result.get_asset_materialization_events() for k, v in e.materialization.metadata.items()
+    }
+    print(
+        f"       {meta['clusters']} duplicate clusters over {meta['shards']} shards: removed "
+        f"{meta['removed_exact']} exact and {meta['removed_near']} near duplicates; cluster sizes "
+        f"{meta['cluster_sizes']}; plot {meta['plot_path']}"
+    )
