@@ -8,7 +8,7 @@ export DATASET_LAKE ?= $(CURDIR)/data/lake
 export CRAWL_LANDING ?= $(SHARED)/crawl
 export QUALITY_REFERENCE ?= $(SHARED)/quality
 
-.PHONY: install install-dev demo test lint dev bench clean chromium
+.PHONY: install install-dev demo test lint dev bench clean chromium postgres
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +55,12 @@ lint: install-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint chromium
+# The Postgres tests start a throwaway server from Debian's PostgreSQL binaries (run as the postgres user).
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql >/dev/null) \
+		|| echo "could not install PostgreSQL: run 'apt-get install postgresql' as root, or the Postgres tests skip"
+
+test: lint chromium postgres
 	$(PY) -m pytest -q
 
 dev: install-dev

@@ -1,9 +1,11 @@
 """One tick of the nightly backfill sensor at N registered shards, with the status catalog of
 `status_scale.py`: everything built (the tick finds nothing to do) and nothing built (the tick
-builds a backfill of every partition). Each case runs in its own process on a temporary SQLite
-Dagster instance, so peak memory is that tick's own.
+builds a backfill of every partition). Each case runs in its own process on a temporary Dagster
+instance, so peak memory is that tick's own: SQLite, or with `--storage postgres` the storage section
+of the prod profile's deploy/dagster.yaml on a fresh database of a throwaway PostgreSQL server that
+the benchmark starts (Debian's server binaries; see tests/support/postgres.py).
 
-    python benchmarks/nightly_scale.py [--scales 1000,10000,100000]
+    python benchmarks/nightly_scale.py [--scales 1000,10000,100000] [--batch-files 1|N|auto] [--storage sqlite|postgres]
 
 Registration of the N shard keys is timed too. The tick is the sensor function itself, evaluated
 as the daemon would (a sensor context with the lake and an engine resource). In the nothing-built
@@ -29,9 +31,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import write_result  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def instance_at(home: str, queued: bool = False):
+    """A Dagster instance in `home`: SQLite, or (BENCH_PG_PORT set by --storage postgres) the prod
+    profile's storage section on a database of its own."""
+    import os
+    import uuid
+
+    import yaml
+    from dagster import DagsterInstance
+
+    config: dict = {"telemetry": {"enabled": False}}
+    if queued:  # runs are created and queued, as the daemon does
+        config["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "QueuedRunCoordinator"}
+    if os.environ.get("BENCH_PG_PORT"):
+        import psycopg2
+
+        database = f"bench_{uuid.uuid4().hex[:10]}"
+        connection = psycopg2.connect(
+            host="127.0.0.1", port=os.environ["BENCH_PG_PORT"], user="dagster", dbname="postgres"
+        )
+        connection.autocommit = True
+        connection.cursor().execute(f"CREATE DATABASE {database}")
+        connection.close()
+        os.environ["DAGSTER_PG_DB"] = database
+        config["storage"] = yaml.safe_load((ROOT / "deploy" / "dagster.yaml").read_text())["storage"]
+    Path(home, "dagster.yaml").write_text(yaml.safe_dump(config))
+    return DagsterInstance.from_config(home)
+
 
 def one(n: int, built: bool) -> dict:
-    from dagster import DagsterInstance, build_sensor_context
+    from dagster import build_sensor_context
 
     from benchmarks.status_scale import _child, partition_keys
     from dataset_assets.definitions import defs
@@ -46,7 +78,7 @@ def one(n: int, built: bool) -> dict:
         # peak memory is the tick's own.
         _child("--build", str(n), "1" if built else "0", root, engine.generator)
         shards = partition_keys(n)
-        instance = DagsterInstance.local_temp(home)
+        instance = instance_at(home)
         start = time.perf_counter()
         instance.add_dynamic_partitions("crawl_shards", shards)
         register_s = time.perf_counter() - start
@@ -109,7 +141,7 @@ def _while_unfinished(instance, lake, engine, defs, nightly_backfill, result) ->
 
 def landing(n: int) -> dict:
     """One crawl_landing_sensor tick over a landing folder of n new shard files."""
-    from dagster import DagsterInstance, build_sensor_context
+    from dagster import build_sensor_context
 
     from dataset_assets import settings
     from dataset_assets.defs.crawl import crawl_landing_sensor
@@ -123,7 +155,7 @@ def landing(n: int) -> dict:
     ):
         for i in range(n):
             Path(folder, f"CC-MAIN-2026-44-{i:06d}.warc.gz").touch()
-        instance = DagsterInstance.local_temp(home)
+        instance = instance_at(home)
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with build_sensor_context(
             instance=instance, resources={"landing": CrawlLanding(location=folder), "lake": Lake(root=lake)}
@@ -151,11 +183,7 @@ def backfill_iteration(n: int) -> dict:
 
     root, home = tempfile.mkdtemp(), tempfile.mkdtemp()
     os.environ.update(DATASET_LAKE=root, DAGSTER_HOME=home)
-    Path(home, "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nrun_coordinator:\n  module: dagster.core.run_coordinator\n"
-        "  class: QueuedRunCoordinator\n"
-    )
-    from dagster import DagsterInstance, build_sensor_context
+    from dagster import build_sensor_context
     from dagster._core.execution.backfill import PartitionBackfill
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
@@ -170,7 +198,7 @@ def backfill_iteration(n: int) -> dict:
     from tests.support.engines import ScriptedEngine
 
     _child("--build", str(n), "0", root)  # an empty catalog, and the batch registry when batches are on
-    instance = DagsterInstance.get()
+    instance = instance_at(home, queued=True)
     instance.add_dynamic_partitions("crawl_shards", partition_keys(n))
     with build_sensor_context(
         instance=instance,
@@ -210,7 +238,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="1000,10000,100000")
     parser.add_argument(
-        "--batch-files", type=int, default=1, help="landing files per crawl_shards partition (CRAWL_BATCH_FILES)"
+        "--batch-files",
+        default="1",
+        help="landing files per crawl_shards partition (CRAWL_BATCH_FILES: a number or auto)",
+    )
+    parser.add_argument(
+        "--storage", choices=("sqlite", "postgres"), default="sqlite", help="the Dagster instance's storage"
     )
     parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,25 +254,44 @@ def main() -> int:
         return 0
     from benchmarks.status_scale import batch_option
 
-    name = batch_option(parser, args, "nightly_scale")
+    name = batch_option(parser, args, "nightly_scale") + ("_postgres" if args.storage == "postgres" else "")
+    server = _postgres() if args.storage == "postgres" else None
+    try:
+        runs = [dict(r, storage=args.storage) for r in _cases(args.scales)]
+    finally:
+        if server is not None:
+            server.remove()
+    command = (
+        f"python benchmarks/nightly_scale.py --scales {args.scales} --batch-files {args.batch_files} "
+        f"--storage {args.storage}"
+    )
+    write_result(name, {"runs": runs, "command": command})
+    return 0
+
+
+def _postgres():
+    """A throwaway server for the children (BENCH_PG_PORT, DAGSTER_PG_* in the environment they inherit)."""
+    import os
+
+    from tests.support.postgres import PostgresServer, server_binaries
+
+    server = PostgresServer(server_binaries())
+    server.start()
+    os.environ.update(server.env("unused"), BENCH_PG_PORT=str(server.port))
+    return server
+
+
+def _cases(scales: str) -> list[dict]:
     runs = []
-    for n in (int(s) for s in args.scales.split(",")):
+    for n in (int(s) for s in scales.split(",")):
         for built in ("landing", "1", "0", "backfill"):
             done = subprocess.run([sys.executable, __file__, "--one", str(n), built], capture_output=True, text=True)
             if done.returncode != 0:
-                print(done.stderr[-3000:], file=sys.stderr)
-                return 1
+                raise RuntimeError(done.stderr[-3000:])
             result = json.loads(done.stdout.strip().splitlines()[-1])
             print(json.dumps(result), flush=True)
             runs.append(result)
-    write_result(
-        name,
-        {
-            "runs": runs,
-            "command": f"python benchmarks/nightly_scale.py --scales {args.scales} --batch-files {args.batch_files}",
-        },
-    )
-    return 0
+    return runs
 
 
 if __name__ == "__main__":

@@ -105,22 +105,34 @@ def shard_files(n: int) -> list[str]:
     return [f"CC-MAIN-2026-44-{i:06d}.warc.gz" for i in range(n)]
 
 
-def partition_keys(n: int) -> list[str]:
-    """The crawl_shards keys of n files: one per file, or one per batch of CRAWL_BATCH_FILES files."""
+def registration_ticks(n: int) -> list[list[list[str]]]:
+    """The groups of n files, registered a landing-sensor tick (LANDING_SENSOR_BATCH files) at a time
+    under CRAWL_BATCH_FILES (a number, or auto: `batches.plan`)."""
     from dataset_assets import settings
     from dataset_assets.status import batches
 
-    return [batches.key_of(g) for g in batches.group(shard_files(n), settings.crawl_batch_files())]
+    files, ticks, keys = shard_files(n), [], []
+    for start in range(0, n, settings.landing_batch()):
+        groups = batches.plan(files[start : start + settings.landing_batch()], keys, settings.crawl_batch_files())
+        keys += [batches.key_of(g) for g in groups]
+        ticks.append(groups)
+    return ticks
+
+
+def partition_keys(n: int) -> list[str]:
+    """The crawl_shards keys of n files, as the landing sensor registers them."""
+    from dataset_assets.status import batches
+
+    return [batches.key_of(g) for tick in registration_ticks(n) for g in tick]
 
 
 def batch_option(parser: argparse.ArgumentParser, args: argparse.Namespace, name: str) -> str:
-    """--batch-files N sets CRAWL_BATCH_FILES for this process and its children; the result's name says it."""
+    """--batch-files (a number, or auto) sets CRAWL_BATCH_FILES for this process and its children; the
+    result's name says it (no suffix for 1, a partition per file)."""
     import os
 
-    if args.batch_files > 1:
-        os.environ["CRAWL_BATCH_FILES"] = str(args.batch_files)
-        return f"{name}_batches_{args.batch_files}"
-    return name
+    os.environ["CRAWL_BATCH_FILES"] = str(args.batch_files)
+    return name if str(args.batch_files) == "1" else f"{name}_batches_{args.batch_files}"
 
 
 def records(n: int, strategies: dict, generator: str, bands: list[str]) -> list[dict]:
@@ -177,8 +189,7 @@ def _setup():
 
 def build(n: int, built: bool, root: str, generator: str = "") -> dict:
     """Write the catalog of N shard files (one compacted file, as a rebuild writes it) and, with
-    CRAWL_BATCH_FILES > 1, the batch registry (as the landing sensor writes it, a tick at a time)."""
-    from dataset_assets import settings
+    batches of several files, the batch registry (as the landing sensor writes it, a tick at a time)."""
     from dataset_assets.status import batches, catalog
     from resources.lake import Lake
 
@@ -186,10 +197,8 @@ def build(n: int, built: bool, root: str, generator: str = "") -> dict:
     rows = records(n, strategies, generator or default_generator, bands)[0] if built else []
     start = time.perf_counter()
     catalog.replace_all(Lake(root=root), rows)
-    groups = batches.group(shard_files(n), settings.crawl_batch_files())
-    per_tick = max(1, settings.landing_batch() // settings.crawl_batch_files())
-    for i in range(0, len(groups), per_tick):
-        batches.register(Lake(root=root), groups[i : i + per_tick])
+    for groups in registration_ticks(n):
+        batches.register(Lake(root=root), groups)
     return {
         "catalog_write_s": round(time.perf_counter() - start, 2),
         "catalog_bytes": sum(f.stat().st_size for f in Path(root, catalog.CATALOG).rglob("*.parquet")),
@@ -231,7 +240,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="1000,10000,100000")
     parser.add_argument(
-        "--batch-files", type=int, default=1, help="landing files per crawl_shards partition (CRAWL_BATCH_FILES)"
+        "--batch-files",
+        default="1",
+        help="landing files per crawl_shards partition (CRAWL_BATCH_FILES: a number or auto)",
     )
     parser.add_argument("--build", nargs="+", help=argparse.SUPPRESS)  # internal: N built ROOT [GENERATOR]
     parser.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)  # internal: N ROOT

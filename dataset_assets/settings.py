@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Optional
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
@@ -37,6 +38,12 @@ def lake_root() -> str:
 
 def landing_location() -> str:
     return os.environ.get("CRAWL_LANDING") or str(PROJECT_ROOT / "data" / "landing")
+
+
+def landing_is_set() -> bool:
+    """Whether a landing was named (CRAWL_LANDING, or `--landing`, which sets it): else `status` looks
+    in the landings the lake's files were registered from."""
+    return bool(os.environ.get("CRAWL_LANDING"))
 
 
 def quality_reference() -> str:
@@ -91,10 +98,17 @@ def backfill_shards_per_run() -> int:
     return _positive("BACKFILL_SHARDS_PER_RUN", "100", "shards per backfill run")
 
 
-def crawl_batch_files() -> int:
-    """How many landing files one crawl_shards partition (a batch) holds (CRAWL_BATCH_FILES, default 1:
-    a partition per file). Files are grouped when they are registered and never regrouped afterwards."""
-    return _positive("CRAWL_BATCH_FILES", "1", "landing files per crawl_shards partition")
+def crawl_batch_files() -> Optional[int]:
+    """How many landing files one crawl_shards partition (a batch) holds (CRAWL_BATCH_FILES): a number
+    fixes it (1: a partition per file); unset or `auto` lets the lake's size decide (`batches.plan`:
+    a partition per file for the first 500 files, batches of 256 after them). Files are grouped when
+    they are registered and never regrouped afterwards."""
+    raw = (os.environ.get("CRAWL_BATCH_FILES") or "auto").strip()
+    return (
+        None
+        if raw.lower() == "auto"
+        else _positive("CRAWL_BATCH_FILES", raw, "landing files per crawl_shards partition, or auto")
+    )
 
 
 def backfill_max_partitions() -> int:

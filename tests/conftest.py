@@ -128,3 +128,7 @@ def smollm2() -> str:
     from resources.default_model import prepare_model
 
     return str(prepare_model(settings.default_model_dir()))
+
+
+# A throwaway PostgreSQL server for the tests that run Dagster on Postgres (session-wide).
+from tests.support.postgres import postgres  # noqa: E402, F401

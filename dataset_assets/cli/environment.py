@@ -41,3 +41,29 @@ def lake_from(args: argparse.Namespace):
     from dataset_assets.defs.resources import lake_resource
 
     return lake_resource(args.lake)
+
+
+class InstanceUnavailable(Exception):
+    """The Dagster instance's storage (Postgres in the prod profile) cannot be reached."""
+
+
+def open_instance():
+    """DAGSTER_HOME's instance, or `InstanceUnavailable` naming the storage and the cause when its
+    database cannot be reached (dagster-postgres retries for about 15 s first)."""
+    from dagster import DagsterInstance
+
+    try:
+        return DagsterInstance.get()
+    except Exception as exc:
+        chain, cause = [], exc
+        while cause is not None:
+            chain.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        names = {type(e).__name__ for e in chain}
+        if not names & {"DagsterPostgresException", "OperationalError"}:
+            raise
+        root = str(chain[-1]).strip().splitlines()[0] if str(chain[-1]).strip() else type(chain[-1]).__name__
+        raise InstanceUnavailable(
+            f"the Dagster instance at {settings.dagster_home()} cannot reach its database ({root}); nothing was "
+            "run. Start the database or fix its settings (DAGSTER_PG_HOST, DAGSTER_PG_PORT, ... in dagster.yaml)"
+        ) from None

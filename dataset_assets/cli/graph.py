@@ -10,7 +10,13 @@ import sys
 import time
 
 from dataset_assets import settings
-from dataset_assets.cli.environment import lake_from, prepare_default_model, prepare_environment
+from dataset_assets.cli.environment import (
+    InstanceUnavailable,
+    lake_from,
+    open_instance,
+    prepare_default_model,
+    prepare_environment,
+)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -30,6 +36,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace, stop, runners: list) -> int:
     prepare_environment(args)
+    try:
+        instance = open_instance()  # before anything slow: an unreachable database stops the run here
+    except InstanceUnavailable as exc:
+        print(f"run stopped before any step: {exc}", file=sys.stderr)
+        return 1
     if not args.select or "rephrased" in args.select:
         from resources.default_model import ModelPreparationError
 
@@ -38,13 +49,11 @@ def _run(args: argparse.Namespace, stop, runners: list) -> int:
         except ModelPreparationError as exc:
             print(f"default generator: {exc}", file=sys.stderr)
             return 1
-    from dagster import DagsterInstance
 
     from dataset_assets.orchestration.runner import STAGES, StageRunner, register_shards
     from dataset_assets.rephrase.strategies import load_strategies
 
     defs = importlib.import_module("dataset_assets.definitions").defs
-    instance = DagsterInstance.get()
     keys = register_shards(instance, defs.resources["landing"], defs.resources["lake"])
     if keys is None:
         return 1
@@ -83,65 +92,78 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     try:
         return _status(args)
-    except (CatalogDamaged, OSError) as exc:  # a damaged catalog, an unreachable lake or landing
+    # A damaged catalog, an unreachable lake, landing or instance:
+    except (CatalogDamaged, OSError, InstanceUnavailable) as exc:
         print(f"status failed: {exc}", file=sys.stderr)
         return 1
 
 
 def _status(args: argparse.Namespace) -> int:
     prepare_environment(args)
-    from dagster import DagsterInstance
-
     from dataset_assets.orchestration.graph import crawl_shards, dedup_bands
     from dataset_assets.rephrase.strategies import load_strategies
     from dataset_assets.status.judge import graph_status, landing_view, render
 
     defs = importlib.import_module("dataset_assets.definitions").defs
-    _ensure_catalog(defs.resources["lake"])
-    registered = DagsterInstance.get().get_dynamic_partitions(crawl_shards.name)
-    view = landing_view(defs.resources["lake"], registered, defs.resources["landing"].files())
-    shards, unregistered, gone = view.shards, view.unregistered, view.gone
-    if settings.uses_default_model() and settings.rephrase_engine() == "vllm":
-        from resources.default_model import DEFAULT_REVISION, MODEL_NAME
-
-        generator = f"{MODEL_NAME}@{DEFAULT_REVISION}"  # what its preparation will name it: no 30 s conversion to ask
-    else:
-        generator = defs.resources["engine"].generator
+    lake = defs.resources["lake"]
+    _ensure_catalog(lake)
+    registered = open_instance().get_dynamic_partitions(crawl_shards.name)
+    looked, why, landed = _landed_files(lake)
+    view = landing_view(lake, registered, landed)
     status = graph_status(
-        defs.resources["lake"],
-        shards,
+        lake,
+        view.shards,
         load_strategies(settings.prompts_dir()),
-        generator,
+        _generator(defs),
         dedup_bands.get_partition_keys(),
         args.max_output_tokens,
         registry=view.registry,
     )
+    facts = {
+        "shards": len(view.shards),
+        "unregistered_shards": len(view.unregistered),
+        "registered_without_file": len(view.gone),
+        "registered_without_file_sample": view.gone[:10],
+        "landings": looked,
+        "landings_from": why,
+    }
     if args.json:
+        print(json.dumps({**facts, "assets": {name: st.summary() for name, st in status.items()}}, indent=2))
+        return 0
+    print(
+        f"{facts['shards']} shards ({facts['unregistered_shards']} in the landing but not registered yet); "
+        f"lake {settings.lake_root()}"
+    )
+    print(f"landing: {', '.join(looked)} ({why})")
+    if view.gone:
+        shown = ", ".join(view.gone[:5]) + (" ..." if len(view.gone) > 5 else "")
         print(
-            json.dumps(
-                {
-                    "shards": len(shards),
-                    "unregistered_shards": len(unregistered),
-                    "registered_without_file": len(gone),
-                    "registered_without_file_sample": gone[:10],
-                    "assets": {name: st.summary() for name, st in status.items()},
-                },
-                indent=2,
-            )
+            f"{len(view.gone)} registered shards have no file in the landing any more ({', '.join(looked)}: moved or "
+            f"deleted; their crawl_docs cannot be rebuilt until it is back): {shown}. If the files moved on purpose, "
+            "point status and runs at the new place: --landing NEW or CRAWL_LANDING=NEW"
         )
-    else:
-        print(
-            f"{len(shards)} shards ({len(unregistered)} in the landing but not registered yet); lake "
-            f"{settings.lake_root()}"
-        )
-        if gone:
-            print(
-                f"{len(gone)} registered shards have no file in the landing any more (moved or deleted; their "
-                "crawl_docs cannot be rebuilt until it is back): "
-                f"{', '.join(gone[:5])}{' ...' if len(gone) > 5 else ''}"
-            )
-        print(render(status))
+    print(render(status))
     return 0
+
+
+def _landed_files(lake) -> tuple[list[str], str, list[str]]:
+    """(the landings status lists, why those, the files in them): the landing the user names, else the
+    ones the lake's files were registered from (status/landings.py), else the default."""
+    from dataset_assets.defs.resources import landing_resource
+    from dataset_assets.status import landings
+
+    looked, why = landings.to_judge_against(settings.landing_location() if settings.landing_is_set() else None, lake)
+    if not looked:
+        looked, why = [settings.landing_location()], "the default: no landing recorded in the lake"
+    return looked, why, [f for location in looked for f in landing_resource(location).files()]
+
+
+def _generator(defs) -> str:
+    if settings.uses_default_model() and settings.rephrase_engine() == "vllm":
+        from resources.default_model import DEFAULT_REVISION, MODEL_NAME
+
+        return f"{MODEL_NAME}@{DEFAULT_REVISION}"  # what its preparation will name it: no 30 s conversion to ask
+    return defs.resources["engine"].generator
 
 
 def _ensure_catalog(lake) -> None:

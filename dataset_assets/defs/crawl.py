@@ -28,7 +28,7 @@ from dataset_assets.crawl.readers import ReadReport, UnsupportedShardError, shar
 from dataset_assets.orchestration.graph import DEDUP_SIGNATURES, crawl_shards
 from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, shard_backfill_policy
 from dataset_assets.progress import Progress
-from dataset_assets.status import batches, catalog
+from dataset_assets.status import batches, catalog, landings
 from resources.lake import Lake
 from resources.landing import CrawlLanding
 
@@ -171,7 +171,8 @@ def crawl_landing_sensor(context: SensorEvaluationContext, landing: CrawlLanding
     files = sorted(found[:batch])
     left = len(found) - len(files)
     # The batches are recorded in the lake before their keys exist in Dagster: a key never lacks its files.
-    keys = batches.register(lake, batches.group(files, size))
+    keys = batches.register(lake, batches.plan(files, registered, size))
+    landings.record(lake, landing.location)  # status judges these files against this landing
     context.log.info(
         f"{len(found)} new shard files in {landing.location} ({how}); registering {len(files)} as {len(keys)} "
         "partitions "

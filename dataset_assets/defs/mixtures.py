@@ -37,9 +37,8 @@ mixture_recipes = StaticPartitionsDefinition(recipe_names(settings.recipes_dir()
 class MixturesConfig(Config):
     recipes_dir: Optional[str] = None  # default MIXTURE_RECIPES or <project>/recipes; files named <partition key>.toml
     prompts_dir: Optional[str] = None  # strategy names a recipe may use; default REPHRASE_PROMPTS or <project>/prompts
-    tokenizer: Optional[str] = (
-        None  # tokenizer.json (or .tiktoken, model dir) counting tokens; default MIXTURE_TOKENIZER or GPT-2
-    )
+    # tokenizer.json (or .tiktoken, model dir) counting tokens; default MIXTURE_TOKENIZER or GPT-2
+    tokenizer: Optional[str] = None
 
 
 def count_version_unigrams(lake: Lake, tokenizer: TokenizerResource, version, log) -> None:

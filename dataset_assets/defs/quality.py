@@ -42,9 +42,8 @@ class QualityClassifierConfig(Config):
     # A Hugging Face sequence-classification or regression model directory (the FineWeb-Edu
     # classifier's shape) instead of fastText; scored batched, on a GPU when there is one.
     hf_model_path: Optional[str] = None
-    hf_positive_label: Optional[str] = (
-        None  # classification: the label whose probability is the score (default: the last)
-    )
+    # classification: the label whose probability is the score (default: the last)
+    hf_positive_label: Optional[str] = None
     hf_score_range: list[float] = [0.0, 5.0]  # regression: raw output range mapped onto [0, 1]
     hf_max_length: int = 512
     hf_batch_size: int = 32

@@ -39,6 +39,12 @@ def lake_resource(root: Optional[str] = None) -> Lake:
     return Lake(root=root if "://" in root else str(Path(root).resolve()), **s3_options())
 
 
+def landing_resource(location: Optional[str] = None) -> CrawlLanding:
+    """The `landing` resource (CRAWL_LANDING unless `location` is given): the one constructor the code
+    location and the CLI share."""
+    return CrawlLanding(location=location or settings.landing_location(), **s3_options())
+
+
 def build_engine(profile: str = "local") -> LLMEngine:
     """REPHRASE_ENGINE=vllm runs the model in process; a URL points at an OpenAI-compatible server."""
     engine, model = settings.rephrase_engine(), settings.rephrase_model()
@@ -77,10 +83,9 @@ def build_resources(profile: str) -> dict[str, Any]:
             f"DAGSTER_DEPLOYMENT=prod needs DATASET_LAKE and CRAWL_LANDING on S3 (s3://bucket/prefix); "
             f"got DATASET_LAKE={lake_root!r}, CRAWL_LANDING={landing!r}"
         )
-    s3 = s3_options()
     return {
         "lake": lake_resource(lake_root),
-        "landing": CrawlLanding(location=landing, **s3),
+        "landing": landing_resource(landing),
         "engine": build_engine(profile),
         "tokenizer": TokenizerResource(
             path=settings.tokenizer_path(), prepare_default=settings.prepares_stats_tokenizer()

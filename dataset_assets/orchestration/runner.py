@@ -54,13 +54,25 @@ def _register(instance, landing, lake) -> list[str]:
     batch_of = batches.for_keys(lake, registered).batch_of(registered)
     new = [f for f in files if f not in batch_of]
     if new:
-        groups = batches.group(new, settings.crawl_batch_files())
+        groups = batches.plan(new, registered, settings.crawl_batch_files())
         keys = batches.register(lake, groups)
+        _record_landing(lake, landing.location)
         instance.add_dynamic_partitions(crawl_shards.name, keys)
         registered = [*registered, *keys]
         batch_of.update({f: key for key, group in zip(keys, groups) for f in group})
     there = {batch_of[f] for f in files}
     return [key for key in registered if key in there]
+
+
+def _record_landing(lake, location: str) -> None:
+    """Where these files came from, for `status` (best effort: an unreachable lake fails the steps that
+    need it, by name, instead of stopping the registration here)."""
+    from dataset_assets.status import landings
+
+    try:
+        landings.record(lake, location)
+    except OSError as exc:
+        print(f"could not record the landing {location} in the lake: {str(exc).splitlines()[0]}", file=sys.stderr)
 
 
 def report(label: str, result, start: float, failures: list[str]) -> None:

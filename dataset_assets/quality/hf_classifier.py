@@ -19,10 +19,8 @@ from resources.hashing import file_sha256
 class HFScorerSpec:
     path: str  # local model directory (config.json, weights, tokenizer files)
     positive_label: Optional[str] = None  # classification: the label whose probability is the score (default: the last)
-    score_range: tuple[float, float] = (
-        0.0,
-        5.0,
-    )  # regression: raw output mapped from this range onto [0, 1] (FineWeb-Edu: 0-5)
+    # regression: raw output mapped from this range onto [0, 1] (FineWeb-Edu: 0-5)
+    score_range: tuple[float, float] = (0.0, 5.0)
     max_length: int = 512  # tokens per document; longer ones are truncated
     batch_size: int = 32
 

@@ -1,10 +1,10 @@
 """Batches of landing files: what one `crawl_shards` partition holds.
 
 A whole crawl snapshot is about 90,000 files; as one partition each, `rephrased` (shard x strategy)
-passes a million partitions, which Dagster's UI and backfill daemon cannot carry. With
-CRAWL_BATCH_FILES = N, files are grouped N at a time when they are registered (never regrouped
-afterwards) and a partition is a batch. A batch of one file keeps the file's name as its key, so the
-default (N = 1) is exactly a partition per file and needs no registry entry.
+passes a million partitions, which Dagster's UI and backfill daemon cannot carry. Files are grouped
+when they are registered (never regrouped afterwards) and a partition is a batch: by default (`plan`)
+a lake's first 500 files are a partition each and later ones batches of 256; CRAWL_BATCH_FILES = N
+fixes the size. A batch of one file keeps the file's name as its key and needs no registry entry.
 
 The lake, the status catalog and lineage stay per file: `shard` in every row still names the file,
 each file's partitions are committed and recorded on their own, and a run of a batch reads its files
@@ -22,6 +22,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterable
+from typing import Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -38,6 +39,14 @@ COMPACT_AT = 16
 MARK = "+"
 
 
+# CRAWL_BATCH_FILES unset (auto): the first AUTO_SINGLE_FILES files registered to a lake are a partition
+# each (a small landing, the demo, every test), files registered after them go in batches of
+# AUTO_BATCH_FILES. A whole crawl with no settings: 100,000 files are at most 500 + 389 = 889
+# partitions (90,000: 850), under the 1,000 per asset that keep Dagster's UI and daemon quick.
+AUTO_SINGLE_FILES = 500
+AUTO_BATCH_FILES = 256
+
+
 def key_of(files: list[str]) -> str:
     """A batch's partition key: its first file's name, and how many files follow it."""
     return files[0] if len(files) == 1 else f"{files[0]}{MARK}{len(files) - 1}"
@@ -46,6 +55,21 @@ def key_of(files: list[str]) -> str:
 def group(files: list[str], size: int) -> list[list[str]]:
     """New files, in the order given, `size` at a time (the last batch may be smaller)."""
     return [files[i : i + size] for i in range(0, len(files), size)]
+
+
+def files_registered(keys: Iterable[str]) -> int:
+    """How many files these partition keys hold, from the keys alone (`<first file>+<n more>`)."""
+    return sum(1 + int(str(key).rsplit(MARK, 1)[1]) if MARK in str(key) else 1 for key in keys)
+
+
+def plan(new: list[str], registered_keys: list[str], size: Optional[int]) -> list[list[str]]:
+    """How new files become partitions: `size` at a time when CRAWL_BATCH_FILES fixes it; else (auto)
+    one each while the lake holds fewer than AUTO_SINGLE_FILES files, then AUTO_BATCH_FILES at a time.
+    Decided here, at registration, and never reshuffled."""
+    if size is not None:
+        return group(new, size)
+    room = max(0, AUTO_SINGLE_FILES - files_registered(registered_keys))
+    return group(new[:room], 1) + group(new[room:], AUTO_BATCH_FILES)
 
 
 class Batches:

@@ -74,6 +74,47 @@ def test_the_landing_sensor_registers_batches_and_never_regroups_them(tmp_path, 
     assert batches.read(lake).files("a.jsonl.gz+1") == ["a.jsonl.gz", "b.jsonl.gz"]
 
 
+def test_with_no_setting_a_small_landing_stays_per_file_and_a_crawl_is_batched(monkeypatch):
+    monkeypatch.delenv("CRAWL_BATCH_FILES", raising=False)
+    assert settings.crawl_batch_files() is None  # auto
+    monkeypatch.setenv("CRAWL_BATCH_FILES", "auto")
+    assert settings.crawl_batch_files() is None
+    monkeypatch.setenv("CRAWL_BATCH_FILES", "1")
+    assert settings.crawl_batch_files() == 1  # an operator's fixed size still wins
+    small = [f"f{i:03d}.warc.gz" for i in range(6)]
+    assert batches.plan(small, [], None) == [[f] for f in small]  # the demo, every test: a partition per file
+    files = [f"CC-MAIN-{i:06d}.warc.gz" for i in range(100_000)]
+    once = batches.plan(files, [], None)
+    assert len(once) == 500 + 389 and all(len(g) == 1 for g in once[:500]) and len(once[500]) == 256
+    # The same landing registered a tick at a time (LANDING_SENSOR_BATCH files each), as the sensor does.
+    keys: list[str] = []
+    for start in range(0, len(files), 1000):
+        keys += [batches.key_of(g) for g in batches.plan(files[start : start + 1000], keys, None)]
+    assert batches.files_registered(keys) == 100_000
+    assert len(keys) <= 1000, len(keys)  # at most about 1,000 partitions per asset
+    # Decided when registered, never reshuffled: more files later only add partitions.
+    later = batches.plan(["z.warc.gz"], keys, None)
+    assert later == [["z.warc.gz"]] and batches.key_of(later[0]) == "z.warc.gz"
+    assert batches.files_registered(["a+1", "b", "c+255"]) == 2 + 1 + 256
+
+
+def test_status_judges_files_against_the_landing_they_were_registered_from(tmp_path):
+    from dataset_assets.status import landings
+
+    lake = Lake(root=str(tmp_path / "lake"))
+    assert landings.recorded(lake) == [] and landings.to_judge_against(None, lake) == ([], "none recorded")
+    landings.record(lake, "/data/crawl-a")
+    landings.record(lake, "/data/crawl-a")  # once per location
+    landings.record(lake, "s3://bucket/crawl-b")
+    assert sorted(landings.recorded(lake)) == ["/data/crawl-a", "s3://bucket/crawl-b"]
+    assert len(list((tmp_path / "lake" / "_landings").iterdir())) == 2
+    assert landings.to_judge_against("/elsewhere", lake) == (["/elsewhere"], "given")  # a named landing wins
+    looked, why = landings.to_judge_against(None, lake)
+    assert (
+        sorted(looked) == ["/data/crawl-a", "s3://bucket/crawl-b"] and why == "recorded when the files were registered"
+    )
+
+
 def _records(lake, asset: str, files: list[str], **facts) -> None:
     for f in files:
         catalog.record(lake, asset, f, "v1", **facts)

@@ -371,3 +371,37 @@ def test_batches_of_files_are_partitions_and_the_lake_stays_per_file(tmp_path, t
         2,
         ["cc-main-2019-30-docs.jsonl.gz"],
     )
+
+
+def test_status_after_run_with_a_landing_judges_files_against_that_landing(tmp_path):
+    """`run --landing DIR --lake LAKE`, then status with only the lake named: the files are in the landing
+    they were registered from (recorded in the lake), not missing from the default landing; a file that
+    really left that landing is reported gone, with the landing named and how to point status elsewhere."""
+    from tests.conftest import english, write_jsonl_gz
+
+    landing, lake = tmp_path / "crawl-2026", tmp_path / "lake"
+    landing.mkdir()
+    for i in range(3):
+        write_jsonl_gz(landing / f"part-{i}.jsonl.gz", [{"id": f"d{i}", "text": english(i), "url": f"http://x/{i}"}])
+    env = {k: v for k, v in os.environ.items() if k not in ("CRAWL_LANDING", "DATASET_LAKE")}
+    env["DAGSTER_HOME"] = str(tmp_path / "home")
+    done = cli("run", "--landing", str(landing), "--lake", str(lake), "--select", "crawl_docs", env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = cli("status", env={**env, "DATASET_LAKE": str(lake)})
+    assert status.returncode == 0, status.stderr
+    assert f"landing: {landing} (recorded when the files were registered)" in status.stdout
+    assert "no file in" not in status.stdout and "3 shards (0 in the landing but not registered yet)" in status.stdout
+    (landing / "part-1.jsonl.gz").unlink()  # a file that really left its landing
+    status = cli("status", "--json", env={**env, "DATASET_LAKE": str(lake)})
+    facts = json.loads(status.stdout)
+    assert facts["registered_without_file"] == 1 and facts["registered_without_file_sample"] == ["part-1.jsonl.gz"]
+    assert facts["landings"] == [str(landing)]
+    status = cli("status", env={**env, "DATASET_LAKE": str(lake)})
+    assert f"1 registered shards have no file in the landing any more ({landing}: moved or deleted" in status.stdout
+    assert "--landing NEW or CRAWL_LANDING=NEW" in status.stdout
+    moved = tmp_path / "moved"  # a landing moved on purpose: named, it is judged instead
+    landing.rename(moved)
+    status = cli("status", "--landing", str(moved), "--json", env={**env, "DATASET_LAKE": str(lake)})
+    assert (
+        json.loads(status.stdout)["landings"] == [str(moved)] and json.loads(status.stdout)["landings_from"] == "given"
+    )

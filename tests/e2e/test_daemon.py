@@ -9,6 +9,10 @@
    file's rows once, per file; the nightly backfill sensor, due every minute, meanwhile launches no
    second backfill.
 
+Both run twice: on SQLite, and on PostgreSQL through the prod profile's own deploy/dagster.yaml (a
+throwaway server, compute logs uploaded to moto's S3), where the database is also restarted while the
+daemon is down and the backfill's runs may be in flight.
+
 The daemon log goes to tests/artifacts/daemon/ (or $TEST_ARTIFACTS/daemon) and is kept.
 """
 
@@ -32,7 +36,9 @@ from dataset_assets.orchestration.in_flight import keys_in_range
 from dataset_assets.status import batches
 from resources.lake import Lake
 from tests.conftest import CRAWL, QUALITY, ROOT
+from tests.support.postgres import prod_instance_env
 from tests.support.processes import stop_process_tree
+from tests.support.s3 import local_s3  # noqa: F401  (a fixture)
 
 pytest.importorskip("vllm", reason="needs the cpu (or gpu) extra: make test installs it")
 
@@ -114,16 +120,29 @@ def orphans_of(env_home: str) -> list:
     return found
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory, tiny_model):
+def instance_settings(storage: str, home: Path, request) -> dict[str, str]:
+    """SQLite: a minimal dagster.yaml. Postgres: the prod profile's own deploy/dagster.yaml on a
+    throwaway server, its compute logs uploaded to moto's S3; the variables the daemon needs."""
+    if storage == "sqlite":
+        (home / "dagster.yaml").write_text(
+            "telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 3\n"
+        )
+        return {}
+    s3 = request.getfixturevalue("local_s3")
+    settings = prod_instance_env(home, request.getfixturevalue("postgres"), "daemon_drill")
+    s3.create_bucket(settings["DAGSTER_COMPUTE_LOG_BUCKET"])
+    return {**settings, **s3.credentials, "AWS_ENDPOINT_URL_S3": s3.url}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def live(request, tmp_path_factory, tiny_model):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    root = tmp_path_factory.mktemp("daemon")
+    storage = request.param
+    root = tmp_path_factory.mktemp(f"daemon-{storage}")
     home, landing, lake, prompts = root / "dagster_home", root / "landing", root / "lake", root / "prompts"
     for d in (home, landing, lake, prompts):
         d.mkdir()
-    (home / "dagster.yaml").write_text(
-        "telemetry:\n  enabled: false\nconcurrency:\n  runs:\n    max_concurrent_runs: 3\n"
-    )
+    instance_env = instance_settings(storage, home, request)
     for name in STRATEGIES:  # the team's prompt directory: two strategies, a short output limit
         text = (ROOT / "prompts" / f"{name}.toml").read_text()
         lines = [
@@ -144,17 +163,22 @@ def live(tmp_path_factory, tiny_model):
         REPHRASE_MODEL=tiny_model,
         NIGHTLY_BACKFILL_CRON=far_from_now(),
     )
+    env.update(instance_env)
     prepared = subprocess.run(
         [sys.executable, "-c", PREPARE, BASE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900
     )
-    (ARTIFACTS / "prepare.log").write_text(prepared.stdout + prepared.stderr)
+    (ARTIFACTS / f"prepare-{storage}.log").write_text(prepared.stdout + prepared.stderr)
     assert prepared.returncode == 0, prepared.stderr[-4000:]
-    log = ARTIFACTS / "dagster-daemon.log"
+    log = ARTIFACTS / f"dagster-daemon-{storage}.log"
     log.write_text("")
     daemon = Daemon(env, log)
     state = {"daemon": daemon, "home": home, "landing": landing, "lake": Lake(root=str(lake)), "env": env}
+    state.update(storage=storage, postgres=request.getfixturevalue("postgres") if storage == "postgres" else None)
     try:
-        yield state
+        with pytest.MonkeyPatch.context() as mp:  # this process reads the same instance (instance_at)
+            for name, value in instance_env.items():
+                mp.setenv(name, value)
+            yield state
     finally:
         daemon.stop()
         for proc in orphans_of(str(home)):
@@ -170,6 +194,8 @@ def far_from_now() -> str:
 
 
 def instance_at(home: Path) -> DagsterInstance:
+    """The test's own view of the instance (for Postgres, the DAGSTER_PG_* variables are set in this
+    process by the `live` fixture for the module's duration)."""
     return DagsterInstance.from_config(str(home))
 
 
@@ -344,6 +370,9 @@ def test_daemon_killed_during_the_nightly_backfill_and_restarted(live):
         if r.status not in FINISHED_STATUSES
     ]
     print(f"daemon killed with the backfill in progress; runs in flight: {in_flight}")
+    if live["postgres"] is not None:  # the database restarts too (a failover): the backfill must resume
+        live["postgres"].restart()
+        print("postgres restarted")
     time.sleep(10)
     daemon.start(NIGHTLY_BACKFILL_CRON="* * * * *")
 

@@ -1,5 +1,6 @@
 """The Dagster UI in a real browser: `dagster dev` (webserver and daemon) on a temporary Dagster
-home, driven through Chromium with Playwright.
+home, driven through Chromium with Playwright; every test runs on SQLite and on PostgreSQL (the
+prod profile's deploy/dagster.yaml on a throwaway server).
 
 Needs Chromium (Debian: `apt-get install chromium`, or CHROMIUM=/path) and `pip install playwright`;
 Playwright's own browser download is not used. Skipped without them unless UI_TESTS_REQUIRED=1.
@@ -24,8 +25,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CRAWL, QUALITY, ROOT
+from tests.support.postgres import prod_instance_env
 from tests.support.processes import stop_process_tree
-from tests.support.s3 import free_port
+from tests.support.s3 import free_port, local_s3  # noqa: F401  (a fixture)
 
 # CI sets UI_TESTS_REQUIRED=1 so that a missing browser or Playwright fails instead of skipping.
 REQUIRED = os.environ.get("UI_TESTS_REQUIRED") == "1"
@@ -245,13 +247,23 @@ def artifacts() -> Path:
     return ARTIFACTS
 
 
-@pytest.fixture(scope="module")
-def dagster_dev(tmp_path_factory, artifacts):
-    root = tmp_path_factory.mktemp("ui")
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def dagster_dev(request, tmp_path_factory, artifacts):
+    """`dagster dev` on SQLite, and on PostgreSQL through the prod profile's own deploy/dagster.yaml (a
+    throwaway server; compute logs uploaded to moto's S3)."""
+    storage = request.param
+    root = tmp_path_factory.mktemp(f"ui-{storage}")
     home, landing, lake = root / "dagster_home", root / "landing", root / "lake"
     for d in (home, landing, lake):
         d.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    instance_env = {}
+    if storage == "sqlite":
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    else:
+        s3 = request.getfixturevalue("local_s3")
+        instance_env = prod_instance_env(home, request.getfixturevalue("postgres"), "ui")
+        s3.create_bucket(instance_env["DAGSTER_COMPUTE_LOG_BUCKET"])
+        instance_env["AWS_ENDPOINT_URL_S3"] = s3.url
     for name in (UI_SHARD, STATS_SHARD):
         shutil.copy(CRAWL / name, landing / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "S3_", "DAGSTER_", "PYTEST_"))}
@@ -267,6 +279,7 @@ def dagster_dev(tmp_path_factory, artifacts):
         # Nothing listens here: a rephrase run the automation starts fails at once instead of loading a model.
         REPHRASE_ENGINE=f"http://127.0.0.1:{free_port()}/v1",
     )
+    env.update(instance_env)
     stats = STATS if STATS in registered_assets() else ""
     start = time.monotonic()
     prepared = subprocess.run(
@@ -277,13 +290,16 @@ def dagster_dev(tmp_path_factory, artifacts):
         text=True,
         timeout=600,
     )
-    (artifacts / "prepare.log").write_text(prepared.stdout + prepared.stderr)
+    (artifacts / f"prepare-{storage}.log").write_text(prepared.stdout + prepared.stderr)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr[-4000:]
     print(f"prepared in {time.monotonic() - start:.0f} s: {prepared.stdout.strip()}")
-    dev = DagsterDev(env, artifacts / "dagster-dev.log")
+    dev = DagsterDev(env, artifacts / f"dagster-dev-{storage}.log")
     try:
         dev.start()
-        yield dev
+        with pytest.MonkeyPatch.context() as mp:  # this process reads the same instance
+            for name, value in instance_env.items():
+                mp.setenv(name, value)
+            yield dev
     finally:
         dev.stop()
 
@@ -514,9 +530,8 @@ def test_a_batch_partition_key_survives_the_partitions_page_and_a_reload(page, d
         page.wait_for_url(re.compile(r"partition=zz-batch-a\.jsonl\.gz%2B1"))
         page.reload()
         page.get_by_text(key, exact=True).first.wait_for()
-        sync_api.expect(page.get_by_text(key, exact=True)).not_to_have_count(
-            1
-        )  # the list and the selected partition's panel
+        # The list and the selected partition's panel.
+        sync_api.expect(page.get_by_text(key, exact=True)).not_to_have_count(1)
         shot(page, artifacts, "crawl_docs-batch-partition")
     finally:
         instance.delete_dynamic_partition(crawl_shards.name, key)
