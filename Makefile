@@ -8,7 +8,7 @@ export DATASET_LAKE ?= $(CURDIR)/data/lake
 export CRAWL_LANDING ?= $(SHARED)/crawl
 export QUALITY_REFERENCE ?= $(SHARED)/quality
 
-.PHONY: install install-dev demo test lint dev bench clean chromium postgres
+.PHONY: install install-dev demo evaluate test lint dev bench clean chromium postgres
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ demo: install
 	$(VENV)/bin/dataset-assets prepare-model
 	$(VENV)/bin/dataset-assets run --landing $(CRAWL_LANDING) --lake $(DATASET_LAKE) \
 		--strategies $(DEMO_STRATEGIES) --max-output-tokens $(DEMO_OUTPUT_TOKENS)
+
+# Which mixture is better: cpu-tiny proxies on two sweep points of the demo (recipes/demo-sweep.toml),
+# two seeds each, then the leaderboard (run `make demo` first; about 10 minutes on two cores).
+EVAL_SEEDS ?= 2
+evaluate: install
+	mkdir -p $(DAGSTER_HOME)
+	$(VENV)/bin/dataset-assets evaluate demo-sweep-syn0 demo-sweep-syn30 --seeds $(EVAL_SEEDS) --lake $(DATASET_LAKE)
 
 # The UI tests drive Debian's Chromium through Playwright (Playwright's own browser download needs
 # a network this project does not assume).

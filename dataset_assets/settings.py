@@ -125,6 +125,28 @@ def references_dir() -> str:
     return os.environ.get("STATS_REFERENCES") or str(SHARED_DATA / "reference")
 
 
+def proxy_specs_dir() -> str:
+    """The folder of proxy specs (PROXY_SPECS; default proxies/): one proxy partition per spec and seed."""
+    return os.environ.get("PROXY_SPECS") or str(PROJECT_ROOT / "proxies")
+
+
+def proxy_seeds() -> int:
+    """Seeds per proxy spec (PROXY_SEEDS): the `proxy` partitions are <spec>.s0 .. s<N-1>."""
+    return _positive("PROXY_SEEDS", "2", "seeds per proxy spec")
+
+
+def eval_sets() -> list[str]:
+    """Evaluation sets for proxies (EVAL_SETS: files or folders, comma-separated): held-out text for
+    bits per byte, and `sentence_good`/`sentence_bad` JSONL for minimal pairs."""
+    raw = os.environ.get("EVAL_SETS") or f"{SHARED_DATA / 'reference'},{SHARED_DATA / 'eval'}"
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def gpu_python() -> Optional[str]:
+    """The python of the GPU tiers' own environment (PROXY_GPU_PYTHON), where OLMo-core is installed."""
+    return os.environ.get("PROXY_GPU_PYTHON") or None
+
+
 def model_cache_dir() -> str:
     """Where the default generator is prepared (and its wheel kept): REPHRASE_MODEL_CACHE or data/models."""
     return os.environ.get("REPHRASE_MODEL_CACHE") or str(PROJECT_ROOT / "data" / "models")

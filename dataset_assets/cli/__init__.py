@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import argparse
 
-from dataset_assets.cli import graph, mixtures, models
+from dataset_assets.cli import graph, mixtures, models, proxy
 
 
 def parser() -> argparse.ArgumentParser:
     out = argparse.ArgumentParser(prog="dataset-assets", description=__doc__)
     sub = out.add_subparsers(dest="command", required=True)
-    for group in (graph, models, mixtures):
+    for group in (graph, models, mixtures, proxy):
         group.add_parsers(sub)
     return out
 

@@ -23,10 +23,14 @@ def cmd_versions(args: argparse.Namespace) -> int:
 def cmd_pull(args: argparse.Namespace) -> int:
     from dataset_assets.mixtures.pull import ChecksumError, VersionNotFoundError
     from dataset_assets.mixtures.pull import cmd_pull as pull_text
+    from dataset_assets.proxy.tokens import pull_tokens
 
     try:
-        print(pull_text(lake_from(args), args.spec, args.dest))
-    except (ChecksumError, VersionNotFoundError, FileNotFoundError) as exc:
+        if args.tokens:
+            print(pull_tokens(lake_from(args), args.spec, args.tokens, args.dest))
+        else:
+            print(pull_text(lake_from(args), args.spec, args.dest))
+    except (ChecksumError, VersionNotFoundError, FileNotFoundError, OSError) as exc:
         print(f"pull failed: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -51,6 +55,7 @@ def add_parsers(sub) -> None:
     pull = sub.add_parser("pull", help="copy a mixture version out of the lake, verifying checksums")
     pull.add_argument("spec", help="NAME or NAME@VERSION (default latest)")
     pull.add_argument("dest")
+    pull.add_argument("--tokens", metavar="TOKENIZER", help="the version's token shards instead (e.g. bytes, gpt2)")
     pull.add_argument("--lake", help="lake root (default DATASET_LAKE)")
     pull.set_defaults(func=cmd_pull)
     lineage = sub.add_parser("lineage", help="trace a mixture row to its rephrased row, seed and crawl record")

@@ -25,7 +25,7 @@ from dataset_assets import settings
 from dataset_assets.mixtures.build import CODE_VERSION, build_mixtures
 from dataset_assets.mixtures.pull import parquet_files
 from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe, recipe_names
-from dataset_assets.orchestration.graph import REPHRASED, SEEDS, strategy_names
+from dataset_assets.orchestration.graph import REPHRASED, SEEDS, mixture_versions, strategy_names
 from dataset_assets.stats.unigrams import COUNTS_SCHEMA, count_unigrams, counts_batches, counts_metadata
 from resources.lake import Lake
 from resources.tokenizer import TokenizerResource
@@ -86,6 +86,11 @@ def mixtures(
         raise Failure(description=str(exc), metadata={"recipe": str(path)}) from exc
     for version in published:
         count_version_unigrams(lake, tokenizer, version, context.log.info)
+    # Each published version becomes a partition of the proxy evaluation assets.
+    keys = [f"{v.name}@{v.version}" for v in published]
+    new_keys = [k for k in keys if not context.instance.has_dynamic_partition(mixture_versions.name, k)]
+    if new_keys:
+        context.instance.add_dynamic_partitions(mixture_versions.name, new_keys)
     main = published[0]
     manifest = main.manifest
     identity = (

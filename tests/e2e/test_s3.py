@@ -69,6 +69,10 @@ def recipe_strategies() -> set[str]:
 STRATEGIES = sorted({"qa", "summary", *recipe_strategies()})
 PROMPTS = load_strategies(settings.prompts_dir())
 CLASSIFIER_CONFIG = {"ops": {"quality_classifier": {"config": {"reference": str(QUALITY), "epoch": 5}}}}
+# Proxy runs on the S3 lake: a small budget (the proxies' own tests train to a real one).
+PROXY_CONFIG = {
+    "ops": {a: {"config": {"train_tokens": 16384}} for a in ("mixture_tokens", "proxy_models", "proxy_evaluations")}
+}
 
 
 def s3_resources(url: str, bucket: str = "bucket", lake_prefix: str = "lake", landing_prefix: str = "landing") -> dict:
@@ -311,6 +315,8 @@ def everything(local_s3, graph, instance):
         if key in done or not node.is_materializable:
             continue
         for partition in partition_keys(node.partitions_def, instance):
+            if key.to_user_string().startswith("proxy_") and "cpu-tiny.s0" not in str(partition or "cpu-tiny.s0"):
+                continue  # one proxy run is proof enough here; the GPU tier's Pipes launch is tested apart
             result = materialize(
                 list(defs.assets),
                 selection=[key],
@@ -318,6 +324,9 @@ def everything(local_s3, graph, instance):
                 resources=resources,
                 instance=instance,
                 raise_on_error=False,
+                run_config={"ops": {key.to_user_string(): PROXY_CONFIG["ops"][key.to_user_string()]}}
+                if key.to_user_string() in PROXY_CONFIG["ops"]
+                else None,
             )
             graph["results"].append(result)
             if not result.success:

@@ -19,7 +19,7 @@ import pytest
 from tests.conftest import ROOT
 
 PACKAGE = ROOT / "dataset_assets"
-STAGES = ["crawl", "quality", "rephrase", "dedup", "stats", "mixtures"]
+STAGES = ["crawl", "quality", "rephrase", "dedup", "stats", "mixtures", "proxy"]
 PURE = [*STAGES, "status", "progress.py", "settings.py", "file_schema.py", "__init__.py"]
 # Where Dagster may be imported inside the package: its glue, the code location, the CLI, the helpers they share.
 DAGSTER_HOMES = ["defs", "orchestration", "definitions.py", "cli"]
