@@ -26,7 +26,14 @@ from dataset_assets.mixtures.build import CODE_VERSION, build_mixtures
 from dataset_assets.mixtures.pull import parquet_files
 from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe, recipe_names
 from dataset_assets.orchestration.graph import REPHRASED, SEEDS, mixture_versions, strategy_names
-from dataset_assets.stats.unigrams import COUNTS_SCHEMA, count_unigrams, counts_batches, counts_metadata
+from dataset_assets.stats.unigrams import (
+    COUNTS_SCHEMA,
+    DOCUMENTS_SCHEMA,
+    count_unigrams,
+    counts_batches,
+    counts_metadata,
+    document_batches,
+)
 from resources.lake import Lake
 from resources.tokenizer import TokenizerResource
 
@@ -55,8 +62,10 @@ def count_version_unigrams(lake: Lake, tokenizer: TokenizerResource, version, lo
             for batch in pq.ParquetFile(lake.fs.open_input_file(path)).iter_batches(columns=["text"], batch_size=1024):
                 yield batch.column("text").to_pylist()
 
-    counted = count_unigrams(texts(), tok.encode_batch, tok.vocab_size, tokenizer.batch_size)
+    documents: list = []
+    counted = count_unigrams(texts(), tok.encode_batch, tok.vocab_size, tokenizer.batch_size, documents=documents)
     meta = counts_metadata(tok.name, tok.vocab_size, tok.fingerprint, counted.documents)
+    lake.write_partition("mixture_unigrams_documents", partition, document_batches(documents), DOCUMENTS_SCHEMA, meta)
     lake.write_partition("mixture_unigrams", partition, counts_batches(counted.counts), COUNTS_SCHEMA, meta)
     log(f"{version.name}@{version.version}: {counted.tokens:,} tokens counted for corpus_stats")
 

@@ -35,11 +35,11 @@ from dataset_assets.orchestration.shard_runs import ShardResult, each_shard, sha
 from dataset_assets.progress import Progress
 from dataset_assets.stats import STATS_SCHEMA
 from dataset_assets.stats.corpora import STATS, lake_texts, top_tokens_markdown
-from dataset_assets.stats.counting import count_into_lake, reference_text_batches
-from dataset_assets.stats.divergence import DEFAULT_ALPHA, ZIPF_MAX_RANK
+from dataset_assets.stats.counting import count_into_lake, reference_text_batches, run_totals
+from dataset_assets.stats.divergence import DEFAULT_ALPHA
 from dataset_assets.stats.plots import png_markdown
 from dataset_assets.stats.references import reference_sources
-from dataset_assets.stats.report import CorpusReport, NoCounts, StaleVectors, corpus_report
+from dataset_assets.stats.report import NOTES, CorpusReport, NoCounts, StaleVectors, corpus_report
 from dataset_assets.stats.synthetic import markdown_table
 from dataset_assets.status import catalog
 from resources.lake import Lake
@@ -136,16 +136,7 @@ def count_partitions(
         )
         return dict(result.metadata), result.data_version.value
 
-    return each_shard(context, lake, one, _run_totals)
-
-
-def _run_totals(sums: dict, per_shard: dict) -> dict:
-    """A many-partition run's rate over the run, its tokenizer once; distinct tokens do not add up
-    over partitions, so each partition's count stays in per_shard only."""
-    first = next(iter(per_shard.values()))
-    totals = {k: v for k, v in sums.items() if k != "distinct_tokens"}
-    rate = round(sums["tokens"] / sums["seconds"], 1) if sums["seconds"] > 0 else 0.0
-    return {**totals, "tokenizer": first["tokenizer"], "vocab_size": first["vocab_size"], "tokens_per_s": rate}
+    return each_shard(context, lake, one, run_totals)
 
 
 @asset(
@@ -205,6 +196,9 @@ def reference_unigrams(context: AssetExecutionContext, lake: Lake, tokenizer: To
 class CorpusStatsConfig(Config):
     smoothing_alpha: float = DEFAULT_ALPHA  # Lidstone pseudo-count per vocabulary id on the corpus side of KL
     top_k: int = 20  # tokens listed per row as the largest contributors to KL
+    matched_tokens: Optional[int] = None  # the matched budget; default the smallest compared corpus's tokens
+    bootstrap_samples: int = 100  # multinomial token draws per corpus for the matched figures' intervals
+    bootstrap_seed: int = 0
 
 
 def table_metadata(rows: list[dict]) -> MetadataValue:
@@ -244,7 +238,15 @@ def corpus_stats(
 ) -> MaterializeResult:
     tok = tokenizer.load()
     try:
-        report = corpus_report(lake, tok, config.smoothing_alpha, config.top_k)
+        report = corpus_report(
+            lake,
+            tok,
+            config.smoothing_alpha,
+            config.top_k,
+            config.matched_tokens,
+            config.bootstrap_samples,
+            config.bootstrap_seed,
+        )
     except StaleVectors as exc:
         listed = "; ".join(exc.args[0][:10])
         raise Failure(
@@ -272,19 +274,20 @@ def _stats_metadata(lake: Lake, report: CorpusReport, tokenizer_name: str) -> di
         "top_kl_tokens": MetadataValue.md(top_tokens_markdown(rows)),
         "zipf_plot": MetadataValue.md(png_markdown("zipf", report.zipf)),
         "kl_plot": MetadataValue.md(png_markdown("kl", report.kl)),
+        "kl_matched_plot": MetadataValue.md(png_markdown("kl at the matched budget", report.kl_matched)),
+        "matched_tokens": report.matched_tokens,
         "synthetic_quality": MetadataValue.md(markdown_table(quality["strategies"])),
         "synthetic_quality_plot": MetadataValue.md(png_markdown("quality", report.quality_plot)),
         "synthetic_quality_by_mixture": MetadataValue.json(quality["mixtures"]),
         "smoothing": report.smoothing,
-        "zipf_fit": f"least squares of log frequency on log rank, ranks 1..min({ZIPF_MAX_RANK}, distinct tokens)",
-        "support_shrinkage": "strategy vs kept seeds of the same shards: support_lost = share of the seeds' "
-        "distinct tokens absent from the strategy; types_ratio = strategy types / seed types",
+        **NOTES,
         "tokenizer": tokenizer_name,
         "path": MetadataValue.path(lake.uri(STATS, "part-00000.parquet")),
         "plots": MetadataValue.json(
             {
                 "zipf": lake.uri(STATS, "zipf.png"),
                 "kl": lake.uri(STATS, "kl.png"),
+                "kl_matched": lake.uri(STATS, "kl_matched.png"),
                 "quality": lake.uri(STATS, "quality.png"),
             }
         ),

@@ -1,9 +1,12 @@
 """Checks on a whole rephrased partition: template-aware near-duplicate outputs, the partition's
 measures (kept share, diversity, output formats) and their WARN/ERROR verdicts.
 
-Template-aware: the labels a strategy asks for (`Question:`, `Student:`) and phrases that most of a
-partition's outputs share are left out before two outputs are compared, so a shared format never
-makes two rephrasings of different documents look alike.
+Template-aware: the labels a strategy asks for (`Question:`, `Student:`) and the phrases of its own
+prompt (instructions, worked examples) that most of a partition's outputs repeat are left out before
+two outputs are compared, so a shared format never makes two rephrasings of different documents look
+alike. What the outputs share is never enough on its own to call a phrase template: a generator that
+collapses into one paragraph for every document would otherwise hide itself (the more it collapses,
+the more of its paragraph would count as template).
 """
 
 from __future__ import annotations
@@ -22,13 +25,25 @@ def _shingles(text: str, n: int = 5) -> set[int]:
     return {hash(g) for g in ngrams(tokens, n)}
 
 
-def template_duplicates(rows: Sequence[tuple[str, str, str]], config: CheckConfig) -> dict[str, str]:
+def prompt_grams(message_texts: Iterable[str]) -> set[int]:
+    """The 5-grams a strategy's own prompt holds (instructions and worked examples, placeholders out):
+    the only phrases its outputs may share as template."""
+    out: set[int] = set()
+    for text in message_texts:
+        out |= _shingles(re.sub(r"\{(document|previous|audience)\}", " ", text))
+    return out
+
+
+def template_duplicates(
+    rows: Sequence[tuple[str, str, str]], config: CheckConfig, template_source: frozenset = frozenset()
+) -> dict[str, str]:
     """{row id: id of the row it duplicates} over (id, source_id, text) rows that passed every row check.
 
-    Outputs of the same source are never compared (pieces of one document); 5-grams shared by at least
-    `template_phrase_share` of the rows are the strategy's template and left out (with 8+ rows); an
-    inverted index over the remaining 5-grams gives exact Jaccard for every pair that shares one.
-    Clusters are joined by union-find and keep their smallest id.
+    Outputs of the same source are never compared (pieces of one document); 5-grams of the strategy's
+    prompt (`template_source`, from `prompt_grams`) that at least `template_phrase_share` of the rows
+    repeat are its template and left out (with 8+ rows); an inverted index over the remaining 5-grams
+    gives exact Jaccard for every pair that shares one. Clusters are joined by union-find and keep
+    their smallest id.
     """
     if not config.template_duplicate or len(rows) < 2:
         return {}
@@ -60,7 +75,7 @@ def template_duplicates(rows: Sequence[tuple[str, str, str]], config: CheckConfi
     df = Counter(s for shingle_set in sets for s in shingle_set)
     if len(rows) >= 8:
         cap = config.template_phrase_share * len(rows)
-        template = {s for s, c in df.items() if c >= cap}
+        template = {s for s, c in df.items() if c >= cap and s in template_source}
         sets = [s - template for s in sets]
     index: dict[int, list[int]] = defaultdict(list)
     for i, s in enumerate(sets):

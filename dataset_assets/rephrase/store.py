@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from dataset_assets.quality.seeds import FINGERPRINT_COLUMNS, KEPT_FINGERPRINT, table_kept_fingerprint
 from dataset_assets.rephrase.checks import first_reason
 from dataset_assets.rephrase.chunks import ChunkPlan
-from dataset_assets.rephrase.partition_checks import template_duplicates
+from dataset_assets.rephrase.partition_checks import prompt_grams, template_duplicates
 from dataset_assets.rephrase.strategies import Strategy, prompt_hash
 
 ASSET = "rephrased"
@@ -165,7 +165,8 @@ def apply_partition_checks(
         for r in rows
         if not [f for f in (r["flags"] or []) if f != "template_duplicate"]
     ]
-    duplicate_of = template_duplicates(candidates, strategy.checks)
+    template = frozenset(prompt_grams(m.content for step in strategy.steps for m in step.messages))
+    duplicate_of = template_duplicates(candidates, strategy.checks, template)
     out = []
     for chunk, table, expected, rows in rows_by_chunk:
         changed = False

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping
+from typing import Optional
 
 import numpy as np
 import pyarrow.compute as pc
 
 from dataset_assets.stats import Corpus
 from dataset_assets.stats.synthetic import mixture_quality, quality_png, strategy_quality
-from dataset_assets.stats.unigrams import StoredCounts, counts_from_table
+from dataset_assets.stats.unigrams import StoredCounts, counts_from_table, documents_from_table
 from resources.lake import Lake
 
 STATS = "corpus_stats"
@@ -62,7 +63,9 @@ def gather_corpora(lake: Lake, tokenizer_fingerprint: str, vocab_size: int) -> l
                 stale.append(f"{asset_name} {keys} (tokenizer {stored.tokenizer}, vocab {stored.vocab_size})")
                 continue
             name = name_of(keys)
-            corpus = corpora.setdefault((kind, name), Corpus(name, kind, np.zeros(vocab_size, dtype=np.int64)))
+            corpus = corpora.setdefault(
+                (kind, name), Corpus(name, kind, np.zeros(vocab_size, dtype=np.int64), asset=asset_name)
+            )
             corpus.counts += stored.counts.counts
             corpus.documents += stored.counts.documents
             corpus.partitions.append(keys)
@@ -71,6 +74,20 @@ def gather_corpora(lake: Lake, tokenizer_fingerprint: str, vocab_size: int) -> l
     ordered = sorted(corpora.values(), key=lambda c: ([k for _, k, _ in FAMILIES].index(c.kind), c.name))
     attach_sources(lake, ordered, vocab_size)
     return ordered
+
+
+def document_counts(lake: Lake, corpus: Corpus) -> Optional[list]:
+    """Every document's (token ids, counts) of a corpus, from `<asset>_documents` beside its vectors;
+    None when a partition has none (counted before they were stored)."""
+    from dataset_assets.stats.counting import DOCUMENTS_SUFFIX
+
+    out: list = []
+    for keys in corpus.partitions:
+        name = f"{corpus.asset}{DOCUMENTS_SUFFIX}"
+        if not lake.has_partition(name, keys):
+            return None
+        out.extend(documents_from_table(lake.read_partition(name, keys)))
+    return out
 
 
 def attach_sources(lake: Lake, corpora: list[Corpus], vocab_size: int) -> None:

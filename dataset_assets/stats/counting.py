@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dataset_assets.stats.references import reference_corpus_documents
-from dataset_assets.stats.unigrams import COUNTS_SCHEMA, UnigramCounts, count_unigrams, counts_batches, counts_metadata
+from dataset_assets.stats.unigrams import (
+    COUNTS_SCHEMA,
+    DOCUMENTS_SCHEMA,
+    UnigramCounts,
+    count_unigrams,
+    counts_batches,
+    counts_metadata,
+    document_batches,
+)
+
+DOCUMENTS_SUFFIX = "_documents"  # <asset>_documents: each document's counts, beside the vector
 
 
 @dataclass
@@ -54,7 +64,7 @@ def count_into_lake(
     """Count the token ids of `texts(read)` (which counts the rows it reads into `read[0]`) with the
     loaded tokenizer `tok` and write the vector to `asset`'s partition. `on_progress(rows or
     documents so far, a line of counts)` after every batch."""
-    read = [0]
+    read, documents = [0], []
     start = time.perf_counter()
     counted = count_unigrams(
         texts(read),
@@ -62,9 +72,12 @@ def count_into_lake(
         tok.vocab_size,
         batch_size,
         on_batch=lambda c: on_progress(read[0] or c.documents, f"{c.documents:,} documents, {c.tokens:,} tokens"),
+        documents=documents,
     )
     seconds = time.perf_counter() - start
     meta = counts_metadata(tok.name, tok.vocab_size, tok.fingerprint, counted.documents)
+    # The documents first: a vector, which status and corpus_stats read, is never there without them.
+    lake.write_partition(f"{asset}{DOCUMENTS_SUFFIX}", partition, document_batches(documents), DOCUMENTS_SCHEMA, meta)
     written = lake.write_partition(asset, partition, counts_batches(counted.counts), COUNTS_SCHEMA, meta)
     return WrittenCounts(asset, dict(partition), counted, written, seconds, tok.name, tok.vocab_size, tok.fingerprint)
 
@@ -79,3 +92,12 @@ def reference_text_batches(source: Path, batch_size: int, read: list[int]) -> It
             yield batch
             batch = []
     yield batch
+
+
+def run_totals(sums: dict, per_shard: dict) -> dict:
+    """A many-partition run's rate over the run, its tokenizer once; distinct tokens do not add up
+    over partitions, so each partition's count stays in per_shard only."""
+    first = next(iter(per_shard.values()))
+    totals = {k: v for k, v in sums.items() if k != "distinct_tokens"}
+    rate = round(sums["tokens"] / sums["seconds"], 1) if sums["seconds"] > 0 else 0.0
+    return {**totals, "tokenizer": first["tokenizer"], "vocab_size": first["vocab_size"], "tokens_per_s": rate}

@@ -96,6 +96,31 @@ def kl_png(bars: Sequence[tuple[str, str, float]], title: str = "") -> bytes:
     return _png(fig)
 
 
+def interval_png(points: Sequence[tuple[str, str, float, float, float]], title: str, xlabel: str) -> bytes:
+    """Horizontal bars with 95% intervals: (label, group, value, low, high), one colour per group."""
+    points = [p for p in points if p[2] is not None and np.isfinite(p[2])]
+    labels = list(dict.fromkeys(p[0] for p in points))
+    groups = list(dict.fromkeys(p[1] for p in points))
+    height = 0.8 / max(len(groups), 1)
+    fig, ax = plt.subplots(figsize=(10, max(3.0, 0.45 * len(labels) * max(len(groups), 1) + 1.5)))
+    colours = plt.get_cmap("tab10")
+    for j, group in enumerate(groups):
+        mine = {p[0]: p for p in points if p[1] == group}
+        ys = [i + (j - (len(groups) - 1) / 2) * height for i, label in enumerate(labels) if label in mine]
+        chosen = [mine[label] for label in labels if label in mine]
+        xs = [p[2] for p in chosen]
+        err = [[p[2] - p[3] for p in chosen], [p[4] - p[2] for p in chosen]]
+        ax.barh(ys, xs, height=height * 0.95, xerr=err, capsize=3, color=colours(j % 10), label=str(group))
+    ax.set_yticks(range(len(labels)), labels, fontsize=11)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel, fontsize=12)
+    ax.set_title(title, fontsize=13)
+    if groups:
+        ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.grid(True, axis="x", alpha=0.3)
+    return _png(fig)
+
+
 def cluster_sizes_png(sizes: Mapping[int, int], title: str = "Duplicate clusters by size") -> bytes:
     """Number of duplicate clusters per cluster size, each bar labelled with its count; log axes only
     when the sizes or counts span more than a decade or two (a long tail means boilerplate)."""

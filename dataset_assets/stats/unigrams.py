@@ -11,6 +11,9 @@ import numpy as np
 import pyarrow as pa
 
 COUNTS_SCHEMA = pa.schema([("token_id", pa.int32()), ("count", pa.int64())])
+# Each document's own counts (sparse), beside a partition's vector: the units the matched-size
+# statistics resample (stats/matched.py). Stored as `<asset>_documents` partitions.
+DOCUMENTS_SCHEMA = pa.schema([("document", pa.int32()), ("token_id", pa.int32()), ("count", pa.int32())])
 ROWS_PER_BATCH = 65_536
 
 
@@ -46,8 +49,10 @@ def count_unigrams(
     vocab_size: int,
     batch_size: int = 1024,
     on_batch: Optional[Callable[[UnigramCounts], None]] = None,
+    documents: Optional[list] = None,
 ) -> UnigramCounts:
-    """Count token ids of every text; memory is one vocab vector plus one batch, whatever the stream length."""
+    """Count token ids of every text; memory is one vocab vector plus one batch, whatever the stream
+    length. With `documents` (a list), each text's own (token ids, counts) is appended to it."""
     result = UnigramCounts(np.zeros(vocab_size, dtype=np.int64))
     for texts in rebatch(text_batches, batch_size):
         ids = encode_batch(texts)
@@ -60,6 +65,8 @@ def count_unigrams(
             )
         result.counts += np.bincount(flat, minlength=vocab_size)
         result.documents += len(texts)
+        if documents is not None:
+            documents.extend(np.unique(np.asarray(doc, dtype=np.int32), return_counts=True) for doc in ids)
         if on_batch:
             on_batch(result)
     return result
@@ -71,6 +78,29 @@ def counts_batches(counts: np.ndarray) -> Iterator[pa.RecordBatch]:
     for start in range(0, len(ids), ROWS_PER_BATCH):
         part = ids[start : start + ROWS_PER_BATCH]
         yield pa.record_batch([pa.array(part), pa.array(counts[part].astype(np.int64))], schema=COUNTS_SCHEMA)
+
+
+def document_batches(documents: list) -> Iterator[pa.RecordBatch]:
+    """Per-document counts as (document, token_id, count) record batches."""
+    for start in range(0, len(documents), 1024):
+        part = documents[start : start + 1024]
+        if not part:
+            return
+        doc = np.concatenate([np.full(len(ids), start + i, dtype=np.int32) for i, (ids, _) in enumerate(part)])
+        ids = np.concatenate([ids for ids, _ in part]).astype(np.int32)
+        counts = np.concatenate([c for _, c in part]).astype(np.int32)
+        yield pa.record_batch([pa.array(doc), pa.array(ids), pa.array(counts)], schema=DOCUMENTS_SCHEMA)
+
+
+def documents_from_table(table: pa.Table) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Back to one (token ids, counts) pair per document, in document order."""
+    if not table.num_rows:
+        return []
+    doc = table.column("document").to_numpy()
+    order = np.argsort(doc, kind="stable")
+    doc, ids, counts = doc[order], table.column("token_id").to_numpy()[order], table.column("count").to_numpy()[order]
+    bounds = np.flatnonzero(np.diff(doc)) + 1
+    return list(zip(np.split(ids, bounds), np.split(counts, bounds)))
 
 
 def counts_metadata(tokenizer_name: str, vocab_size: int, fingerprint: str = "", documents: int = 0) -> dict[str, str]:

@@ -125,3 +125,43 @@ def test_rerun_recomputes_template_verdicts_instead_of_stacking_them(tmp_path):
 
     assert strip(first) == strip(second)
     assert [r["flags"] for r in second].count(["template_duplicate"]) == 1
+
+
+class CollapsedEngine(ScriptedEngine):
+    """A generator collapsed into one paragraph: documents marked PLANT get it, one topic word changed."""
+
+    def _generate(self, requests):
+        out = []
+        for n, req in enumerate(requests):
+            prompt = req.messages[-1]["content"]
+            if "PLANT" in prompt:
+                word = f"subject{abs(hash(prompt)) % 10_000}"
+                text = (
+                    f"This article explains the main facts about {word}. It covers the background of the story, the "
+                    "people who were involved in it and the outcome that followed, and it closes with a short account "
+                    "of what happened next and of why the whole matter still matters to many readers today. It is "
+                    "written for a general audience and it avoids technical terms wherever it can do so."
+                )
+            else:
+                text = scripted_answer(prompt)
+            out.append(Completion(req.request_id, text, 200, 120, "stop"))
+        return out
+
+
+def test_a_collapsed_generator_fails_the_partition_check_at_error(tmp_path):
+    """Most of the partition is one template paragraph: the rows are template duplicates of each other
+    (not the strategy's template), the partition's check fails at ERROR, and `mixtures` would leave it out."""
+    lake = Lake(root=str(tmp_path / "lake"))
+    lake.write_partition(
+        "seeds", {"shard": "sa"}, seed_table("sa", 20, set(range(0, 20, 2)) | {1, 3, 5}).to_batches(), SEED_SCHEMA
+    )
+    result = run(lake, CollapsedEngine(), strategy="summary")
+    rows = lake.read_partition("rephrased", {"shard": "sa", "strategy": "summary"}).to_pylist()
+    planted = [r for r in rows if "subject" in (r["text"] or "")]
+    eligible = [r for r in planted if r["flags"] in ([], ["template_duplicate"])]  # passed the row checks
+    assert len(planted) == 13 and len(eligible) >= 8
+    assert sum(r["drop_reason"] == "template_duplicate" for r in eligible) == len(eligible) - 1  # one is kept
+    ((_, _, manifest),) = finished_partitions(lake)
+    assert manifest["checks"]["template_duplicate_share"]["severity"] == "error"
+    check = {c.check_name: c for c in result.get_asset_check_evaluations()}["template_duplicate_share"]
+    assert not check.passed and check.severity == AssetCheckSeverity.ERROR

@@ -380,3 +380,20 @@ def test_a_partition_without_kept_rows_is_an_empty_vector_and_still_a_row(stats_
     result = materialize([m.corpus_stats], resources=resources, instance=instance)
     (record,) = metadata(result, "corpus_stats")["table"].records
     assert record.data["tokens"] == 0 and record.data["zipf_exponent"] is None and record.data["support_lost"] is None
+
+
+def test_every_compared_corpus_is_also_measured_at_the_smallest_ones_size_with_intervals(env):
+    rows = [r for r in env["rows"] if r["kind"] != "reference"]
+    budget = min(r["tokens"] for r in rows)
+    assert {r["matched_tokens"] for r in rows} == {budget} and env["meta"]["stats"]["matched_tokens"] == budget
+    for r in rows:
+        assert r["matched_note"] is None
+        # Six or fewer documents per corpus here: too few to resample documents, so tokens are, and the row says so.
+        assert r["matched_unit"] == "tokens"
+        assert r["kl_bits_low"] <= r["kl_bits_matched"] <= r["kl_bits_high"]
+        assert r["js_bits_low"] <= r["js_bits_matched"] <= r["js_bits_high"]
+        assert r["distinct_tokens_matched"] <= r["distinct_tokens"]
+    assert all(r["matched_tokens"] is None for r in env["rows"] if r["kind"] == "reference")
+    assert env["lake"].exists(["corpus_stats", "kl_matched.png"])
+    # Each counted partition keeps its documents' own counts beside its vector, for the bootstrap.
+    assert env["lake"].has_partition("natural_unigrams_documents", {"shard": "s1"})

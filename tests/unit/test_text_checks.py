@@ -272,3 +272,52 @@ def test_the_fixture_has_drops_of_every_kind_and_clean_rows():
     seen = {f for c in real_outputs() for f in c["flags"]}
     assert {"prompt_echo", "repetition", "unsupported_numbers"} <= seen
     assert sum(not c["flags"] for c in real_outputs()) >= 4
+
+
+# --- a generator that collapses into one template ------------------------------------------------------------
+
+
+def collapsed(word: str) -> str:
+    """The paragraph a collapsed generator writes for every document, one topic word changed."""
+    return (
+        f"This article explains the main facts about {word}. It covers the background, the people involved and "
+        "the outcome, and it closes with what happened next and why it still matters to readers today."
+    )
+
+
+def qa_strategy_template() -> frozenset:
+    from dataset_assets.rephrase.partition_checks import prompt_grams
+    from dataset_assets.rephrase.strategies import load_strategies
+
+    qa = load_strategies(ROOT / "prompts")["qa"]
+    return frozenset(prompt_grams(m.content for step in qa.steps for m in step.messages))
+
+
+@pytest.mark.parametrize("share, severity", [(0.2, "warn"), (0.5, "error"), (0.9, "error")])
+def test_a_collapse_into_one_template_is_caught_however_much_of_the_partition_it_fills(share, severity):
+    rows_total = 100
+    collapsed_n = int(share * rows_total)
+    rows = [(f"c{i:03d}", f"src-c{i}", collapsed(f"topic{i}")) for i in range(collapsed_n)]  # one word varies
+    rows += [(f"n{i:03d}", f"src-n{i}", qa_output(f"topic {i}", i)) for i in range(rows_total - collapsed_n)]
+    found = template_duplicates(rows, CheckConfig(), qa_strategy_template())
+    redundant = collapsed_n - 1  # one of them is kept
+    flagged = [k for k in found if k.startswith("c")]
+    assert len(flagged) >= 0.9 * redundant, (len(flagged), redundant)
+    assert not [k for k in found if k.startswith("n")]  # the real Q/A rows around them are untouched
+    measures = {
+        "rows": rows_total,
+        "kept_share": 1.0,
+        "repetition_share": 0.0,
+        "template_duplicate_share": len(found) / rows_total,
+    }
+    assert judge(measures, CheckConfig())["template_duplicate_share"]["severity"] == severity
+
+
+def test_the_strategys_own_phrases_stay_template_when_most_outputs_repeat_them():
+    """Outputs that repeat a phrase of the prompt itself (a worked example's stem) are not alike for it."""
+    from dataset_assets.rephrase.partition_checks import prompt_grams
+
+    stem = "Here are five questions a careful reader might ask about this subject"
+    template = frozenset(prompt_grams([f"Write questions. {stem}:\n{{document}}"]))
+    rows = [(f"r{i:02d}", f"s{i}", f"{stem}. " + distinct_english(i)[:120]) for i in range(12)]
+    assert template_duplicates(rows, CheckConfig(), template) == {}
