@@ -37,6 +37,7 @@ from dataset_assets.stats import STATS_SCHEMA
 from dataset_assets.stats.corpora import STATS, lake_texts, top_tokens_markdown
 from dataset_assets.stats.counting import count_into_lake, reference_text_batches, run_totals
 from dataset_assets.stats.divergence import DEFAULT_ALPHA
+from dataset_assets.stats.diversity import rows_markdown
 from dataset_assets.stats.plots import png_markdown
 from dataset_assets.stats.references import reference_sources
 from dataset_assets.stats.report import NOTES, CorpusReport, NoCounts, StaleVectors, corpus_report
@@ -277,6 +278,10 @@ def _stats_metadata(lake: Lake, report: CorpusReport, tokenizer_name: str) -> di
         "kl_matched_plot": MetadataValue.md(png_markdown("kl at the matched budget", report.kl_matched)),
         "matched_tokens": report.matched_tokens,
         "synthetic_quality": MetadataValue.md(markdown_table(quality["strategies"])),
+        "diversity": MetadataValue.md(rows_markdown(report.diversity) if report.diversity else "(no corpora)"),
+        "diversity_plot": MetadataValue.md(
+            png_markdown("diversity", report.diversity_plot) if report.diversity_plot else ""
+        ),
         "synthetic_quality_plot": MetadataValue.md(png_markdown("quality", report.quality_plot)),
         "synthetic_quality_by_mixture": MetadataValue.json(quality["mixtures"]),
         "smoothing": report.smoothing,

@@ -3,7 +3,7 @@ reference, written to the lake with its plots."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 from dataset_assets.stats import STATS_SCHEMA, Corpus, corpus_rows, rows_table
@@ -39,6 +39,8 @@ class CorpusReport:
     quality_plot: bytes
     matched_tokens: int = 0
     kl_matched: bytes = b""
+    diversity: list = field(default_factory=list)
+    diversity_plot: bytes = b""
 
 
 def matched_figures(
@@ -95,7 +97,39 @@ def corpus_report(
     )
     lake.put_bytes([STATS, "kl_matched.png"], kl_matched)
     quality, quality_plot = synthetic_quality(lake)
-    return CorpusReport(corpora, refs, rows, note, written, zipf, kl, quality, quality_plot, budget, kl_matched)
+    diversity, diversity_plot = _diversity(lake, corpora, refs, budget)
+    return CorpusReport(
+        corpora,
+        refs,
+        rows,
+        note,
+        written,
+        zipf,
+        kl,
+        quality,
+        quality_plot,
+        budget,
+        kl_matched,
+        diversity,
+        diversity_plot,
+    )
+
+
+def _diversity(lake, corpora: list[Corpus], refs: list[Corpus], budget: int) -> tuple[list[dict], bytes]:
+    """Natural, seeds and each strategy at one matched size: `corpus_stats/diversity.json` and its plot."""
+    from dataset_assets import settings
+    from dataset_assets.stats.diversity import diversity_png, diversity_table
+    from dataset_assets.stats.references import reference_corpus_documents, reference_sources
+
+    sources = reference_sources(settings.references_dir())
+    texts = {r.name: list(reference_corpus_documents(sources[r.name])) for r in refs if r.name in sources}
+    rows = diversity_table(lake, corpora, budget, texts)
+    if not rows:
+        return [], b""
+    plot = diversity_png(rows)
+    lake.put_json([STATS, "diversity.json"], rows)
+    lake.put_bytes([STATS, "diversity.png"], plot)
+    return rows, plot
 
 
 __all__ = ["CorpusReport", "NoCounts", "StaleVectors", "corpus_report"]

@@ -397,3 +397,13 @@ def test_every_compared_corpus_is_also_measured_at_the_smallest_ones_size_with_i
     assert env["lake"].exists(["corpus_stats", "kl_matched.png"])
     # Each counted partition keeps its documents' own counts beside its vector, for the bootstrap.
     assert env["lake"].has_partition("natural_unigrams_documents", {"shard": "s1"})
+
+
+def test_diversity_puts_natural_text_seeds_and_each_strategy_side_by_side_at_one_size(env):
+    rows = json.loads(env["lake"].get_bytes(["corpus_stats", "diversity.json"]))
+    assert sorted(r["corpus"] for r in rows) == sorted(["natural", "seeds", STRATEGY_A, STRATEGY_B])
+    assert len({r["matched_words"] for r in rows}) == 1 and rows[0]["matched_words"] > 0  # one matched size
+    for r in rows:
+        assert 0 < r["distinct_1"] <= 1 and 0 < r["compression_ratio"] < 1
+        assert 0 <= r["self_similarity_above_half"] <= 1 and set(r["reference_vocabulary_covered"]) == {"news", "wiki"}
+    assert env["lake"].exists(["corpus_stats", "diversity.png"]) and "diversity" in env["meta"]["stats"]

@@ -341,3 +341,19 @@ def test_a_corpus_smaller_than_a_configured_budget_is_reported_and_left_out():
         fine.figures["distinct_tokens"][0] <= 4
         and fine.by_reference["ref"]["kl"][1] <= fine.by_reference["ref"]["kl"][2]
     )
+
+
+def test_diversity_measures_by_hand():
+    from dataset_assets.stats.diversity import Sampled, measures, self_similarity
+
+    varied = [english(i, f"topic{i}") + " " + " ".join(f"word{i}x{j}" for j in range(40)) for i in range(6)]
+    twins = [varied[0]] * 3 + varied[3:6]
+    assert self_similarity(varied)[1] == 0.0  # nobody has a near twin
+    mean, share = self_similarity(twins)
+    assert share == pytest.approx(0.5) and mean > 0.5  # three copies of one document: half the corpus
+    m = measures(
+        Sampled("c", "strategy", ["a b c d", "a b e"], 7, [0.5, 0.7], numbers=4, unsupported=1), {"r": {"a", "z"}}
+    )
+    assert m["distinct_1"] == round(5 / 7, 4) and m["distinct_2"] == round(4 / 5, 4)  # rounded as partition measures are
+    assert m["reference_vocabulary_covered"] == {"r": 0.5} and m["source_word_share"] == pytest.approx(0.6)
+    assert m["unsupported_number_rate"] == 0.25 and m["documents"] == 2
