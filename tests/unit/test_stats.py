@@ -354,6 +354,8 @@ def test_diversity_measures_by_hand():
     m = measures(
         Sampled("c", "strategy", ["a b c d", "a b e"], 7, [0.5, 0.7], numbers=4, unsupported=1), {"r": {"a", "z"}}
     )
-    assert m["distinct_1"] == round(5 / 7, 4) and m["distinct_2"] == round(4 / 5, 4)  # rounded as partition measures are
+    assert m["distinct_1"] == round(5 / 7, 4) and m["distinct_2"] == round(
+        4 / 5, 4
+    )  # rounded as partition measures are
     assert m["reference_vocabulary_covered"] == {"r": 0.5} and m["source_word_share"] == pytest.approx(0.6)
     assert m["unsupported_number_rate"] == 0.25 and m["documents"] == 2
