@@ -177,7 +177,8 @@ def live(request, tmp_path_factory, tiny_model):
     try:
         with pytest.MonkeyPatch.context() as mp:  # this process reads the same instance (instance_at)
             for name, value in instance_env.items():
-                mp.setenv(name, value)
+                if name != "DAGSTER_HOME":
+                    mp.setenv(name, value)
             yield state
     finally:
         daemon.stop()

@@ -298,7 +298,8 @@ def dagster_dev(request, tmp_path_factory, artifacts):
         dev.start()
         with pytest.MonkeyPatch.context() as mp:  # this process reads the same instance
             for name, value in instance_env.items():
-                mp.setenv(name, value)
+                if name != "DAGSTER_HOME":
+                    mp.setenv(name, value)
             yield dev
     finally:
         dev.stop()

@@ -51,7 +51,10 @@ class PostgresServer:
         command = [str(self.bin / tool), *args]
         if self.as_root:
             command = ["runuser", "-u", "postgres", "--", *command]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        # The server outlives the test that (re)starts it: it must not carry that test's Dagster home, by
+        # which the daemon and UI fixtures find their orphans to kill.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")}
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
         if done.returncode != 0:
             raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
         return done
