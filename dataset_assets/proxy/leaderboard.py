@@ -145,6 +145,12 @@ def _fmt(value: Optional[float], digits: int = 3) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _why_no_r(r: Optional[float], mixtures: int) -> str:
+    if r is not None:
+        return ""
+    return " (needs three mixtures)" if mixtures < 3 else " (no spread in KL or bits per byte)"
+
+
 def markdown(recipe: str, board: dict) -> str:
     lines = [f"# Proxy leaderboard: {recipe}", ""]
     for b in board["boards"]:
@@ -180,7 +186,7 @@ def markdown(recipe: str, board: dict) -> str:
         r = c["pearson_r"]
         lines.append(
             f"KL to {c['eval_set']} against {c['proxy']}'s bits per byte over {c['mixtures']} mixtures: "
-            f"r = {_fmt(r, 2)}" + (" (needs three mixtures)" if r is None else "")
+            f"r = {_fmt(r, 2)}" + _why_no_r(r, c["mixtures"])
         )
     return "\n".join(lines).rstrip() + "\n"
 

@@ -149,6 +149,8 @@ def matched(
     support = np.flatnonzero(counts)
     p = counts[support] / total
     docs = _Documents(documents, support) if documents and len(documents) >= MIN_DOCUMENTS else None
+    if docs is not None and not docs.sizes.sum():
+        docs = None  # documents without counts cannot be drawn to any budget
     refs = {name: _Reference(ref, support) for name, ref in references.items() if ref.sum() > 0}
     rng = np.random.default_rng(seed)
     collected: dict[str, list[np.ndarray]] = {"distinct_tokens": [], "entropy_bits": []}

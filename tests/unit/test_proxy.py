@@ -299,6 +299,13 @@ def test_the_kl_correlation_and_the_agreement_between_tiers():
     # Both put syn30 ahead of syn0 and of syn100; they order syn0 and syn100 oppositely: 2 of 3 pairs agree.
     assert tiers["decision_accuracy_tiers"] == pytest.approx(2 / 3)
     assert leaderboard.recipe_of("demo-syn12.5") == "demo" and leaderboard.recipe_of("demo") == "demo"
+    # No r: the report says why (too few mixtures, or the same KL for all of them).
+    two = {k: v for k, v in kl.items() if k[0] != "m-syn100@v1"}
+    assert "(needs three mixtures)" in leaderboard.markdown("m", leaderboard.leaderboard(base, {}, two)["m"])
+    flat = {k: 1.0 for k in kl}
+    assert "(no spread in KL or bits per byte)" in leaderboard.markdown(
+        "m", leaderboard.leaderboard(base, {}, flat)["m"]
+    )
 
 
 def test_evaluation_rows_follow_the_data_contract(tmp_path):
