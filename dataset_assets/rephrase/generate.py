@@ -7,7 +7,6 @@ fingerprint of its inputs; a rerun skips every committed chunk whose three value
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +20,8 @@ from dataset_assets.rephrase.checks import RowScores, SourceView, first_reason, 
 from dataset_assets.rephrase.chunks import ChunkPlan, chunk_plans, plan_items
 from dataset_assets.rephrase.echo import PromptEcho
 from dataset_assets.rephrase.partition_checks import judge, partition_measures
-from dataset_assets.rephrase.postfilters import postfilter_flags, strip_preambles
+from dataset_assets.rephrase.postfilters import postfilter_flags
+from dataset_assets.rephrase.steps import run_steps, sampling_json
 from dataset_assets.rephrase.store import (
     ASSET,
     MANIFEST,
@@ -31,8 +31,8 @@ from dataset_assets.rephrase.store import (
     chunk_metadata,
     committed,
 )
-from dataset_assets.rephrase.strategies import Strategy, prompt_hash, render
-from resources.llm import ChatRequest, Completion, EngineUnavailable
+from dataset_assets.rephrase.strategies import Strategy, prompt_hash
+from resources.llm import Completion
 
 
 @dataclass
@@ -52,100 +52,28 @@ class PartitionStats:
     quality: dict = field(default_factory=dict)  # partition_checks.partition_measures of the partition
     checks: dict = field(default_factory=dict)  # partition_checks.judge: severity of each partition check
     manifest: dict = field(default_factory=dict)  # the finished partition's _manifest.json, once written
-
-
-def sampling_json(strategy: Strategy) -> str:
-    s = strategy.sampling
-    values = {"temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}
-    if s.repetition_penalty != 1.0:
-        values["repetition_penalty"] = s.repetition_penalty
-    if s.frequency_penalty:
-        values["frequency_penalty"] = s.frequency_penalty
-    return json.dumps(values, sort_keys=True)
-
-
-def _generate_isolated(engine, requests: list[ChatRequest]) -> list[Completion]:
-    """One batch; if the engine fails it as a whole, each request alone, so one bad request is one
-    dropped row. A dead engine or endpoint fails the partition instead: nothing is wrong with the
-    rows, and a rerun resumes from the committed chunks. So does a batch where every request fails
-    alone, which says the same about the engine."""
-    try:
-        return engine.generate(requests)
-    except EngineUnavailable:
-        raise
-    except Exception as batch_error:
-        out, failures = [], 0
-        for req in requests:
-            try:
-                out.extend(engine.generate([req]))
-            except EngineUnavailable:
-                raise
-            except Exception as exc:
-                failures += 1
-                out.append(
-                    Completion(req.request_id, "", 0, 0, "error", f"engine_error: {type(exc).__name__}: {exc}"[:500])
-                )
-        if len(requests) > 1 and failures == len(requests):
-            raise EngineUnavailable(f"every request of the batch failed alone too: {batch_error}") from batch_error
-        return out
-
-
-def run_steps(engine, strategy: Strategy, chunk: ChunkPlan) -> tuple[dict[str, Completion], dict[str, list[int]]]:
-    """Every step of the strategy over the chunk's items: (the last completion of each item, its
-    [prompt, completion] tokens over all steps). An item whose step failed takes no further step."""
-    values = {
-        it.item_id: {"document": it.text, **({"audience": it.audience} if it.audience else {})} for it in chunk.items
-    }
-    totals = {it.item_id: [0, 0] for it in chunk.items}
-    final: dict[str, Completion] = {}
-    alive = list(chunk.items)
-    s = strategy.sampling
-    for step_no, step in enumerate(strategy.steps):
-        requests = [
-            ChatRequest(
-                f"{it.item_id}:{step_no}",
-                render(step.messages, values[it.item_id]),
-                s.max_tokens,
-                s.temperature,
-                s.top_p,
-                s.repetition_penalty,
-                s.frequency_penalty,
-            )
-            for it in alive
-        ]
-        survivors = []
-        for it, comp in zip(alive, _generate_isolated(engine, requests)):
-            totals[it.item_id][0] += comp.prompt_tokens
-            totals[it.item_id][1] += comp.completion_tokens
-            final[it.item_id] = comp
-            if comp.finish_reason != "error":
-                # The next step reads the answer, not a "Sure, here is the outline:" line.
-                values[it.item_id]["previous"] = strip_preambles(comp.text)
-                survivors.append(it)
-        alive = survivors
-    return final, totals
+    generated_samples: int = 0  # best of n: samples generated at the last step, over every row
+    try_drops: Counter = field(default_factory=Counter)  # drop reason -> samples that did not become rows
+    rescued: int = 0  # kept rows made from a sample after the first
 
 
 def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, generator: str) -> list[dict]:
-    """Run every step of the strategy over the chunk's items; one row per item, post-filtered and checked."""
+    """Run every step of the strategy over the chunk's items; one row per item, post-filtered and checked.
+    With best of n, the row is the first sample that passes every row check (else the first sample); the
+    samples before it are tries, whose drop reasons the row keeps in `try_reasons`."""
     final, totals = run_steps(engine, strategy, chunk)
     rows = []
     phash, sampling = prompt_hash(strategy), sampling_json(strategy)
     echo = prompt_echo(strategy)
     for it in chunk.items:
         comp = final[it.item_id]
-        scores, error = RowScores(), comp.error
-        if comp.finish_reason == "error":
-            flags, text = [(comp.error or "engine_error").split(":", 1)[0]], ""
-        else:
-            flags, text = postfilter_flags(
-                comp.text, comp.finish_reason, comp.completion_tokens, it.input_tokens, strategy.postfilter
-            )
-            scores = safe_check_row(
-                text, SourceView.of(it.text, it.lang), strategy.checks, echo, language_probabilities
-            )
-            flags += scores.flags
-            error = error or scores.error
+        tried = [_checked(sample, it, strategy, echo) for sample in (comp, *comp.others)]
+        passed = next((k for k, (_, flags, _, _) in enumerate(tried) if not flags), None)
+        chosen = passed or 0
+        text, flags, scores, error = tried[chosen]
+        # The samples rejected before the row's: before the kept one, or every other one of a dropped row.
+        rejected = tried[:passed] if passed is not None else tried[1:]
+        try_reasons = [first_reason(f) for _, f, _, _ in rejected]
         rows.append(
             {
                 "id": it.item_id,
@@ -158,7 +86,7 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
                 "text": text,
                 "prompt_tokens": totals[it.item_id][0],
                 "completion_tokens": totals[it.item_id][1],
-                "finish_reason": comp.finish_reason,
+                "finish_reason": (comp.others[chosen - 1] if chosen else comp).finish_reason,
                 "kept": not flags,
                 "drop_reason": first_reason(flags),
                 "piece": it.piece,
@@ -168,10 +96,23 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
                 "error": error,
                 "flags": flags,
                 "duplicate_of": None,
+                "samples": len(tried),
+                "try_reasons": try_reasons,
                 **{k: getattr(scores, k) for k in SCORE_COLUMNS},
             }
         )
     return rows
+
+
+def _checked(comp: Completion, it, strategy: Strategy, echo: PromptEcho) -> tuple[str, list[str], RowScores, str]:
+    """(text, flags, scores, error) of one sample: post-filtered and put through every row check."""
+    if comp.finish_reason == "error":
+        return "", [(comp.error or "engine_error").split(":", 1)[0]], RowScores(), comp.error
+    flags, text = postfilter_flags(
+        comp.text, comp.finish_reason, comp.completion_tokens, it.input_tokens, strategy.postfilter
+    )
+    scores = safe_check_row(text, SourceView.of(it.text, it.lang), strategy.checks, echo, language_probabilities)
+    return text, flags + scores.flags, scores, comp.error or scores.error
 
 
 def prompt_echo(strategy: Strategy) -> PromptEcho:
@@ -265,6 +206,9 @@ def _manifest(strategy: Strategy, generator: str, seeds: list[dict], chunks: int
         "completion_tokens": stats.completion_tokens,
         "kept_completion_tokens": stats.kept_completion_tokens,
         "drops": dict(stats.drops),
+        "samples": stats.generated_samples,
+        "try_drops": dict(stats.try_drops),
+        "rescued": stats.rescued,
         "quality": stats.quality,
         "checks": stats.checks,
     }
@@ -278,8 +222,11 @@ def _count_tokens(stats: PartitionStats, table: pa.Table) -> None:
 def _count_rows(stats: PartitionStats, rows: list[dict]) -> None:
     for row in rows:
         stats.rows += 1
+        stats.generated_samples += row["samples"]
+        stats.try_drops.update(row["try_reasons"])
         if row["kept"]:
             stats.kept += 1
+            stats.rescued += bool(row["try_reasons"])
             stats.kept_completion_tokens += row["completion_tokens"] or 0
             if len(stats.samples) < 3:
                 stats.samples.append(row["text"][:600])

@@ -50,8 +50,15 @@ REPHRASED_SCHEMA = pa.schema(
         ("unsupported_numbers", pa.int32()),
         ("source_word_share", pa.float32()),
         ("language_score", pa.float32()),
+        # Best of n (the strategy's sampling.n): samples generated for the row at the last step, and the
+        # drop reason of each sample that did not become the row (tries, not rows; their tokens are in
+        # completion_tokens).
+        ("samples", pa.int32()),
+        ("try_reasons", pa.list_(pa.string())),
     ]
 )
+# Columns added after chunks were already committed, with the value an older chunk's rows had.
+LATER_COLUMNS = {"samples": 1, "try_reasons": []}
 SCORE_COLUMNS = (
     "repeated_ngram_share",
     "compression_ratio",
@@ -77,7 +84,14 @@ def committed(lake, directory: str, chunk: ChunkPlan, expected: dict[str, str]) 
     meta = {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
     if any(meta.get(k) != v for k, v in expected.items()):
         return None
-    return pq.read_table(path, filesystem=lake.fs)
+    table = pq.read_table(path, filesystem=lake.fs)
+    if table.schema.names != REPHRASED_SCHEMA.names:
+        # Written before a column was added: still the same generation, so it is completed, not redone,
+        # and rewritten whole (same footer) so that every file of the partition has one schema.
+        rows = [{**LATER_COLUMNS, **row} for row in table.to_pylist()]
+        table = pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA)
+        lake.write_parquet(path, table.to_batches(), REPHRASED_SCHEMA, expected)
+    return table
 
 
 def partition_status(
@@ -146,6 +160,8 @@ ROW_COLUMNS = [
     "flags",
     "duplicate_of",
     "completion_tokens",
+    "samples",
+    "try_reasons",
     *SCORE_COLUMNS,
 ]
 

@@ -50,6 +50,20 @@ def test_generate_returns_text_token_counts_and_finish_reasons(engine):
     assert engine.loads == 1 and engine.requests_sent == 4 and engine.busy_seconds > 0
 
 
+def test_n_samples_of_one_prompt_share_its_prefill(engine):
+    import dataclasses
+
+    sent = engine.requests_sent
+    out = engine.generate([dataclasses.replace(chat(0), temperature=1.0, n=3), chat(1)])
+    first, plain = out
+    samples = [first, *first.others]
+    assert len(samples) == 3 and plain.others == [] and engine.requests_sent == sent + 2
+    assert first.prompt_tokens > 0
+    assert [s.prompt_tokens for s in first.others] == [0, 0]  # the prompt was processed once
+    assert all(0 < s.completion_tokens <= 32 and s.finish_reason in ("stop", "length") for s in samples)
+    assert len({s.text for s in samples}) > 1  # three samples at temperature 1, not one answer three times
+
+
 def test_a_prompt_longer_than_the_context_is_one_error_completion(engine):
     out = engine.generate([chat(0), chat(1, words=400), chat(2)])
     assert out[1].finish_reason == "error" and out[1].error.startswith("context_length")

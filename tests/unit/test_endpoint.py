@@ -19,6 +19,7 @@ import pytest
 from dataset_assets.crawl.langid import language_probabilities
 from resources.endpoint import EndpointError, OpenAIEndpointEngine
 from resources.llm import ChatRequest
+from tests.conftest import SHARED
 
 
 def free_port() -> int:
@@ -60,9 +61,14 @@ def scripted_server():
                     data, status = b'{"object": "error"}', 200
                 elif step == "ok":
                     text = "Rewritten: " + body["messages"][-1]["content"][:40]
+                    n = body.get("n", 1)  # sample k repeats the text k times, so the samples differ in length
                     payload = {
-                        "choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                        "usage": {"prompt_tokens": 11, "completion_tokens": 7},
+                        "choices": [
+                            {"index": k, "message": {"role": "assistant", "content": " ".join([text] * (k + 1))}}
+                            | {"finish_reason": "stop"}
+                            for k in range(n)
+                        ],
+                        "usage": {"prompt_tokens": 11, "completion_tokens": 7 * n * (n + 1) // 2},
                     }
                     data, status = json.dumps(payload).encode(), 200
                 else:
@@ -90,6 +96,18 @@ def engine_for(url: str, **kw) -> OpenAIEndpointEngine:
 
 def req(i: int) -> ChatRequest:
     return ChatRequest(f"r{i}", [{"role": "user", "content": f"document {i}"}], max_tokens=16)
+
+
+def test_n_samples_come_back_from_one_request_with_the_billed_tokens_shared_by_length(scripted_server):
+    url, script = scripted_server([])
+    eng = engine_for(url, tokenizer_path=str(SHARED / "tokenizers" / "gpt2-tokenizer.json"))
+    one, plain = eng.generate([ChatRequest("r0", [{"role": "user", "content": "document 0"}], 16, n=3), req(1)])
+    assert script.calls == 2 and eng.requests_sent == 2  # one HTTP request per chat request, n or not
+    samples = [one, *one.others]
+    assert [s.text.count("Rewritten:") for s in samples] == [1, 2, 3]
+    assert [s.prompt_tokens for s in samples] == [11, 0, 0]  # one prefill
+    assert sum(s.completion_tokens for s in samples) == 42 and [s.completion_tokens for s in samples] == [7, 14, 21]
+    assert plain.others == [] and plain.completion_tokens == 7
 
 
 def test_500s_and_429s_are_retried_until_the_server_recovers(scripted_server):

@@ -145,7 +145,7 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
         (
             "temperature = 0.7",
             "temprature = 0.7",
-            "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, "
+            "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, n, "
             "repetition_penalty, temperature, top_p",
         ),
         ('method = "Test fixture"', 'method = "x"\nseed = 3', "demo.toml: unknown key seed: allowed keys here are"),
@@ -226,6 +226,8 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
             "repetition_penalty = 0",
             "demo.toml: sampling.repetition_penalty = 0: must be a number greater than 0 and at most 2",
         ),
+        ("temperature = 0.7", "n = 0", "demo.toml: sampling.n = 0: must be a whole number from 1 to 16"),
+        ("temperature = 0.7", "n = 17", "demo.toml: sampling.n = 17: must be a whole number from 1 to 16"),
         (
             'method = "Test fixture"',
             'method = "x"\naudiences = ["kids", "kids"]',
@@ -280,7 +282,7 @@ def test_prompt_hash_ignores_comments_whitespace_and_spelled_out_defaults(tmp_pa
     base = prompt_hash(load_strategy(write(tmp_path, MINIMAL)))
     reformatted = "# a comment\n" + MINIMAL.replace("temperature = 0.7", "temperature   =   0.70   # why 0.7\n\n")
     assert prompt_hash(load_strategy(write(tmp_path, reformatted))) == base
-    spelled_out = MINIMAL.replace("temperature = 0.7", "temperature = 0.7\ntop_p = 0.95\nmax_tokens = 1024")
+    spelled_out = MINIMAL.replace("temperature = 0.7", "temperature = 0.7\ntop_p = 0.95\nmax_tokens = 1024\nn = 1")
     assert prompt_hash(load_strategy(write(tmp_path, spelled_out))) == base
     reworded = MINIMAL.replace("A demo strategy.", "Different prose.").replace("Test fixture", "Another paper")
     assert prompt_hash(load_strategy(write(tmp_path, reworded))) == base  # description/method do not generate
@@ -290,6 +292,7 @@ def test_prompt_hash_ignores_comments_whitespace_and_spelled_out_defaults(tmp_pa
     "old,new",
     [
         ("temperature = 0.7", "temperature = 0.8"),
+        ("temperature = 0.7", "temperature = 0.7\nn = 2"),
         ("Rewrite this:", "Rewrite this: "),
         ('role = "system"', 'role = "user"'),
         ("[sampling]", "[input]\nmax_tokens = 1999\n[sampling]"),
