@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from dataset_assets.mixtures.card import dataset_card
+from dataset_assets.mixtures.component_measures import ComponentSampler, component_measures
 from dataset_assets.mixtures.index import load_index, token_counter
 from dataset_assets.mixtures.pull import CARD, LATEST, MANIFEST, MIXTURES, finished_versions, version_dirs
 from dataset_assets.mixtures.recipe import NATURAL, Recipe, UpstreamError
@@ -124,8 +125,9 @@ def _publish_variant(inputs: _Inputs, recipe: Recipe, parts: list[Partition], id
     staging = [STAGING, f"mixture-{uuid.uuid4().hex}"]
     try:
         provenance: dict[str, set] = {}
+        sampler = ComponentSampler({label: s["tokens"] for label, s in stats.items()})
         tables = fixed_size_tables(mixture_rows(con, inputs.texts_sql, recipe.shard_rows), recipe.shard_rows)
-        files = write_shards(lake, staging, observe_provenance(tables, provenance))
+        files = write_shards(lake, staging, sampler.observe(observe_provenance(tables, provenance)))
         written, picked = sum(f["rows"] for f in files.values()), sum(s["rows"] for s in stats.values())
         if written != picked:
             raise UpstreamError(
@@ -133,6 +135,10 @@ def _publish_variant(inputs: _Inputs, recipe: Recipe, parts: list[Partition], id
                 "id within one shard and component, or upstream files changed during the build"
             )
         manifest = _manifest(inputs, recipe, parts, identity, version, targets, stats, provenance, files)
+        by_component: dict[str, list[str]] = {}
+        for p in parts:
+            by_component.setdefault(p.component, []).extend(p.files)
+        manifest["component_measures"] = component_measures(lake, sampler, by_component)
         card = dataset_card(manifest).encode()
         lake.put_bytes([*staging, CARD], card)
         files[CARD] = entry(card)

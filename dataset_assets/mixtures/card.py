@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import yaml
 
+from dataset_assets.mixtures.component_measures import measures_markdown
+
 
 def dataset_card(manifest: dict) -> str:
     name, version = manifest["name"], manifest["version"]
@@ -33,8 +35,8 @@ def dataset_card(manifest: dict) -> str:
         lines.append(
             f"| {label} | {c['weight']:.4g} | {c['tokens']:,} | {share:.2%} | {c['rows']:,} | {c['repetition']:.3f} |"
         )
+    lines += ["", *measures_markdown(manifest.get("component_measures", {}))]
     lines += [
-        "",
         "Columns: `id`, `text`, `component` (`natural` or the rephrasing strategy), `source_id` (the seeds or",
         "rephrased row), `shard`, `seed_id`, `rephrased_id`, `tokens`, `repeat` (0 on first use), `prompt_hash`, "
         "`generator`.",

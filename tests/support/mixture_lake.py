@@ -84,10 +84,12 @@ def write_rephrased(
     prompt_hash: str = "p1",
     finished: bool = True,
     checks: dict | None = None,
+    text_of=None,  # (j, seed) -> a kept row's text, instead of the seed's text under a heading
 ) -> None:
     rows = []
     for j, seed in enumerate(seeds):
         kept = j % 5 != 4
+        text = text_of(j, seed) if text_of else f"{strategy.title()} rewrite. " + seed["text"][: 200 + 40 * (j % 7)]
         rows.append(
             {
                 "id": f"{seed['id']}-{strategy}",
@@ -97,12 +99,17 @@ def write_rephrased(
                 "prompt_hash": f"{strategy}-{prompt_hash}",
                 "generator": GENERATOR,
                 "sampling": json.dumps({"temperature": 0.7, "top_p": 0.95}),
-                "text": f"{strategy.title()} rewrite. " + seed["text"][: 200 + 40 * (j % 7)] if kept else "",
+                "text": text if kept else "",
                 "prompt_tokens": 100,
                 "completion_tokens": 80,
                 "finish_reason": "stop",
                 "kept": kept,
                 "drop_reason": None if kept else "too_short",
+                # What the row checks measure: 0.50-0.59 of the source's words kept; 2 numbers, 1 unsupported
+                # in every other row (a rate of 0.25).
+                "source_word_share": 0.5 + 0.01 * (j % 10),
+                "numbers": 2,
+                "unsupported_numbers": j % 2,
             }
         )
     key = {"shard": shard, "strategy": strategy}

@@ -19,6 +19,7 @@ from dataset_assets.mixtures.lineage import cmd_lineage, trace
 from dataset_assets.mixtures.pull import ChecksumError, VersionNotFoundError, cmd_pull, cmd_versions
 from dataset_assets.mixtures.recipe import RecipeError, UpstreamError, load_recipe
 from resources.lake import Lake
+from tests.conftest import distinct_english
 from tests.support.mixture_lake import STRATEGIES, TOKENIZER, make_lake, write_recipe, write_rephrased, write_shard
 
 WEIGHTS = {"natural": 0.7, "wikipedia": 0.1, "qa": 0.1, "summary": 0.1}
@@ -111,6 +112,48 @@ def test_manifest_records_recipe_upstream_versions_prompts_and_generator(publish
     assert manifest["prompt_hashes"] == {s: [f"{s}-p1"] for s in STRATEGIES}
     assert manifest["generator"] == ["tiny-llama@0000000"]
     assert json.loads(published["lake"].get_bytes(["mixtures", "mix", "latest.json"]))["version"] == "v1"
+
+
+def test_manifest_and_card_measure_every_component_at_the_same_size(published):
+    measured = published["result"].manifest["component_measures"]
+    components = measured["components"]
+    assert set(components) == set(WEIGHTS) and 0 < measured["matched_words"] <= 50_000
+    # Cut to one size: each within one document's words of the smallest sample.
+    assert all(c["matched_words"] == measured["matched_words"] for c in components.values())
+    assert (
+        components["natural"]["source_word_share"] is None and components["natural"]["unsupported_number_rate"] is None
+    )
+    for strategy in STRATEGIES:  # looked up from the rephrased rows the version holds
+        c = components[strategy]
+        assert 0.5 <= c["source_word_share"] <= 0.59 and 0.1 <= c["unsupported_number_rate"] <= 0.4
+        assert 0 < c["distinct_2"] <= 1 and 0 < c["compression_ratio"] < 1
+    card = published["lake"].get_bytes(["mixtures", "mix", "v1", "README.md"]).decode()
+    assert f"each cut to the same {measured['matched_words']:,} words" in card
+    assert re.search(r"\| qa \| 0\.\d{3} \| 0\.\d{3} \| 0\.\d{3} \| 0\.\d{3}, \d+\.\d% \| 0\.5\d \| \d+\.\d% \|", card)
+    assert re.search(r"\| natural \| .* \| - \| - \|", card)
+
+
+def test_a_collapsed_component_stands_out_in_the_card(tmp_path):
+    lake = make_lake(tmp_path / "lake")
+    for n, shard in enumerate(("shard-a", "shard-b")):
+        seeds = [s for s in lake.read_partition("seeds", {"shard": shard}).to_pylist() if s["kept"]]
+        # qa: real, different paragraphs (WikiText-2); summary: one paragraph with one word changed.
+        write_rephrased(lake, shard, "qa", seeds, text_of=lambda j, seed, n=n: distinct_english(100 * n + j))
+        write_rephrased(
+            lake,
+            shard,
+            "summary",
+            seeds,
+            text_of=lambda j, seed: (
+                "This article explains the main facts about the subject. It covers the background, "
+                f"the people involved and the outcome of event number {j} in some detail for the reader."
+            ),
+        )
+    (result,) = build(lake, write_recipe(tmp_path / "recipes", budget_tokens=8000))
+    components = result.manifest["component_measures"]["components"]
+    assert components["summary"]["self_similarity_above_half"] >= 0.9
+    assert components["qa"]["self_similarity_above_half"] <= 0.1
+    assert components["summary"]["distinct_2"] < components["qa"]["distinct_2"] / 2
 
 
 def test_same_inputs_reuse_the_version_and_write_nothing(published):
