@@ -9,6 +9,7 @@ A recipe (all token counts in the mixture tokenizer's tokens):
     shard_rows = 2_000          # rows per output Parquet file (the last file holds the rest)
     sweep = [0, 10, 50]         # optional: synthetic share in percent, one published variant each
     shards = ["a.warc.gz"]      # optional: restrict to these crawl shards (default: every shard)
+    evaluate = ["cpu-tiny"]     # optional: proxy specs automation trains and scores on every new version
 
     [[components]]
     source = "natural"          # kept seeds
@@ -83,6 +84,7 @@ class Recipe:
     path: str = field(default="", compare=False)
     variant_of: Optional[str] = None  # set on sweep variants
     synthetic_percent: Optional[float] = None
+    evaluate: tuple[str, ...] = ()  # proxy specs for every new version (never part of the identity)
 
     def content(self) -> dict:
         """Everything that decides the mixture's rows, canonical: hashed into the version identity."""
@@ -180,6 +182,7 @@ class RecipeFile(Table):
     shards: Annotated[
         Optional[list[str]], Rule("expected a non-empty list of shard keys (or leave it out to use every shard)")
     ] = None
+    evaluate: Annotated[list[str], Rule("expected a list of proxy spec names (proxies/<name>.toml)")] = []
 
 
 def _type_problem(where: str, data: Mapping, exc: ValidationError) -> RecipeError:
@@ -247,6 +250,7 @@ def parse_recipe(
         points,
         shards,
         where,
+        evaluate=tuple(dict.fromkeys(parsed.evaluate)),
     )
 
 

@@ -46,7 +46,7 @@ dedup_bands = StaticPartitionsDefinition(bucket_stage.partition_names(BAND_GROUP
 # publishes it or `dataset-assets evaluate` asks for it); a version's tokens are kept per tokenizer,
 # and each proxy run is a spec and a seed ("cpu-tiny.s0"), from the spec files when the definitions load.
 MIXTURE_TOKENS, PROXY_MODELS = AssetKey("mixture_tokens"), AssetKey("proxy_models")
-PROXY_EVALUATIONS = AssetKey("proxy_evaluations")
+PROXY_EVALUATIONS, PROXY_LEADERBOARD = AssetKey("proxy_evaluations"), AssetKey("proxy_leaderboard")
 mixture_versions = DynamicPartitionsDefinition(name="mixture_versions")
 
 
