@@ -11,7 +11,10 @@ Instruct, when REPHRASE_MODEL is unset). Reported per (strategy, n): rows, kept 
 later sample rescued, samples generated, every generated token (tries included) per kept row, engine
 seconds and output tokens per engine second.
 
-Throughput (`--bare-strategy`, default summary): for each n the asset's partition is timed against
+Modes (`--modes`): `retry` (the default: one sample at a time, another only for sources whose samples
+all failed a row check) and `parallel` (n samples at once, vLLM's `n`), each at every n > 1.
+
+Throughput (`--bare-strategy`, default summary): for each n the asset's partition (parallel mode) is timed against
 `LLM.chat(messages, SamplingParams(n=...))` over the same rendered messages on the same `vllm.LLM`
 object; the two sides alternate, `--repeats` times each, and the ratio of medians of output tokens per
 second is reported (goal >= 0.95x). The asset side includes planning, post-filters, every row check on
@@ -38,8 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import RESULTS, machine  # noqa: E402
 
 
-def with_n(strategy, n: int):
-    return dataclasses.replace(strategy, sampling=dataclasses.replace(strategy.sampling, n=n))
+def with_n(strategy, n: int, mode: str = "parallel"):
+    return dataclasses.replace(strategy, sampling=dataclasses.replace(strategy.sampling, n=n, n_mode=mode))
 
 
 def routed_seeds(seeds: list[dict], strategy, docs: int) -> list[dict]:
@@ -111,9 +114,11 @@ def main() -> int:
     parser.add_argument("--docs", type=int, default=16, help="kept seeds per strategy (the first it routes, by id)")
     parser.add_argument("--strategies", default="summary,wikipedia,qa")
     parser.add_argument("--n", default="1,2,4")
+    parser.add_argument("--modes", default="retry,parallel", help="best-of-n modes measured for each n > 1")
     parser.add_argument("--max-output-tokens", type=int, default=256)
     parser.add_argument("--bare-strategy", default="summary", help="'' skips the throughput comparison")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS / "best_of_n.json"))
     args = parser.parse_args()
 
     from dataset_assets.defs.resources import build_engine
@@ -137,11 +142,12 @@ def main() -> int:
         for name in args.strategies.split(","):
             base = with_output_cap(strategies[name], args.max_output_tokens)
             chosen = routed_seeds(seeds, base, args.docs)
-            for n in ns:
-                result = asset_run(engine, with_n(base, n), args.shard, chosen)
-                yields.setdefault(name, {})[str(n)] = {"documents": len(chosen), **result}
+            for n, mode in [(n, m) for n in ns for m in (args.modes.split(",") if n > 1 else ["-"])]:
+                result = asset_run(engine, with_n(base, n, mode if n > 1 else "retry"), args.shard, chosen)
+                key = str(n) if n == 1 else f"{n} {mode}"
+                yields.setdefault(name, {})[key] = {"documents": len(chosen), **result}
                 print(
-                    f"{name:10} n={n}  {result['kept']:3}/{result['rows']:<3} kept ({result['kept_share']:.0%}), "
+                    f"{name:10} n={key:11} {result['kept']:3}/{result['rows']:<3} kept ({result['kept_share']:.0%}), "
                     f"{result['rescued']} rescued, {result['generated_tokens_per_kept_row']} generated tokens per "
                     f"kept row, {result['output_tokens_per_s']} tok/s",
                     flush=True,
@@ -168,8 +174,8 @@ def main() -> int:
         "yield": yields,
         "throughput": {"strategy": args.bare_strategy, "repeats": args.repeats, "by_n": throughput},
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "best_of_n.json").write_text(json.dumps(out, indent=2, ensure_ascii=False))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 
 

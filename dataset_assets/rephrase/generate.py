@@ -61,13 +61,19 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
     """Run every step of the strategy over the chunk's items; one row per item, post-filtered and checked.
     With best of n, the row is the first sample that passes every row check (else the first sample); the
     samples before it are tries, whose drop reasons the row keeps in `try_reasons`."""
-    final, totals = run_steps(engine, strategy, chunk)
+    echo, verdicts = prompt_echo(strategy), {}
+
+    def checked(it, sample: Completion) -> tuple:
+        if id(sample) not in verdicts:  # each sample is checked once (retry rounds ask as they go)
+            verdicts[id(sample)] = _checked(sample, it, strategy, echo)
+        return verdicts[id(sample)]
+
+    final, totals = run_steps(engine, strategy, chunk, accept=lambda it, sample: not checked(it, sample)[1])
     rows = []
     phash, sampling = prompt_hash(strategy), sampling_json(strategy)
-    echo = prompt_echo(strategy)
     for it in chunk.items:
         comp = final[it.item_id]
-        tried = [_checked(sample, it, strategy, echo) for sample in (comp, *comp.others)]
+        tried = [checked(it, sample) for sample in (comp, *comp.others)]
         passed = next((k for k, (_, flags, _, _) in enumerate(tried) if not flags), None)
         chosen = passed or 0
         text, flags, scores, error = tried[chosen]

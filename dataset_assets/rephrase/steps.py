@@ -5,8 +5,10 @@ the one whose text becomes the row."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Optional
 
-from dataset_assets.rephrase.chunks import ChunkPlan
+from dataset_assets.rephrase.chunks import ChunkPlan, WorkItem
 from dataset_assets.rephrase.postfilters import strip_preambles
 from dataset_assets.rephrase.strategies import Strategy, render
 from resources.llm import ChatRequest, Completion, EngineUnavailable
@@ -20,7 +22,7 @@ def sampling_json(strategy: Strategy) -> str:
     if s.frequency_penalty:
         values["frequency_penalty"] = s.frequency_penalty
     if s.n > 1:
-        values["n"] = s.n
+        values["n"], values["n_mode"] = s.n, s.n_mode
     return json.dumps(values, sort_keys=True)
 
 
@@ -50,9 +52,14 @@ def _generate_isolated(engine, requests: list[ChatRequest]) -> list[Completion]:
         return out
 
 
-def run_steps(engine, strategy: Strategy, chunk: ChunkPlan) -> tuple[dict[str, Completion], dict[str, list[int]]]:
-    """Every step of the strategy over the chunk's items: (the last completion of each item, its
-    [prompt, completion] tokens over all steps). An item whose step failed takes no further step."""
+def run_steps(
+    engine, strategy: Strategy, chunk: ChunkPlan, accept: Optional[Callable[[WorkItem, Completion], bool]] = None
+) -> tuple[dict[str, Completion], dict[str, list[int]]]:
+    """Every step of the strategy over the chunk's items: (the last step's completion of each item, with
+    its other samples as `others`; its [prompt, completion] tokens over all steps and samples). An item
+    whose step failed takes no further step. Best of n at the last step: `parallel` asks for n samples
+    at once; `retry` (given `accept`) runs rounds of one sample, the next round only for the items none
+    of whose samples `accept` passed, at most n rounds."""
     values = {
         it.item_id: {"document": it.text, **({"audience": it.audience} if it.audience else {})} for it in chunk.items
     }
@@ -60,30 +67,42 @@ def run_steps(engine, strategy: Strategy, chunk: ChunkPlan) -> tuple[dict[str, C
     final: dict[str, Completion] = {}
     alive = list(chunk.items)
     s = strategy.sampling
-    last = len(strategy.steps) - 1
     for step_no, step in enumerate(strategy.steps):
-        requests = [
-            ChatRequest(
-                f"{it.item_id}:{step_no}",
-                render(step.messages, values[it.item_id]),
-                s.max_tokens,
-                s.temperature,
-                s.top_p,
-                s.repetition_penalty,
-                s.frequency_penalty,
-                s.n if step_no == last else 1,  # best of n: the text the row is made of
-            )
-            for it in alive
-        ]
+        last = step_no == len(strategy.steps) - 1
+        retry = last and s.n > 1 and s.n_mode == "retry" and accept is not None
+        samples: dict[str, list[Completion]] = {it.item_id: [] for it in alive}
+        pending = alive
+        for round_no in range(s.n if retry else 1):
+            requests = [
+                ChatRequest(
+                    f"{it.item_id}:{step_no}" + (f"#{round_no + 1}" if retry else ""),
+                    render(step.messages, values[it.item_id]),
+                    s.max_tokens,
+                    s.temperature,
+                    s.top_p,
+                    s.repetition_penalty,
+                    s.frequency_penalty,
+                    s.n if last and not retry else 1,  # best of n: the text the row is made of
+                )
+                for it in pending
+            ]
+            answers = _generate_isolated(engine, requests)
+            for it, comp in zip(pending, answers):
+                for sample in (comp, *comp.others):  # every generated token is paid for
+                    totals[it.item_id][0] += sample.prompt_tokens
+                    totals[it.item_id][1] += sample.completion_tokens
+                    samples[it.item_id].append(sample)
+            pending = [it for it, comp in zip(pending, answers) if retry and not accept(it, comp)]
+            if not pending:
+                break
         survivors = []
-        for it, comp in zip(alive, _generate_isolated(engine, requests)):
-            for sample in (comp, *comp.others):  # every generated token is paid for
-                totals[it.item_id][0] += sample.prompt_tokens
-                totals[it.item_id][1] += sample.completion_tokens
-            final[it.item_id] = comp
-            if comp.finish_reason != "error":
+        for it in alive:
+            first, *others = samples[it.item_id]
+            first.others = others
+            final[it.item_id] = first
+            if first.finish_reason != "error":
                 # The next step reads the answer, not a "Sure, here is the outline:" line.
-                values[it.item_id]["previous"] = strip_preambles(comp.text)
+                values[it.item_id]["previous"] = strip_preambles(first.text)
                 survivors.append(it)
         alive = survivors
     return final, totals

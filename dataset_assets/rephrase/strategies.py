@@ -54,6 +54,9 @@ class Sampling:
     repetition_penalty: float = 1.0  # vLLM's multiplicative penalty on tokens already present; 1.0 is off
     frequency_penalty: float = 0.0  # OpenAI-style additive penalty per earlier occurrence; 0 is off
     n: int = 1  # samples per source at the last step; the first that passes every row check is the row
+    # "retry": one sample at a time, another only while every sample so far failed a row check (tokens
+    # per kept row stay those of n = 1); "parallel": n samples at once (vLLM's n, one prefill)
+    n_mode: str = "retry"
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ def prompt_hash(strategy: Strategy) -> str:
         fields.pop(key)
     fields["hash_version"] = _HASH_VERSION
     # Fields added later hash only when set, so files that do not use them keep their hash.
-    for key, default in (("repetition_penalty", 1.0), ("frequency_penalty", 0.0), ("n", 1)):
+    for key, default in (("repetition_penalty", 1.0), ("frequency_penalty", 0.0), ("n", 1), ("n_mode", "retry")):
         if fields["sampling"].get(key) == default:
             fields["sampling"].pop(key)
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)

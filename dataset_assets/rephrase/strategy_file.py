@@ -68,6 +68,7 @@ class SamplingFile(Table):
     repetition_penalty: Number(0, 2, above_lo=True) = 1.0
     frequency_penalty: Number(-2, 2) = 0.0
     n: Integer(1, 16) = 1  # best of n: samples per source at the last step, the first that passes is kept
+    n_mode: Choice("retry", "parallel") = "retry"
 
 
 class InputFile(Table):

@@ -8,6 +8,7 @@ import json
 
 import pyarrow.parquet as pq
 
+from dataset_assets.rephrase.chunks import plan_items
 from dataset_assets.rephrase.generate import rephrase_partition
 from dataset_assets.rephrase.store import REPHRASED_SCHEMA, finished_partitions, partition_status
 from dataset_assets.rephrase.strategies import Strategy, load_strategy, prompt_hash
@@ -32,8 +33,8 @@ class FirstSampleLoops(ScriptedEngine):
         return out
 
 
-def with_n(strategy: Strategy, n: int) -> Strategy:
-    return dataclasses.replace(strategy, sampling=dataclasses.replace(strategy.sampling, n=n))
+def with_n(strategy: Strategy, n: int, mode: str = "retry") -> Strategy:
+    return dataclasses.replace(strategy, sampling=dataclasses.replace(strategy.sampling, n=n, n_mode=mode))
 
 
 def test_n_samples_rescue_rows_that_one_sample_loses_and_every_token_is_counted(tmp_path):
@@ -53,15 +54,44 @@ def test_n_samples_rescue_rows_that_one_sample_loses_and_every_token_is_counted(
     # counts the tries by reason.
     assert all(r["completion_tokens"] == 240 for r in rows) and two.completion_tokens == 6 * 240
     assert len(engine.seen) == 12 and json.loads(rows[0]["sampling"])["n"] == 2
+    assert json.loads(rows[0]["sampling"])["n_mode"] == "retry"
     ((_, _, manifest),) = finished_partitions(lake)
     assert manifest["samples"] == 12 and manifest["try_drops"] == {"repetition": 6} and manifest["rescued"] == 6
 
-    four = rephrase_partition(
-        Lake(root=str(tmp_path / "n4")), FirstSampleLoops(), with_n(qa, 4), "s1", seeds(6), chunk_docs=4
+    # Retry (the default) stops at the first passing sample: n = 4 costs what n = 2 did here.
+    lake4, retry = Lake(root=str(tmp_path / "n4")), FirstSampleLoops()
+    four = rephrase_partition(lake4, retry, with_n(qa, 4), "s1", seeds(6), chunk_docs=4)
+    assert four.kept == 6 and four.generated_samples == 12 and four.completion_tokens == 6 * 2 * 120
+    assert len(retry.seen) == 12 and all(r.n == 1 for r in retry.seen)
+    assert sorted({r.request_id.rsplit("#", 1)[1] for r in retry.seen}) == ["1", "2"]  # two rounds, not four
+    # Parallel asks for all four at once: the first passing one is the row, the two after it were generated
+    # (and paid for) but never needed.
+    parallel = rephrase_partition(
+        Lake(root=str(tmp_path / "p4")), FirstSampleLoops(), with_n(qa, 4, "parallel"), "s1", seeds(6), chunk_docs=4
     )
-    # The first passing sample is the row; the two after it were generated (and paid for) but never tried.
-    assert four.kept == 6 and four.generated_samples == 24 and dict(four.try_drops) == {"repetition": 6}
-    assert four.completion_tokens == 6 * 4 * 120
+    assert parallel.kept == 6 and parallel.generated_samples == 24 and dict(parallel.try_drops) == {"repetition": 6}
+    assert parallel.completion_tokens == 6 * 4 * 120
+    assert prompt_hash(with_n(qa, 4)) != prompt_hash(with_n(qa, 4, "parallel"))
+
+
+def test_retry_asks_again_only_for_the_rows_that_failed(tmp_path):
+    qa = load_strategy(PROMPTS / "qa.toml")
+    items = plan_items(seeds(6), qa, ScriptedEngine().tokenizer())
+    failing = {it.item_id for it in items[::2]}
+
+    class SomeLoopOnce(ScriptedEngine):
+        def _generate(self, requests):
+            out = super()._generate(requests)
+            for comp in out:
+                if comp.request_id.split(":")[0] in failing and comp.request_id.endswith("#1"):
+                    comp.text = LOOP
+            return out
+
+    engine = SomeLoopOnce()
+    stats = rephrase_partition(Lake(root=str(tmp_path)), engine, with_n(qa, 4), "s1", seeds(6), chunk_docs=8)
+    second_round = {r.request_id.split(":")[0] for r in engine.seen if r.request_id.endswith("#2")}
+    assert second_round == failing and len(engine.seen) == 6 + len(failing)
+    assert stats.kept == 6 and stats.rescued == len(failing) and stats.generated_samples == 6 + len(failing)
 
 
 def test_a_row_no_sample_saves_is_the_first_sample_with_the_others_as_tries(tmp_path):
@@ -97,9 +127,11 @@ def test_resume_with_n_reuses_committed_chunks_and_a_changed_n_redoes_them(tmp_p
     stats = rephrase_partition(lake, again, qa2, "s1", seeds(6), chunk_docs=2)
     assert again.seen == [] and stats.chunks_reused == 3 and stats.kept == 6 and stats.generated_samples == 12
     assert partition_status(lake, {"qa": qa2}, ["s1"], again.generator) == {("s1", "qa"): "current"}
-    assert partition_status(lake, {"qa": with_n(qa2, 4)}, ["s1"], again.generator) == {("s1", "qa"): "outdated"}
+    assert partition_status(lake, {"qa": with_n(qa2, 4, "parallel")}, ["s1"], again.generator) == {
+        ("s1", "qa"): "outdated"
+    }
     four = FirstSampleLoops()
-    stats = rephrase_partition(lake, four, with_n(qa2, 4), "s1", seeds(6), chunk_docs=2)
+    stats = rephrase_partition(lake, four, with_n(qa2, 4, "parallel"), "s1", seeds(6), chunk_docs=2)
     assert stats.chunks_generated == 3 and len(four.seen) == 24
 
 

@@ -145,7 +145,7 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
         (
             "temperature = 0.7",
             "temprature = 0.7",
-            "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, n, "
+            "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, n, n_mode, "
             "repetition_penalty, temperature, top_p",
         ),
         ('method = "Test fixture"', 'method = "x"\nseed = 3', "demo.toml: unknown key seed: allowed keys here are"),
@@ -228,6 +228,11 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
         ),
         ("temperature = 0.7", "n = 0", "demo.toml: sampling.n = 0: must be a whole number from 1 to 16"),
         ("temperature = 0.7", "n = 17", "demo.toml: sampling.n = 17: must be a whole number from 1 to 16"),
+        (
+            "temperature = 0.7",
+            'n_mode = "both"',
+            "demo.toml: sampling.n_mode = \"both\": must be one of 'retry', 'parallel'",
+        ),
         (
             'method = "Test fixture"',
             'method = "x"\naudiences = ["kids", "kids"]',
