@@ -9,15 +9,16 @@ a different mix per corpus until each holds `--tokens-per-corpus` tokens, so the
 way natural, seed and strategy corpora do. References: WikiText-2 test and ABC news.
 
 - `full`: what `corpus_stats` computed before matched figures: `stats.corpus_rows` (describe, KL, JS,
-  coverage and top tokens per corpus x reference).
-- `matched`: the same plus what it computes now: the matched budget (the smallest corpus) and
-  `stats.matched.matched` per corpus (100 bootstrap draws resampling whole documents), passed into
-  `corpus_rows`.
+  coverage and top tokens per corpus x reference) and its Zipf and KL plots.
+- `matched`: the same plus what it computes now: the matched budget (the smallest corpus),
+  `stats.matched.matched` per corpus (100 bootstrap draws resampling whole documents) passed into
+  `corpus_rows`, and the interval plot.
 
-Both read the same in-memory count vectors and documents (the lake reads are the same for both and
-are left out). Interleaved, medians reported; goal: matched at most 2x full. Memory: a fresh process
-computes the matched figures over 1, 4 and all of the corpora, one corpus's documents alive at a time
-as in `report.matched_figures`, and reports its peak RSS.
+Both read the same in-memory count vectors and documents (the lake reads, the same for both but for
+the per-document counts `matched` reads, are left out). Interleaved, medians reported; goal: matched
+at most 2x full. Memory: a fresh process computes the matched figures over 1, 4 and all of the
+corpora, one corpus's documents alive at a time as in `report.matched_figures`, and reports its peak
+RSS.
 
 Writes benchmarks/results/corpus_stats_matched.json.
 """
@@ -48,7 +49,7 @@ def pools() -> list[list[str]]:
     c4 = [json.loads(line)["text"] for line in gzip.open(SHARED / "crawl" / "c4-en-sample-1000.jsonl.gz", "rt")]
     cc = [json.loads(line)["text"] for line in gzip.open(SHARED / "crawl" / "cc-main-2019-30-docs.jsonl.gz", "rt")]
     wiki = [p for p in (SHARED / "quality" / "wikitext-2-valid.txt").read_text().split("\n \n") if len(p.split()) > 30]
-    abc = [p for p in (SHARED / "quality" / "abc-news-lee.txt").read_text().split("\n\n") if len(p.split()) > 20]
+    abc = [p for p in (SHARED / "quality" / "abc-news-lee.txt").read_text().splitlines() if len(p.split()) > 20]
     return [c4, cc, wiki, abc]
 
 
@@ -100,19 +101,35 @@ def corpora_of(pooled: list, n_corpora: int, tokens: int, seed: int = 0):
 
 
 def full(corpora_objs, ref_objs, decode) -> list:
+    """What corpus_stats computed before matched figures: the rows and its two plots."""
     from dataset_assets.stats import corpus_rows
+    from dataset_assets.stats.plots import kl_png, zipf_png
 
-    return corpus_rows(corpora_objs, ref_objs, decode, "gpt2", top_k=20)
+    rows = corpus_rows(corpora_objs, ref_objs, decode, "gpt2", top_k=20)
+    zipf_png({c.name: c.counts for c in corpora_objs}, {c.name: c.kind for c in corpora_objs}, "Zipf")
+    kl_png([(r["corpus"], r["reference"], r["kl_bits"]) for r in rows if r["reference"]], "KL")
+    return rows
 
 
 def with_matched(corpora_objs, ref_objs, docs_by_name, decode) -> list:
+    """The same plus the matched budget, every corpus's bootstrap and the interval plot."""
     from dataset_assets.stats import corpus_rows
     from dataset_assets.stats.matched import budget_for, matched
+    from dataset_assets.stats.plots import interval_png, kl_png, zipf_png
 
     budget = budget_for([int(c.counts.sum()) for c in corpora_objs])
     refs = {r.name: r.counts for r in ref_objs}
     figures = {c.name: matched(c.counts, refs, budget, documents=docs_by_name[c.name]) for c in corpora_objs}
-    return corpus_rows(corpora_objs, ref_objs, decode, "gpt2", top_k=20, matched_by_corpus=figures)
+    rows = corpus_rows(corpora_objs, ref_objs, decode, "gpt2", top_k=20, matched_by_corpus=figures)
+    zipf_png({c.name: c.counts for c in corpora_objs}, {c.name: c.kind for c in corpora_objs}, "Zipf")
+    kl_png([(r["corpus"], r["reference"], r["kl_bits"]) for r in rows if r["reference"]], "KL")
+    points = [
+        (r["corpus"], r["reference"], r["kl_bits_matched"], r["kl_bits_low"], r["kl_bits_high"])
+        for r in rows
+        if r["reference"] and r["kl_bits_matched"] is not None
+    ]
+    interval_png(points, "KL at the matched budget", "KL, bits")
+    return rows
 
 
 def memory_child(n_corpora: int, tokens: int) -> None:

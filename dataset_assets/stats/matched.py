@@ -80,11 +80,12 @@ def _kl(ref: _Reference, draws: np.ndarray, budget: int, vocab: int, alpha: floa
 
 def _js(ref: _Reference, draws: np.ndarray, budget: int) -> np.ndarray:
     q = draws / budget
-    p = ref.p_on_support
-    m = (p + q) / 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_p = np.where(p > 0, p * np.log2(np.where(p > 0, p, 1) / np.where(m > 0, m, 1)), 0).sum(axis=1)
-        kl_q = np.where(q > 0, q * np.log2(np.where(q > 0, q, 1) / np.where(m > 0, m, 1)), 0).sum(axis=1)
+    on = ref.position[ref.in_support]  # where the reference has mass on the corpus's support
+    p_on = ref.p[ref.in_support]
+    log_m = np.log2((ref.p_on_support + q) / 2, out=np.full_like(q, -np.inf), where=(ref.p_on_support + q) > 0)
+    kl_p = (p_on * (np.log2(p_on) - log_m[:, on])).sum(axis=1)
+    with np.errstate(invalid="ignore"):
+        kl_q = np.where(q > 0, q * (np.log2(q, out=np.zeros_like(q), where=q > 0) - log_m), 0.0).sum(axis=1)
     # Reference mass the corpus can never draw: there m = p / 2, so it adds p * log2(2) = p to KL(p || m).
     kl_p += ref.outside_mass.sum()
     return np.maximum(0.0, 0.5 * kl_p + 0.5 * kl_q)
@@ -102,22 +103,23 @@ class _Documents:
 
     def draw(self, rng: np.random.Generator, budget: int, width: int) -> np.ndarray:
         """Documents drawn with replacement until `budget` tokens, the last one thinned to fit."""
-        picked: list[int] = []
+        parts: list[np.ndarray] = []
         total = 0
         mean = max(1.0, self.sizes.mean())
         while total < budget:
             more = rng.integers(0, len(self.sizes), size=int((budget - total) / mean * 1.2) + 4)
-            for d in more:
-                picked.append(int(d))
-                total += int(self.sizes[d])
-                if total >= budget:
-                    break
-        whole, last = np.array(picked[:-1], dtype=np.int64), picked[-1]
-        row = np.bincount(self._entries_pos(whole), weights=self.counts[self._entries(whole)], minlength=width)
+            reached = total + np.cumsum(self.sizes[more])
+            stop = int(np.searchsorted(reached, budget))  # the first document that reaches the budget
+            parts.append(more[: stop + 1])
+            total = int(reached[min(stop, len(more) - 1)])
+        picked = np.concatenate(parts)
+        whole, last = picked[:-1], int(picked[-1])
+        entries = self._entries(whole)
+        row = np.bincount(self.positions[entries], weights=self.counts[entries], minlength=width)
         need = budget - int(self.sizes[whole].sum()) if len(whole) else budget
         span = slice(self.offsets[last], self.offsets[last] + self.lengths[last])
-        thinned = rng.multivariate_hypergeometric(self.counts[span], need)
-        np.add.at(row, self.positions[span], thinned)
+        # A document's token ids are distinct, so a plain indexed add is exact.
+        row[self.positions[span]] += rng.multivariate_hypergeometric(self.counts[span], need)
         return row
 
     def _entries(self, docs: np.ndarray) -> np.ndarray:

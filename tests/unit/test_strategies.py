@@ -145,8 +145,8 @@ def test_minimal_file_gets_documented_defaults(tmp_path):
         (
             "temperature = 0.7",
             "temprature = 0.7",
-            "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, n, n_mode, "
-            "repetition_penalty, temperature, top_p",
+            "demo.toml: unknown key sampling.temprature: allowed keys here are frequency_penalty, max_tokens, n, "
+            "n_mode, repetition_penalty, temperature, top_p",
         ),
         ('method = "Test fixture"', 'method = "x"\nseed = 3', "demo.toml: unknown key seed: allowed keys here are"),
         ('method = "Test fixture"', "method = 3", "demo.toml: method = 3: must be a non-empty string"),
