@@ -68,7 +68,10 @@ def generate_chunk(engine, strategy: Strategy, chunk: ChunkPlan, shard: str, gen
             verdicts[id(sample)] = _checked(sample, it, strategy, echo)
         return verdicts[id(sample)]
 
-    final, totals = run_steps(engine, strategy, chunk, accept=lambda it, sample: not checked(it, sample)[1])
+    def accept(it, sample: Completion) -> bool:  # an engine error is not retried: it would fail again
+        return sample.finish_reason == "error" or not checked(it, sample)[1]
+
+    final, totals = run_steps(engine, strategy, chunk, accept=accept)
     rows = []
     phash, sampling = prompt_hash(strategy), sampling_json(strategy)
     for it in chunk.items:

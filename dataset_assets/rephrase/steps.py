@@ -59,7 +59,8 @@ def run_steps(
     its other samples as `others`; its [prompt, completion] tokens over all steps and samples). An item
     whose step failed takes no further step. Best of n at the last step: `parallel` asks for n samples
     at once; `retry` (given `accept`) runs rounds of one sample, the next round only for the items none
-    of whose samples `accept` passed, at most n rounds."""
+    of whose samples `accept` took (the row's generate_chunk takes a sample that passes every row check,
+    or an engine error, which would only fail again), at most n rounds."""
     values = {
         it.item_id: {"document": it.text, **({"audience": it.audience} if it.audience else {})} for it in chunk.items
     }

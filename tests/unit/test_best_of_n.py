@@ -38,7 +38,7 @@ def with_n(strategy: Strategy, n: int, mode: str = "retry") -> Strategy:
 
 
 def test_n_samples_rescue_rows_that_one_sample_loses_and_every_token_is_counted(tmp_path):
-    qa = load_strategy(PROMPTS / "qa.toml")
+    qa = with_n(load_strategy(PROMPTS / "qa.toml"), 1)
     one = rephrase_partition(Lake(root=str(tmp_path / "n1")), FirstSampleLoops(), qa, "s1", seeds(6), chunk_docs=4)
     assert one.rows == 6 and one.kept == 0 and one.rescued == 0 and one.generated_samples == 6
     (reason,) = one.drops  # the loop's drop reason, the only one
@@ -111,12 +111,14 @@ def test_a_row_no_sample_saves_is_the_first_sample_with_the_others_as_tries(tmp_
 
 
 def test_one_sample_keeps_the_prompt_hash_and_rows_of_before(tmp_path):
-    qa = load_strategy(PROMPTS / "qa.toml")
-    assert qa.sampling.n == 1 and prompt_hash(with_n(qa, 1)) == prompt_hash(qa) != prompt_hash(with_n(qa, 2))
+    summary = load_strategy(PROMPTS / "summary.toml")
+    assert summary.sampling.n == 1 and prompt_hash(with_n(summary, 1)) == prompt_hash(summary)
+    assert prompt_hash(summary) != prompt_hash(with_n(summary, 2))
+    assert load_strategy(PROMPTS / "qa.toml").sampling.n == 4  # the shipped default where one try keeps too few
     lake = Lake(root=str(tmp_path))
-    rephrase_partition(lake, ScriptedEngine(), qa, "s1", seeds(3), chunk_docs=4)
-    rows = read_rows(lake, "s1", "qa")
-    assert all(r["samples"] == 1 and r["try_reasons"] == [] and r["kept"] for r in rows)
+    rephrase_partition(lake, ScriptedEngine(), summary, "s1", seeds(3), chunk_docs=4)
+    rows = read_rows(lake, "s1", "summary")
+    assert all(r["samples"] == 1 and r["try_reasons"] == [] for r in rows)
     assert "n" not in json.loads(rows[0]["sampling"])
 
 
@@ -133,6 +135,15 @@ def test_resume_with_n_reuses_committed_chunks_and_a_changed_n_redoes_them(tmp_p
     four = FirstSampleLoops()
     stats = rephrase_partition(lake, four, with_n(qa2, 4, "parallel"), "s1", seeds(6), chunk_docs=2)
     assert stats.chunks_generated == 3 and len(four.seen) == 24
+
+
+def test_an_engine_error_is_not_retried(tmp_path):
+    qa = load_strategy(PROMPTS / "qa.toml")  # n = 4, retry
+    items = plan_items(seeds(3), qa, ScriptedEngine().tokenizer())
+    engine = ScriptedEngine(fail_ids=[items[0].item_id])
+    stats = rephrase_partition(Lake(root=str(tmp_path)), engine, qa, "s1", seeds(3), chunk_docs=4)
+    assert [r.request_id.split(":")[0] for r in engine.seen].count(items[0].item_id) == 0  # its batch raised alone
+    assert stats.kept == 2 and dict(stats.drops) == {"engine_error": 1} and stats.generated_samples == 3
 
 
 def test_a_chunk_committed_before_the_best_of_n_columns_is_completed_not_regenerated(tmp_path):
