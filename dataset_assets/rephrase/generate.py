@@ -189,8 +189,9 @@ def _chunk_table(
     expected = chunk_metadata(strategy, engine.generator, chunk)
     table = committed(lake, directory, chunk, expected)
     if table is None:
+        sent = engine.requests_sent
         rows = generate_chunk(engine, strategy, chunk, shard, engine.generator)
-        stats.requests += len(chunk.items) * len(strategy.steps)
+        stats.requests += engine.requests_sent - sent  # retry rounds included
         table = pa.Table.from_pylist(rows, schema=REPHRASED_SCHEMA)
         lake.write_parquet(f"{directory}/{chunk.file_name}", table.to_batches(), REPHRASED_SCHEMA, expected)
         stats.chunks_generated += 1

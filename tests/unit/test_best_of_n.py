@@ -92,6 +92,7 @@ def test_retry_asks_again_only_for_the_rows_that_failed(tmp_path):
     second_round = {r.request_id.split(":")[0] for r in engine.seen if r.request_id.endswith("#2")}
     assert second_round == failing and len(engine.seen) == 6 + len(failing)
     assert stats.kept == 6 and stats.rescued == len(failing) and stats.generated_samples == 6 + len(failing)
+    assert stats.requests == 6 + len(failing)  # the run metadata's engine_requests counts the retry round
 
 
 def test_a_row_no_sample_saves_is_the_first_sample_with_the_others_as_tries(tmp_path):
