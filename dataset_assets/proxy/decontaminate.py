@@ -32,8 +32,7 @@ class Contamination:
         self.grams: set[int] = set()
         self.sentences: set[str] = set()
         for s in eval_sets:
-            texts = s.documents if s.kind == "text" else [t for good, bad, _ in s.pairs for t in (good, bad)]
-            for text in texts:
+            for text in s.texts():
                 words = _words(text)
                 if len(words) >= NGRAM:
                     self.grams |= _grams(words)

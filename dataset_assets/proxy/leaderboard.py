@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-LOWER_IS_BETTER = {"bits_per_byte"}
+LOWER_IS_BETTER = {"bits_per_byte", "gold_bits_per_byte"}
 _SWEEP = re.compile(r"-syn[0-9.]+$")
 
 

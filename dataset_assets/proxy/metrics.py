@@ -7,6 +7,10 @@
 - BLiMP minimal pairs: a pair is right only when the good sentence is strictly more likely than
   the bad one (a tie is wrong); also the mean log-probability margin in bits, which moves long
   before accuracy leaves chance (DataDecide).
+- multiple-choice questions (OLMES' ranked-classification form, as oe-eval/lm-eval score it): each
+  answer's log-likelihood after the question; accuracy (the right answer strictly most likely, raw
+  and per character of the answer) and the continuous metrics DataDecide found predictable at small
+  scale: the right answer's probability among the answers, and its bits per byte.
 
 `model(ids) -> logits` is any causal LM (a `transformers` model here).
 """
@@ -19,6 +23,7 @@ from collections import defaultdict
 import numpy as np
 
 LN2 = math.log(2)
+CHOICE_METRICS = ("accuracy", "accuracy_per_char", "correct_prob", "gold_bits_per_byte")
 
 
 def _token_logprobs(model, ids: list[int], window: int) -> np.ndarray:
@@ -102,6 +107,70 @@ def minimal_pairs(model, tokenizer, pairs: list[tuple[str, str, str]], window: i
         "pairs": len(chosen),
         "by_phenomenon": {k: v[0] / v[1] for k, v in sorted(by.items())},
     }
+
+
+def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], window: int, batch: int = 64) -> np.ndarray:
+    """log2 P(continuation | end-of-document token + context) for each (context, continuation); the
+    context is cut from the left so that the sequence fits `window` predictions."""
+    import torch
+
+    contexts = tokenizer.encode_batch([c for c, _ in pairs])
+    answers = tokenizer.encode_batch([a for _, a in pairs])
+    rows = []
+    for ctx, ans in zip(contexts, answers):
+        ans = ans.tolist()[-window:]
+        keep = max(0, window - len(ans))
+        rows.append(([tokenizer.eos_id, *ctx.tolist()][-(keep + 1) :], ans))
+    order = sorted(range(len(rows)), key=lambda i: sum(map(len, rows[i])))
+    scores = np.zeros(len(rows))
+    with torch.no_grad():
+        for start in range(0, len(order), batch):
+            group = [rows[i] for i in order[start : start + batch]]
+            width = max(len(c) + len(a) for c, a in group)
+            ids = torch.full((len(group), width), tokenizer.eos_id, dtype=torch.long)
+            scored = torch.zeros((len(group), width), dtype=torch.bool)  # positions whose token is the answer's
+            for i, (c, a) in enumerate(group):
+                ids[i, : len(c) + len(a)] = torch.tensor(c + a)
+                scored[i, len(c) : len(c) + len(a)] = True
+            logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+            picked = logp[:, :-1].gather(2, ids[:, 1:].unsqueeze(2)).squeeze(2) * scored[:, 1:]
+            scores[order[start : start + len(group)]] = (picked.sum(dim=1) / LN2).numpy()
+    return scores
+
+
+def multiple_choice(model, tokenizer, questions: list, window: int, limit: int) -> dict:
+    """{"accuracy", "accuracy_per_char", "correct_prob", "gold_bits_per_byte", "questions"} over at most
+    `limit` questions (spread over the set). A tie for the most likely answer counts as wrong."""
+    if hasattr(model, "eval"):
+        model.eval()
+    chosen = spread(questions, limit)
+    if not chosen:
+        raise ValueError("no questions to score")
+    logp = continuation_logprobs(model, tokenizer, [(q.context, c) for q in chosen for c in q.choices], window)
+    right = right_per_char = prob = gold_bits = gold_bytes = 0.0
+    at = 0
+    for q in chosen:
+        lp = logp[at : at + len(q.choices)]
+        at += len(q.choices)
+        per_char = lp / np.array([max(1, len(c)) for c in q.choices])
+        right += _strict_best(lp, q.gold)
+        right_per_char += _strict_best(per_char, q.gold)
+        odds = np.exp2(lp - lp.max())
+        prob += odds[q.gold] / odds.sum()
+        gold_bits -= lp[q.gold]
+        gold_bytes += len(q.choices[q.gold].encode("utf-8"))
+    n = len(chosen)
+    return {
+        "accuracy": right / n,
+        "accuracy_per_char": right_per_char / n,
+        "correct_prob": prob / n,
+        "gold_bits_per_byte": gold_bits / max(gold_bytes, 1),
+        "questions": n,
+    }
+
+
+def _strict_best(values: np.ndarray, gold: int) -> bool:
+    return bool(values[gold] > np.delete(values, gold).max())
 
 
 def spread(pairs: list, limit: int) -> list:

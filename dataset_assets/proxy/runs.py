@@ -115,9 +115,12 @@ def evaluate_run(
         if s.kind == "text":
             scored = metrics.bits_per_byte(model, tokenizer, s.documents, spec.sequence_length, spec.bytes_per_set)
             rows.append({**base, "eval_set": s.name, "metric": "bits_per_byte", "value": scored["bits_per_byte"]})
-        elif spec.blimp_pairs:
+        elif s.kind == "pairs" and spec.blimp_pairs:
             scored = metrics.minimal_pairs(model, tokenizer, s.pairs, spec.sequence_length, spec.blimp_pairs)
             rows.append({**base, "eval_set": s.name, "metric": "accuracy", "value": scored["accuracy"]})
             rows.append({**base, "eval_set": s.name, "metric": "margin_bits", "value": scored["margin_bits"]})
+        elif s.kind == "choices" and spec.choice_questions:
+            scored = metrics.multiple_choice(model, tokenizer, s.questions, spec.sequence_length, spec.choice_questions)
+            rows += [{**base, "eval_set": s.name, "metric": m, "value": scored[m]} for m in metrics.CHOICE_METRICS]
     store.write_evaluations(lake, key, rows)
     return rows

