@@ -2,8 +2,8 @@
 the measures `corpus_stats` gives per corpus (stats/diversity.py), over the rows the version holds,
 every component cut to the same number of words so that no figure differs by size alone.
 
-While the version's shards are written, each component's first uses (repeat 0) are sampled by a hash of
-the mixture row id, enough for CAP_WORDS words; then every component is cut to the smallest sample's
+While the version's shards are written, each component's first uses (repeat 0) are sampled by their
+mixture row id (itself a hash), enough for CAP_WORDS words; then every component is cut to the smallest sample's
 words (at most CAP_WORDS). For rephrased components the source-word share and the unsupported numbers
 come from their rephrased rows (looked up by `rephrased_id` in the partitions the version drew from).
 """
@@ -15,36 +15,36 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import xxhash
 
 from dataset_assets.mixtures.recipe import NATURAL
 from dataset_assets.stats.diversity import OVERSAMPLE, cut, measures
 
-CAP_WORDS = 50_000  # words measured per component; a hash-chosen sample of a larger component
+# Words measured per component (a hash-chosen sample of a larger one), and documents compared pairwise for
+# self-similarity: small enough that a version's build stays within 1.5x a bare DuckDB copy of its rows
+# (benchmarks/mixture_build.py); corpus_stats measures the whole corpora.
+CAP_WORDS = 5_000
+MAX_DOCS = 500
 TOKENS_PER_WORD = 1.3  # about, for English under GPT-2-like tokenizers: only sizes the sample
 SCORES = ["source_word_share", "numbers", "unsupported_numbers"]
 
 
 class ComponentSampler:
-    """Passes the version's tables through, keeping a fixed hash-chosen share of each component's rows."""
+    """Passes the version's tables through, keeping a fixed share of each component's first uses. A
+    mixture row's id is the hex of a hash (16 digits), so `id <= cut` picks a share with no hashing."""
 
     def __init__(self, component_tokens: dict[str, int], cap_words: int = CAP_WORDS):
         self.cap_words = cap_words
         wanted = OVERSAMPLE * cap_words * TOKENS_PER_WORD
-        self._cut = {c: int(min(1.0, wanted / max(t, 1)) * 2**64) - 1 for c, t in component_tokens.items()}
+        self._cut = {c: f"{min(2**64 - 1, int(wanted / max(t, 1) * 2**64)):016x}" for c, t in component_tokens.items()}
         self.rows: dict[str, list[dict]] = {c: [] for c in component_tokens}
 
     def observe(self, tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
         for table in tables:
             first = table.filter(pc.equal(table.column("repeat"), 0))
-            ids, labels = first.column("id").to_pylist(), first.column("component").to_pylist()
-            chosen = [
-                xxhash.xxh3_64_intdigest(i.encode()) <= self._cut.get(c, -1) for i, c in zip(ids, labels)
-            ]  # only the chosen rows' texts are turned into Python strings
-            picked = first.filter(pa.array(chosen, pa.bool_())).select(["id", "component", "text", "rephrased_id"])
-            for row in picked.to_pylist():
-                if row["text"]:
-                    self.rows[row["component"]].append(row)
+            for label, cut_at in self._cut.items():
+                mine = pc.and_(pc.equal(first.column("component"), label), pc.less_equal(first.column("id"), cut_at))
+                picked = first.filter(mine).select(["id", "component", "text", "rephrased_id"])
+                self.rows[label] += [row for row in picked.to_pylist() if row["text"]]
             yield table
 
 
@@ -77,7 +77,7 @@ def component_measures(lake, sampler: ComponentSampler, files_by_component: dict
             scores = _scores(lake, files_by_component.get(label, []), {r["rephrased_id"] for r in rows})
             rows = [{**r, **{k: scores.get(r["rephrased_id"], {}).get(k) for k in SCORES}} for r in rows]
         sampled = cut(label, "natural" if label == NATURAL else "strategy", rows, budget)
-        values = measures(sampled, {})
+        values = measures(sampled, {}, MAX_DOCS)
         values.pop("reference_vocabulary_covered")
         out[label] = {k: v for k, v in values.items() if k not in ("corpus", "kind")}
     return {"matched_words": budget, "components": out}

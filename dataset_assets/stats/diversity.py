@@ -78,16 +78,16 @@ def cut(name: str, kind: str, rows: list[dict], budget: int) -> Sampled:
     return out
 
 
-def self_similarity(texts: list[str]) -> tuple[float, float]:
-    """(mean highest MinHash Jaccard to another document, share above 0.5) over at most
-    MAX_SELF_SIMILARITY_DOCS documents with a 5-gram."""
+def self_similarity(texts: list[str], max_docs: int = MAX_SELF_SIMILARITY_DOCS) -> tuple[float, float]:
+    """(mean highest MinHash Jaccard to another document, share above 0.5) over at most `max_docs`
+    documents with a 5-gram."""
     hasher = MinHasher(PARAMS)
     signatures = []
     for text in texts:
         grams = word_shingles(fold(text).split(), PARAMS.ngram)
         if len(grams):
             signatures.append(hasher.signature(grams))
-        if len(signatures) >= MAX_SELF_SIMILARITY_DOCS:
+        if len(signatures) >= max_docs:
             break
     if len(signatures) < 2:
         return 0.0, 0.0
@@ -105,11 +105,11 @@ def words_of(text: str) -> set[str]:
     return set(fold(text).split())
 
 
-def measures(sampled: Sampled, reference_vocab: dict[str, set[str]]) -> dict:
+def measures(sampled: Sampled, reference_vocab: dict[str, set[str]], max_docs: int = MAX_SELF_SIMILARITY_DOCS) -> dict:
     text = "\n".join(sampled.texts)
     raw = text.encode("utf-8")
     vocab = words_of(text)
-    mean_sim, share_sim = self_similarity(sampled.texts)
+    mean_sim, share_sim = self_similarity(sampled.texts, max_docs)
     out = {
         "corpus": sampled.name,
         "kind": sampled.kind,

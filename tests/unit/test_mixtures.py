@@ -117,7 +117,7 @@ def test_manifest_records_recipe_upstream_versions_prompts_and_generator(publish
 def test_manifest_and_card_measure_every_component_at_the_same_size(published):
     measured = published["result"].manifest["component_measures"]
     components = measured["components"]
-    assert set(components) == set(WEIGHTS) and 0 < measured["matched_words"] <= 50_000
+    assert set(components) == set(WEIGHTS) and 0 < measured["matched_words"] <= 5_000
     # Cut to one size: each within one document's words of the smallest sample.
     assert all(c["matched_words"] == measured["matched_words"] for c in components.values())
     assert (
@@ -131,6 +131,33 @@ def test_manifest_and_card_measure_every_component_at_the_same_size(published):
     assert f"each cut to the same {measured['matched_words']:,} words" in card
     assert re.search(r"\| qa \| 0\.\d{3} \| 0\.\d{3} \| 0\.\d{3} \| 0\.\d{3}, \d+\.\d% \| 0\.5\d \| \d+\.\d% \|", card)
     assert re.search(r"\| natural \| .* \| - \| - \|", card)
+
+
+def test_the_card_sample_takes_a_fixed_share_of_each_components_first_uses():
+    import hashlib
+
+    import pyarrow as pa
+
+    from dataset_assets.mixtures.component_measures import OVERSAMPLE, TOKENS_PER_WORD, ComponentSampler
+
+    rows = [
+        {
+            "id": hashlib.md5(str(i).encode()).hexdigest()[:16],  # mixture ids are a hash's 16 hex digits
+            "component": "a" if i % 2 else "b",
+            "text": "word " * 10,
+            "rephrased_id": None,
+            "repeat": 1 if i % 7 == 0 else 0,
+        }
+        for i in range(8000)
+    ]
+    wanted = OVERSAMPLE * 1000 * TOKENS_PER_WORD  # tokens a 1,000-word sample needs, oversampled
+    sampler = ComponentSampler({"a": int(4 * wanted), "b": int(wanted / 2)}, cap_words=1000)
+    passed = list(sampler.observe(iter([pa.Table.from_pylist(rows[:5000]), pa.Table.from_pylist(rows[5000:])])))
+    assert sum(t.num_rows for t in passed) == 8000  # every row still goes to the shards
+    first_uses = {c: sum(1 for r in rows if r["component"] == c and r["repeat"] == 0) for c in "ab"}
+    assert abs(len(sampler.rows["a"]) - first_uses["a"] / 4) < 0.1 * first_uses["a"] / 4  # a quarter
+    assert len(sampler.rows["b"]) == first_uses["b"]  # a small component whole
+    assert all(r["component"] == "a" for r in sampler.rows["a"])
 
 
 def test_a_collapsed_component_stands_out_in_the_card(tmp_path):
