@@ -36,7 +36,7 @@ from dataset_assets.mixtures.sampling import (
     text_sources,
 )
 from dataset_assets.mixtures.shards import entry, fixed_size_tables, write_shards
-from dataset_assets.mixtures.upstream import Partition, check_availability, upstream_partitions
+from dataset_assets.mixtures.upstream import Partition, check_availability, files_by_component, upstream_partitions
 from resources.lake import STAGING, Lake
 
 __all__ = ["CODE_VERSION", "MIXTURE_SCHEMA", "Published", "build_mixtures"]
@@ -135,10 +135,7 @@ def _publish_variant(inputs: _Inputs, recipe: Recipe, parts: list[Partition], id
                 "id within one shard and component, or upstream files changed during the build"
             )
         manifest = _manifest(inputs, recipe, parts, identity, version, targets, stats, provenance, files)
-        by_component: dict[str, list[str]] = {}
-        for p in parts:
-            by_component.setdefault(p.component, []).extend(p.files)
-        manifest["component_measures"] = component_measures(lake, sampler, by_component)
+        manifest["component_measures"] = component_measures(lake, sampler, files_by_component(parts))
         card = dataset_card(manifest).encode()
         lake.put_bytes([*staging, CARD], card)
         files[CARD] = entry(card)

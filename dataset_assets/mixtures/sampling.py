@@ -16,7 +16,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from dataset_assets.mixtures.recipe import NATURAL, Recipe, UpstreamError
-from dataset_assets.mixtures.upstream import Partition
+from dataset_assets.mixtures.upstream import Partition, files_by_component
 from resources.lake import Lake
 
 # Bump when sampling or the row layout changes: every mixture then publishes a new version.
@@ -141,9 +141,7 @@ def _sql_list(files: tuple[str, ...] | list[str]) -> str:
 
 def text_sources(con, lake: Lake, parts: list[Partition]) -> str:
     """One relation over every kept upstream row the mixture may use: its text and lineage columns."""
-    by_component: dict[str, list[str]] = {}
-    for p in parts:
-        by_component.setdefault(p.component, []).extend(p.files)
+    by_component = files_by_component(parts)
     local = isinstance(lake.fs, pafs.LocalFileSystem)
     selects = []
     for i, (label, files) in enumerate(sorted(by_component.items())):

@@ -35,6 +35,14 @@ class Partition:
         return {"shard": self.shard, **({"strategy": self.strategy} if self.strategy else {})}
 
 
+def files_by_component(parts: list[Partition]) -> dict[str, list[str]]:
+    """Every upstream file of each component (`natural` or the strategy)."""
+    out: dict[str, list[str]] = {}
+    for p in parts:
+        out.setdefault(p.component, []).extend(p.files)
+    return out
+
+
 def partition_version(lake: Lake, asset: str, key: dict[str, str], files: list[str]) -> str:
     h = hashlib.sha256(json.dumps([asset, key], sort_keys=True).encode())
     for f in files:
